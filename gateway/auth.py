@@ -1,0 +1,168 @@
+"""Bearer token -> Principal (admin token, API keys, JWT), and the role rules the seeds set.
+
+Org admins see everything in their org; workspace admins see every conversation in the
+workspaces they manage plus their own; users see and prompt only their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from gateway.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+    from gateway.store import Conversation, Store
+
+ROLES = ("admin", "org_admin", "workspace_admin", "user")
+KEY_PREFIX = "cgw_"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """(key id, the key itself); the key embeds its id so a log line can name it safely."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    user_id: str
+    role: str
+    org_id: str | None = None
+    workspaces: frozenset[str] = field(default_factory=frozenset)
+    managed_workspaces: frozenset[str] = field(default_factory=frozenset)
+    name: str | None = None
+    family_name: str | None = None
+    email: str | None = None
+    key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def check_org(self, org_id: str) -> None:
+        """An org_id query parameter that is not the caller's org answers 403."""
+        if not self.is_admin and org_id != self.org_id:
+            raise Forbidden("org_id is not your organization", code="forbidden_org")
+
+    def in_org(self, org_id: str) -> bool:
+        return self.is_admin or org_id == self.org_id
+
+    def can_see(self, conv: Conversation) -> bool:
+        if conv.deleted_at is not None or not self.in_org(conv.org_id):
+            return False
+        if self.role in ("admin", "org_admin") or conv.created_by == self.user_id:
+            return True
+        return self.role == "workspace_admin" and conv.workspace_id in self.managed_workspaces
+
+    def can_prompt(self, conv: Conversation) -> bool:
+        return self.can_see(conv) and (
+            conv.created_by == self.user_id or self.role in ("admin", "org_admin")
+        )
+
+    def can_delete(self, conv: Conversation) -> bool:
+        return self.can_see(conv)
+
+    def can_use_workspace(self, workspace_id: str) -> bool:
+        if self.role in ("admin", "org_admin"):
+            return True
+        return workspace_id in self.workspaces or workspace_id in self.managed_workspaces
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.store = store
+        self._admin_digest = digest(settings.admin_token) if settings.admin_token else None
+        self._jwt_keys: dict[str, Any] = {}
+        if settings.jwt_secret:
+            self._jwt_keys["HS256"] = settings.jwt_secret
+        if settings.jwt_public_key:
+            for alg in ("RS256", "ES256"):
+                self._jwt_keys[alg] = settings.jwt_public_key
+
+    async def load(self) -> None:
+        """Without GATEWAY_ADMIN_TOKEN, `serve` generated one and stored only its hash."""
+        if self._admin_digest is None:
+            self._admin_digest = await self.store.admin_token_digest()
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("missing bearer token")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("expected 'Authorization: Bearer <token>'")
+        return await self.principal_for(token)
+
+    async def principal_for(self, token: str) -> Principal:
+        d = digest(token)
+        if self._admin_digest and hmac.compare_digest(d, self._admin_digest):
+            return Principal(user_id="admin", role="admin")
+        if token.startswith(KEY_PREFIX):
+            record = await self.store.get_api_key(d)
+            if record is None:
+                raise Unauthorized("unknown or revoked API key")
+            return principal_from_key(record)
+        if token.count(".") == 2 and self._jwt_keys:
+            return self._from_jwt(token)
+        raise Unauthorized("invalid token")
+
+    def _from_jwt(self, token: str) -> Principal:
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+            key = self._jwt_keys.get(alg)
+            if key is None:
+                raise Unauthorized(f"JWT algorithm {alg!r} is not accepted")
+            claims = jwt.decode(token, key, algorithms=[alg], options={"require": ["sub"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired", code="token_expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid JWT: {exc}") from None
+        role = claims.get("role", "user")
+        if role not in ("org_admin", "workspace_admin", "user"):
+            raise Unauthorized(f"invalid JWT: unknown role {role!r}")
+        org = claims.get("org_id")
+        if not isinstance(org, str) or not org:
+            raise Unauthorized("invalid JWT: missing org_id claim")
+        return Principal(
+            user_id=str(claims["sub"]),
+            role=role,
+            org_id=org,
+            workspaces=_str_set(claims.get("workspaces")),
+            managed_workspaces=_str_set(claims.get("managed_workspaces")),
+            name=claims.get("name"),
+            family_name=claims.get("family_name"),
+            email=claims.get("email"),
+        )
+
+
+def _str_set(value: Any) -> frozenset[str]:
+    if isinstance(value, list):
+        return frozenset(str(v) for v in value)
+    return frozenset()
+
+
+def principal_from_key(record: dict[str, Any]) -> Principal:
+    role = record["role"]
+    workspaces = frozenset(record.get("workspaces") or ())
+    return Principal(
+        user_id=record["user_id"],
+        role=role,
+        org_id=record["org_id"],
+        workspaces=workspaces,
+        managed_workspaces=workspaces if role == "workspace_admin" else frozenset(),
+        name=record.get("name"),
+        family_name=record.get("family_name"),
+        email=record.get("email"),
+        key_id=record["key_id"],
+    )

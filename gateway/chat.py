@@ -1,0 +1,247 @@
+"""The turn: load context, pre-policy, provider stream, during/post policy, record.
+
+`ChatService.prepare()` does everything that can still fail with an HTTP error (lookup,
+access, pre-policy, storing the user's message); `run()` then yields the normalized events
+that sse.py turns into frames. The assistant's message is stored before `End` is yielded,
+and on every exit path, a vanished client included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from gateway.auth import Principal
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.settings import ModelConfig, Settings
+from gateway.store import ChatSession, Conversation, Message, Store, Totals, new_id, now_ms
+from providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    Provider,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
+from providers.demo import estimate_tokens
+
+log = logging.getLogger("gateway.chat")
+
+HISTORY_LIMIT = 1000  # messages loaded per turn before trimming to the context window
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats count them
+
+
+# -- the normalized events a turn yields ---------------------------------------------------
+
+@dataclass(slots=True)
+class Start:
+    message_id: str
+    conversation_id: str
+    chat_session_id: str
+    model: str
+    user_message_id: str
+
+
+@dataclass(slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(slots=True)
+class ErrorEvent:
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class End:
+    message_id: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    totals: Totals | None
+    usage_estimated: bool = False
+    policy: list[dict[str, Any]] = field(default_factory=list)
+
+
+ChatEvent = Start | Delta | ErrorEvent | End
+
+
+@dataclass(slots=True)
+class Turn:
+    principal: Principal
+    conversation: Conversation
+    session: ChatSession
+    model: ModelConfig
+    provider: Provider
+    request: ChatRequest
+    user_message: Message
+    message_id: str = field(default_factory=new_id)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def build_context(
+    history: list[Message], prompt: str, *, context_window: int | None, max_output: int | None
+) -> list[ChatMessage]:
+    """Earlier messages of the conversation (all sessions, oldest first) plus the new
+    prompt, trimmed oldest-first so the estimate fits the model's context window."""
+    usable = [
+        m for m in history
+        if m.content and (
+            (m.role == "user" and m.status == "complete")
+            or (m.role == "assistant" and m.status in ("complete", "cancelled"))
+        )
+    ]
+    messages = [ChatMessage(m.role, m.content) for m in usable]  # type: ignore[arg-type]
+    messages.append(ChatMessage("user", prompt))
+    if context_window is None:
+        return messages
+    budget = context_window - (max_output or 0)
+    cost = [estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages]
+    if cost[-1] > budget:
+        raise BadRequest(
+            f"prompt needs about {cost[-1]} tokens; the model's context window leaves {budget}",
+            code="prompt_too_long",
+        )
+    keep, used = 0, 0
+    for c in reversed(cost):
+        if used + c > budget:
+            break
+        used += c
+        keep += 1
+    return messages[-keep:]
+
+
+class ChatService:
+    def __init__(self, settings: Settings, store: Store, providers: dict[str, Provider]) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+
+    async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
+        conv = await self.store.get_conversation(cid)
+        if conv is None or not principal.can_see(conv):
+            raise NotFound("conversation not found", code="conversation_not_found")
+        return conv
+
+    async def prepare(
+        self, principal: Principal, *, chat_session_id: str, prompt: str, org_id: str | None = None
+    ) -> Turn:
+        cid = await self.store.session_conversation_id(chat_session_id)
+        if cid is None:
+            raise NotFound("chat session not found", code="session_not_found")
+        conv, session, history = await self.store.load_turn_context(
+            cid, chat_session_id, HISTORY_LIMIT
+        )
+        if (
+            conv is None or session is None or not principal.can_see(conv)
+            or (org_id is not None and conv.org_id != org_id)
+        ):
+            raise NotFound("chat session not found", code="session_not_found")
+        if not principal.can_prompt(conv):
+            raise Forbidden("only the conversation's creator may prompt it")
+        model = self.settings.model(session.model_id)
+        if model is None:
+            raise NotFound(f"model {session.model_id!r} is not served", code="model_not_found")
+        if len(prompt) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"prompt is longer than {self.settings.max_prompt_chars} characters",
+                code="prompt_too_long",
+            )
+        messages = build_context(
+            history, prompt,
+            context_window=model.context_window, max_output=model.max_output_tokens,
+        )
+        user_message = Message(
+            id=new_id(), conversation_id=conv.id, chat_session_id=session.id, role="user",
+            content=prompt, status="complete", created_at=now_ms(), model_id=model.id,
+            user_id=principal.user_id,
+        )
+        # stored before the provider is called: a crash later still leaves the question
+        await self.store.append_message(user_message)
+        request = ChatRequest(
+            model=model.upstream_model, messages=messages, max_output_tokens=model.max_output_tokens
+        )
+        return Turn(
+            principal=principal, conversation=conv, session=session, model=model,
+            provider=self.providers[model.id], request=request, user_message=user_message,
+        )
+
+    async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        yield Start(
+            message_id=turn.message_id, conversation_id=turn.conversation.id,
+            chat_session_id=turn.session.id, model=turn.model.id,
+            user_message_id=turn.user_message.id,
+        )
+        parts: list[str] = []
+        usage: Usage | None = None
+        reason = "cancelled"  # what a vanished client leaves behind
+        error: ErrorEvent | None = None
+        stream = turn.provider.stream(turn.request)
+        try:
+            async for event in stream:
+                if type(event) is TextDelta:
+                    parts.append(event.text)
+                    yield Delta(event.text)
+                elif type(event) is Usage:
+                    usage = event
+                elif type(event) is Finish:
+                    reason = event.reason
+            if reason == "cancelled":  # the adapter ended without a Finish
+                reason = "stop"
+        except ProviderError as exc:
+            reason = "error"
+            error = ErrorEvent("provider_error", exc.message)
+        except Exception:
+            # a bug of ours must still end the stream by the contract and keep the partial text
+            log.exception("turn %s failed", turn.message_id)
+            reason = "error"
+            error = ErrorEvent("internal_error", "the gateway failed while streaming")
+        finally:
+            # shielded: a client that vanished cancels us, and the answer must still be kept
+            with anyio.CancelScope(shield=True):
+                await _close(stream)
+                end = await self._record(turn, "".join(parts), usage, reason, error)
+        if error is not None:
+            yield error
+        yield end
+
+    async def _record(
+        self, turn: Turn, text: str, usage: Usage | None, reason: str, error: ErrorEvent | None
+    ) -> End:
+        estimated = usage is None
+        if usage is None:
+            usage = Usage(
+                sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in turn.request.messages),
+                estimate_tokens(text),
+            )
+        status = {"stop": "complete", "length": "complete"}.get(reason, reason)
+        message = Message(
+            id=turn.message_id, conversation_id=turn.conversation.id,
+            chat_session_id=turn.session.id, role="assistant", content=text, status=status,
+            created_at=now_ms(), model_id=turn.model.id, user_id=turn.principal.user_id,
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            finish_reason=reason, usage_estimated=estimated,
+            error={"code": error.code, "message": error.message} if error else None,
+        )
+        totals = await self.store.finish_turn(message, turn.conversation.org_id)
+        return End(
+            message_id=turn.message_id, finish_reason=reason, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens, totals=totals, usage_estimated=estimated,
+        )
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except (ProviderError, asyncio.CancelledError, RuntimeError):
+            pass

@@ -1,0 +1,105 @@
+"""What every handler needs: the caller, a validated JSON body, bounded query integers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.auth import Principal
+from gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
+
+B = TypeVar("B", bound=BaseModel)
+MAX_JSON_DEPTH = 32
+
+
+class Body(BaseModel):
+    """Request bodies: strict types (no "1" for 1), unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+async def principal(request: Request) -> Principal:
+    return await request.app.state.gateway.auth.authenticate(request.headers.get("authorization"))
+
+
+def org_param(request: Request, caller: Principal) -> str:
+    org_id = request.query_params.get("org_id")
+    if not org_id:
+        raise ValidationFailed("org_id: query parameter is required")
+    caller.check_org(org_id)
+    return org_id
+
+
+def required_param(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise ValidationFailed(f"{name}: query parameter is required")
+    return value
+
+
+def int_param(request: Request, name: str, default: int, *, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name}: must be an integer") from None
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name}: must be between {lo} and {hi}")
+    return value
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+async def read_body(request: Request, model: type[B]) -> B:
+    limit = request.app.state.gateway.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not raw:
+        raise BadRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        data = json.loads(bytes(raw))
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+
+
+def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(data, status, headers)

@@ -1,0 +1,176 @@
+"""The Conversation Service API (seed 003), under /api/conversation, every route with ?org_id=."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import sse
+from gateway.auth import Principal
+from gateway.errors import Forbidden, NotFound
+from gateway.routes.common import Body, int_param, ok, org_param, principal, read_body, required_param
+from gateway.store import ChatSession, Conversation, Creator, Message, iso, new_id
+
+
+class CreateConversation(Body):
+    title: str = Field(min_length=1, max_length=500)
+    is_archived: bool = False
+    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class CreateSession(Body):
+    conversation_id: str = Field(min_length=1, max_length=200)
+    model_id: str = Field(min_length=1, max_length=200)
+
+
+class StreamChat(Body):
+    chat_session_id: str = Field(min_length=1, max_length=200)
+    message: str = Field(min_length=1)
+
+
+def conversation_json(c: Conversation) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "title": c.title,
+        "is_archived": c.is_archived,
+        "created_at": iso(c.created_at),
+        "updated_at": iso(c.updated_at),
+        "org_id": c.org_id,
+        "workspace_id": c.workspace_id,
+        "repo_id": c.repo_id,
+        "created_by": c.created_by,
+        "tokens_in": c.tokens_in,
+        "tokens_out": c.tokens_out,
+    }
+
+
+def session_json(s: ChatSession) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "conversation_id": s.conversation_id,
+        "model_id": s.model_id,
+        "status": s.status,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+    }
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "chat_session_id": m.chat_session_id,
+        "role": m.role,
+        "content": m.content,
+        "status": m.status,
+        "model_id": m.model_id,
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "finish_reason": m.finish_reason,
+        "usage_estimated": m.usage_estimated,
+        "created_at": iso(m.created_at),
+        **({"policy": m.policy} if m.policy else {}),
+        **({"error": m.error} if m.error else {}),
+    }
+
+
+def creator_of(p: Principal) -> Creator:
+    return Creator(id=p.user_id, name=p.name, last_name=p.family_name, email=p.email)
+
+
+async def _conversation_in_org(request: Request, caller: Principal, org_id: str, cid: str) -> Conversation:
+    conv = await request.app.state.gateway.chat.visible_conversation(caller, cid)
+    if conv.org_id != org_id:
+        raise NotFound("conversation not found", code="conversation_not_found")
+    return conv
+
+
+async def create(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    body = await read_body(request, CreateConversation)
+    workspace = body.workspace_id
+    if workspace is None and len(caller.workspaces) == 1:
+        workspace = next(iter(caller.workspaces))
+    if workspace is not None and not caller.can_use_workspace(workspace):
+        raise Forbidden(f"no access to workspace {workspace!r}")
+    conv = Conversation(
+        id=new_id(), org_id=org_id, title=body.title, is_archived=body.is_archived,
+        created_by=caller.user_id, creator=creator_of(caller), workspace_id=workspace,
+    )
+    await request.app.state.gateway.conversations.create(conv)
+    return ok(conversation_json(conv), 201)
+
+
+async def create_session(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    body = await read_body(request, CreateSession)
+    gw = request.app.state.gateway
+    conv = await _conversation_in_org(request, caller, org_id, body.conversation_id)
+    if not caller.can_prompt(conv):
+        raise Forbidden("only the conversation's creator may open sessions in it")
+    if gw.settings.model(body.model_id) is None:
+        raise NotFound(f"model {body.model_id!r} is not served", code="model_not_found")
+    session = await gw.store.create_session(
+        ChatSession(id=new_id(), conversation_id=conv.id, model_id=body.model_id)
+    )
+    return ok(session_json(session), 201)
+
+
+async def stream_chat(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    body = await read_body(request, StreamChat)
+    gw = request.app.state.gateway
+    turn = await gw.chat.prepare(
+        caller, chat_session_id=body.chat_session_id, prompt=body.message, org_id=org_id
+    )
+    return sse.sse_response(sse.encode(gw.chat.run(turn)), ping_interval=gw.settings.ping_interval)
+
+
+async def list_conversations(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    limit = int_param(request, "limit", 50, lo=1, hi=100)
+    offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
+    gw = request.app.state.gateway
+    convs, total = await gw.conversations.page(caller, org_id, offset=offset, limit=limit)
+    return ok({"conversations": [conversation_json(c) for c in convs], "total": total})
+
+
+async def get_with_sessions(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    cid = required_param(request, "conversation_id")
+    conv = await _conversation_in_org(request, caller, org_id, cid)
+    sessions = await request.app.state.gateway.store.get_sessions(conv.id)
+    return ok({**conversation_json(conv), "sessions": [session_json(s) for s in sessions]})
+
+
+async def messages(request: Request) -> Response:
+    caller = await principal(request)
+    org_id = org_param(request, caller)
+    cid = required_param(request, "conversation_id")
+    limit = int_param(request, "limit", 20, lo=1, hi=1000)
+    offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
+    conv = await _conversation_in_org(request, caller, org_id, cid)
+    msgs, total = await request.app.state.gateway.store.get_messages(conv.id, offset=offset, limit=limit)
+    return ok({
+        "messages": [message_json(m) for m in msgs], "total": total,
+        "limit": limit, "offset": offset,
+    })
+
+
+routes = [
+    Route("/api/conversation/create", create, methods=["POST"]),
+    Route("/api/conversation/create_session", create_session, methods=["POST"]),
+    Route("/api/conversation/stream_chat", stream_chat, methods=["POST"]),
+    Route("/api/conversation/list", list_conversations, methods=["GET"]),
+    Route("/api/conversation/get_with_sessions", get_with_sessions, methods=["GET"]),
+    Route("/api/conversation/messages", messages, methods=["GET"]),
+]

@@ -1,0 +1,221 @@
+"""The one reader of the environment and the TOML config file.
+
+`load_settings()` runs once at start and returns a frozen Settings passed down explicitly;
+nothing reads os.environ at import time or per request. The environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from providers.base import ModelSpec
+
+
+class ConfigError(Exception):
+    """A bad config file or environment value; str() is one line naming the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Frozen):
+    id: str = Field(min_length=1, max_length=200)
+    provider: Literal["openai", "anthropic", "demo"]
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_output_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    context_window: int | None = Field(default=None, gt=0, le=100_000_000)
+    connect_timeout: float = Field(default=10.0, gt=0, le=600)
+    read_timeout: float = Field(default=120.0, gt=0, le=3600)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    # demo only: milliseconds between streamed words, and words per answer
+    pace_ms: float = Field(default=20.0, ge=0, le=10_000)
+    answer_words: int = Field(default=60, ge=1, le=100_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.id
+
+    def default_key_env(self) -> str | None:
+        if self.api_key_env:
+            return self.api_key_env
+        return {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(self.provider)
+
+
+class RepositoryConfig(_Frozen):
+    id: str = Field(min_length=1, max_length=200)
+    workspace_id: str | None = None
+    org_id: str = Field(min_length=1, max_length=200)
+    model: str | None = None
+    api_key_env: str | None = None
+
+
+DEMO_MODEL = ModelConfig(id="demo", provider="demo")
+
+
+class Settings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    data_dir: Path = Path(".gateway")
+    admin_token: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    ping_interval: float = Field(default=15.0, gt=0, le=300)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+    log_level: str = "info"
+    models: tuple[ModelConfig, ...] = ()
+    repositories: tuple[RepositoryConfig, ...] = ()
+    policies: tuple[dict[str, Any], ...] = ()
+    # resolved from the environment at load time: variable name -> value
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        ids = [m.id for m in self.models]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"models: duplicate id {sorted(dup)[0]!r}")
+        known = set(ids) or {DEMO_MODEL.id}
+        for i, repo in enumerate(self.repositories):
+            if repo.model is not None and repo.model not in known:
+                raise ValueError(f"repositories[{i}].model: unknown model {repo.model!r}")
+        return self
+
+    @property
+    def served_models(self) -> tuple[ModelConfig, ...]:
+        return self.models or (DEMO_MODEL,)
+
+    def model(self, model_id: str) -> ModelConfig | None:
+        for m in self.served_models:
+            if m.id == model_id:
+                return m
+        return None
+
+    def model_spec(self, model: ModelConfig, *, api_key_env: str | None = None) -> ModelSpec:
+        env = api_key_env or model.default_key_env()
+        options: dict[str, Any] = {"max_retries": model.max_retries}
+        if model.provider == "demo":
+            options.update(pace_ms=model.pace_ms, answer_words=model.answer_words)
+        return ModelSpec(
+            id=model.id,
+            provider=model.provider,
+            model=model.upstream_model,
+            base_url=model.base_url,
+            api_key=self.secrets.get(env) if env else None,
+            max_output_tokens=model.max_output_tokens,
+            context_window=model.context_window,
+            connect_timeout=model.connect_timeout,
+            read_timeout=model.read_timeout,
+            options=options,
+        )
+
+
+# environment variable -> settings field
+ENV_FIELDS = {
+    "GATEWAY_REDIS_URL": "redis_url",
+    "GATEWAY_REDIS_CLUSTER": "redis_cluster",
+    "GATEWAY_DATA_DIR": "data_dir",
+    "GATEWAY_ADMIN_TOKEN": "admin_token",
+    "GATEWAY_JWT_SECRET": "jwt_secret",
+    "GATEWAY_JWT_PUBLIC_KEY": "jwt_public_key",
+    "GATEWAY_CORS_ORIGINS": "cors_origins",
+    "GATEWAY_PING_INTERVAL": "ping_interval",
+    "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
+    "GATEWAY_LOG_LEVEL": "log_level",
+}
+
+
+def _format_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the config file (if any), overlay the environment, then explicit overrides
+    (command-line flags). Raises ConfigError with a one-line message."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("GATEWAY_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    for var, field in ENV_FIELDS.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if field == "cors_origins":
+            data[field] = [o.strip() for o in value.split(",") if o.strip()]
+        elif field == "redis_cluster":
+            data[field] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            data[field] = value
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if "secrets" in data:
+        raise ConfigError("secrets: not a config field; name the variable with api_key_env")
+    wanted = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    for section in ("models", "repositories"):
+        for entry in data.get(section) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("api_key_env"), str):
+                wanted.add(entry["api_key_env"])
+    data["secrets"] = {k: env[k] for k in wanted if env.get(k)}
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+    _check_policies(settings)
+    return settings
+
+
+def _check_policies(settings: Settings) -> None:
+    """Validate [[policies]] with the policy engine's own model, so a bad entry stops start-up."""
+    try:
+        from gateway.policy.model import PolicySpec
+    except ImportError:  # the engine is optional in a stripped-down build
+        return
+    for i, raw in enumerate(settings.policies):
+        try:
+            PolicySpec.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"policies[{i}].{_format_error(exc)}") from None

@@ -1,0 +1,353 @@
+"""The only module that speaks Redis: key layout, atomic writes, counters and indexes.
+
+Every key of one conversation shares the hash tag {c:<id>}, every org-wide index and
+counter the tag {o:<org>}, so a Redis Cluster needs no data migration and no atomic
+operation spans two slots. A turn costs a fixed number of round trips, never one per token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+P = "gw:"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+def conv_key(cid: str) -> str:
+    return f"{P}{{c:{cid}}}"
+
+
+def sessions_key(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:s"
+
+
+def messages_key(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:m"
+
+
+def session_lookup_key(sid: str) -> str:
+    return f"{P}sess:{sid}"
+
+
+def org_index_key(org: str, dimension: str = "", value: str = "") -> str:
+    suffix = f":{dimension}:{value}" if dimension else ""
+    return f"{P}{{o:{org}}}:convs{suffix}"
+
+
+def org_usage_key(org: str) -> str:
+    return f"{P}{{o:{org}}}:usage"
+
+
+def api_key_key(digest: str) -> str:
+    return f"{P}key:{digest}"
+
+
+KEYS_INDEX = f"{P}keys"
+ADMIN_TOKEN_KEY = f"{P}admin_token_sha256"
+
+
+# -- records ------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Creator:
+    id: str
+    name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    org_id: str
+    title: str
+    created_by: str
+    creator: Creator
+    workspace_id: str | None = None
+    repo_id: str | None = None
+    is_archived: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    deleted_at: int | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "org_id": self.org_id,
+            "title": self.title,
+            "created_by": self.created_by,
+            "creator": json.dumps(asdict(self.creator)),
+            "workspace_id": self.workspace_id or "",
+            "repo_id": self.repo_id or "",
+            "is_archived": "1" if self.is_archived else "0",
+            "created_at": str(self.created_at),
+            "updated_at": str(self.updated_at),
+            "tokens_in": str(self.tokens_in),
+            "tokens_out": str(self.tokens_out),
+        }
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Conversation:
+        return cls(
+            id=h["id"],
+            org_id=h["org_id"],
+            title=h.get("title", ""),
+            created_by=h["created_by"],
+            creator=Creator(**json.loads(h.get("creator") or '{"id": ""}')),
+            workspace_id=h.get("workspace_id") or None,
+            repo_id=h.get("repo_id") or None,
+            is_archived=h.get("is_archived") == "1",
+            created_at=int(h.get("created_at", 0)),
+            updated_at=int(h.get("updated_at", 0)),
+            tokens_in=int(h.get("tokens_in", 0)),
+            tokens_out=int(h.get("tokens_out", 0)),
+            deleted_at=int(h["deleted_at"]) if h.get("deleted_at") else None,
+        )
+
+
+@dataclass(slots=True)
+class ChatSession:
+    id: str
+    conversation_id: str
+    model_id: str
+    status: str = "active"
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    role: str  # user | assistant
+    content: str
+    status: str  # complete | error | cancelled | blocked
+    created_at: int
+    chat_session_id: str | None = None
+    model_id: str | None = None
+    user_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    usage_estimated: bool = False
+    policy: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, str] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Message:
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class Totals:
+    tokens_in: int
+    tokens_out: int
+
+
+# The assistant's message and the conversation counters it moves, in one atomic step.
+_FINISH_TURN = """
+redis.call('RPUSH', KEYS[2], ARGV[1])
+local tin = redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
+local tout = redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+return {tin, tout}
+"""
+
+
+class Store:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._finish_turn = redis.register_script(_FINISH_TURN)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def create_conversation(self, conv: Conversation, index_keys: list[str]) -> Conversation:
+        conv.created_at = conv.updated_at = conv.created_at or now_ms()
+        await self.redis.hset(conv_key(conv.id), mapping=conv.to_hash())
+        # the org-tagged indexes live in another slot: a second, separate step
+        pipe = self.redis.pipeline(transaction=False)
+        for key in index_keys:
+            pipe.zadd(key, {conv.id: conv.created_at})
+        await pipe.execute()
+        return conv
+
+    async def get_conversation(self, cid: str) -> Conversation | None:
+        h = await self.redis.hgetall(conv_key(cid))
+        return Conversation.from_hash(h) if h else None
+
+    async def get_conversations(self, ids: list[str]) -> list[Conversation]:
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hgetall(conv_key(cid))
+        return [Conversation.from_hash(h) for h in await pipe.execute() if h]
+
+    async def page_index(
+        self, groups: list[list[str]], *, offset: int, limit: int,
+        since_ms: int | None = None, until_ms: int | None = None,
+    ) -> tuple[list[str], int]:
+        """Newest first from a union of intersections of org indexes (all in one slot).
+        One key: O(log N + limit). Several: a temporary key, built and dropped in one
+        MULTI, costing the size of the sets involved."""
+        lo = "-inf" if since_ms is None else since_ms
+        hi = "+inf" if until_ms is None else until_ms
+        if len(groups) == 1 and len(groups[0]) == 1:
+            key = groups[0][0]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrevrangebyscore(key, hi, lo, start=offset, num=limit)
+            pipe.zcount(key, lo, hi)
+            ids, total = await pipe.execute()
+            return ids, total
+        tmp = f"{groups[0][0]}:tmp:{uuid.uuid4().hex}"
+        pipe = self.redis.pipeline(transaction=True)
+        parts = []
+        for i, keys in enumerate(groups):
+            if len(keys) == 1:
+                parts.append(keys[0])
+            else:
+                part = f"{tmp}:{i}"
+                pipe.zinterstore(part, keys, aggregate="MIN")
+                parts.append(part)
+        pipe.zunionstore(tmp, parts, aggregate="MIN")
+        pipe.zrevrangebyscore(tmp, hi, lo, start=offset, num=limit)
+        pipe.zcount(tmp, lo, hi)
+        pipe.delete(tmp, *[p for p in parts if p.startswith(tmp)])
+        results = await pipe.execute()
+        return results[-3], results[-2]
+
+    # -- chat sessions ------------------------------------------------------------------
+
+    async def create_session(self, session: ChatSession) -> ChatSession:
+        session.created_at = session.updated_at = now_ms()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(sessions_key(session.conversation_id), session.id, json.dumps(asdict(session)))
+        pipe.hset(conv_key(session.conversation_id), "updated_at", str(session.updated_at))
+        await pipe.execute()
+        await self.redis.set(session_lookup_key(session.id), session.conversation_id)
+        return session
+
+    async def session_conversation_id(self, sid: str) -> str | None:
+        return await self.redis.get(session_lookup_key(sid))
+
+    async def get_sessions(self, cid: str) -> list[ChatSession]:
+        raw = await self.redis.hvals(sessions_key(cid))
+        sessions = [ChatSession(**json.loads(r)) for r in raw]
+        sessions.sort(key=lambda s: (s.created_at, s.id))
+        return sessions
+
+    async def load_turn_context(
+        self, cid: str, sid: str, history_limit: int
+    ) -> tuple[Conversation | None, ChatSession | None, list[Message]]:
+        """Conversation, session and the last history_limit messages, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(conv_key(cid))
+        pipe.hget(sessions_key(cid), sid)
+        pipe.lrange(messages_key(cid), -history_limit, -1)
+        h, raw_session, raw_messages = await pipe.execute()
+        conv = Conversation.from_hash(h) if h else None
+        session = ChatSession(**json.loads(raw_session)) if raw_session else None
+        return conv, session, [Message.from_json(m) for m in raw_messages]
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def append_message(self, msg: Message) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(messages_key(msg.conversation_id), msg.to_json())
+        pipe.hset(conv_key(msg.conversation_id), "updated_at", str(msg.created_at))
+        await pipe.execute()
+
+    async def finish_turn(self, msg: Message, org_id: str) -> Totals:
+        """Store the assistant's message and move the conversation's token counters
+        atomically; then the org's usage counters (another slot) in the same round trip
+        on a single Redis."""
+        cid = msg.conversation_id
+        pipe = self.redis.pipeline(transaction=False)
+        await self._finish_turn(  # queued in the pipeline, not sent yet
+            keys=[conv_key(cid), messages_key(cid)],
+            args=[msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms()],
+            client=pipe,
+        )
+        usage = org_usage_key(org_id)
+        pipe.hincrby(usage, "tokens_in", msg.input_tokens)
+        pipe.hincrby(usage, "tokens_out", msg.output_tokens)
+        if msg.model_id:
+            pipe.hincrby(usage, f"tokens_in:{msg.model_id}", msg.input_tokens)
+            pipe.hincrby(usage, f"tokens_out:{msg.model_id}", msg.output_tokens)
+        results = await pipe.execute()
+        tin, tout = results[0]
+        return Totals(int(tin), int(tout))
+
+    async def get_messages(self, cid: str, *, offset: int, limit: int) -> tuple[list[Message], int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(messages_key(cid), offset, offset + limit - 1)
+        pipe.llen(messages_key(cid))
+        raw, total = await pipe.execute()
+        return [Message.from_json(r) for r in raw], total
+
+    async def org_usage(self, org: str) -> dict[str, int]:
+        return {k: int(v) for k, v in (await self.redis.hgetall(org_usage_key(org))).items()}
+
+    # -- credentials --------------------------------------------------------------------
+
+    async def admin_token_digest(self) -> str | None:
+        return await self.redis.get(ADMIN_TOKEN_KEY)
+
+    async def set_admin_token_digest(self, digest: str) -> bool:
+        """First writer wins, so two workers starting together agree on one token."""
+        return bool(await self.redis.set(ADMIN_TOKEN_KEY, digest, nx=True))
+
+    async def save_api_key(self, digest: str, record: dict[str, Any]) -> None:
+        await self.redis.set(api_key_key(digest), json.dumps(record))
+        await self.redis.hset(KEYS_INDEX, record["key_id"], json.dumps({**record, "digest": digest}))
+
+    async def get_api_key(self, digest: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(api_key_key(digest))
+        return json.loads(raw) if raw else None
+
+    async def list_api_keys(self) -> list[dict[str, Any]]:
+        rows = [json.loads(v) for v in (await self.redis.hvals(KEYS_INDEX))]
+        for row in rows:
+            row.pop("digest", None)
+        return sorted(rows, key=lambda r: r.get("created_at", 0))
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        raw = await self.redis.hget(KEYS_INDEX, key_id)
+        if raw is None:
+            return False
+        record = json.loads(raw)
+        await self.redis.delete(api_key_key(record["digest"]))
+        await self.redis.hdel(KEYS_INDEX, key_id)
+        return True

@@ -1,0 +1,122 @@
+"""The OpenAI Chat Completions adapter (also for OpenAI-compatible servers: vLLM, Ollama, ...).
+
+Streams through the official SDK's raw response and parses the SSE itself: no model per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from providers import wire
+from providers.base import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    ModelSpec,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
+
+
+class OpenAIProvider:
+    """spec.options: max_retries (SDK retries before the first byte, default 2);
+    max_tokens_param ("max_tokens", the default that vLLM/Ollama understand, or
+    "max_completion_tokens" for OpenAI's reasoning models, which reject max_tokens);
+    include_usage (default True; off for servers that refuse stream_options)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self._client = openai.AsyncOpenAI(
+            api_key=spec.api_key or "unused",  # local servers want no key, the SDK insists on one
+            base_url=spec.base_url,
+            timeout=openai.Timeout(spec.read_timeout, connect=spec.connect_timeout),
+            max_retries=spec.options.get("max_retries", 2),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+        options = self.spec.options
+        arguments: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+        }
+        if options.get("include_usage", True):
+            arguments["stream_options"] = {"include_usage": True}
+        max_tokens = request.max_output_tokens or self.spec.max_output_tokens
+        if max_tokens:
+            arguments[options.get("max_tokens_param", "max_tokens")] = max_tokens
+        if request.temperature is not None:
+            arguments["temperature"] = request.temperature
+        return arguments
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        create = self._client.chat.completions.with_streaming_response.create
+        try:
+            # Leaving this block closes the response (the manager's __aexit__ is our finally),
+            # whether the stream ended, raised, or the consumer closed us at a yield.
+            async with create(**self._arguments(request)) as response:
+                async for event in _events(response.iter_bytes()):
+                    yield event
+        except openai.APIStatusError as exc:
+            raise wire.status_error(exc.status_code, exc.message, exc.response.headers) from exc
+        except openai.APITimeoutError as exc:
+            raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderError(f"upstream connection failed: {exc.message}", kind="connection") from exc
+        except wire.TRANSPORT_ERRORS as exc:
+            raise wire.transport_error(exc) from exc
+
+
+async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
+    """Deltas as they come; Usage and Finish held back to the end, so the order is fixed
+    (the usage chunk arrives after the finish_reason chunk)."""
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    done = False
+    async for event, data in wire.sse_events(body):
+        if done:
+            continue  # read on to the end of the body so the connection can be reused
+        if data == b"[DONE]":
+            done = True
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(f"unreadable chunk from upstream: {data[:200]!r}", kind="protocol") from exc
+        if event == "error" or chunk.get("error"):
+            raise _stream_error(chunk)
+        choices = chunk.get("choices")
+        if choices:
+            choice = choices[0]
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield TextDelta(text)
+            reason = choice.get("finish_reason")
+            if reason:
+                finish = "length" if reason == "length" else "stop"
+        counts = chunk.get("usage")
+        if counts:
+            usage = Usage(counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0)
+    if finish is None:
+        raise ProviderError("upstream stream ended early", kind="protocol")
+    if usage is not None:
+        yield usage
+    yield Finish(finish)
+
+
+def _stream_error(chunk: dict[str, Any]) -> ProviderError:
+    error = chunk.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("type") or "error"
+    else:
+        message = str(error or chunk)
+    return ProviderError(f"upstream error mid-stream: {message}", kind="upstream")

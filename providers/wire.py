@@ -1,0 +1,111 @@
+"""What the two HTTP adapters share below the SDKs: SSE framing of a raw response body, and
+the mapping of HTTP status, Retry-After and transport failures to ProviderError.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import anyio
+import httpx2
+
+from providers.base import ProviderError
+
+# What the SDKs' transport (httpx2 over anyio) raises while a streamed body is being read;
+# the SDKs only wrap errors raised before the response is returned, not during iteration.
+TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx2.RequestError,  # includes TransportError, RemoteProtocolError, DecodingError
+    httpx2.StreamError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    ssl.SSLError,
+)
+
+
+async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, bytes]]:
+    """(event name, data) per server-sent event; "message" when the event has no name.
+
+    Splits on bytes rather than using httpx's iter_lines(), which splits on str.splitlines()
+    and so breaks a JSON line at a raw U+2028, U+0085 or similar inside model text. Only
+    LF and CRLF line ends are understood (a lone CR is not used by any upstream we speak to).
+    Data stays bytes: json.loads takes bytes, and decoding first would cost a copy.
+    """
+    buffer = b""
+    event = ""
+    data: list[bytes] = []
+    async for chunk in body:
+        buffer += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:  # a blank line dispatches the event
+                if data:
+                    yield event or "message", b"\n".join(data)
+                event, data = "", []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+            # comments (":...") and the id/retry fields mean nothing to a one-shot stream
+    if buffer.startswith(b"data:"):  # a last line without its newline
+        value = buffer[5:]
+        data.append(value[1:] if value.startswith(b" ") else value)
+    if data:  # be lenient about a final event without its blank line
+        yield event or "message", b"\n".join(data)
+
+
+def status_kind(status: int) -> str:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limit"
+    if status == 408:  # the upstream gave up waiting for us: a timeout, worth retrying
+        return "timeout"
+    if status >= 500:
+        return "server"
+    return "bad_request"
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from retry-after-ms (OpenAI's) or Retry-After (seconds or HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def status_error(status: int, message: str, headers: Mapping[str, str]) -> ProviderError:
+    return ProviderError(
+        message,
+        kind=status_kind(status),
+        status=status,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def transport_error(exc: BaseException) -> ProviderError:
+    if isinstance(exc, TIMEOUT_ERRORS):
+        return ProviderError(f"upstream timed out: {exc!r}", kind="timeout")
+    return ProviderError(f"upstream connection failed: {exc!r}", kind="connection")
