@@ -1,0 +1,163 @@
+"""Test helpers: a real gateway served by uvicorn on a free port, an SSE parser that reads
+raw bytes the way a browser does, and JWT minting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import uvicorn
+
+from gateway.app import create_app
+from gateway.embedded_redis import free_port
+from gateway.settings import Settings, load_settings
+
+JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
+ADMIN_TOKEN = "test-admin-token"
+
+
+class GatewayServer:
+    """uvicorn in a thread with its own event loop: the tests talk to it over real HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            loop="asyncio",
+            http="httptools",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self) -> GatewayServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def gateway_settings(
+    tmp: Path, redis_url: str, config: str, env: dict[str, str] | None = None
+) -> Settings:
+    cfg = write_config(tmp / "gateway.toml", config)
+    base = {
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_JWT_SECRET": JWT_SECRET,
+        "OPENAI_API_KEY": "sk-test-openai",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "GATEWAY_PING_INTERVAL": "1",
+    }
+    return load_settings(cfg, env={**base, **(env or {})})
+
+
+def make_jwt(
+    sub: str,
+    org: str,
+    role: str = "user",
+    *,
+    workspaces: list[str] | None = None,
+    managed: list[str] | None = None,
+    secret: str = JWT_SECRET,
+    algorithm: str = "HS256",
+    **extra: Any,
+) -> str:
+    claims = {
+        "sub": sub,
+        "org_id": org,
+        "role": role,
+        "workspaces": workspaces or [],
+        "managed_workspaces": managed or [],
+        "exp": int(time.time()) + 3600,
+        **extra,
+    }
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class SSEEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class SSEStream:
+    events: list[SSEEvent] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+
+    def of(self, name: str) -> list[SSEEvent]:
+        return [e for e in self.events if e.event == name]
+
+    @property
+    def text(self) -> str:
+        return "".join(e.json["delta"] for e in self.of("content"))
+
+    @property
+    def names(self) -> list[str]:
+        return [e.event for e in self.events]
+
+
+def parse_sse(raw: bytes) -> SSEStream:
+    """Parse per the HTML spec's event-stream rules, strictly enough to catch our mistakes:
+    every frame ends with a blank line, each field appears once, data is one line."""
+    text = raw.decode("utf-8")
+    assert text.endswith("\n\n") or text == "", (
+        f"stream does not end with a blank line: {text[-80:]!r}"
+    )
+    stream = SSEStream()
+    for block in text.split("\n\n"):
+        if not block:
+            continue
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                stream.comments.append(line[1:].strip())
+                continue
+            name, sep, value = line.partition(":")
+            assert sep, f"malformed SSE line {line!r}"
+            assert name not in fields, f"field {name!r} twice in one frame: {block!r}"
+            fields[name] = value[1:] if value.startswith(" ") else value
+        if not fields:
+            continue
+        assert set(fields) <= {"event", "data", "id", "retry"}, block
+        stream.events.append(
+            SSEEvent(fields.get("event", "message"), fields.get("data", ""), fields.get("id"))
+        )
+    return stream
