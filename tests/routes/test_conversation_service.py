@@ -384,3 +384,34 @@ async def test_health_and_readiness(client):
     assert (await client.http.get("/healthz")).status_code == 200
     r = await client.http.get("/readyz")
     assert r.status_code == 200 and r.json() == {"status": "ready"}
+
+
+async def test_client_that_leaves_mid_stream_cancels_upstream_and_keeps_the_partial_answer(
+    client, alice, upstream, redis
+):
+    import asyncio
+
+    conv = await client.create_conversation(alice)
+    session = await client.create_session(alice, conv["id"], "gpt")
+    upstream.script(Reply(chunks=[f"w{i} " for i in range(50)], delay=0.05))
+    received = b""
+    async with client.http.stream(
+        "POST", f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": session["id"], "message": "long answer please"}, headers=bearer(alice),
+    ) as r:
+        async for chunk in r.aiter_bytes():
+            received += chunk
+            if received.count(b"event: content") >= 3:
+                break  # leaving the block closes the connection
+    for _ in range(100):
+        msgs = await stored_messages(redis, conv["id"])
+        if len(msgs) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assistant = msgs[1]
+    assert assistant["status"] == "cancelled" and assistant["finish_reason"] == "cancelled"
+    assert assistant["content"].startswith("w0 w1 w2 ")
+    assert len(assistant["content"].split()) < 50
+    assert assistant["usage_estimated"] is True and assistant["output_tokens"] > 0
+    upstream.wait_until(lambda: upstream.cancelled_streams == 1)
+    assert upstream.open_streams == 0

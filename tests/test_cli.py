@@ -1,0 +1,150 @@
+"""The front door: `python -m gateway serve` with nothing configured (embedded Redis, demo
+model, admin token printed once), Ctrl-C, restart with the data intact; keys; bad config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from gateway.embedded_redis import free_port
+from tests.support import bearer, parse_sse
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GATEWAY_") and k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    return {**env, **extra}
+
+
+class Serve:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *args],
+            env=clean_env(GATEWAY_DATA_DIR=str(data_dir)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError("serve exited:\n" + "".join(self.lines))
+            self.lines.append(line)
+            if "listening on" in line:
+                break
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("gateway never became ready")
+
+    def admin_token(self) -> str | None:
+        for i, line in enumerate(self.lines):
+            if "admin token (printed once" in line:
+                return self.lines[i + 1].strip()
+        return None
+
+    def interrupt(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=20)
+        self.lines.append(out)
+        return out
+
+
+def test_serve_with_nothing_configured_survives_a_restart(tmp_path):
+    data = tmp_path / "data"
+    first = Serve(data)
+    try:
+        token = first.admin_token()
+        assert token and token.startswith("cgw_admin_")
+        h = bearer(token)
+        conv = httpx.post(f"{first.url}/api/conversation/create?org_id=acme", json={"title": "kept"}, headers=h).json()
+        session = httpx.post(f"{first.url}/api/conversation/create_session?org_id=acme",
+                             json={"conversation_id": conv["id"], "model_id": "demo"}, headers=h).json()
+        r = httpx.post(f"{first.url}/api/conversation/stream_chat?org_id=acme",
+                       json={"chat_session_id": session["id"], "message": "Tell me about Redis"},
+                       headers=h, timeout=30)
+        stream = parse_sse(r.content)
+        assert stream.names[0] == "start" and stream.names[-1] == "end"
+        assert stream.text.startswith("You asked: Tell me about Redis.")
+    finally:
+        out = first.interrupt()
+    assert first.proc.returncode == 0, out
+    assert "embedded Redis stopped" in out
+    assert "Traceback" not in "".join(first.lines)
+    pid = int((data / "redis.pid").read_text()) if (data / "redis.pid").exists() else None
+    if pid is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    second = Serve(data)
+    try:
+        assert second.admin_token() is None  # printed once, at first start only
+        assert any("the one printed at first start" in line for line in second.lines)
+        h = bearer(token)  # the same token still works: its hash survived
+        listed = httpx.get(f"{second.url}/api/conversation/list?org_id=acme", headers=h).json()
+        assert [c["id"] for c in listed["conversations"]] == [conv["id"]]
+        msgs = httpx.get(f"{second.url}/api/conversation/messages?org_id=acme&conversation_id={conv['id']}",
+                         headers=h).json()
+        assert [m["role"] for m in msgs["messages"]] == ["user", "assistant"]
+        assert msgs["messages"][1]["content"] == stream.text
+    finally:
+        second.interrupt()
+
+
+def test_bad_config_stops_serve_with_one_line_naming_the_field(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[models]]\nid = "x"\nprovider = "openia"\n')
+    r = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(cfg)],
+                       env=clean_env(GATEWAY_DATA_DIR=str(tmp_path / "d")), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("chat-gateway: config error: models[0].provider:")
+    assert not (tmp_path / "d").exists()  # failed before starting anything
+
+
+@pytest.mark.parametrize("var, value, field", [
+    ("GATEWAY_REDIS_URL", "http://nope", "redis_url"),
+    ("GATEWAY_PING_INTERVAL", "soon", "ping_interval"),
+])
+def test_bad_environment_value_names_the_field(tmp_path, var, value, field):
+    r = subprocess.run([sys.executable, "-m", "gateway", "serve"],
+                       env=clean_env(**{var: value, "GATEWAY_DATA_DIR": str(tmp_path)}),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert f"config error: {field}:" in r.stderr
+
+
+def test_keys_create_list_revoke(tmp_path, redis_url):
+    env = clean_env(GATEWAY_REDIS_URL=redis_url)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "gateway", "keys", *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=30)
+    created = run("create", "--org", "org-k", "--user", "kim", "--role", "user", "--workspace", "ws-1",
+                  "--name", "Kim", "--email", "kim@example.com")
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.split("key id: ")[1].split()[0]
+    key = created.stdout.split("only its hash is kept): ")[1].strip()
+    listed = run("list")
+    assert key_id in listed.stdout and key not in listed.stdout  # never the key itself
+    client = redis.Redis.from_url(redis_url)
+    stored = b" ".join(client.dump(k) for k in client.keys("gw:key*"))
+    client.close()
+    assert key.split("_", 2)[2] not in stored.decode("latin-1")  # only hashes are stored
+    assert run("revoke", key_id).returncode == 0
+    assert run("revoke", key_id).returncode == 1
+    assert key_id not in run("list").stdout
