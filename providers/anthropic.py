@@ -5,7 +5,6 @@ Streams through the official SDK's raw response and parses the SSE itself: no mo
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,7 +50,9 @@ class AnthropicProvider:
             raise ProviderError("no user message to send", kind="bad_request")
         arguments: dict[str, Any] = {
             "model": request.model,
-            "max_tokens": request.max_output_tokens or self.spec.max_output_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": request.max_output_tokens
+            or self.spec.max_output_tokens
+            or DEFAULT_MAX_TOKENS,
             "messages": messages,
             "stream": True,
         }
@@ -77,7 +78,9 @@ class AnthropicProvider:
         except anthropic.APITimeoutError as exc:
             raise ProviderError("upstream timed out", kind="timeout") from exc
         except anthropic.APIConnectionError as exc:
-            raise ProviderError(f"upstream connection failed: {exc.message}", kind="connection") from exc
+            raise ProviderError(
+                f"upstream connection failed: {exc.message}", kind="connection"
+            ) from exc
         except wire.TRANSPORT_ERRORS as exc:
             raise wire.transport_error(exc) from exc
 
@@ -107,36 +110,37 @@ async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
     # Every count in a usage object is the total so far (output_tokens in message_delta is
     # cumulative, not an increment), so the latest value of each field wins.
     counts = dict.fromkeys((*_INPUT_FIELDS, "output_tokens"), 0)
-    finish: FinishReason | None = None
+    finish: FinishReason = "stop"
     stopped = False
-    async for event, data in wire.sse_events(body):
-        if stopped or event == "ping":
-            continue  # after message_stop: read on to the end so the connection can be reused
-        try:
-            payload = json.loads(data)
-        except ValueError as exc:
-            raise ProviderError(f"unreadable event from upstream: {data[:200]!r}", kind="protocol") from exc
-        kind = payload.get("type") or event
-        if kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                yield TextDelta(delta["text"])
-        elif kind == "message_start":
-            _update(counts, (payload.get("message") or {}).get("usage"))
-            yield _usage(counts)
-        elif kind == "message_delta":
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            if reason:
-                finish = "length" if reason == "max_tokens" else "stop"
-            _update(counts, payload.get("usage"))
-        elif kind == "message_stop":
-            stopped = True
-        elif kind == "error":
-            raise _stream_error(payload)
+    try:
+        async for event, data in wire.sse_events(body):
+            if stopped or event == "ping":
+                continue  # after message_stop: read on to the end so the connection is reused
+            payload = wire.json_object(data)
+            kind = payload.get("type") or event
+            if kind == "content_block_delta":
+                delta = payload.get("delta") or {}
+                if delta.get("type") == "text_delta" and delta.get("text"):
+                    yield TextDelta(delta["text"])
+            elif kind == "message_start":
+                _update(counts, (payload.get("message") or {}).get("usage"))
+                yield _usage(counts)
+            elif kind == "message_delta":
+                if (payload.get("delta") or {}).get("stop_reason") == "max_tokens":
+                    finish = "length"
+                _update(counts, payload.get("usage"))
+            elif kind == "message_stop":
+                stopped = True
+                yield _usage(counts)
+                yield Finish(finish)
+            elif kind == "error":
+                raise _stream_error(payload)
+    except wire.TRANSPORT_ERRORS:
+        if not stopped:
+            raise
+        return  # the answer was complete; only reading past message_stop failed
     if not stopped:
         raise ProviderError("upstream stream ended early", kind="protocol")
-    yield _usage(counts)
-    yield Finish(finish or "stop")
 
 
 def _update(counts: dict[str, int], usage: dict[str, Any] | None) -> None:

@@ -5,7 +5,6 @@ Streams through the official SDK's raw response and parses the SSE itself: no mo
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,46 +70,58 @@ class OpenAIProvider:
         except openai.APITimeoutError as exc:
             raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
         except openai.APIConnectionError as exc:
-            raise ProviderError(f"upstream connection failed: {exc.message}", kind="connection") from exc
+            raise ProviderError(
+                f"upstream connection failed: {exc.message}", kind="connection"
+            ) from exc
         except wire.TRANSPORT_ERRORS as exc:
             raise wire.transport_error(exc) from exc
 
 
 async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
-    """Deltas as they come; Usage and Finish held back to the end, so the order is fixed
+    """Deltas as they come; Usage and Finish held back to [DONE], so the order is fixed
     (the usage chunk arrives after the finish_reason chunk)."""
     finish: FinishReason | None = None
     usage: Usage | None = None
     done = False
-    async for event, data in wire.sse_events(body):
-        if done:
-            continue  # read on to the end of the body so the connection can be reused
-        if data == b"[DONE]":
-            done = True
-            continue
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise ProviderError(f"unreadable chunk from upstream: {data[:200]!r}", kind="protocol") from exc
-        if event == "error" or chunk.get("error"):
-            raise _stream_error(chunk)
-        choices = chunk.get("choices")
-        if choices:
-            choice = choices[0]
-            text = (choice.get("delta") or {}).get("content")
-            if text:
-                yield TextDelta(text)
-            reason = choice.get("finish_reason")
-            if reason:
-                finish = "length" if reason == "length" else "stop"
-        counts = chunk.get("usage")
-        if counts:
-            usage = Usage(counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0)
+    try:
+        async for event, data in wire.sse_events(body):
+            if done:
+                continue  # read on to the end of the body so the connection can be reused
+            if data == b"[DONE]":
+                done = True
+                for ending in _ending(finish, usage):
+                    yield ending
+                continue
+            chunk = wire.json_object(data)
+            if event == "error" or chunk.get("error"):
+                raise _stream_error(chunk)
+            choices = chunk.get("choices")
+            if choices:
+                choice = choices[0]
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield TextDelta(text)
+                reason = choice.get("finish_reason")
+                if reason:
+                    finish = "length" if reason == "length" else "stop"
+            counts = chunk.get("usage")
+            if counts:
+                usage = Usage(
+                    counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0
+                )
+    except wire.TRANSPORT_ERRORS:
+        if not done:
+            raise
+        return  # the answer was complete; only reading past [DONE] failed
+    if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
+        for ending in _ending(finish, usage):
+            yield ending
+
+
+def _ending(finish: FinishReason | None, usage: Usage | None) -> list[ProviderEvent]:
     if finish is None:
         raise ProviderError("upstream stream ended early", kind="protocol")
-    if usage is not None:
-        yield usage
-    yield Finish(finish)
+    return [usage, Finish(finish)] if usage is not None else [Finish(finish)]
 
 
 def _stream_error(chunk: dict[str, Any]) -> ProviderError:

@@ -5,9 +5,11 @@ the mapping of HTTP status, Retry-After and transport failures to ProviderError.
 from __future__ import annotations
 
 import email.utils
+import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import anyio
 import httpx2
@@ -60,6 +62,17 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, byt
         data.append(value[1:] if value.startswith(b" ") else value)
     if data:  # be lenient about a final event without its blank line
         yield event or "message", b"\n".join(data)
+
+
+def json_object(data: bytes) -> dict[str, Any]:
+    """One event's data as a JSON object; anything else means we cannot read the stream."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderError(f"unreadable data from upstream: {data[:200]!r}", kind="protocol")
+    return value
 
 
 def status_kind(status: int) -> str:

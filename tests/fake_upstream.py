@@ -52,7 +52,7 @@ class Reply:
     first_delay: float = 0.0  # seconds before the first chunk
     status: int = 200  # != 200 -> error response in the provider's format
     retry_after: float | None = None
-    error_after: int | None = None  # after N chunks: an error event (anthropic) / data chunk (openai)
+    error_after: int | None = None  # after N chunks: an error event / error data chunk
     drop_after: int | None = None  # after N chunks: abort the connection (no clean end)
 
 
@@ -117,6 +117,7 @@ class FakeUpstream:
         self._requests: list[RecordedRequest] = []
         self._open_streams = 0
         self._cancelled_streams = 0
+        self._generation = 0  # bumped by reset(): streams of an earlier test no longer count
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -184,11 +185,19 @@ class FakeUpstream:
         with self._lock:
             self._replies.extend(replies)
 
-    def reset(self) -> None:
+    def reset(self, settle: float = 1.0) -> None:
+        """Forget replies, requests and counters. Waits up to `settle` seconds for streams
+        still running (a client's close reaches the server a moment later); any left are
+        not counted against the next test."""
+        try:
+            self.wait_until(lambda: self.open_streams == 0, settle)
+        except TimeoutError:
+            pass
         with self._lock:
             self._replies.clear()
             self._requests.clear()
-            self._cancelled_streams = 0
+            self._open_streams = self._cancelled_streams = 0
+            self._generation += 1
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -270,6 +279,7 @@ class FakeUpstream:
         """Count the stream as open while it runs; a stream cut short by the client is cancelled."""
         with self._lock:
             self._open_streams += 1
+            generation = self._generation
         finished = dropped = False
         try:
             async for frame in frames:
@@ -280,9 +290,10 @@ class FakeUpstream:
             raise
         finally:
             with self._lock:
-                self._open_streams -= 1
-                if not finished and not dropped:
-                    self._cancelled_streams += 1
+                if generation == self._generation:
+                    self._open_streams -= 1
+                    if not finished and not dropped:
+                        self._cancelled_streams += 1
 
     async def _pieces(self, turn: _Turn) -> AsyncIterator[tuple[int, str | None]]:
         """(index, text) per chunk with the scripted delays; text None means: error now."""
@@ -310,7 +321,12 @@ class FakeUpstream:
         reply = turn.reply
         if reply.status != 200:
             kind, code = OPENAI_ERROR_TYPES.get(reply.status, ("server_error", None))
-            error = {"message": f"fake upstream error {reply.status}", "type": kind, "param": None, "code": code}
+            error = {
+                "message": f"fake upstream error {reply.status}",
+                "type": kind,
+                "param": None,
+                "code": code,
+            }
             return JSONResponse({"error": error}, reply.status, self._error_headers(reply))
         usage = {
             "prompt_tokens": turn.input_tokens,
@@ -327,7 +343,11 @@ class FakeUpstream:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(turn.chunks), "refusal": None},
+                            "message": {
+                                "role": "assistant",
+                                "content": "".join(turn.chunks),
+                                "refusal": None,
+                            },
                             "logprobs": None,
                             "finish_reason": reply.finish,
                         }
@@ -340,7 +360,9 @@ class FakeUpstream:
         frames = self._openai_frames(turn, usage if include_usage else None)
         return StreamingResponse(self._tracked(frames), media_type="text/event-stream")
 
-    async def _openai_frames(self, turn: _Turn, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
+    async def _openai_frames(
+        self, turn: _Turn, usage: dict[str, int] | None
+    ) -> AsyncIterator[bytes]:
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion.chunk",
@@ -350,7 +372,12 @@ class FakeUpstream:
         }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            data = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
             if usage is not None:
                 data["usage"] = None  # every chunk carries the key; only the last one a value
             return _sse(data)
@@ -358,7 +385,12 @@ class FakeUpstream:
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         async for _, text in self._pieces(turn):
             if text is None:
-                error = {"message": "fake upstream error mid-stream", "type": "server_error", "param": None, "code": None}
+                error = {
+                    "message": "fake upstream error mid-stream",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
                 yield _sse({"error": error})
                 return
             yield chunk({"content": text})
@@ -377,7 +409,9 @@ class FakeUpstream:
             kind = ANTHROPIC_ERROR_TYPES.get(reply.status, "api_error")
             error = {"type": kind, "message": f"fake upstream error {reply.status}"}
             return JSONResponse(
-                {"type": "error", "error": error}, reply.status, {**headers, **self._error_headers(reply)}
+                {"type": "error", "error": error},
+                reply.status,
+                {**headers, **self._error_headers(reply)},
             )
         stop_reason = "max_tokens" if reply.finish == "length" else "end_turn"
         if not body.get("stream"):
@@ -390,12 +424,17 @@ class FakeUpstream:
                     "content": [{"type": "text", "text": "".join(turn.chunks)}],
                     "stop_reason": stop_reason,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
+                    "usage": {
+                        "input_tokens": turn.input_tokens,
+                        "output_tokens": turn.output_tokens,
+                    },
                 },
                 headers=headers,
             )
         frames = self._anthropic_frames(turn, stop_reason)
-        return StreamingResponse(self._tracked(frames), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            self._tracked(frames), media_type="text/event-stream", headers=headers
+        )
 
     async def _anthropic_frames(self, turn: _Turn, stop_reason: str) -> AsyncIterator[bytes]:
         message = {
@@ -410,7 +449,11 @@ class FakeUpstream:
             "usage": {"input_tokens": turn.input_tokens, "output_tokens": 1},
         }
         yield _sse({"type": "message_start", "message": message}, "message_start")
-        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
         yield _sse(block, "content_block_start")
         yield _sse({"type": "ping"}, "ping")
         async for _, text in self._pieces(turn):
@@ -418,7 +461,11 @@ class FakeUpstream:
                 error = {"type": "overloaded_error", "message": "Overloaded"}
                 yield _sse({"type": "error", "error": error}, "error")
                 return
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            }
             yield _sse(delta, "content_block_delta")
         yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         end = {

@@ -1,0 +1,82 @@
+"""The shared wire helpers: SSE framing over arbitrary byte boundaries, Retry-After parsing,
+and the status-to-kind table.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from providers import wire
+
+STREAM = (
+    b": a comment\r\n"
+    b"event: message_start\r\n"
+    b'data: {"a": 1}\r\n'
+    b"\r\n"
+    b"data: first line\n"
+    b"data:second line\n"
+    b"\n"
+    b'data: {"text": "\xe2\x80\xa8 and \xf0\x9f\x99\x82"}\n'
+    b"\n"
+    b"data: [DONE]"  # no final newline: lenient
+)
+EXPECTED = [
+    ("message_start", b'{"a": 1}'),
+    ("message", b"first line\nsecond line"),
+    ("message", '{"text": "\u2028 and 🙂"}'.encode()),
+    ("message", b"[DONE]"),
+]
+
+
+async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+async def test_sse_events_do_not_depend_on_where_the_bytes_were_cut(size):
+    events = [event async for event in wire.sse_events(_pieces(STREAM, size))]
+
+    assert events == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "soon"}, None),
+    ],
+)
+def test_retry_after(headers, expected):
+    assert wire.parse_retry_after(headers) == expected
+
+
+def test_retry_after_as_http_date():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+
+    assert 25 < wire.parse_retry_after({"retry-after": when}) <= 30
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "bad_request"),
+        (401, "auth"),
+        (403, "auth"),
+        (404, "bad_request"),
+        (408, "timeout"),
+        (422, "bad_request"),
+        (429, "rate_limit"),
+        (500, "server"),
+        (529, "server"),
+    ],
+)
+def test_status_kind(status, kind):
+    assert wire.status_kind(status) == kind
