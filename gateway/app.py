@@ -20,8 +20,10 @@ from starlette.routing import Route
 from gateway.auth import Authenticator
 from gateway.chat import ChatService
 from gateway.conversations import Conversations
-from gateway.errors import EXCEPTION_HANDLERS, error_response
+from gateway.errors import EXCEPTION_HANDLERS, Forbidden, error_response
+from gateway.observability import Metrics, RequestMiddleware, configure_logging
 from gateway.routes import conversation_service
+from gateway.routes.common import principal
 from gateway.settings import Settings, load_settings
 from gateway.store import Store
 from providers import build_provider
@@ -40,6 +42,7 @@ class Gateway:
     chat: ChatService
     conversations: Conversations
     providers: dict[str, Provider]
+    metrics: Metrics
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -67,7 +70,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; the admin token (Prometheus' `authorization` setting)."""
+    if not (await principal(request)).is_admin:
+        raise Forbidden("metrics are for the platform admin")
+    return request.app.state.gateway.metrics.render()
+
+
 def create_app(settings: Settings) -> Starlette:
+    metrics_registry = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Store(connect_redis(settings))
@@ -80,9 +92,10 @@ def create_app(settings: Settings) -> Starlette:
             settings=settings,
             store=store,
             auth=auth,
-            chat=ChatService(settings, store, providers),
+            chat=ChatService(settings, store, providers, metrics_registry),
             conversations=Conversations(store),
             providers=providers,
+            metrics=metrics_registry,
         )
         try:
             yield
@@ -92,7 +105,7 @@ def create_app(settings: Settings) -> Starlette:
                     await provider.aclose()
             await store.aclose()
 
-    middleware = []
+    middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
@@ -104,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *conversation_service.routes,
     ]
     return Starlette(
@@ -117,4 +131,6 @@ def create_app(settings: Settings) -> Starlette:
 def app_from_env() -> Starlette:
     """The factory uvicorn's workers import: settings come from the environment that
     `serve` prepared (config path, embedded Redis URL)."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

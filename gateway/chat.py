@@ -19,6 +19,7 @@ import anyio
 
 from gateway.auth import Principal
 from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.observability import Metrics, stream_log
 from gateway.settings import ModelConfig, Settings
 from gateway.store import ChatSession, Conversation, Message, Store, Totals, new_id, now_ms
 from providers.base import (
@@ -85,6 +86,9 @@ class Turn:
     user_message: Message
     message_id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
+    request_id: str | None = None
+    first_sent: float | None = None
+    overhead: float = 0.0
 
 
 def build_context(
@@ -120,10 +124,13 @@ def build_context(
 
 
 class ChatService:
-    def __init__(self, settings: Settings, store: Store, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, providers: dict[str, Provider], metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
+        self.metrics = metrics
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
         conv = await self.store.get_conversation(cid)
@@ -132,7 +139,8 @@ class ChatService:
         return conv
 
     async def prepare(
-        self, principal: Principal, *, chat_session_id: str, prompt: str, org_id: str | None = None
+        self, principal: Principal, *, chat_session_id: str, prompt: str, org_id: str | None = None,
+        started: float | None = None, request_id: str | None = None,
     ) -> Turn:
         cid = await self.store.session_conversation_id(chat_session_id)
         if cid is None:
@@ -172,6 +180,7 @@ class ChatService:
         return Turn(
             principal=principal, conversation=conv, session=session, model=model,
             provider=self.providers[model.id], request=request, user_message=user_message,
+            started=started or time.perf_counter(), request_id=request_id,
         )
 
     async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:
@@ -184,11 +193,20 @@ class ChatService:
         usage: Usage | None = None
         reason = "cancelled"  # what a vanished client leaves behind
         error: ErrorEvent | None = None
+        self.metrics.active_streams.inc()
+        upstream_started = time.perf_counter()
         stream = turn.provider.stream(turn.request)
         try:
             async for event in stream:
                 if type(event) is TextDelta:
                     parts.append(event.text)
+                    if len(parts) == 1:
+                        upstream_first = time.perf_counter()
+                        yield Delta(event.text)
+                        # resumed once the first frame went out: the gateway's own share
+                        turn.first_sent = time.perf_counter()
+                        turn.overhead = (turn.first_sent - turn.started) - (upstream_first - upstream_started)
+                        continue
                     yield Delta(event.text)
                 elif type(event) is Usage:
                     usage = event
@@ -199,6 +217,7 @@ class ChatService:
         except ProviderError as exc:
             reason = "error"
             error = ErrorEvent("provider_error", exc.message)
+            self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
         except Exception:
             # a bug of ours must still end the stream by the contract and keep the partial text
             log.exception("turn %s failed", turn.message_id)
@@ -209,9 +228,32 @@ class ChatService:
             with anyio.CancelScope(shield=True):
                 await _close(stream)
                 end = await self._record(turn, "".join(parts), usage, reason, error)
+                self.metrics.active_streams.dec()
+                self._observe(turn, end)
         if error is not None:
             yield error
         yield end
+
+    def _observe(self, turn: Turn, end: End) -> None:
+        m, model = self.metrics, turn.model.id
+        m.tokens.labels(model, "in").inc(end.input_tokens)
+        m.tokens.labels(model, "out").inc(end.output_tokens)
+        m.streams.labels(model, end.finish_reason).inc()
+        if turn.first_sent is not None:
+            m.ttft.labels(model).observe(turn.first_sent - turn.started)
+            m.overhead.labels(model).observe(max(turn.overhead, 0.0))
+        if stream_log.isEnabledFor(logging.INFO):
+            p = turn.principal
+            stream_log.info("stream", extra={"fields": {
+                "message_id": end.message_id, "conversation_id": turn.conversation.id,
+                "user": p.user_id, "org": turn.conversation.org_id, "model": model,
+                "finish_reason": end.finish_reason, "input_tokens": end.input_tokens,
+                "output_tokens": end.output_tokens,
+                "duration_ms": round((time.perf_counter() - turn.started) * 1000, 3),
+                "ttft_ms": None if turn.first_sent is None else round((turn.first_sent - turn.started) * 1000, 3),
+                "overhead_ms": None if turn.first_sent is None else round(turn.overhead * 1000, 3),
+                "request_id": turn.request_id,
+            }})
 
     async def _record(
         self, turn: Turn, text: str, usage: Usage | None, reason: str, error: ErrorEvent | None

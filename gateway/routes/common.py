@@ -23,7 +23,15 @@ class Body(BaseModel):
 
 
 async def principal(request: Request) -> Principal:
-    return await request.app.state.gateway.auth.authenticate(request.headers.get("authorization"))
+    caller = await request.app.state.gateway.auth.authenticate(request.headers.get("authorization"))
+    request.state.principal = caller  # for the access log line
+    return caller
+
+
+def request_timing(request: Request) -> dict[str, Any]:
+    """When the request arrived and its id (set by RequestMiddleware), for the turn's metrics."""
+    state = request.scope.get("state", {})
+    return {"started": state.get("started"), "request_id": state.get("request_id")}
 
 
 def org_param(request: Request, caller: Principal) -> str:

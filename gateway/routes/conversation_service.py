@@ -12,7 +12,9 @@ from starlette.routing import Route
 from gateway import sse
 from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
-from gateway.routes.common import Body, int_param, ok, org_param, principal, read_body, required_param
+from gateway.routes.common import (
+    Body, int_param, ok, org_param, principal, read_body, request_timing, required_param,
+)
 from gateway.store import ChatSession, Conversation, Creator, Message, iso, new_id
 
 
@@ -128,7 +130,8 @@ async def stream_chat(request: Request) -> Response:
     body = await read_body(request, StreamChat)
     gw = request.app.state.gateway
     turn = await gw.chat.prepare(
-        caller, chat_session_id=body.chat_session_id, prompt=body.message, org_id=org_id
+        caller, chat_session_id=body.chat_session_id, prompt=body.message, org_id=org_id,
+        **request_timing(request),
     )
     return sse.sse_response(sse.encode(gw.chat.run(turn)), ping_interval=gw.settings.ping_interval)
 
