@@ -44,10 +44,10 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats 
 @dataclass(slots=True)
 class Start:
     message_id: str
-    conversation_id: str
-    chat_session_id: str
+    conversation_id: str | None
+    chat_session_id: str | None
     model: str
-    user_message_id: str
+    user_message_id: str | None
 
 
 @dataclass(slots=True)
@@ -77,13 +77,17 @@ ChatEvent = Start | Delta | ErrorEvent | End
 
 @dataclass(slots=True)
 class Turn:
+    """One prompt and its answer. A direct turn (the OpenAI/Anthropic-compatible routes
+    without a conversation) has no conversation: only its usage is recorded."""
+
     principal: Principal
-    conversation: Conversation
-    session: ChatSession
+    org_id: str
     model: ModelConfig
     provider: Provider
     request: ChatRequest
-    user_message: Message
+    conversation: Conversation | None = None
+    session_id: str | None = None
+    user_message: Message | None = None
     message_id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
     request_id: str | None = None
@@ -178,16 +182,54 @@ class ChatService:
             model=model.upstream_model, messages=messages, max_output_tokens=model.max_output_tokens
         )
         return Turn(
-            principal=principal, conversation=conv, session=session, model=model,
-            provider=self.providers[model.id], request=request, user_message=user_message,
+            principal=principal, org_id=conv.org_id, model=model, provider=self.providers[model.id],
+            request=request, conversation=conv, session_id=session.id, user_message=user_message,
+            started=started or time.perf_counter(), request_id=request_id,
+        )
+
+    async def prepare_direct(
+        self, principal: Principal, *, model_id: str, messages: list[ChatMessage],
+        conversation_id: str | None = None, max_output_tokens: int | None = None,
+        temperature: float | None = None, started: float | None = None,
+        request_id: str | None = None,
+    ) -> Turn:
+        """A turn whose history the client sends itself (the OpenAI/Anthropic-compatible
+        routes). With conversation_id the exchange is appended to that conversation."""
+        model = self.settings.model(model_id)
+        if model is None:
+            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+        if not messages or messages[-1].role != "user":
+            raise BadRequest("the last message must be the user's", code="validation_error")
+        conv = None
+        user_message = None
+        if conversation_id is not None:
+            conv = await self.visible_conversation(principal, conversation_id)
+            if not principal.can_prompt(conv):
+                raise Forbidden("only the conversation's creator may prompt it")
+            user_message = Message(
+                id=new_id(), conversation_id=conv.id, role="user", content=messages[-1].content,
+                status="complete", created_at=now_ms(), model_id=model.id,
+                user_id=principal.user_id,
+            )
+            await self.store.append_message(user_message)
+        org_id = conv.org_id if conv else (principal.org_id or "_platform")
+        limit = min(filter(None, (max_output_tokens, model.max_output_tokens)), default=None)
+        request = ChatRequest(
+            model=model.upstream_model, messages=messages, max_output_tokens=limit,
+            temperature=temperature,
+        )
+        return Turn(
+            principal=principal, org_id=org_id, model=model, provider=self.providers[model.id],
+            request=request, conversation=conv, user_message=user_message,
             started=started or time.perf_counter(), request_id=request_id,
         )
 
     async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:
         yield Start(
-            message_id=turn.message_id, conversation_id=turn.conversation.id,
-            chat_session_id=turn.session.id, model=turn.model.id,
-            user_message_id=turn.user_message.id,
+            message_id=turn.message_id,
+            conversation_id=turn.conversation.id if turn.conversation else None,
+            chat_session_id=turn.session_id, model=turn.model.id,
+            user_message_id=turn.user_message.id if turn.user_message else None,
         )
         parts: list[str] = []
         usage: Usage | None = None
@@ -245,8 +287,9 @@ class ChatService:
         if stream_log.isEnabledFor(logging.INFO):
             p = turn.principal
             stream_log.info("stream", extra={"fields": {
-                "message_id": end.message_id, "conversation_id": turn.conversation.id,
-                "user": p.user_id, "org": turn.conversation.org_id, "model": model,
+                "message_id": end.message_id,
+                "conversation_id": turn.conversation.id if turn.conversation else None,
+                "user": p.user_id, "org": turn.org_id, "model": model, "key_id": p.key_id,
                 "finish_reason": end.finish_reason, "input_tokens": end.input_tokens,
                 "output_tokens": end.output_tokens,
                 "duration_ms": round((time.perf_counter() - turn.started) * 1000, 3),
@@ -266,14 +309,18 @@ class ChatService:
             )
         status = {"stop": "complete", "length": "complete"}.get(reason, reason)
         message = Message(
-            id=turn.message_id, conversation_id=turn.conversation.id,
-            chat_session_id=turn.session.id, role="assistant", content=text, status=status,
+            id=turn.message_id, conversation_id=turn.conversation.id if turn.conversation else "",
+            chat_session_id=turn.session_id, role="assistant", content=text, status=status,
             created_at=now_ms(), model_id=turn.model.id, user_id=turn.principal.user_id,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             finish_reason=reason, usage_estimated=estimated,
             error={"code": error.code, "message": error.message} if error else None,
         )
-        totals = await self.store.finish_turn(message, turn.conversation.org_id)
+        if turn.conversation is None:
+            await self.store.record_usage(message, turn.org_id, turn.principal.key_id)
+            totals = None
+        else:
+            totals = await self.store.finish_turn(message, turn.org_id, turn.principal.key_id)
         return End(
             message_id=turn.message_id, finish_reason=reason, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens, totals=totals, usage_estimated=estimated,

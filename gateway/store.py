@@ -289,10 +289,9 @@ class Store:
         pipe.hset(conv_key(msg.conversation_id), "updated_at", str(msg.created_at))
         await pipe.execute()
 
-    async def finish_turn(self, msg: Message, org_id: str) -> Totals:
+    async def finish_turn(self, msg: Message, org_id: str, key_id: str | None = None) -> Totals:
         """Store the assistant's message and move the conversation's token counters
-        atomically; then the org's usage counters (another slot) in the same round trip
-        on a single Redis."""
+        atomically; the org's usage counters (another slot) ride in the same round trip."""
         cid = msg.conversation_id
         pipe = self.redis.pipeline(transaction=False)
         await self._finish_turn(  # queued in the pipeline, not sent yet
@@ -300,15 +299,29 @@ class Store:
             args=[msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms()],
             client=pipe,
         )
-        usage = org_usage_key(org_id)
-        pipe.hincrby(usage, "tokens_in", msg.input_tokens)
-        pipe.hincrby(usage, "tokens_out", msg.output_tokens)
-        if msg.model_id:
-            pipe.hincrby(usage, f"tokens_in:{msg.model_id}", msg.input_tokens)
-            pipe.hincrby(usage, f"tokens_out:{msg.model_id}", msg.output_tokens)
+        self._count_usage(pipe, msg, org_id, key_id)
         results = await pipe.execute()
         tin, tout = results[0]
         return Totals(int(tin), int(tout))
+
+    async def record_usage(self, msg: Message, org_id: str, key_id: str | None = None) -> None:
+        """A turn outside any conversation: only its usage is kept."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._count_usage(pipe, msg, org_id, key_id)
+        await pipe.execute()
+
+    @staticmethod
+    def _count_usage(pipe: Any, msg: Message, org_id: str, key_id: str | None) -> None:
+        """Usage per org, per model, per user and per API key, in the org's hash."""
+        usage = org_usage_key(org_id)
+        scopes = ["", f":{msg.model_id}"] if msg.model_id else [""]
+        if msg.user_id:
+            scopes.append(f":user:{msg.user_id}")
+        if key_id:
+            scopes.append(f":key:{key_id}")
+        for scope in scopes:
+            pipe.hincrby(usage, f"tokens_in{scope}", msg.input_tokens)
+            pipe.hincrby(usage, f"tokens_out{scope}", msg.output_tokens)
 
     async def get_messages(self, cid: str, *, offset: int, limit: int) -> tuple[list[Message], int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -351,3 +364,130 @@ class Store:
         await self.redis.delete(api_key_key(record["digest"]))
         await self.redis.hdel(KEYS_INDEX, key_id)
         return True
+
+    # -- repository-style API: repositories, conversation lifecycle, audit events --------
+    # (used by gateway/repositories.py, gateway/audit.py, gateway/routes/repository.py)
+
+    async def create_conversation_with_session(
+        self, conv: Conversation, session: ChatSession, index_keys: list[str],
+        event: tuple[str, dict[str, str], int] | None = None,
+    ) -> Conversation:
+        """A conversation with its default chat session, in one round trip: first the
+        conversation's own keys (one MULTI on its hash tag), then the session lookup, then
+        the org's indexes and audit event, so an indexed conversation is always readable."""
+        conv.created_at = conv.updated_at = conv.created_at or now_ms()
+        session.created_at = session.updated_at = conv.created_at
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(conv_key(conv.id), mapping={**conv.to_hash(), "default_session_id": session.id})
+        pipe.hset(sessions_key(conv.id), session.id, json.dumps(asdict(session)))
+        pipe.set(session_lookup_key(session.id), conv.id)
+        for key in index_keys:
+            pipe.zadd(key, {conv.id: conv.created_at})
+        if event is not None:
+            self._queue_event(pipe, *event)
+        await pipe.execute()
+        return conv
+
+    async def get_conversation_with_default_session(
+        self, cid: str
+    ) -> tuple[Conversation | None, str | None]:
+        h = await self.redis.hgetall(conv_key(cid))
+        if not h:
+            return None, None
+        return Conversation.from_hash(h), h.get("default_session_id") or None
+
+    async def ensure_default_session(self, session: ChatSession) -> str:
+        """The conversation's default session: the one already set, else `session`, created
+        now. The lookup key is written first, so a session id is never handed out unroutable."""
+        session.created_at = session.updated_at = now_ms()
+        cid = session.conversation_id
+        await self.redis.set(session_lookup_key(session.id), cid)
+        sid = await self.redis.register_script(_ENSURE_DEFAULT_SESSION)(
+            keys=[conv_key(cid), sessions_key(cid)],
+            args=[session.id, json.dumps(asdict(session))],
+        )
+        if sid != session.id:
+            await self.redis.delete(session_lookup_key(session.id))
+        return sid or ""
+
+    async def soft_delete_conversation(
+        self, conv: Conversation, index_keys: list[str], *, deleted_by: str,
+        event: tuple[str, dict[str, str], int] | None = None,
+    ) -> int | None:
+        """Mark the conversation deleted (first caller wins) and drop it from every index;
+        its messages stay. Returns the deletion time, or None when it was already deleted."""
+        at = now_ms()
+        done = await self.redis.register_script(_SOFT_DELETE)(
+            keys=[conv_key(conv.id)], args=[at, deleted_by]
+        )
+        if not done:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        for key in index_keys:
+            pipe.zrem(key, conv.id)
+        if event is not None:
+            self._queue_event(pipe, *event)
+        await pipe.execute()
+        return at
+
+    async def get_repository(self, rid: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(REPOSITORIES_KEY, rid)
+        return json.loads(raw) if raw else None
+
+    async def list_repositories(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in await self.redis.hvals(REPOSITORIES_KEY)]
+
+    async def put_repository(self, record: dict[str, Any]) -> bool:
+        """Create or replace; True when it was created."""
+        return bool(await self.redis.hset(REPOSITORIES_KEY, record["id"], json.dumps(record)))
+
+    async def delete_repository(self, rid: str) -> bool:
+        return bool(await self.redis.hdel(REPOSITORIES_KEY, rid))
+
+    async def get_api_key_record(self, key_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(KEYS_INDEX, key_id)
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        record.pop("digest", None)
+        return record
+
+    @staticmethod
+    def _queue_event(pipe: Any, org: str, fields: dict[str, str], maxlen: int) -> None:
+        pipe.xadd(events_key(org), fields, maxlen=maxlen, approximate=True)
+
+    async def append_event(self, org: str, fields: dict[str, str], maxlen: int) -> str:
+        """One audit event on the org's capped stream; the stream id carries the time."""
+        return await self.redis.xadd(events_key(org), fields, maxlen=maxlen, approximate=True)
+
+    async def read_events(
+        self, org: str, *, newest: str = "+", oldest: str = "-", count: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Newest first, between two stream ids (a leading "(" excludes that id)."""
+        return await self.redis.xrevrange(events_key(org), newest, oldest, count=count)
+
+
+# -- keys and scripts of the repository-style API ----------------------------------------
+
+REPOSITORIES_KEY = f"{P}repos"
+
+
+def events_key(org: str) -> str:
+    return f"{P}{{o:{org}}}:events"
+
+
+_ENSURE_DEFAULT_SESSION = """
+local current = redis.call('HGET', KEYS[1], 'default_session_id')
+if current then return current end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'default_session_id', ARGV[1])
+return ARGV[1]
+"""
+
+_SOFT_DELETE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'deleted_at', ARGV[1], 'deleted_by', ARGV[2])
+return 1
+"""

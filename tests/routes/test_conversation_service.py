@@ -163,6 +163,8 @@ async def test_tokens_sum_into_the_conversation_totals(client, alice, upstream, 
         b"tokens_out": b"7",
         b"tokens_in:gpt": b"35",
         b"tokens_out:gpt": b"7",
+        b"tokens_in:user:alice": b"35",
+        b"tokens_out:user:alice": b"7",
     }
 
 
