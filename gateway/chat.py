@@ -1,33 +1,51 @@
 """The turn: load context, pre-policy, provider stream, during/post policy, record.
 
-`ChatService.prepare()` does everything that can still fail with an HTTP error (lookup,
-access, pre-policy, storing the user's message); `run()` then yields the normalized events
-that sse.py turns into frames. The assistant's message is stored before `End` is yielded,
-and on every exit path, a vanished client included.
+`prepare()` does everything that can still fail with an HTTP error: lookup, access, the
+one-turn lock and the user's message (one atomic step). `open()` calls the upstream and
+waits for it to accept (so an upstream 401 is still an HTTP 502, and fallbacks are tried
+before any byte is sent). `run()` then yields the normalized events that sse.py frames.
+The assistant's message is stored before `End` is yielded, on every exit path: a vanished
+client, a stop from any worker, a provider failure, or a bug of ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import anyio
+from redis.exceptions import RedisError
 
 from gateway.auth import Principal
-from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, UpstreamFailed
+from gateway.limits import RateLimits
+from gateway.live import Live, Running
 from gateway.observability import Metrics, stream_log
 from gateway.settings import ModelConfig, Settings
-from gateway.store import ChatSession, Conversation, Message, Store, Totals, new_id, now_ms
+from gateway.store import (
+    Conversation,
+    Message,
+    Store,
+    Totals,
+    new_id,
+    now_ms,
+    resume_log_key,
+)
 from providers.base import (
     ChatMessage,
     ChatRequest,
     Finish,
+    Opened,
     Provider,
     ProviderError,
+    ProviderEvent,
     TextDelta,
     Usage,
 )
@@ -37,6 +55,7 @@ log = logging.getLogger("gateway.chat")
 
 HISTORY_LIMIT = 1000  # messages loaded per turn before trimming to the context window
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats count them
+RETRY_BEFORE_FIRST_TOKEN = 1  # our own retries of a failure after Opened but before any text
 
 
 # -- the normalized events a turn yields ---------------------------------------------------
@@ -67,9 +86,10 @@ class End:
     finish_reason: str
     input_tokens: int
     output_tokens: int
-    totals: Totals | None
+    totals: Totals | None = None
     usage_estimated: bool = False
     policy: list[dict[str, Any]] = field(default_factory=list)
+    stored: bool = True
 
 
 ChatEvent = Start | Delta | ErrorEvent | End
@@ -91,8 +111,25 @@ class Turn:
     message_id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
     request_id: str | None = None
+    on_disconnect: str = "cancel"  # or "continue": keep generating for a later resume
+    lock_value: str | None = None
+    log_key: str | None = None
+    rate_headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-* of the admission
+    # set by open()
+    stream: AsyncIterator[ProviderEvent] | None = None
+    answering: ModelConfig | None = None  # the model that answers (a fallback, maybe)
+    # set by run()
     first_sent: float | None = None
     overhead: float = 0.0
+
+    def start_event(self) -> Start:
+        return Start(
+            message_id=self.message_id,
+            conversation_id=self.conversation.id if self.conversation else None,
+            chat_session_id=self.session_id,
+            model=(self.answering or self.model).id,
+            user_message_id=self.user_message.id if self.user_message else None,
+        )
 
 
 def build_context(
@@ -127,14 +164,29 @@ def build_context(
     return messages[-keep:]
 
 
+def http_error_for(exc: ProviderError) -> Exception:
+    """How an upstream refusal before any byte was sent reaches the client."""
+    if exc.kind == "auth":
+        return UpstreamFailed(f"the provider refused the gateway's credentials: {exc.message}",
+                              code="provider_auth")
+    if exc.kind == "rate_limit":
+        retry = max(1, round(exc.retry_after or 1))
+        return RateLimited(f"the provider is rate limiting: {exc.message}",
+                           code="provider_rate_limited", headers={"Retry-After": str(retry)})
+    return UpstreamFailed(f"the provider failed: {exc.message}", code="provider_error")
+
+
 class ChatService:
     def __init__(
-        self, settings: Settings, store: Store, providers: dict[str, Provider], metrics: Metrics
+        self, settings: Settings, store: Store, providers: dict[str, Provider], metrics: Metrics,
+        live: Live,
     ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
         self.metrics = metrics
+        self.live = live
+        self.limits = RateLimits(settings.limits, store.redis)
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
         conv = await self.store.get_conversation(cid)
@@ -142,9 +194,11 @@ class ChatService:
             raise NotFound("conversation not found", code="conversation_not_found")
         return conv
 
+    # -- prepare: everything that can still be an HTTP error ------------------------------
+
     async def prepare(
         self, principal: Principal, *, chat_session_id: str, prompt: str, org_id: str | None = None,
-        started: float | None = None, request_id: str | None = None,
+        started: float | None = None, request_id: str | None = None, on_disconnect: str = "cancel",
     ) -> Turn:
         cid = await self.store.session_conversation_id(chat_session_id)
         if cid is None:
@@ -171,21 +225,25 @@ class ChatService:
             history, prompt,
             context_window=model.context_window, max_output=model.max_output_tokens,
         )
-        user_message = Message(
-            id=new_id(), conversation_id=conv.id, chat_session_id=session.id, role="user",
-            content=prompt, status="complete", created_at=now_ms(), model_id=model.id,
-            user_id=principal.user_id,
-        )
-        # stored before the provider is called: a crash later still leaves the question
-        await self.store.append_message(user_message)
-        request = ChatRequest(
-            model=model.upstream_model, messages=messages, max_output_tokens=model.max_output_tokens
-        )
-        return Turn(
+        # counted only once the prompt is valid; nothing is stored or sent before this
+        rate_headers = await self.limits.admit(conv.org_id, principal.user_id)
+        turn = Turn(
             principal=principal, org_id=conv.org_id, model=model, provider=self.providers[model.id],
-            request=request, conversation=conv, session_id=session.id, user_message=user_message,
+            request=ChatRequest(
+                model=model.upstream_model, messages=messages,
+                max_output_tokens=model.max_output_tokens,
+            ),
+            conversation=conv, session_id=session.id,
+            user_message=Message(
+                id=new_id(), conversation_id=conv.id, chat_session_id=session.id, role="user",
+                content=prompt, status="complete", created_at=now_ms(), model_id=model.id,
+                user_id=principal.user_id,
+            ),
             started=started or time.perf_counter(), request_id=request_id,
+            on_disconnect=on_disconnect, rate_headers=rate_headers,
         )
+        await self._begin(turn)
+        return turn
 
     async def prepare_direct(
         self, principal: Principal, *, model_id: str, messages: list[ChatMessage],
@@ -200,66 +258,160 @@ class ChatService:
             raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
         if not messages or messages[-1].role != "user":
             raise BadRequest("the last message must be the user's", code="validation_error")
+        if sum(len(m.content) for m in messages) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"messages are longer than {self.settings.max_prompt_chars} characters in all",
+                code="prompt_too_long",
+            )
         conv = None
-        user_message = None
         if conversation_id is not None:
             conv = await self.visible_conversation(principal, conversation_id)
             if not principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-            user_message = Message(
+        org_id = conv.org_id if conv else (principal.org_id or "_platform")
+        rate_headers = await self.limits.admit(org_id, principal.user_id)
+        limit = min(filter(None, (max_output_tokens, model.max_output_tokens)), default=None)
+        turn = Turn(
+            principal=principal, org_id=org_id, model=model, provider=self.providers[model.id],
+            request=ChatRequest(
+                model=model.upstream_model, messages=messages, max_output_tokens=limit,
+                temperature=temperature,
+            ),
+            conversation=conv,
+            started=started or time.perf_counter(), request_id=request_id,
+            rate_headers=rate_headers,
+        )
+        if conv is not None:
+            turn.user_message = Message(
                 id=new_id(), conversation_id=conv.id, role="user", content=messages[-1].content,
                 status="complete", created_at=now_ms(), model_id=model.id,
                 user_id=principal.user_id,
             )
-            await self.store.append_message(user_message)
-        org_id = conv.org_id if conv else (principal.org_id or "_platform")
-        limit = min(filter(None, (max_output_tokens, model.max_output_tokens)), default=None)
-        request = ChatRequest(
-            model=model.upstream_model, messages=messages, max_output_tokens=limit,
-            temperature=temperature,
+            await self._begin(turn)
+        return turn
+
+    async def _begin(self, turn: Turn) -> None:
+        """The lock, the user's message (stored before the provider is called) and the
+        resume log's start entry, atomically; 409 while another turn holds the lock."""
+        assert turn.conversation is not None and turn.user_message is not None
+        cid = turn.conversation.id
+        turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
+        turn.log_key = resume_log_key(cid, turn.message_id)
+        start = {**asdict(turn.start_event()), "worker": self.live.worker_id}
+        for attempt in (1, 2):
+            if await self.store.begin_turn(
+                turn.user_message, answer_id=turn.message_id, lock_value=turn.lock_value,
+                lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000), log_key=turn.log_key,
+                start_data=start, log_ttl_s=self.settings.resume_ttl,
+            ):
+                return
+            holder = await self.store.turn_lock_holder(cid)
+            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
+            if attempt == 1 and holder and not await self.store.worker_alive(holder.split(":")[0]):
+                await self.store.break_turn_lock(cid, holder)
+                continue
+            break
+        raise Conflict("another prompt of this conversation is still being answered",
+                       code="conversation_busy", headers={"Retry-After": "1"})
+
+    # -- open: the upstream accepts, or we try the fallbacks, or it is an HTTP error -------
+
+    async def open(self, turn: Turn) -> None:
+        if turn.stream is not None:
+            return
+        candidates = [(turn.model, turn.provider)] + [
+            (m, self.providers[m.id])
+            for m in (self.settings.model(f) for f in turn.model.fallbacks) if m is not None
+        ]
+        failure: ProviderError | None = None
+        for model, provider in candidates:
+            stream = provider.stream(replace(turn.request, model=model.upstream_model))
+            try:
+                event = await anext(stream)
+                if type(event) is not Opened:
+                    raise ProviderError("adapter yielded before Opened", kind="protocol")
+            except ProviderError as exc:
+                await _close(stream)
+                self.metrics.provider_errors.labels(model.id, exc.kind).inc()
+                failure = exc
+                continue
+            except BaseException:
+                await _close(stream)
+                raise
+            turn.stream, turn.answering = stream, model
+            return
+        assert failure is not None
+        await self._record(
+            turn, None, "", None, "error", ErrorEvent("provider_error", failure.message)
         )
-        return Turn(
-            principal=principal, org_id=org_id, model=model, provider=self.providers[model.id],
-            request=request, conversation=conv, user_message=user_message,
-            started=started or time.perf_counter(), request_id=request_id,
-        )
+        raise http_error_for(failure)
+
+    async def _reopen(self, turn: Turn, exc: ProviderError, attempt: int) -> bool:
+        """A failure after Opened but before any text reached the client: retry once
+        with backoff and jitter (honouring Retry-After), so nothing is ever duplicated."""
+        if attempt > RETRY_BEFORE_FIRST_TOKEN or not exc.retryable:
+            return False
+        delay = min(exc.retry_after or 0.25 * 2 ** attempt, 5.0) * (0.5 + random.random())
+        await asyncio.sleep(delay)
+        model = turn.answering or turn.model
+        await _close(turn.stream)
+        turn.stream = None
+        provider = turn.provider if model is turn.model else self.providers[model.id]
+        stream = provider.stream(replace(turn.request, model=model.upstream_model))
+        try:
+            await anext(stream)  # Opened
+        except ProviderError:
+            await _close(stream)
+            return False
+        turn.stream = stream
+        return True
+
+    # -- run: the stream ---------------------------------------------------------------
 
     async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:
-        yield Start(
-            message_id=turn.message_id,
-            conversation_id=turn.conversation.id if turn.conversation else None,
-            chat_session_id=turn.session_id, model=turn.model.id,
-            user_message_id=turn.user_message.id if turn.user_message else None,
-        )
+        await self.open(turn)
+        handle = self.live.register(turn.message_id, turn.log_key)
+        self.metrics.active_streams.inc()
         parts: list[str] = []
         usage: Usage | None = None
-        reason = "cancelled"  # what a vanished client leaves behind
+        reason: str | None = None
         error: ErrorEvent | None = None
-        self.metrics.active_streams.inc()
         upstream_started = time.perf_counter()
-        stream = turn.provider.stream(turn.request)
+        attempt = 0
+        yield turn.start_event()
         try:
-            async for event in stream:
+            while reason is None:
+                try:
+                    event = await self._next(turn, handle)
+                except StopAsyncIteration:
+                    # stopped (any worker, or shutdown), or an adapter that ended without Finish
+                    reason = handle.stop_reason or "stop"
+                    break
+                except ProviderError as exc:
+                    if not parts:
+                        attempt += 1
+                        if await self._reopen(turn, exc, attempt):
+                            continue
+                    reason = "error"
+                    error = ErrorEvent("provider_error", exc.message)
+                    self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
+                    break
                 if type(event) is TextDelta:
-                    parts.append(event.text)
-                    if len(parts) == 1:
+                    text = event.text
+                    parts.append(text)
+                    self.live.append(handle, text)
+                    if turn.first_sent is None:
                         upstream_first = time.perf_counter()
-                        yield Delta(event.text)
+                        yield Delta(text)
                         # resumed once the first frame went out: the gateway's own share
                         turn.first_sent = time.perf_counter()
                         turn.overhead = (turn.first_sent - turn.started) - (upstream_first - upstream_started)
-                        continue
-                    yield Delta(event.text)
+                    else:
+                        yield Delta(text)
                 elif type(event) is Usage:
                     usage = event
                 elif type(event) is Finish:
                     reason = event.reason
-            if reason == "cancelled":  # the adapter ended without a Finish
-                reason = "stop"
-        except ProviderError as exc:
-            reason = "error"
-            error = ErrorEvent("provider_error", exc.message)
-            self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
         except Exception:
             # a bug of ours must still end the stream by the contract and keep the partial text
             log.exception("turn %s failed", turn.message_id)
@@ -268,16 +420,36 @@ class ChatService:
         finally:
             # shielded: a client that vanished cancels us, and the answer must still be kept
             with anyio.CancelScope(shield=True):
-                await _close(stream)
-                end = await self._record(turn, "".join(parts), usage, reason, error)
+                await _close(turn.stream)
+                end = await self._record(
+                    turn, handle, "".join(parts), usage, reason or "cancelled", error
+                )
+                self.live.unregister(handle)
                 self.metrics.active_streams.dec()
                 self._observe(turn, end)
         if error is not None:
             yield error
         yield end
 
+    async def _next(self, turn: Turn, handle: Running) -> ProviderEvent:
+        """The next upstream event; a stop from any worker cancels exactly this wait."""
+        assert turn.stream is not None
+        if handle.stop_reason is not None:
+            raise StopAsyncIteration
+        handle.waiting = asyncio.current_task()
+        try:
+            return await anext(turn.stream)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if handle.stop_reason is not None and task is not None and task.cancelling():
+                task.uncancel()  # our own stop, not the client leaving: end the stream normally
+                raise StopAsyncIteration from None
+            raise
+        finally:
+            handle.waiting = None
+
     def _observe(self, turn: Turn, end: End) -> None:
-        m, model = self.metrics, turn.model.id
+        m, model = self.metrics, (turn.answering or turn.model).id
         m.tokens.labels(model, "in").inc(end.input_tokens)
         m.tokens.labels(model, "out").inc(end.output_tokens)
         m.streams.labels(model, end.finish_reason).inc()
@@ -299,7 +471,8 @@ class ChatService:
             }})
 
     async def _record(
-        self, turn: Turn, text: str, usage: Usage | None, reason: str, error: ErrorEvent | None
+        self, turn: Turn, handle: Running | None, text: str, usage: Usage | None, reason: str,
+        error: ErrorEvent | None,
     ) -> End:
         estimated = usage is None
         if usage is None:
@@ -311,23 +484,66 @@ class ChatService:
         message = Message(
             id=turn.message_id, conversation_id=turn.conversation.id if turn.conversation else "",
             chat_session_id=turn.session_id, role="assistant", content=text, status=status,
-            created_at=now_ms(), model_id=turn.model.id, user_id=turn.principal.user_id,
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            finish_reason=reason, usage_estimated=estimated,
+            created_at=now_ms(), model_id=(turn.answering or turn.model).id,
+            user_id=turn.principal.user_id, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens, finish_reason=reason, usage_estimated=estimated,
             error={"code": error.code, "message": error.message} if error else None,
         )
-        if turn.conversation is None:
-            await self.store.record_usage(message, turn.org_id, turn.principal.key_id)
-            totals = None
-        else:
-            totals = await self.store.finish_turn(message, turn.org_id, turn.principal.key_id)
-        return End(
+        end = End(
             message_id=turn.message_id, finish_reason=reason, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, totals=totals, usage_estimated=estimated,
+            output_tokens=usage.output_tokens, usage_estimated=estimated,
         )
+        token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
+        if turn.conversation is None:
+            await self.store.record_usage(
+                message, turn.org_id, turn.principal.key_id, token_windows=token_windows
+            )
+            return end
+        entries: list[tuple[str, str, str]] = []
+        if handle is not None:
+            await self.live.settle()  # a batch in flight lands before this turn's last one
+            batch = self.live.take(handle)
+            if batch is not None:
+                entries.append(("c", str(batch[0]), json_dumps(batch[1])))
+        if error is not None:
+            entries.append(("error", "0", json_dumps({"code": error.code, "message": error.message})))
+        end_data = {k: v for k, v in asdict(end).items() if k not in ("totals", "policy", "stored")}
+        if end.policy:
+            end_data["policy"] = end.policy
+        write = functools.partial(
+            self.store.end_turn, message, turn.org_id, turn.principal.key_id,
+            lock_value=turn.lock_value, log_key=turn.log_key, log_entries=entries,
+            end_data=end_data, log_ttl_s=self.settings.resume_ttl, token_windows=token_windows,
+        )
+        end.totals = await self._durably(write, message)
+        end.stored = end.totals is not None
+        return end
+
+    async def _durably(self, write: Callable[[], Awaitable[Totals]], message: Message) -> Totals | None:
+        """Redis may vanish mid-stream: retry the final write for final_write_timeout;
+        then hand it to a background retry that lasts until Redis is back (the client's
+        `end` says stored=false, so nothing it was told is stored can be lost)."""
+        deadline = time.monotonic() + self.settings.final_write_timeout
+        delay = 0.05
+        while True:
+            try:
+                return await write()
+            except RedisError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("STORAGE: message %s of conversation %s not stored yet (%s); "
+                              "retrying in the background until Redis is back",
+                              message.id, message.conversation_id, type(exc).__name__)
+                    self.live.retry_until_stored(write, message.id)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
 
-async def _close(stream: AsyncIterator[Any]) -> None:
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+async def _close(stream: AsyncIterator[Any] | None) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         try:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import __version__
+from gateway import __version__, audit
 from gateway.auth import ROLES, digest, new_api_key
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.settings import ConfigError, Settings, load_settings
@@ -78,6 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         models = ", ".join(f"{m.id} ({m.provider})" for m in settings.served_models)
         print(f"chat-gateway: models: {models}")
         print(f"chat-gateway: listening on http://{settings.host}:{settings.port}", flush=True)
+        # uvicorn drains on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+        # ours turns that into a clean exit, so the embedded Redis below is stopped too
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_cleanly)
         uvicorn.run(
             "gateway.app:app_from_env",
             factory=True,
@@ -96,6 +101,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             embedded.stop()
             print("chat-gateway: embedded Redis stopped")
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _announce_admin_token(url: str) -> bool:
@@ -139,6 +148,7 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
             "workspaces": args.workspace or [], "name": args.name, "family_name": args.last_name,
             "email": args.email, "created_at": now_ms(),
         })
+        await _audit_key(store, audit.KEY_CREATED, args.org, key_id, args.user, args.role)
         print(f"key id: {key_id}")
         print(f"api key (printed once, only its hash is kept): {key}")
         return 0
@@ -146,10 +156,20 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         for row in await store.list_api_keys():
             print(json.dumps(row))
         return 0
+    record = await store.get_api_key_record(args.key_id)
     if not await store.revoke_api_key(args.key_id):
         return _fail(f"no key with id {args.key_id}", 1)
+    if record is not None:
+        await _audit_key(
+            store, audit.KEY_REVOKED, record["org_id"], args.key_id, record["user_id"], record["role"]
+        )
     print(f"revoked {args.key_id}")
     return 0
+
+
+async def _audit_key(store: Store, type_: str, org: str, key_id: str, user: str, role: str) -> None:
+    fields = audit.fields_of(type_, None, key_id=key_id, user_id=user, role=role, via="cli")
+    await store.append_event(org, fields, audit.DEFAULT_MAXLEN)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

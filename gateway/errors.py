@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -115,6 +117,13 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
+async def handle_redis_down(request: Request, exc: Exception) -> Response:
+    """Nothing was recorded, so nothing was sent upstream: the client may simply retry."""
+    log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "redis_unavailable", "the gateway cannot reach its store; retry shortly",
+                          {"Retry-After": "1"})
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal server error")
@@ -123,5 +132,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     GatewayError: handle_gateway_error,
     HTTPException: handle_http_exception,
+    RedisConnectionError: handle_redis_down,
+    RedisTimeoutError: handle_redis_down,
     Exception: handle_unexpected,
 }

@@ -36,6 +36,7 @@ class ModelConfig(_Frozen):
     connect_timeout: float = Field(default=10.0, gt=0, le=600)
     read_timeout: float = Field(default=120.0, gt=0, le=3600)
     max_retries: int = Field(default=2, ge=0, le=10)
+    fallbacks: tuple[str, ...] = ()  # model ids tried in order when this one fails before its first token
     # demo only: milliseconds between streamed words, and words per answer
     pace_ms: float = Field(default=20.0, ge=0, le=10_000)
     answer_words: int = Field(default=60, ge=1, le=100_000)
@@ -65,6 +66,40 @@ class RepositoryConfig(_Frozen):
     api_key_env: str | None = None
 
 
+_LIMIT = Field(default=None, ge=1, le=10**15)  # absent: unlimited
+
+
+class LimitValues(_Frozen):
+    """Prompts per minute and tokens (input + output) per minute, UTC day and UTC month,
+    per user and per org; see gateway/limits.py for the windows."""
+
+    user_requests_per_minute: int | None = _LIMIT
+    org_requests_per_minute: int | None = _LIMIT
+    user_tokens_per_minute: int | None = _LIMIT
+    org_tokens_per_minute: int | None = _LIMIT
+    user_tokens_per_day: int | None = _LIMIT
+    org_tokens_per_day: int | None = _LIMIT
+    user_tokens_per_month: int | None = _LIMIT
+    org_tokens_per_month: int | None = _LIMIT
+
+
+class LimitsConfig(LimitValues):
+    """The `[limits]` table; `[limits.orgs.<org_id>]` replaces the fields it sets for that org."""
+
+    orgs: dict[str, LimitValues] = Field(default_factory=dict)
+
+    def any_set(self) -> bool:
+        tables = [self.model_dump(exclude={"orgs"}), *(o.model_dump() for o in self.orgs.values())]
+        return any(v is not None for t in tables for v in t.values())
+
+    def for_org(self, org_id: str) -> LimitValues:
+        base = self.model_dump(exclude={"orgs"})
+        override = self.orgs.get(org_id)
+        if override is not None:
+            base.update(override.model_dump(exclude_unset=True))
+        return LimitValues(**base)
+
+
 DEMO_MODEL = ModelConfig(id="demo", provider="demo")
 
 
@@ -82,10 +117,16 @@ class Settings(_Frozen):
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    send_timeout: float = Field(default=30.0, gt=0, le=3600)  # a stalled reader is dropped after this
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)  # open streams may finish within this
+    turn_lock_ttl: float = Field(default=600.0, gt=0, le=86400)  # the longest a turn may hold its conversation
+    final_write_timeout: float = Field(default=10.0, gt=0, le=600)  # retrying the answer's write while Redis is away
+    resume_ttl: int = Field(default=3600, ge=60, le=7 * 86400)  # seconds a resume log is kept after its end
     log_level: str = "info"
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
     policies: tuple[dict[str, Any], ...] = ()
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # resolved from the environment at load time: variable name -> value
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -103,6 +144,10 @@ class Settings(_Frozen):
         if dup:
             raise ValueError(f"models: duplicate id {sorted(dup)[0]!r}")
         known = set(ids) or {DEMO_MODEL.id}
+        for i, m in enumerate(self.models):
+            for f in m.fallbacks:
+                if f not in known or f == m.id:
+                    raise ValueError(f"models[{i}].fallbacks: unknown model {f!r}")
         for i, repo in enumerate(self.repositories):
             if repo.model is not None and repo.model not in known:
                 raise ValueError(f"repositories[{i}].model: unknown model {repo.model!r}")
@@ -149,6 +194,9 @@ ENV_FIELDS = {
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
     "GATEWAY_LOG_LEVEL": "log_level",
+    "GATEWAY_SEND_TIMEOUT": "send_timeout",
+    "GATEWAY_SHUTDOWN_GRACE": "shutdown_grace",
+    "GATEWAY_FINAL_WRITE_TIMEOUT": "final_write_timeout",
 }
 
 

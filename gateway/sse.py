@@ -16,6 +16,7 @@ from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
 from gateway.chat import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.settings import Settings
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -51,17 +52,20 @@ def end_data(ev: End) -> dict[str, Any]:
         }
     if ev.policy:
         data["policy"] = ev.policy
+    if not ev.stored:
+        data["stored"] = False  # Redis was away: the gateway keeps retrying the write
     return data
 
 
 class ContentFrames:
-    """`event: content` frames of one message, numbered from 1."""
+    """`event: content` frames of one message, numbered from 1 (or after `seq`, when a
+    resumed stream continues where the client's Last-Event-ID left off)."""
 
     __slots__ = ("prefix", "seq")
 
-    def __init__(self, message_id: str) -> None:
+    def __init__(self, message_id: str, seq: int = 0) -> None:
         self.prefix = b"event: content\nid: " + message_id.encode() + b":"
-        self.seq = 0
+        self.seq = seq
 
     def __call__(self, text: str) -> bytes:
         self.seq += 1
@@ -71,14 +75,15 @@ class ContentFrames:
 
 
 async def encode(
-    events: AsyncIterator[ChatEvent], *, start_extra: Callable[[Start], dict[str, Any]] | None = None
+    events: AsyncIterator[ChatEvent], *, start_seq: int = 0,
+    start_extra: Callable[[Start], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     content: ContentFrames | None = None
     async for ev in events:
         if type(ev) is Delta:
             yield content(ev.text)  # type: ignore[misc]
         elif type(ev) is Start:
-            content = ContentFrames(ev.message_id)
+            content = ContentFrames(ev.message_id, start_seq)
             yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
         elif type(ev) is ErrorEvent:
             yield frame("error", {"code": ev.code, "message": ev.message})
@@ -91,16 +96,19 @@ def _ping() -> ServerSentEvent:
 
 
 def sse_response(
-    body: AsyncIterator[bytes], *, ping_interval: float, send_timeout: float | None = 30.0,
-    headers: dict[str, str] | None = None,
+    body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
 ) -> EventSourceResponse:
     """sse-starlette runs the body beside a disconnect listener and a pinger; a vanished
-    client cancels the body, whose `finally` (chat.run) stores the partial answer."""
+    client cancels the body, whose `finally` (chat.run) stores the partial answer. A
+    stalled reader is dropped after send_timeout (uvicorn's write buffer is bounded, so it
+    cannot grow our memory meanwhile). On shutdown, Live ends open turns after
+    shutdown_grace; the extra seconds here let their `end` frames go out."""
     return EventSourceResponse(
         body,
         headers={**SSE_HEADERS, **(headers or {})},
-        ping=ping_interval,
+        ping=settings.ping_interval,
         ping_message_factory=_ping,
         sep="\n",
-        send_timeout=send_timeout,
+        send_timeout=settings.send_timeout,
+        shutdown_grace_period=settings.shutdown_grace + 5,
     )

@@ -8,8 +8,10 @@ operation spans two slots. A turn costs a fixed number of round trips, never one
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +63,22 @@ def org_usage_key(org: str) -> str:
 
 def api_key_key(digest: str) -> str:
     return f"{P}key:{digest}"
+
+
+def turn_lock_key(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:lock"
+
+
+def resume_log_key(cid: str, message_id: str) -> str:
+    return f"{P}{{c:{cid}}}:r:{message_id}"
+
+
+def message_lookup_key(message_id: str) -> str:
+    return f"{P}msg:{message_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    return f"{P}worker:{worker_id}"
 
 
 KEYS_INDEX = f"{P}keys"
@@ -170,20 +188,52 @@ class Totals:
     tokens_out: int
 
 
-# The assistant's message and the conversation counters it moves, in one atomic step.
-_FINISH_TURN = """
+# The end of a turn in one atomic step of the conversation's slot: the assistant's message,
+# the counters it moves, the resume log's last entries (the end entry carrying the new
+# totals), and the release of the one-turn lock if this turn still holds it.
+_END_TURN = """
 redis.call('RPUSH', KEYS[2], ARGV[1])
 local tin = redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
 local tout = redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+if KEYS[3] ~= '' then
+  for i = 8, #ARGV, 3 do
+    redis.call('XADD', KEYS[3], '*', 't', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+  end
+  local e = cjson.decode(ARGV[7])
+  e['totals'] = {tokens_in = tin, tokens_out = tout}
+  redis.call('XADD', KEYS[3], '*', 't', 'end', 's', '0', 'd', cjson.encode(e))
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+if KEYS[4] ~= '' and redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
 return {tin, tout}
+"""
+
+
+# Lock, user's message and the resume log's first entry: all or nothing, one slot.
+_BEGIN_TURN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'updated_at', ARGV[4])
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[4], '*', unpack(fields))
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return 1
+"""
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
 class Store:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._finish_turn = redis.register_script(_FINISH_TURN)
+        self._end_turn = redis.register_script(_END_TURN)
+        self._begin_turn = redis.register_script(_BEGIN_TURN)
+        self._release_lock = redis.register_script(_RELEASE_LOCK)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -289,30 +339,25 @@ class Store:
         pipe.hset(conv_key(msg.conversation_id), "updated_at", str(msg.created_at))
         await pipe.execute()
 
-    async def finish_turn(self, msg: Message, org_id: str, key_id: str | None = None) -> Totals:
-        """Store the assistant's message and move the conversation's token counters
-        atomically; the org's usage counters (another slot) ride in the same round trip."""
-        cid = msg.conversation_id
-        pipe = self.redis.pipeline(transaction=False)
-        await self._finish_turn(  # queued in the pipeline, not sent yet
-            keys=[conv_key(cid), messages_key(cid)],
-            args=[msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms()],
-            client=pipe,
-        )
-        self._count_usage(pipe, msg, org_id, key_id)
-        results = await pipe.execute()
-        tin, tout = results[0]
-        return Totals(int(tin), int(tout))
-
-    async def record_usage(self, msg: Message, org_id: str, key_id: str | None = None) -> None:
+    async def record_usage(
+        self, msg: Message, org_id: str, key_id: str | None = None, *,
+        token_windows: Sequence[tuple[str, int]] = (),
+    ) -> None:
         """A turn outside any conversation: only its usage is kept."""
         pipe = self.redis.pipeline(transaction=False)
-        self._count_usage(pipe, msg, org_id, key_id)
+        self._count_usage(pipe, msg, org_id, key_id, token_windows)
         await pipe.execute()
 
     @staticmethod
-    def _count_usage(pipe: Any, msg: Message, org_id: str, key_id: str | None) -> None:
-        """Usage per org, per model, per user and per API key, in the org's hash."""
+    def _count_usage(
+        pipe: Any, msg: Message, org_id: str, key_id: str | None,
+        token_windows: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Usage per org, per model, per user and per API key, in the org's hash; and the
+        turn's tokens in each rate-limit token window (key, EXPIREAT), see gateway/limits.py."""
+        for key, expire_at in token_windows:
+            pipe.incrby(key, msg.input_tokens + msg.output_tokens)
+            pipe.expireat(key, expire_at)
         usage = org_usage_key(org_id)
         scopes = ["", f":{msg.model_id}"] if msg.model_id else [""]
         if msg.user_id:
@@ -332,6 +377,100 @@ class Store:
 
     async def org_usage(self, org: str) -> dict[str, int]:
         return {k: int(v) for k, v in (await self.redis.hgetall(org_usage_key(org))).items()}
+
+    # -- turns in flight: lock, resume log, stop signals, worker heartbeats --------------
+
+    async def begin_turn(
+        self, msg: Message, *, answer_id: str, lock_value: str, lock_ttl_ms: int,
+        log_key: str, start_data: dict[str, Any], log_ttl_s: int,
+    ) -> bool:
+        """Take the conversation's one-turn lock, store the user's message and open the
+        resume log, atomically (one slot); False, and nothing written, when busy."""
+        cid = msg.conversation_id
+        pipe = self.redis.pipeline(transaction=False)
+        await self._begin_turn(
+            keys=[turn_lock_key(cid), messages_key(cid), conv_key(cid), log_key],
+            args=[lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s,
+                  "t", "start", "s", "0", "d", json.dumps(start_data)],
+            client=pipe,
+        )
+        pipe.set(message_lookup_key(answer_id), cid, ex=log_ttl_s)
+        began, _ = await pipe.execute()
+        return bool(began)
+
+    async def turn_lock_holder(self, cid: str) -> str | None:
+        return await self.redis.get(turn_lock_key(cid))
+
+    async def break_turn_lock(self, cid: str, value: str) -> bool:
+        """Remove a lock whose holder is gone (compare-and-delete)."""
+        return bool(await self._release_lock(keys=[turn_lock_key(cid)], args=[value]))
+
+    async def end_turn(
+        self, msg: Message, org_id: str, key_id: str | None, *, lock_value: str | None,
+        log_key: str | None, log_entries: list[tuple[str, str, str]], end_data: dict[str, Any],
+        log_ttl_s: int, token_windows: Sequence[tuple[str, int]] = (),
+    ) -> Totals:
+        """The assistant's message, its counters, the resume log's last entries and the
+        lock's release (one Lua script, one slot); the org's usage counters and the
+        rate-limit token windows ride in the same round trip."""
+        cid = msg.conversation_id
+        pipe = self.redis.pipeline(transaction=False)
+        await self._end_turn(  # queued in the pipeline, not sent yet
+            keys=[conv_key(cid), messages_key(cid), log_key or "", turn_lock_key(cid) if lock_value else ""],
+            args=[msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms(), lock_value or "",
+                  log_ttl_s, json.dumps(end_data), *[x for entry in log_entries for x in entry]],
+            client=pipe,
+        )
+        self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        results = await pipe.execute()
+        tin, tout = results[0]
+        return Totals(int(tin), int(tout))
+
+    async def append_deltas(self, batches: list[tuple[str, tuple[int, list[str]]]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key, (first_seq, texts) in batches:
+            pipe.xadd(key, {"t": "c", "s": str(first_seq), "d": json.dumps(texts, separators=(",", ":"))})
+        await pipe.execute()
+
+    async def message_conversation_id(self, message_id: str) -> str | None:
+        return await self.redis.get(message_lookup_key(message_id))
+
+    async def read_log(self, key: str, after: str = "-") -> list[tuple[str, dict[str, str]]]:
+        start = "-" if after == "-" else f"({after}"
+        return await self.redis.xrange(key, start, "+")
+
+    async def last_log_entry(self, key: str) -> dict[str, str] | None:
+        rows = await self.redis.xrevrange(key, "+", "-", count=1)
+        return rows[0][1] if rows else None
+
+    async def shared_secret(self, name: str) -> bytes:
+        """A random secret every worker and replica agrees on (first writer wins)."""
+        key = f"{P}secret:{name}"
+        await self.redis.set(key, secrets.token_hex(32), nx=True)
+        return bytes.fromhex(await self.redis.get(key))
+
+    async def follow_log(self, key: str, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        reply = await self.redis.xread({key: after}, block=block_ms, count=1000)
+        return reply[0][1] if reply else []
+
+    async def heartbeat(self, worker_id: str, ttl_ms: int) -> None:
+        await self.redis.set(worker_key(worker_id), "1", px=ttl_ms)
+
+    async def worker_alive(self, worker_id: str) -> bool:
+        return bool(await self.redis.exists(worker_key(worker_id)))
+
+    async def publish(self, channel: str, message: str) -> int:
+        return await self.redis.publish(channel, message)
+
+    async def subscribe(self, channel: str) -> AsyncIterator[str]:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(channel)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield message["data"]
+        finally:
+            await pubsub.aclose()
 
     # -- credentials --------------------------------------------------------------------
 
@@ -429,6 +568,31 @@ class Store:
             self._queue_event(pipe, *event)
         await pipe.execute()
         return at
+
+    async def page_merged(
+        self, keys: list[str], shared_keys: list[str], *, offset: int, limit: int,
+        since_ms: int | None = None, until_ms: int | None = None,
+    ) -> tuple[list[str], int]:
+        """Newest first from the union of several org indexes without building it: the top
+        offset+limit of each, merged here, costs O(k * (log N + offset + limit)) whatever the
+        indexes hold. The total is the sum of their counts less the counts of `shared_keys`,
+        the indexes of what they have in common. One MULTI: ranges and counts agree."""
+        lo = "-inf" if since_ms is None else since_ms
+        hi = "+inf" if until_ms is None else until_ms
+        pipe = self.redis.pipeline(transaction=True)
+        for key in keys:
+            pipe.zrevrangebyscore(key, hi, lo, start=0, num=offset + limit, withscores=True)
+        for key in (*keys, *shared_keys):
+            pipe.zcount(key, lo, hi)
+        results = await pipe.execute()
+        score: dict[str, float] = {}
+        for rows in results[:len(keys)]:
+            score.update(rows)
+        # ZREVRANGE's own order: score, then member, both descending
+        ordered = sorted(score, key=lambda m: (score[m], m), reverse=True)
+        counts = results[len(keys):]
+        total = sum(counts[:len(keys)]) - sum(counts[len(keys):])
+        return ordered[offset:offset + limit], total
 
     async def get_repository(self, rid: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(REPOSITORIES_KEY, rid)

@@ -12,6 +12,7 @@ import anthropic
 
 from providers import wire
 from providers.base import (
+    OPENED,
     ChatMessage,
     ChatRequest,
     Finish,
@@ -70,6 +71,7 @@ class AnthropicProvider:
             # Leaving this block closes the response (the manager's __aexit__ is our finally),
             # whether the stream ended, raised, or the consumer closed us at a yield.
             async with create(**arguments) as response:
+                yield OPENED
                 async for event in _events(response.iter_bytes()):
                     yield event
         except anthropic.APIStatusError as exc:

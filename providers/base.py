@@ -29,6 +29,16 @@ class ChatRequest:
 
 
 @dataclass(slots=True)
+class Opened:
+    """The upstream accepted the request (response headers arrived); tokens follow.
+    Every adapter yields it first, so the gateway can still answer an HTTP error (for
+    example 502 on an upstream 401) when the upstream refuses, before any SSE bytes."""
+
+
+OPENED = Opened()
+
+
+@dataclass(slots=True)
 class TextDelta:
     text: str
 
@@ -49,7 +59,7 @@ class Finish:
     reason: FinishReason
 
 
-ProviderEvent = TextDelta | Usage | Finish
+ProviderEvent = Opened | TextDelta | Usage | Finish
 
 
 class ProviderError(Exception):
@@ -96,7 +106,7 @@ class ModelSpec:
 
 
 class Provider(Protocol):
-    """One per configured model. stream() yields TextDelta, Usage and Finish events and
+    """One per configured model. stream() yields Opened, then TextDelta, Usage and Finish events and
     raises ProviderError; the upstream response is closed however the iteration ends
     (exhausted, raised, or the consumer stopped and closed the iterator)."""
 

@@ -8,7 +8,7 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 
-from providers.base import ChatRequest, Finish, ModelSpec, ProviderEvent, TextDelta, Usage
+from providers.base import OPENED, ChatRequest, Finish, ModelSpec, ProviderEvent, TextDelta, Usage
 
 _SENTENCES = (
     "A gateway keeps every turn of a conversation, so the model always sees the context.",
@@ -51,6 +51,7 @@ class DemoProvider:
         if limit is not None and len(chunks) > limit:
             chunks, reason = chunks[:limit], "length"
         input_tokens = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+        yield OPENED
         for chunk in chunks:
             if self.pace:
                 await asyncio.sleep(self.pace)

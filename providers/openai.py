@@ -12,6 +12,7 @@ import openai
 
 from providers import wire
 from providers.base import (
+    OPENED,
     ChatRequest,
     Finish,
     FinishReason,
@@ -63,6 +64,7 @@ class OpenAIProvider:
             # Leaving this block closes the response (the manager's __aexit__ is our finally),
             # whether the stream ended, raised, or the consumer closed us at a yield.
             async with create(**self._arguments(request)) as response:
+                yield OPENED
                 async for event in _events(response.iter_bytes()):
                     yield event
         except openai.APIStatusError as exc:

@@ -3,6 +3,9 @@ demo models pointing at the fake upstream; a per-test async HTTP client with sho
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +50,14 @@ model = "small-model"
 base_url = "{upstream.openai_base_url}"
 context_window = 60
 max_retries = 0
+
+[[models]]
+id = "flaky"
+provider = "openai"
+model = "flaky-model"
+base_url = "{upstream.openai_base_url}"
+max_retries = 0
+fallbacks = ["claude"]
 
 [[models]]
 id = "demo"
@@ -128,8 +139,31 @@ class Client:
 async def client(
     gateway_server: GatewayServer, redis: Any, upstream: FakeUpstream
 ) -> AsyncIterator[Client]:
+    await gateway_server.restore_heartbeat(redis)
     async with httpx.AsyncClient(base_url=gateway_server.url, timeout=10) as http:
         yield Client(http)
+
+
+@pytest.fixture
+def gateway_factory(redis_url: str, upstream_server: FakeUpstream, tmp_path: Any, redis: Any):
+    """Another gateway, for one test, with an extra model "slow" whose fields the test sets
+    (timeouts, base_url, ...), and extra environment (GATEWAY_* settings)."""
+
+    @contextlib.asynccontextmanager
+    async def make(env: dict[str, str] | None = None, **fields: Any) -> AsyncIterator[Client]:
+        model = {"id": "slow", "provider": "openai", "model": "slow-model",
+                 "base_url": upstream_server.openai_base_url, "max_retries": 0, **fields}
+        extra = "\n[[models]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in model.items())
+        settings = gateway_settings(tmp_path, redis_url, test_config(upstream_server, extra), env)
+        server = await asyncio.to_thread(GatewayServer(settings).start)
+        await server.restore_heartbeat(redis)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+                yield Client(http)
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    return make
 
 
 @pytest.fixture

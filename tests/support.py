@@ -29,8 +29,9 @@ class GatewayServer:
         self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            self.app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -53,6 +54,11 @@ class GatewayServer:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.01)
         return self
+
+    async def restore_heartbeat(self, redis: Any) -> None:
+        """Tests FLUSHALL between each other; put back what a live worker keeps in Redis."""
+        live = self.app.state.gateway.live
+        await redis.set(f"gw:worker:{live.worker_id}", "1", px=6000)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -72,7 +72,8 @@ async def test_metrics_for_the_admin_only(client, admin, alice, upstream):
     session = await client.create_session(alice, conv["id"], "gpt")
     upstream.script(Reply(chunks=["x"], input_tokens=3, output_tokens=1), Reply(status=500))
     await client.chat(alice, session["id"], "one")
-    await client.chat(alice, session["id"], "two")
+    r, _ = await client.stream_chat(alice, session["id"], "two")
+    assert r.status_code == 502
     assert (await client.http.get("/metrics", headers=bearer(alice))).status_code == 403
     assert (await client.http.get("/metrics")).status_code == 401
     r = await client.http.get("/metrics", headers=bearer(admin))

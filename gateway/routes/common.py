@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -14,6 +15,7 @@ from gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 B = TypeVar("B", bound=BaseModel)
 MAX_JSON_DEPTH = 32
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Body(BaseModel):
@@ -111,3 +113,22 @@ async def read_body(request: Request, model: type[B]) -> B:
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(data, status, headers)
+
+
+def iso_param(request: Request, name: str, *, end_of_day: bool = False) -> int | None:
+    """An ISO 8601 date or date-time query parameter as epoch milliseconds (no zone: UTC).
+    A bare date means its first millisecond, or with end_of_day its last, so that
+    `from=2024-01-15&to=2024-01-15` covers the whole day."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValidationFailed(f"{name}: not an ISO 8601 date or date-time: {raw!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    ms = (value - EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
+    if end_of_day and "T" not in raw.upper() and " " not in raw.strip():
+        ms += 86_400_000 - 1
+    return ms

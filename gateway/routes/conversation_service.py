@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import sse
+from gateway import audit, sse
+from gateway.chat import Turn
+from gateway.live import detach
+from gateway.resume import resume_token
 from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.routes.common import (
@@ -32,6 +35,7 @@ class CreateSession(Body):
 class StreamChat(Body):
     chat_session_id: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1)
+    on_disconnect: Literal["cancel", "continue"] = "cancel"
 
 
 def conversation_json(c: Conversation) -> dict[str, Any]:
@@ -104,7 +108,11 @@ async def create(request: Request) -> Response:
         id=new_id(), org_id=org_id, title=body.title, is_archived=body.is_archived,
         created_by=caller.user_id, creator=creator_of(caller), workspace_id=workspace,
     )
-    await request.app.state.gateway.conversations.create(conv)
+    gw = request.app.state.gateway
+    await gw.conversations.create(conv)
+    gw.audit.record(
+        org_id, audit.CONVERSATION_CREATED, caller, conversation_id=conv.id, workspace_id=workspace
+    )
     return ok(conversation_json(conv), 201)
 
 
@@ -131,9 +139,27 @@ async def stream_chat(request: Request) -> Response:
     gw = request.app.state.gateway
     turn = await gw.chat.prepare(
         caller, chat_session_id=body.chat_session_id, prompt=body.message, org_id=org_id,
-        **request_timing(request),
+        on_disconnect=body.on_disconnect, **request_timing(request),
     )
-    return sse.sse_response(sse.encode(gw.chat.run(turn)), ping_interval=gw.settings.ping_interval)
+    gw.audit.record(
+        org_id, audit.PROMPT_SENT, caller, chat_session_id=body.chat_session_id,
+        conversation_id=turn.conversation.id if turn.conversation else None,
+        message_id=turn.message_id, model=turn.model.id, stream=1,
+    )
+    return await turn_stream(gw, turn)
+
+
+async def turn_stream(gw: Any, turn: Turn) -> Response:
+    """The SSE answer to a prepared turn: the upstream is opened first, so its refusal is
+    still an HTTP error; the start event carries a resume_token for EventSource clients."""
+    await gw.chat.open(turn)
+    events = gw.chat.run(turn)
+    if turn.on_disconnect == "continue":
+        events = detach(events)
+    body = sse.encode(
+        events, start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)}
+    )
+    return sse.sse_response(body, settings=gw.settings, headers=turn.rate_headers)
 
 
 async def list_conversations(request: Request) -> Response:

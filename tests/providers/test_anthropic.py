@@ -13,6 +13,7 @@ import pytest
 
 from providers.anthropic import AnthropicProvider, _events, to_anthropic_messages
 from providers.base import (
+    Opened,
     ChatMessage,
     ChatRequest,
     Finish,
@@ -71,6 +72,7 @@ async def test_yields_start_usage_text_then_final_usage_and_finish(make_provider
     events = await collect(make_provider(), ask())
 
     assert events == [
+        Opened(),
         Usage(input_tokens=11, output_tokens=1),  # message_start: input known, output barely begun
         TextDelta("Hel"),
         TextDelta("lo"),

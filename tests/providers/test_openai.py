@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 from providers.base import (
+    Opened,
     ChatMessage,
     ChatRequest,
     Finish,
@@ -75,6 +76,7 @@ async def test_yields_text_then_usage_then_finish(make_provider, upstream):
     events = await collect(make_provider(), ask())
 
     assert events == [
+        Opened(),
         TextDelta("Hel"),
         TextDelta("lo"),
         TextDelta(" world"),
@@ -224,7 +226,7 @@ async def test_error_chunk_mid_stream_raises_after_the_text_so_far(make_provider
 
     assert caught.value.kind == "upstream"
     assert "mid-stream" in caught.value.message
-    assert seen == [TextDelta("one "), TextDelta("two ")]
+    assert seen == [Opened(), TextDelta("one "), TextDelta("two ")]
 
 
 async def test_dropped_connection_raises_connection_error(make_provider, upstream):
@@ -237,7 +239,7 @@ async def test_dropped_connection_raises_connection_error(make_provider, upstrea
 
     assert caught.value.kind == "connection"
     assert caught.value.retryable
-    assert seen == [TextDelta("one ")]
+    assert seen == [Opened(), TextDelta("one ")]
     assert (upstream.open_streams, upstream.cancelled_streams) == (0, 0)  # the server cut it
 
 
@@ -266,6 +268,7 @@ async def test_consumer_closing_early_closes_the_upstream(make_provider, upstrea
     upstream.script(Reply(chunks=["tick "] * 100, delay=0.02))  # two seconds if read to the end
     stream = make_provider().stream(ask())
 
+    assert await anext(stream) == Opened()
     async for event in stream:
         assert event == TextDelta("tick ")
         break

@@ -200,17 +200,31 @@ async def test_list_and_get_with_sessions(client, alice, bob):
     assert [x["id"] for x in r.json()["sessions"]] == [s["id"]]
 
 
-async def test_provider_error_ends_the_stream_and_is_stored(client, alice, upstream, redis):
+@pytest.mark.parametrize("status, http_status, code", [
+    (500, 502, "provider_error"),
+    (401, 502, "provider_auth"),
+    (403, 502, "provider_auth"),
+    (429, 429, "provider_rate_limited"),
+])
+async def test_upstream_refusal_is_an_http_error_before_any_stream(
+    client, alice, upstream, redis, status, http_status, code
+):
     conv = await client.create_conversation(alice)
     session = await client.create_session(alice, conv["id"], "gpt")
-    upstream.script(Reply(status=500))
-    stream = await client.chat(alice, session["id"], "hello")
-    assert stream.names == ["start", "error", "end"]
-    assert stream.events[1].json["code"] == "provider_error"
-    assert stream.events[2].json["finish_reason"] == "error"
+    upstream.script(Reply(status=status, retry_after=7 if status == 429 else None))
+    r, raw = await client.stream_chat(alice, session["id"], "hello")
+    assert r.status_code == http_status
+    body = json.loads(raw)
+    assert body["success"] is False and body["code"] == code
+    if status == 429:
+        assert r.headers["retry-after"] == "7"
     user, assistant = await stored_messages(redis, conv["id"])
     assert user["status"] == "complete"
     assert assistant["status"] == "error" and assistant["content"] == ""
+    assert assistant["error"]["code"] == "provider_error"
+    # the conversation is free again: the next prompt is answered
+    upstream.script(Reply(chunks=["fine"]))
+    assert (await client.chat(alice, session["id"], "again")).text == "fine"
 
 
 async def test_mid_stream_failure_keeps_the_partial_answer(client, alice, upstream, redis):

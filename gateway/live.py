@@ -1,0 +1,262 @@
+"""Streams in flight on this worker: stop signals from any worker (Redis pub/sub), the
+batched resume log, and the heartbeat that tells other workers this one is alive.
+
+Nothing here is needed by the next request on another worker: the resume log, locks and
+stop signals live in Redis; the in-memory registry only maps a message id to the cancel
+scope of the turn that this worker happens to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from sse_starlette.sse import AppStatus
+
+from gateway.store import Store
+
+log = logging.getLogger("gateway.live")
+
+STOP_CHANNEL = "gw:stop"
+FLUSH_INTERVAL = 0.05  # seconds: deltas reach the resume log within this, never per token
+FLUSH_BYTES = 1024  # ...or as soon as this much text is waiting
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL_MS = 6000
+MAX_UNSTORED = 10_000  # final writes kept in memory while Redis is away
+
+
+@dataclass(slots=True)
+class Running:
+    """One turn this worker runs: how to stop it, and its not-yet-flushed deltas."""
+
+    message_id: str
+    log_key: str | None  # the resume log; None for a turn that cannot be resumed
+    waiting: asyncio.Task[Any] | None = None  # set while the turn awaits its upstream
+    stop_reason: str | None = None
+    first_seq: int = 1
+    pending: list[str] = field(default_factory=list)
+    pending_bytes: int = 0
+
+    def stop(self, reason: str) -> None:
+        """Interrupt the upstream wait now; if the turn is busy sending a frame instead,
+        it sees stop_reason before its next wait."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+
+class Live:
+    def __init__(self, store: Store, *, shutdown_grace: float = 10.0) -> None:
+        self.store = store
+        self.shutdown_grace = shutdown_grace
+        self.worker_id = secrets.token_hex(6)
+        self.running: dict[str, Running] = {}
+        self._dirty: dict[str, Running] = {}
+        self._wake = asyncio.Event()
+        self._flush_done: asyncio.Future[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unstored: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.store.heartbeat(self.worker_id, HEARTBEAT_TTL_MS)
+        self._tasks = [
+            asyncio.create_task(self._listen_for_stops(), name="gateway-stop-listener"),
+            asyncio.create_task(self._heartbeat(), name="gateway-heartbeat"),
+            asyncio.create_task(self._flusher(), name="gateway-resume-flusher"),
+            asyncio.create_task(self._on_shutdown(), name="gateway-shutdown-watch"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._flush()
+        if self._unstored:  # a last chance for writes that wait for Redis
+            _, lost = await asyncio.wait(self._unstored, timeout=5)
+            for task in lost:
+                task.cancel()
+            if lost:
+                log.error("STORAGE: %d answers were never stored (Redis stayed away)", len(lost))
+
+    # -- the registry --------------------------------------------------------------------
+
+    def register(self, message_id: str, log_key: str | None) -> Running:
+        handle = Running(message_id, log_key)
+        self.running[message_id] = handle
+        return handle
+
+    def unregister(self, handle: Running) -> None:
+        self.running.pop(handle.message_id, None)
+        self._dirty.pop(handle.message_id, None)
+
+    def stop_all(self, reason: str) -> int:
+        for handle in list(self.running.values()):
+            handle.stop(reason)
+        return len(self.running)
+
+    async def request_stop(self, message_id: str) -> None:
+        """Whichever worker runs the message stops it (this one included)."""
+        handle = self.running.get(message_id)
+        if handle is not None:
+            handle.stop("cancelled")
+            return
+        await self.store.publish(STOP_CHANNEL, message_id)
+
+    async def _listen_for_stops(self) -> None:
+        while True:
+            try:
+                async for message_id in self.store.subscribe(STOP_CHANNEL):
+                    handle = self.running.get(message_id)
+                    if handle is not None:
+                        handle.stop("cancelled")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: listen again once it is back
+                log.warning("stop listener lost Redis (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _on_shutdown(self) -> None:
+        """On SIGTERM uvicorn stops accepting and waits; open streams get shutdown_grace
+        to finish, then end with `end` {cancelled}, stored like any stop."""
+        while not AppStatus.should_exit:
+            await asyncio.sleep(0.25)
+        deadline = time.monotonic() + self.shutdown_grace
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if self.running:
+            log.warning("shutdown: ending %d open streams", self.stop_all("cancelled"))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            try:
+                await self.store.heartbeat(self.worker_id, HEARTBEAT_TTL_MS)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", type(exc).__name__)
+
+    def retry_until_stored(self, write: Callable[[], Awaitable[Any]], message_id: str) -> None:
+        """Keep a final write that Redis refused, and retry it until Redis is back."""
+        if len(self._unstored) >= MAX_UNSTORED:
+            log.error("STORAGE: dropping message %s: %d writes already wait for Redis",
+                      message_id, len(self._unstored))
+            return
+        task = asyncio.create_task(self._retry(write, message_id))
+        self._unstored.add(task)
+        task.add_done_callback(self._unstored.discard)
+
+    async def _retry(self, write: Callable[[], Awaitable[Any]], message_id: str) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await write()
+            except Exception as exc:
+                if attempt % 10 == 1:
+                    log.error("STORAGE: message %s still not stored (attempt %d: %s)",
+                              message_id, attempt, type(exc).__name__)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
+                continue
+            log.warning("STORAGE: message %s stored after %d attempts", message_id, attempt)
+            return
+
+    # -- the resume log ------------------------------------------------------------------
+
+    def append(self, handle: Running, text: str) -> None:
+        """O(1) and no I/O: the flusher writes the batch."""
+        handle.pending.append(text)
+        handle.pending_bytes += len(text)
+        if handle.message_id not in self._dirty:
+            self._dirty[handle.message_id] = handle
+            self._wake.set()
+        elif handle.pending_bytes >= FLUSH_BYTES:
+            self._wake.set()
+
+    def take(self, handle: Running) -> tuple[int, list[str]] | None:
+        """The handle's pending deltas, removed, as (first seq, texts)."""
+        if not handle.pending:
+            return None
+        batch = (handle.first_seq, handle.pending)
+        handle.first_seq += len(handle.pending)
+        handle.pending, handle.pending_bytes = [], 0
+        self._dirty.pop(handle.message_id, None)
+        return batch
+
+    async def settle(self) -> None:
+        """Wait for a flush in flight, so a turn's last batch lands after it."""
+        if self._flush_done is not None:
+            await asyncio.shield(self._flush_done)
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not any(h.pending_bytes >= FLUSH_BYTES for h in self._dirty.values()):
+                await asyncio.sleep(FLUSH_INTERVAL)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batches = []
+        for handle in list(self._dirty.values()):
+            batch = self.take(handle)
+            if batch is not None and handle.log_key is not None:
+                batches.append((handle.log_key, batch))
+        if not batches:
+            return
+        done = self._flush_done = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        try:
+            await self.store.append_deltas(batches)
+        except Exception as exc:
+            # the client already has this text and the final write carries the whole
+            # answer; only a resume in the meantime would miss it
+            log.warning("resume log flush failed (%s): %d streams", type(exc).__name__, len(batches))
+        finally:
+            done.set_result(None)
+            if self._flush_done is done:
+                self._flush_done = None
+        if time.perf_counter() - started > 0.5:
+            log.warning("resume log flush took %.3fs", time.perf_counter() - started)
+
+
+T = TypeVar("T")
+
+
+async def detach(events: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Run `events` in a task of its own, so the client leaving does not stop it (the
+    turn then finishes and is stored, and a client can come back through the resume log)."""
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait((False, event))
+        except BaseException as exc:  # handed to the reader, if it is still there
+            queue.put_nowait((True, exc))
+            raise
+        finally:
+            queue.put_nowait((True, None))
+
+    task = asyncio.create_task(pump())
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+    while True:
+        done, item = await queue.get()
+        if done:
+            if isinstance(item, BaseException):
+                raise item
+            return
+        yield item
+
+
+_detached: set[asyncio.Task[None]] = set()  # strong references until each finishes
