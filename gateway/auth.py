@@ -66,12 +66,24 @@ class Principal:
         return self.role == "workspace_admin" and conv.workspace_id in self.managed_workspaces
 
     def can_prompt(self, conv: Conversation) -> bool:
-        return self.can_see(conv) and (
-            conv.created_by == self.user_id or self.role in ("admin", "org_admin")
+        """Seeds 000/002: a user prompts their own conversations, and only while they can
+        still use its workspace; an org admin any in the org. A workspace admin reads the
+        conversations of their workspaces but prompts only their own."""
+        if not self.can_see(conv):
+            return False
+        if self.role in ("admin", "org_admin"):
+            return True
+        return conv.created_by == self.user_id and (
+            conv.workspace_id is None or self.can_use_workspace(conv.workspace_id)
         )
 
     def can_delete(self, conv: Conversation) -> bool:
-        return self.can_see(conv)
+        """The creator, a workspace admin of its workspace, an org admin, the admin."""
+        if not self.can_see(conv):
+            return False
+        if self.role in ("admin", "org_admin") or conv.created_by == self.user_id:
+            return True
+        return self.role == "workspace_admin" and conv.workspace_id in self.managed_workspaces
 
     def can_use_workspace(self, workspace_id: str) -> bool:
         if self.role in ("admin", "org_admin"):
