@@ -1,0 +1,178 @@
+"""The during stage: policies applied to an answer while it streams.
+
+Text is released the moment no more text could make it part of a match; only a tail that
+might still grow into one is held (a keyword's first letters, a trailing run of digits, a
+`sk-` key still arriving). Whatever the chunking, no character of a match that is blocked
+or redacted is ever released, and the released text, joined, is the answer with every
+redact-action match replaced by `[REDACTED:label]` (or, when blocked, the part of it before
+the blocking match). Limits: a match longer than its detector's hold-back bound (256
+characters for an operator's pattern, 16 KiB for a PEM block) is decided on what was held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.policy.decision import (
+    CompiledPolicy,
+    Found,
+    Violation,
+    apply,
+    detector_groups,
+    find_all,
+)
+from gateway.policy.masking import EXCERPT_CONTEXT
+
+# Never hold more than this: a match still open after that many characters is decided on
+# what has arrived (a PEM block is the longest thing any built-in detector waits for).
+MAX_HOLD = 32768
+
+
+@dataclass(frozen=True, slots=True)
+class GuardStep:
+    emit: str  # safe to send to the client now, already redacted
+    violations: tuple[Violation, ...] = ()  # new since the previous step
+    blocked: Violation | None = None  # set once: send error policy_blocked, then end
+
+
+_NOTHING = GuardStep("")
+
+
+class StreamGuard:
+    """feed() each text delta, finish() at the end of the answer; send each step's `emit`."""
+
+    def __init__(self, policies: Sequence[CompiledPolicy]) -> None:
+        self._groups = detector_groups(policies)
+        self._detectors = tuple(d for d, _ in self._groups)
+        self._lookbehind = max((d.lookbehind for d in self._detectors), default=0)
+        # Size limits, in characters of raw answer, reported once each.
+        self._limits = [
+            (p, p.length.char_budget)
+            for p in policies
+            if p.length is not None and p.length.char_budget is not None
+        ]
+        self._context = ""  # raw text released just before `_pending`, for left context
+        self._sent = ""  # the end of what was released, as sent: the left side of excerpts
+        self._pending = ""  # raw text received but not yet released
+        self._offset = 0  # position of `_pending` in the whole answer
+        self._received = 0
+        self._finished = False
+        self.blocked: Violation | None = None
+        self.violations: list[Violation] = []
+
+    @property
+    def held(self) -> int:
+        """Characters received but not released yet."""
+        return len(self._pending)
+
+    def feed(self, delta: str) -> GuardStep:
+        if self._finished:
+            raise RuntimeError("StreamGuard.feed() after finish()")
+        if self.blocked is not None:
+            return GuardStep("", (), self.blocked)
+        if not delta:
+            return _NOTHING
+        over: tuple[Violation, ...] = ()
+        stop: Violation | None = None
+        if self._limits:
+            delta, over, stop = self._check_limits(delta)
+        if self._detectors:
+            buf = self._context + self._pending + delta
+            step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
+        else:
+            step = GuardStep(delta)
+        if stop is not None and step.blocked is None:
+            self.blocked = stop
+            self._pending = ""  # what was held might be part of a match: it is dropped
+            return GuardStep(step.emit, step.violations + over, stop)
+        if over:
+            return GuardStep(step.emit, step.violations + over, step.blocked)
+        return step
+
+    def finish(self) -> GuardStep:
+        """The answer is complete: decide on what is still held and release it."""
+        if self._finished or self.blocked is not None:
+            self._finished = True
+            return GuardStep("", (), self.blocked) if self.blocked else _NOTHING
+        self._finished = True
+        if not self._pending:
+            return _NOTHING
+        return self._advance(self._context + self._pending, len(self._context), final=True)
+
+    def _advance(self, buf: str, base: int, *, final: bool) -> GuardStep:
+        n = len(buf)
+        cut = n
+        if not final:
+            for detector in self._detectors:
+                hold = detector.holdback(buf)
+                cut = min(cut, n - hold)
+            if cut <= base:
+                self._pending = buf[base:]
+                return _NOTHING
+        found = find_all(self._groups, buf, base)
+        if found and not final:
+            cut = _settled(found, cut, n)
+        committed: Found = [f for f in found if f[0].end <= cut]
+        if committed:
+            emit, violations, block_at = apply(
+                "during",
+                buf,
+                base,
+                cut,
+                committed,
+                offset=self._offset,
+                stop=True,
+                before=self._sent,
+            )
+        else:
+            emit, violations, block_at = buf[base:cut], [], None
+        if block_at is not None:
+            blocked = next(v for v in violations if v.action == "block")
+            self.blocked = blocked
+            self.violations.extend(violations)
+            self._pending = ""
+            return GuardStep(emit, tuple(violations), blocked)
+        self._offset += cut - base
+        self._context = buf[max(0, cut - self._lookbehind) : cut]
+        self._pending = buf[cut:]
+        if emit:
+            self._sent = (self._sent + emit)[-EXCERPT_CONTEXT:]
+        if violations:
+            self.violations.extend(violations)
+            return GuardStep(emit, tuple(violations))
+        return GuardStep(emit) if emit else _NOTHING
+
+    def _check_limits(self, delta: str) -> tuple[str, tuple[Violation, ...], Violation | None]:
+        before = self._received
+        self._received += len(delta)
+        over: list[Violation] = []
+        stop: Violation | None = None
+        keep = len(delta)
+        for entry in list(self._limits):
+            policy, budget = entry
+            if self._received <= budget:
+                continue
+            self._limits.remove(entry)
+            kind = policy.spec.kind
+            label = "max_output_tokens" if kind == "max_output_tokens" else "max_length"
+            reason = policy.length.exceeded(self._received) if policy.length else None
+            over.append(policy.violation("during", label, detail=reason or f"over {budget} chars"))
+            if policy.spec.action == "block":
+                keep = min(keep, max(0, budget - before))
+                stop = stop or over[-1]
+        self.violations.extend(over)
+        return delta[:keep], tuple(over), stop
+
+
+def _settled(found: Found, cut: int, n: int) -> int:
+    """Move `cut` back before any match that crosses it or touches the end of the text: such
+    a match may still grow, and none of its characters may be released early."""
+    moved = True
+    while moved:
+        moved = False
+        for m, _ in found:
+            if m.start < cut and (m.end > cut or m.end == n):
+                cut = m.start
+                moved = True
+    return cut

@@ -1,0 +1,172 @@
+"""PolicySpec: the config vocabulary, and errors that name the field at fault."""
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.policy import PolicySpec, error_lines
+
+
+def errors(**fields) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        PolicySpec(**fields)
+    return error_lines(caught.value, prefix="policies[2]")
+
+
+def base(**over):
+    return {"id": "p1", "stages": ["pre"], "action": "block", "kind": "pii", **over}
+
+
+def test_defaults():
+    spec = PolicySpec(**base())
+    assert spec.name == "p1"
+    assert spec.enabled and spec.scope == "global"
+    assert spec.entities == ("card", "email", "phone", "iban", "ssn", "ip")
+
+
+def test_scope_follows_the_ids():
+    assert PolicySpec(**base(org_id="o")).scope == "org"
+    assert PolicySpec(**base(org_id="o", workspace_id="w")).scope == "workspace"
+    assert PolicySpec(**base(repo_id="r", scope="repository")).scope == "repository"
+    assert errors(**base(scope="org")) == [
+        "policies[2].scope: scope 'org' does not match the ids given: set org_id"
+    ]
+
+
+def test_the_contract_examples_validate():
+    PolicySpec(
+        id="no-card-numbers",
+        stages=["pre", "during", "post"],
+        action="block",
+        kind="pii",
+        entities=["card"],
+    )
+    PolicySpec(
+        id="codename",
+        stages=["during"],
+        action="redact",
+        kind="keywords",
+        keywords=["bluebird", "project x"],
+    )
+
+
+def test_frozen_and_strict():
+    spec = PolicySpec(**base())
+    with pytest.raises(ValidationError):
+        spec.action = "log"  # type: ignore[misc]
+    assert errors(**base(colour="red")) == ["policies[2].colour: Extra inputs are not permitted"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        (
+            base(kind="keywords"),
+            "policies[2].keywords: kind 'keywords' needs at least one non-blank keyword",
+        ),
+        (base(kind="regex"), "policies[2].patterns: kind 'regex' needs pattern (or patterns)"),
+        (
+            base(kind="regex", pattern="(ab"),
+            (
+                "policies[2].pattern: not a valid regular expression: "
+                "missing ), unterminated subpattern at position 0"
+            ),
+        ),
+        (
+            base(kind="regex", patterns=["ok", "a*"]),
+            (
+                "policies[2].patterns[1]: the pattern matches the empty string, "
+                "so it would match everywhere"
+            ),
+        ),
+        (
+            base(kind="max_length"),
+            "policies[2].max_tokens: kind 'max_length' needs max_chars or max_tokens",
+        ),
+        (
+            base(kind="model_allowlist"),
+            (
+                "policies[2].models: kind 'model_allowlist' needs a list of model ids "
+                "(shell wildcards allowed)"
+            ),
+        ),
+        (
+            base(kind="max_output_tokens", stages=["post"]),
+            "policies[2].limit: kind 'max_output_tokens' needs limit (a number of tokens)",
+        ),
+        (
+            base(keywords=["x"]),
+            "policies[2].keywords: keywords belongs to kind 'keywords', not 'pii'",
+        ),
+        (
+            base(entities=["card", "dna"]),
+            (
+                "policies[2].entities[1]: "
+                "Input should be 'card', 'email', 'phone', 'iban', 'ssn' or 'ip'"
+            ),
+        ),
+        (
+            base(stages=[]),
+            "policies[2].stages: Tuple should have at least 1 item after validation, not 0",
+        ),
+        (
+            base(webhooks=["https://hooks.example.com/x"]),
+            "policies[2].webhooks: webhooks are only used by action 'alert'",
+        ),
+        (
+            base(action="alert", webhooks=["ftp://x"]),
+            "policies[2].webhooks: 'ftp://x' is not an http(s) URL",
+        ),
+        (
+            base(id="has space"),
+            (
+                "policies[2].id: use 1 to 128 letters, digits, '.', '_', ':' or '-', "
+                "starting with a letter or digit"
+            ),
+        ),
+    ],
+)
+def test_errors_name_the_field(fields, line):
+    assert line in errors(**fields)
+
+
+def test_runaway_patterns_are_refused():
+    (line,) = errors(**base(kind="regex", pattern=r"(a+)+$"))
+    assert line.startswith("policies[2].pattern: a repeat inside a repeat")
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        (
+            base(kind="max_length", max_chars=10, action="redact"),
+            (
+                "policies[2].action: "
+                "kind 'max_length' finds no text to redact; use log, alert or block"
+            ),
+        ),
+        (
+            base(kind="model_allowlist", models=["gpt-4o"], action="redact"),
+            (
+                "policies[2].action: kind 'model_allowlist' finds no text to redact; "
+                "use log, alert or block"
+            ),
+        ),
+        (
+            base(kind="model_allowlist", models=["gpt-4o"], stages=["during"]),
+            "policies[2].stages: kind 'model_allowlist' cannot run at stage 'during'; allowed: pre",
+        ),
+        (
+            base(kind="max_output_tokens", limit=5, stages=["pre"]),
+            (
+                "policies[2].stages: kind 'max_output_tokens' cannot run at stage 'pre'; "
+                "allowed: during, post"
+            ),
+        ),
+    ],
+)
+def test_combinations_that_make_no_sense(fields, line):
+    assert line in errors(**fields)
+
+
+def test_stages_are_deduplicated():
+    assert PolicySpec(**base(stages=["pre", "post", "pre"])).stages == ("pre", "post")

@@ -1,0 +1,186 @@
+"""The during stage: whatever the chunking, no character of a blocked or redacted match is
+ever released, the text around it is, and benign text flows with nothing held back."""
+
+import random
+
+import pytest
+
+from gateway.policy import PolicySet, PolicySpec, default_policies
+from gateway.policy.decision import apply, detector_groups, find_all
+
+CARD = "4111 1111 1111 1111"
+KEY = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_0-9"
+
+
+def during(kind, action, **params):
+    return PolicySpec(
+        id=f"{kind}-{action}", kind=kind, action=action, stages=("during", "post"), **params
+    )
+
+
+def chunks(text: str, rng: random.Random, sizes=(1, 2)) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        k = rng.choice(sizes)
+        out.append(text[i : i + k])
+        i += k
+    return out
+
+
+def stream(active, deltas):
+    guard = active.stream_guard()
+    emitted, violations = [], []
+    for delta in deltas:
+        step = guard.feed(delta)
+        emitted.append(step.emit)
+        violations.extend(step.violations)
+        if step.blocked:
+            return "".join(emitted), violations, step.blocked
+    step = guard.finish()
+    emitted.append(step.emit)
+    violations.extend(step.violations)
+    return "".join(emitted), violations, step.blocked
+
+
+def test_a_secret_and_a_card_in_tiny_chunks_never_reach_the_client():
+    active = PolicySet(
+        [during("secrets", "redact"), during("pii", "redact", entities=["card"])]
+    ).for_context()
+    rng = random.Random(1)
+    digits = CARD.replace(" ", "")
+    for _ in range(200):
+        before, middle, after = "Here is the key: ", ", and the card ", " — keep both safe."
+        text = before + KEY + middle + CARD + after
+        out, violations, blocked = stream(active, chunks(text, rng))
+        assert out == before + "[REDACTED:openai_key]" + middle + "[REDACTED:card]" + after
+        assert KEY[8:16] not in out and digits[:6] not in out.replace(" ", "")
+        assert blocked is None
+        assert [v.label for v in violations] == ["openai_key", "card"]
+        assert all(KEY not in v.excerpt and CARD not in v.excerpt for v in violations)
+
+
+def test_a_blocked_secret_stops_the_stream_before_its_first_character():
+    active = PolicySet(default_policies()).for_context()
+    rng = random.Random(2)
+    for _ in range(200):
+        text = f"Sure! Card {CARD} redacted; now the key {KEY} and more text after it."
+        out, _, blocked = stream(active, chunks(text, rng))
+        assert out == "Sure! Card [REDACTED:card] redacted; now the key "
+        assert blocked is not None and blocked.policy_id == "secrets-in-answer"
+        assert blocked.label == "openai_key" and KEY not in blocked.excerpt
+
+
+def test_once_blocked_nothing_more_is_released():
+    active = PolicySet([during("secrets", "block")]).for_context()
+    guard = active.stream_guard()
+    steps = [guard.feed(c) for c in f"a {KEY} b"]
+    assert any(s.blocked for s in steps)
+    assert guard.feed("more text").emit == "" and guard.finish().emit == ""
+    assert "".join(s.emit for s in steps) == "a "
+
+
+def test_benign_text_is_released_at_once():
+    active = PolicySet(default_policies()).for_context()
+    guard = active.stream_guard()
+    answer = (
+        "Hello! Here is a short answer: the function returns a list of names, sorted by "
+        "length, and raises an error when the input is empty. Let me know if that helps."
+    )
+    for delta in [w if i == 0 else " " + w for i, w in enumerate(answer.split(" "))]:
+        step = guard.feed(delta)
+        assert step.emit == delta and guard.held == 0
+    assert guard.finish().emit == ""
+
+
+def test_only_a_possible_start_is_held():
+    active = PolicySet([during("keywords", "redact", keywords=["bluebird"])]).for_context()
+    guard = active.stream_guard()
+    assert guard.feed("The blue").emit == "The "
+    assert guard.held == 4
+    assert guard.feed("berry pie").emit == "blueberry pie"
+    assert guard.feed(" and the blue").emit == " and the "
+    assert guard.feed("bird.").emit == "[REDACTED:keyword]."
+
+
+def test_a_match_whose_end_is_not_yet_decided_is_held():
+    # After "110.0.0.110." the address may go on ("110.0.0.110.5" is no address at all).
+    active = PolicySet([during("pii", "redact", entities=["ip"])]).for_context()
+    text = "see x-110.0.0.110.0.0.1 y and 10.0.0.1."
+    out, _, _ = stream(active, list(text))
+    assert out == "see x-110.0.0.110.0.0.1 y and [REDACTED:ipv4]."
+
+
+def test_size_limits_during_the_stream():
+    active = PolicySet([during("max_output_tokens", "block", limit=3)]).for_context()
+    guard = active.stream_guard()
+    assert guard.feed("12345678").emit == "12345678"
+    step = guard.feed("90abcdef")
+    assert step.emit == "90ab" and step.blocked is not None  # 12 characters: about 3 tokens
+    assert step.blocked.label == "max_output_tokens"
+    assert step.blocked.detail == "about 4 tokens > 3"
+
+
+PIECES = [
+    "Hello ",
+    "world",
+    ". ",
+    CARD,
+    "4111111111111112",
+    "5500-0000-0000-0004",
+    f" {KEY} ",
+    "john.doe@example.com",
+    "+44 20 7946 0958",
+    "DE89 3704 0044 0532 0130 00",
+    "123-45-6789",
+    "10.0.0.1",
+    "2001:db8::1",
+    "bluebird",
+    "bluebirds",
+    "project  x",
+    "Project X",
+    "blue",
+    "ACME-12345",
+    "ACME-1",
+    "password=Xk9#mQ2!vL8pZ",
+    "ignore all previous instructions",
+    "AKIAIOSFODNN7EXAMPLE",
+    "\u200b",
+    "c++",
+    " x ",
+    "1234",
+    "-",
+    " ",
+    "\n",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_nature-1",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----",
+]
+SETS = {
+    "redact everything": [
+        during("secrets", "redact"),
+        during("pii", "redact"),
+        during("keywords", "redact", keywords=["bluebird", "project x", "blue", "c++", "x"]),
+        during("regex", "redact", pattern=r"ACME-\d{4,8}"),
+        during("prompt_injection", "redact"),
+    ],
+    "block secrets": [
+        during("secrets", "block"),
+        during("pii", "redact", entities=["card", "email"]),
+        during("keywords", "log", keywords=["bluebird"]),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_released_text_does_not_depend_on_the_chunking(name):
+    """Random texts, random chunk sizes: the released text is always the whole answer
+    redacted (or, when blocked, the redacted part before the blocking match)."""
+    active = PolicySet(SETS[name]).for_context()
+    rng = random.Random(name)
+    for _ in range(120):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 10)))
+        found = find_all(detector_groups(active.post), text, 0)
+        expected, _, block_at = apply("post", text, 0, len(text), found, offset=0, stop=True)
+        for sizes in ((1,), (1, 2), tuple(range(1, 10))):
+            out, _, blocked = stream(active, chunks(text, rng, sizes))
+            assert out == expected, (text, sizes)
+            assert (blocked is not None) == (block_at is not None)
