@@ -17,12 +17,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.audit import Audit, audited_gateway_error
 from gateway.auth import Authenticator
 from gateway.chat import ChatService
+from gateway.governance import Governance
+from gateway.live import Live
 from gateway.conversations import Conversations
-from gateway.errors import EXCEPTION_HANDLERS, Forbidden, error_response
+from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
-from gateway.routes import conversation_service
+from gateway.repositories import Repositories
+from gateway.routes import (
+    admin,
+    anthropic_compat,
+    conversation_service,
+    openai_compat,
+    pages,
+    policies,
+    repository,
+    streams,
+)
 from gateway.routes.common import principal
 from gateway.settings import Settings, load_settings
 from gateway.store import Store
@@ -40,9 +53,14 @@ class Gateway:
     store: Store
     auth: Authenticator
     chat: ChatService
+    live: Live
+    governance: Governance
+    resume_secret: bytes
     conversations: Conversations
     providers: dict[str, Provider]
     metrics: Metrics
+    repositories: Repositories
+    audit: Audit
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -88,21 +106,36 @@ def create_app(settings: Settings) -> Starlette:
         }
         auth = Authenticator(settings, store)
         await auth.load()
+        resume_secret = await store.shared_secret("resume")
+        live = Live(store, shutdown_grace=settings.shutdown_grace)
+        await live.start()
+        governance = Governance(settings, store, metrics_registry)
+        await governance.start()
         app.state.gateway = Gateway(
             settings=settings,
             store=store,
             auth=auth,
-            chat=ChatService(settings, store, providers, metrics_registry),
+            chat=ChatService(settings, store, providers, metrics_registry, live, governance),
+            governance=governance,
+            live=live,
+            resume_secret=resume_secret,
             conversations=Conversations(store),
             providers=providers,
             metrics=metrics_registry,
+            repositories=Repositories(settings, store),
+            audit=Audit(store),
         )
         try:
             yield
         finally:
+            live.stop_all("cancelled")  # streams still open after uvicorn's grace period
+            await live.close()
+            await governance.close()
             for provider in providers.values():
                 with contextlib.suppress(Exception):
                     await provider.aclose()
+            await app.state.gateway.repositories.aclose()
+            await app.state.gateway.audit.aclose()
             await store.aclose()
 
     middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
@@ -112,6 +145,10 @@ def create_app(settings: Settings) -> Starlette:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
+            expose_headers=[  # readable by the page's script
+                "Retry-After", "X-Request-Id",
+                "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+            ],
             allow_credentials=False,
         ))
     routes = [
@@ -119,11 +156,19 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *conversation_service.routes,
+        *streams.routes,
+        *repository.routes,
+        *admin.routes,
+        *policies.routes,
+        *openai_compat.routes,
+        *anthropic_compat.routes,
+        *pages.routes,  # /, /docs, /openapi.json, /static: no token
     ]
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        # every 403 also leaves an access_denied audit event
+        exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
 

@@ -24,10 +24,20 @@ import anyio
 from redis.exceptions import RedisError
 
 from gateway.auth import Principal
-from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, UpstreamFailed
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PolicyBlocked,
+    RateLimited,
+    UpstreamFailed,
+)
+from gateway.governance import Governance, fired
 from gateway.limits import RateLimits
 from gateway.live import Live, Running
 from gateway.observability import Metrics, stream_log
+from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.store import (
     Conversation,
@@ -121,6 +131,9 @@ class Turn:
     # set by run()
     first_sent: float | None = None
     overhead: float = 0.0
+    # policies: those of the turn's context, and every violation of its three stages
+    active: ActivePolicies | None = None
+    violations: list[Violation] = field(default_factory=list)
 
     def start_event(self) -> Start:
         return Start(
@@ -164,6 +177,23 @@ def build_context(
     return messages[-keep:]
 
 
+def violation_context(
+    principal: Principal, org_id: str, conv: Conversation | None, message_id: str, model_id: str
+) -> dict[str, Any]:
+    """Where a violation happened, for tracking and for the role rules of its listing."""
+    return {
+        "org_id": org_id, "user_id": principal.user_id, "model_id": model_id,
+        "conversation_id": conv.id if conv else None, "message_id": message_id,
+        "workspace_id": conv.workspace_id if conv else None,
+        "repo_id": conv.repo_id if conv else None,
+        "conversation_creator": conv.created_by if conv else principal.user_id,
+    }
+
+
+def blocked_event(v: Violation) -> ErrorEvent:
+    return ErrorEvent("policy_blocked", f"blocked by policy {v.policy_id!r} ({v.label})")
+
+
 def http_error_for(exc: ProviderError) -> Exception:
     """How an upstream refusal before any byte was sent reaches the client."""
     if exc.kind == "auth":
@@ -179,9 +209,10 @@ def http_error_for(exc: ProviderError) -> Exception:
 class ChatService:
     def __init__(
         self, settings: Settings, store: Store, providers: dict[str, Provider], metrics: Metrics,
-        live: Live,
+        live: Live, governance: Governance,
     ) -> None:
         self.settings = settings
+        self.governance = governance
         self.store = store
         self.providers = providers
         self.metrics = metrics
@@ -221,6 +252,10 @@ class ChatService:
                 f"prompt is longer than {self.settings.max_prompt_chars} characters",
                 code="prompt_too_long",
             )
+        active = self.governance.active(
+            org_id=conv.org_id, workspace_id=conv.workspace_id, repo_id=conv.repo_id, model_id=model.id
+        )
+        prompt, pre = await self._pre_check(active, principal, model, prompt, conv, session.id)
         messages = build_context(
             history, prompt,
             context_window=model.context_window, max_output=model.max_output_tokens,
@@ -240,7 +275,7 @@ class ChatService:
                 user_id=principal.user_id,
             ),
             started=started or time.perf_counter(), request_id=request_id,
-            on_disconnect=on_disconnect, rate_headers=rate_headers,
+            on_disconnect=on_disconnect, rate_headers=rate_headers, active=active, violations=pre,
         )
         await self._begin(turn)
         return turn
@@ -269,6 +304,12 @@ class ChatService:
             if not principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
         org_id = conv.org_id if conv else (principal.org_id or "_platform")
+        active = self.governance.active(
+            org_id=org_id, workspace_id=conv.workspace_id if conv else None,
+            repo_id=conv.repo_id if conv else None, model_id=model.id,
+        )
+        prompt, pre = await self._pre_check(active, principal, model, messages[-1].content, conv, None)
+        messages = [*messages[:-1], ChatMessage("user", prompt)]
         rate_headers = await self.limits.admit(org_id, principal.user_id)
         limit = min(filter(None, (max_output_tokens, model.max_output_tokens)), default=None)
         turn = Turn(
@@ -279,7 +320,7 @@ class ChatService:
             ),
             conversation=conv,
             started=started or time.perf_counter(), request_id=request_id,
-            rate_headers=rate_headers,
+            rate_headers=rate_headers, active=active, violations=pre,
         )
         if conv is not None:
             turn.user_message = Message(
@@ -289,6 +330,32 @@ class ChatService:
             )
             await self._begin(turn)
         return turn
+
+    async def _pre_check(
+        self, active: ActivePolicies, principal: Principal, model: ModelConfig, prompt: str,
+        conv: Conversation | None, session_id: str | None,
+    ) -> tuple[str, list[Violation]]:
+        """Pre stage: the prompt as the provider and the store may see it (redacted), or
+        400 policy_blocked with the provider never called and the prompt kept as blocked."""
+        if not active.pre:
+            return prompt, []
+        decision = active.check_prompt(prompt)
+        if decision.blocked is None:
+            return decision.text, list(decision.violations)
+        org_id = conv.org_id if conv else (principal.org_id or "_platform")
+        blocked = Message(
+            id=new_id(), conversation_id=conv.id if conv else "", chat_session_id=session_id,
+            role="user", content=decision.text, status="blocked", created_at=now_ms(),
+            model_id=model.id, user_id=principal.user_id,
+            policy=[{"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations],
+        )
+        context = violation_context(principal, org_id, conv, blocked.id, model.id)
+        records = self.governance.records(decision.violations, context)
+        if conv is not None:
+            await self.store.append_message(blocked)
+        await self.store.record_violations(org_id, records)
+        raise PolicyBlocked(f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
+                            f"({decision.blocked.label})")
 
     async def _begin(self, turn: Turn) -> None:
         """The lock, the user's message (stored before the provider is called) and the
@@ -377,6 +444,8 @@ class ChatService:
         reason: str | None = None
         error: ErrorEvent | None = None
         upstream_started = time.perf_counter()
+        upstream_first: float | None = None
+        guard = turn.active.stream_guard() if turn.active is not None else None
         attempt = 0
         yield turn.start_event()
         try:
@@ -397,21 +466,47 @@ class ChatService:
                     self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
                     break
                 if type(event) is TextDelta:
-                    text = event.text
-                    parts.append(text)
-                    self.live.append(handle, text)
-                    if turn.first_sent is None:
+                    if upstream_first is None:
                         upstream_first = time.perf_counter()
+                    text = event.text
+                    if guard is not None:  # during-stage policies: hold only what may match
+                        step = guard.feed(text)
+                        text = step.emit
+                        if step.violations:
+                            turn.violations.extend(step.violations)
+                        if step.blocked is not None:
+                            reason, error = "policy_blocked", blocked_event(step.blocked)
+                    if text:
+                        parts.append(text)
+                        self.live.append(handle, text)
                         yield Delta(text)
-                        # resumed once the first frame went out: the gateway's own share
-                        turn.first_sent = time.perf_counter()
-                        turn.overhead = (turn.first_sent - turn.started) - (upstream_first - upstream_started)
-                    else:
-                        yield Delta(text)
+                        if turn.first_sent is None:
+                            # resumed once the first frame went out: the gateway's own share
+                            turn.first_sent = time.perf_counter()
+                            turn.overhead = (turn.first_sent - turn.started) - (upstream_first - upstream_started)
                 elif type(event) is Usage:
                     usage = event
                 elif type(event) is Finish:
                     reason = event.reason
+            if reason in ("stop", "length") and guard is not None:
+                step = guard.finish()  # what was held back is decided now
+                if step.violations:
+                    turn.violations.extend(step.violations)
+                if step.emit:
+                    parts.append(step.emit)
+                    self.live.append(handle, step.emit)
+                    yield Delta(step.emit)
+                if step.blocked is not None:
+                    reason, error = "policy_blocked", blocked_event(step.blocked)
+            if reason in ("stop", "length") and turn.active is not None and turn.active.post:
+                decision = turn.active.check_answer(
+                    "".join(parts), output_tokens=usage.output_tokens if usage else None
+                )
+                turn.violations.extend(decision.violations)
+                if decision.blocked is not None:
+                    reason, error = "policy_blocked", blocked_event(decision.blocked)
+                elif decision.changed:
+                    parts = [decision.text]  # the store keeps the redacted answer
         except Exception:
             # a bug of ours must still end the stream by the contract and keep the partial text
             log.exception("turn %s failed", turn.message_id)
@@ -470,6 +565,16 @@ class ChatService:
                 "request_id": turn.request_id,
             }})
 
+    def _violation_records(self, turn: Turn) -> list[dict[str, Any]]:
+        model_id = (turn.answering or turn.model).id
+        records = []
+        for v in turn.violations:
+            # a prompt's violation belongs to the user's message, the others to the answer
+            target = turn.user_message.id if v.stage == "pre" and turn.user_message else turn.message_id
+            context = violation_context(turn.principal, turn.org_id, turn.conversation, target, model_id)
+            records += self.governance.records([v], context)
+        return records
+
     async def _record(
         self, turn: Turn, handle: Running | None, text: str, usage: Usage | None, reason: str,
         error: ErrorEvent | None,
@@ -480,7 +585,7 @@ class ChatService:
                 sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in turn.request.messages),
                 estimate_tokens(text),
             )
-        status = {"stop": "complete", "length": "complete"}.get(reason, reason)
+        status = {"stop": "complete", "length": "complete", "policy_blocked": "blocked"}.get(reason, reason)
         message = Message(
             id=turn.message_id, conversation_id=turn.conversation.id if turn.conversation else "",
             chat_session_id=turn.session_id, role="assistant", content=text, status=status,
@@ -492,12 +597,16 @@ class ChatService:
         end = End(
             message_id=turn.message_id, finish_reason=reason, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens, usage_estimated=estimated,
+            policy=fired(turn.violations),
         )
+        message.policy = [{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations]
+        records = self._violation_records(turn)
         token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
         if turn.conversation is None:
             await self.store.record_usage(
                 message, turn.org_id, turn.principal.key_id, token_windows=token_windows
             )
+            await self.store.record_violations(turn.org_id, records)
             return end
         entries: list[tuple[str, str, str]] = []
         if handle is not None:
@@ -514,6 +623,7 @@ class ChatService:
             self.store.end_turn, message, turn.org_id, turn.principal.key_id,
             lock_value=turn.lock_value, log_key=turn.log_key, log_entries=entries,
             end_data=end_data, log_ttl_s=self.settings.resume_ttl, token_windows=token_windows,
+            violations=records,
         )
         end.totals = await self._durably(write, message)
         end.stored = end.totals is not None

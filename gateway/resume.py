@@ -28,7 +28,7 @@ def last_seq(last_event_id: str | None, message_id: str) -> int:
     if not last_event_id:
         return 0
     mid, _, seq = last_event_id.rpartition(":")
-    if mid != message_id or not seq.isdigit():
+    if mid != message_id or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
         raise BadRequest("Last-Event-ID does not belong to this message", code="invalid_last_event_id")
     return int(seq)
 

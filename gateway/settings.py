@@ -126,6 +126,7 @@ class Settings(_Frozen):
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
     policies: tuple[dict[str, Any], ...] = ()
+    default_policies: bool = True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # resolved from the environment at load time: variable name -> value
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -258,10 +259,8 @@ def load_settings(
 
 def _check_policies(settings: Settings) -> None:
     """Validate [[policies]] with the policy engine's own model, so a bad entry stops start-up."""
-    try:
-        from gateway.policy.model import PolicySpec
-    except ImportError:  # the engine is optional in a stripped-down build
-        return
+    from gateway.policy.model import PolicySpec
+
     for i, raw in enumerate(settings.policies):
         try:
             PolicySpec.model_validate(raw)

@@ -81,6 +81,18 @@ def worker_key(worker_id: str) -> str:
     return f"{P}worker:{worker_id}"
 
 
+def violations_key(org: str) -> str:
+    return f"{P}{{o:{org}}}:violations"
+
+
+def violation_counts_key(org: str) -> str:
+    return f"{P}{{o:{org}}}:violation_counts"
+
+
+POLICIES_KEY = f"{P}{{policies}}"
+POLICIES_VERSION_KEY = f"{P}{{policies}}:version"
+VIOLATIONS_MAXLEN = 100_000
+
 KEYS_INDEX = f"{P}keys"
 ADMIN_TOKEN_KEY = f"{P}admin_token_sha256"
 
@@ -409,6 +421,7 @@ class Store:
         self, msg: Message, org_id: str, key_id: str | None, *, lock_value: str | None,
         log_key: str | None, log_entries: list[tuple[str, str, str]], end_data: dict[str, Any],
         log_ttl_s: int, token_windows: Sequence[tuple[str, int]] = (),
+        violations: Sequence[dict[str, Any]] = (),
     ) -> Totals:
         """The assistant's message, its counters, the resume log's last entries and the
         lock's release (one Lua script, one slot); the org's usage counters and the
@@ -422,6 +435,7 @@ class Store:
             client=pipe,
         )
         self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        self._add_violations(pipe, org_id, violations)
         results = await pipe.execute()
         tin, tout = results[0]
         return Totals(int(tin), int(tout))
@@ -471,6 +485,59 @@ class Store:
                     yield message["data"]
         finally:
             await pubsub.aclose()
+
+    # -- policies and violations --------------------------------------------------------
+
+    async def load_policies(self) -> tuple[str | None, dict[str, str]]:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(POLICIES_VERSION_KEY)
+        pipe.hgetall(POLICIES_KEY)
+        version, raw = await pipe.execute()
+        return version, raw
+
+    async def policies_version(self) -> str | None:
+        return await self.redis.get(POLICIES_VERSION_KEY)
+
+    async def put_policy(self, policy_id: str, spec_json: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(POLICIES_KEY, policy_id, spec_json)
+        pipe.incr(POLICIES_VERSION_KEY)
+        await pipe.execute()
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(POLICIES_KEY, policy_id)
+        pipe.incr(POLICIES_VERSION_KEY)
+        deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    @staticmethod
+    def _add_violations(pipe: Any, org_id: str, records: Sequence[dict[str, Any]]) -> None:
+        counts = violation_counts_key(org_id)
+        for r in records:
+            pipe.xadd(violations_key(org_id), {"v": json.dumps(r, separators=(",", ":"))},
+                      maxlen=VIOLATIONS_MAXLEN, approximate=True)
+            pipe.hincrby(counts, f"policy:{r['policy_id']}", 1)
+            if r.get("user_id"):
+                pipe.hincrby(counts, f"user:{r['user_id']}", 1)
+
+    async def record_violations(self, org_id: str, records: list[dict[str, Any]]) -> None:
+        if records:
+            pipe = self.redis.pipeline(transaction=False)
+            self._add_violations(pipe, org_id, records)
+            await pipe.execute()
+
+    async def read_violations(
+        self, org_id: str, *, since_ms: int | None, until_ms: int | None, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """Newest first, within the time range (stream ids are times)."""
+        hi = "+" if until_ms is None else str(until_ms)
+        lo = "-" if since_ms is None else str(since_ms)
+        rows = await self.redis.xrevrange(violations_key(org_id), hi, lo, count=limit)
+        return [json.loads(fields["v"]) for _, fields in rows]
+
+    async def violation_counts(self, org_id: str) -> dict[str, int]:
+        return {k: int(v) for k, v in (await self.redis.hgetall(violation_counts_key(org_id))).items()}
 
     # -- credentials --------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from gateway.embedded_redis import EmbeddedRedis
 from tests.fake_upstream import FakeUpstream
 
-pytest_plugins = ["tests.gateway_fixtures"]
+pytest_plugins = ["tests.gateway_fixtures", "tests.repo_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -147,13 +147,17 @@ async def client(
 @pytest.fixture
 def gateway_factory(redis_url: str, upstream_server: FakeUpstream, tmp_path: Any, redis: Any):
     """Another gateway, for one test, with an extra model "slow" whose fields the test sets
-    (timeouts, base_url, ...), and extra environment (GATEWAY_* settings)."""
+    (timeouts, base_url, ...), extra environment (GATEWAY_* settings) and extra TOML tables
+    (extra_toml, e.g. a [limits] table)."""
 
     @contextlib.asynccontextmanager
-    async def make(env: dict[str, str] | None = None, **fields: Any) -> AsyncIterator[Client]:
+    async def make(
+        env: dict[str, str] | None = None, extra_toml: str = "", **fields: Any
+    ) -> AsyncIterator[Client]:
         model = {"id": "slow", "provider": "openai", "model": "slow-model",
                  "base_url": upstream_server.openai_base_url, "max_retries": 0, **fields}
         extra = "\n[[models]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in model.items())
+        extra += "\n" + extra_toml
         settings = gateway_settings(tmp_path, redis_url, test_config(upstream_server, extra), env)
         server = await asyncio.to_thread(GatewayServer(settings).start)
         await server.restore_heartbeat(redis)

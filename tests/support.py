@@ -44,7 +44,15 @@ class GatewayServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve()
+
+    async def call(self, coro: Any) -> Any:
+        """Await a coroutine on the server's own event loop (its Redis clients live there)."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def start(self) -> GatewayServer:
         self.thread.start()
@@ -57,8 +65,9 @@ class GatewayServer:
 
     async def restore_heartbeat(self, redis: Any) -> None:
         """Tests FLUSHALL between each other; put back what a live worker keeps in Redis."""
-        live = self.app.state.gateway.live
-        await redis.set(f"gw:worker:{live.worker_id}", "1", px=6000)
+        gateway = self.app.state.gateway
+        await redis.set(f"gw:worker:{gateway.live.worker_id}", "1", px=6000)
+        await self.call(gateway.governance.reload())  # policies an earlier test put via the API
 
     def stop(self) -> None:
         self.server.should_exit = True

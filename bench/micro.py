@@ -1,0 +1,128 @@
+"""CPU per stream of the layers under the gateway, measured apart: the provider adapters
+(the official SDKs as providers/ drive them), the SDK's request-body transform alone, and a
+raw keep-alive HTTP client as the floor. The fake upstream runs in its own process, so the
+CPU time counted here is the client's only.
+
+    python -m bench.micro [--streams 300] [--tokens 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench.harness import HOST, REPO, pinned, set_affinity, wait_port
+from bench.loadgen import OPENAI, Connection, Recorder, http_request
+from gateway.embedded_redis import free_port
+
+
+async def per_call(fn: Callable[[], Awaitable[object]], n: int, warmup: int = 20) -> float:
+    """CPU microseconds per call of fn (process time: not disturbed by other processes)."""
+    for _ in range(warmup):
+        await fn()
+    t0 = time.process_time()
+    for _ in range(n):
+        await fn()
+    return (time.process_time() - t0) / n * 1e6
+
+
+async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
+    from providers.base import ChatMessage, ChatRequest, ModelSpec
+
+    out: dict[str, float] = {}
+    model = f"bench/tokens={tokens}"
+    request = ChatRequest(model=model, messages=[ChatMessage("user", "How do gateways stream?")])
+
+    async def drain(provider: object) -> None:
+        async for _ in provider.stream(request):  # type: ignore[attr-defined]
+            pass
+
+    for name in ("openai", "anthropic"):
+        try:
+            from providers import build_provider
+
+            base = f"http://{HOST}:{port}" + ("/v1" if name == "openai" else "")
+            provider = build_provider(ModelSpec(id=name, provider=name, model=model,  # type: ignore[arg-type]
+                                                base_url=base, api_key="sk-bench",
+                                                options={"max_retries": 0}))
+            out[f"providers.{name} adapter, one {tokens}-token stream"] = await per_call(
+                lambda p=provider: drain(p), n)
+            await provider.aclose()
+        except Exception as exc:  # the adapters are being reworked: say so, measure the rest
+            print(f"micro: {name} adapter failed: {exc!r}", file=sys.stderr)
+
+    try:
+        from openai._utils import async_maybe_transform
+        from openai.types.chat import completion_create_params
+
+        params = {"model": model, "messages": [{"role": "user", "content": "How do gateways stream?"}],
+                  "stream": True, "stream_options": {"include_usage": True}}
+        out["openai SDK request-body transform alone"] = await per_call(
+            lambda: async_maybe_transform(params, completion_create_params.CompletionCreateParamsStreaming), n * 4)
+    except Exception as exc:
+        print(f"micro: transform not measured: {exc!r}", file=sys.stderr)
+
+    try:
+        import httpx2
+        from providers import wire
+
+        body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "How do gateways stream?"}]}
+        async with httpx2.AsyncClient(base_url=f"http://{HOST}:{port}/v1") as client:
+            async def plain() -> None:
+                async with client.stream("POST", "/chat/completions", json=body) as response:
+                    async for _, data in wire.sse_events(response.aiter_bytes()):
+                        wire.json_object(data) if data != b"[DONE]" else None
+
+            out[f"httpx2 without the SDK + providers.wire parsing, one {tokens}-token stream"] = \
+                await per_call(plain, n)
+    except Exception as exc:
+        print(f"micro: plain httpx2 not measured: {exc!r}", file=sys.stderr)
+
+    conn = await Connection.open(HOST, port)
+    raw = http_request("POST", "/v1/chat/completions", host=f"{HOST}:{port}", body={
+        "model": model, "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "How do gateways stream?"}]})
+
+    async def lean() -> None:
+        await conn.request(raw, Recorder(OPENAI))
+
+    out[f"raw keep-alive HTTP/1.1 client (bench.loadgen), one {tokens}-token stream"] = await per_call(lean, n)
+    conn.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument("--tokens", type=int, default=50)
+    args = parser.parse_args(argv)
+    port = free_port()
+    log = Path("/tmp") / f"bench-micro-upstream-{port}.log"
+    up = subprocess.Popen(pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
+                          stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=REPO)
+    try:
+        wait_port(port, up, log)
+        set_affinity(0, {0})
+        try:
+            import uvloop
+
+            results = uvloop.run(measure(port, args.streams, args.tokens))
+        except ImportError:
+            results = asyncio.run(measure(port, args.streams, args.tokens))
+    finally:
+        up.terminate()
+        up.wait(5)
+    width = max(len(k) for k in results)
+    for name, us in results.items():
+        print(f"{name.ljust(width)}  {us:9.0f} µs CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
