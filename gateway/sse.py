@@ -8,15 +8,19 @@ the JSON-escaped delta, with no dict and no general-purpose encoder per token.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
 from typing import Any
 
 from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from gateway.chat import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.settings import Settings
+
+log = logging.getLogger("gateway.sse")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -95,6 +99,16 @@ def _ping() -> ServerSentEvent:
     return ServerSentEvent(comment="ping", sep="\n")
 
 
+class EventStream(EventSourceResponse):
+    """A client that stops reading is dropped after send_timeout: a warning, not a crash."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.warning("client stopped reading: stream dropped after %ss", self.send_timeout)
+
+
 def sse_response(
     body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
 ) -> EventSourceResponse:
@@ -103,7 +117,7 @@ def sse_response(
     stalled reader is dropped after send_timeout (uvicorn's write buffer is bounded, so it
     cannot grow our memory meanwhile). On shutdown, Live ends open turns after
     shutdown_grace; the extra seconds here let their `end` frames go out."""
-    return EventSourceResponse(
+    return EventStream(
         body,
         headers={**SSE_HEADERS, **(headers or {})},
         ping=settings.ping_interval,

@@ -295,3 +295,74 @@ async def test_connect_timeout_or_refused_upstream_is_502(gateway_factory, alice
         assert r.status_code == 502 and json.loads(raw)["code"] == "provider_error"
         assert (await stored(redis, conv["id"]))[1]["status"] == "error"
 
+
+
+async def test_stop_and_resume_through_another_gateway(client, gateway_factory, alice, upstream, redis):
+    """Producer on one gateway, stop and resume through another: the state is in Redis."""
+    async with gateway_factory() as other:
+        conv, session = await session_for(client, alice)
+        words = [f"w{chr(97 + i % 26)} " for i in range(200)]
+        upstream.script(Reply(chunks=words, delay=0.02))
+        ctx, r, chunks = await open_stream(client, alice, session["id"], "long")
+        got = await read_until(chunks, b"event: content", 4)
+        first = parse_sse(got[: got.rindex(b"\n\n") + 2])
+        mid, last_id = first.events[0].json["message_id"], first.of("content")[-1].id
+        r2 = None
+
+        async def resume() -> None:
+            nonlocal r2
+            r2 = await other.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
+                                      headers={**bearer(alice), "Last-Event-ID": last_id})
+
+        follower = asyncio.create_task(resume())
+        await asyncio.sleep(0.3)
+        stop = await other.http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid},
+                                     headers=bearer(alice))
+        assert stop.status_code == 202
+        async for chunk in chunks:
+            got += chunk
+        await ctx.__aexit__(None, None, None)
+        await follower
+        producer, resumed = parse_sse(got), parse_sse(r2.content)
+        assert producer.events[-1].json["finish_reason"] == "cancelled"
+        assert resumed.events[-1].json["finish_reason"] == "cancelled"
+        seen = int(last_id.split(":")[1])
+        assert first.text + resumed.text == producer.text  # exactly the missing events
+        assert resumed.of("content")[0].id == f"{mid}:{seen + 1}"
+        assert (await stored(redis, conv["id"]))[1]["content"] == producer.text
+
+
+async def test_sdk_retries_a_429_before_the_first_token_honouring_retry_after(gateway_factory, alice, upstream, redis):
+    async with gateway_factory(max_retries=2) as client:
+        conv, session = await session_for(client, alice, "slow")
+        upstream.script(Reply(status=429, retry_after=0.2), Reply(status=503), Reply(chunks=["third ", "time"]))
+        began = time.monotonic()
+        stream = await client.chat(alice, session["id"], "hi")
+        assert stream.text == "third time" and stream.names.count("start") == 1
+        assert len(upstream.requests) == 3
+        assert time.monotonic() - began >= 0.2  # waited as the upstream asked
+        assert [m["status"] for m in await stored(redis, conv["id"])] == ["complete", "complete"]
+
+
+async def test_a_stalled_reader_is_dropped_after_the_send_timeout(gateway_factory, alice, upstream, redis):
+    """The client stops reading; the gateway's buffers stay bounded (uvicorn's write buffer
+    plus the socket's), the send times out, the turn is stored as cancelled."""
+    async with gateway_factory(env={"GATEWAY_SEND_TIMEOUT": "1"}) as client:
+        conv, session = await session_for(client, alice)
+        upstream.script(Reply(chunks=["y" * 2000] * 3000))  # 6 MB, far more than any buffer
+        host, port = client.http.base_url.host, client.http.base_url.port
+        reader, writer = await asyncio.open_connection(host, port)
+        body = json.dumps({"chat_session_id": session["id"], "message": "flood"}).encode()
+        writer.write(
+            f"POST /api/conversation/stream_chat?org_id={ORG} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {alice}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        await reader.read(1024)  # the headers, then never read again
+        messages = await wait_for(lambda: stored_pair(redis, conv["id"]), timeout=15)
+        writer.close()
+        assistant = messages[1]
+        assert assistant["status"] == "cancelled"
+        assert 0 < len(assistant["content"]) < 2000 * 3000
+        upstream.wait_until(lambda: upstream.open_streams == 0)  # the upstream request is closed
