@@ -148,7 +148,8 @@ class Shape:
             subject, pattern = low, self.pattern
         else:
             subject, pattern = text, self.ci
-        if self.hints and not self.anchored and not has_any(subject, self.hints):
+        hinted = self.hints and not self.anchored and (low is not None or not self.casefold)
+        if hinted and not has_any(subject, self.hints):
             return
         if self.non_ascii and subject.isascii():
             return
@@ -257,6 +258,11 @@ class Tail:
     def tail(self) -> re.Pattern[str]:
         return re.compile(self.source, self.flags)
 
+    def prepare(self) -> Tail:
+        """Compile now, at start, rather than on the first streamed token."""
+        self.tail  # noqa: B018 - the property compiles and keeps the pattern
+        return self
+
     @cached_property
     def tail_ci(self) -> re.Pattern[str]:
         return re.compile(self.source, self.flags | re.IGNORECASE) if self.casefold else self.tail
@@ -298,7 +304,7 @@ class ShapeDetector:
                 alike.setdefault(key, []).append(t)
         self._tails = tuple(Tail.merge(group) for group in alike.values())
         for tail in self._tails:
-            tail.tail  # compile now, at start, not on the first streamed token  # noqa: B018
+            tail.prepare()
 
     def find(self, text: str, start: int = 0) -> list[Match]:
         found: list[Match] = []
@@ -329,8 +335,7 @@ class RegexDetector:
         self._tails: list[Tail | None] = []
         for pattern in self.patterns:
             try:
-                self._tails.append(Tail.derive(pattern, reach=REGEX_HOLD))
-                self._tails[-1].tail  # compile now  # noqa: B018
+                self._tails.append(Tail.derive(pattern, reach=REGEX_HOLD).prepare())
             except ValueError:  # a back-reference: hold the last REGEX_HOLD characters
                 self._tails.append(None)
 
@@ -381,8 +386,7 @@ class KeywordDetector:
             raise ValueError("keywords: at least one non-blank keyword is needed")
         source = _trie_source(words) + r"(?!(?<=\w)\w)"
         self.shape = Shape(label, source, casefold=True, reach=2 * max(map(len, words)) + 16)
-        assert self.shape.tail is not None
-        self.shape.tail.tail  # compile now  # noqa: B018
+        self._tail = self.shape.tail.prepare()  # type: ignore[union-attr]
         self.label = label
         # With many keywords the regex tries most letters; a set lookup of the text's words
         # first rules out most texts at once (when every keyword starts with a word).
@@ -404,7 +408,7 @@ class KeywordDetector:
         return found
 
     def holdback(self, text: str) -> int:
-        return self.shape.tail.holdback(text, lower_same_length(text))  # type: ignore[union-attr]
+        return self._tail.holdback(text, lower_same_length(text))
 
 
 _END = ""

@@ -13,7 +13,7 @@ from gateway.policy.credentials import secrets_detector
 from gateway.policy.decision import (
     CompiledPolicy,
     Decision,
-    Stage,
+    DetectorGroups,
     Violation,
     apply,
     detector_groups,
@@ -22,7 +22,7 @@ from gateway.policy.decision import (
 from gateway.policy.detectors import Detector, KeywordDetector, RegexDetector
 from gateway.policy.injection import injection_detector
 from gateway.policy.limits import LengthLimit, ModelAllowlist, estimate_tokens
-from gateway.policy.model import PolicySpec
+from gateway.policy.model import PolicySpec, Stage
 from gateway.policy.pii import pii_detector
 from gateway.policy.stream import StreamGuard
 
@@ -119,6 +119,8 @@ class ActivePolicies:
         self.pre = tuple(p for p in policies if "pre" in p.spec.stages)
         self.during = tuple(p for p in policies if "during" in p.spec.stages)
         self.post = tuple(p for p in policies if "post" in p.spec.stages)
+        self._pre_groups = detector_groups(self.pre)
+        self._post_groups = detector_groups(self.post)
 
     @property
     def specs(self) -> tuple[PolicySpec, ...]:
@@ -137,14 +139,11 @@ class ActivePolicies:
                 reason = p.length.exceeded(len(text))
                 if reason:
                     violations.append(p.violation("pre", "max_length", detail=reason))
-        return _check_text("pre", self.pre, text, violations)
+        return _check_text("pre", self._pre_groups, text, violations)
 
-    def stream_guard(self):
+    def stream_guard(self) -> StreamGuard | None:
         """A fresh guard for one streamed answer, or None when no policy runs during it."""
-        if not self.during:
-            return None
-
-        return StreamGuard(self.during)
+        return StreamGuard(self.during) if self.during else None
 
     def check_answer(self, text: str, *, output_tokens: int | None = None) -> Decision:
         """Post stage, on the assembled answer (pass what the client was sent). Blocked:
@@ -161,13 +160,13 @@ class ActivePolicies:
                 reason, label = p.length.exceeded(len(text)), "max_length"
             if reason:
                 violations.append(p.violation("post", label, detail=reason))
-        return _check_text("post", self.post, text, violations)
+        return _check_text("post", self._post_groups, text, violations)
 
 
 def _check_text(
-    stage: Stage, policies: Sequence[CompiledPolicy], text: str, violations: list[Violation]
+    stage: Stage, groups: DetectorGroups, text: str, violations: list[Violation]
 ) -> Decision:
-    found = find_all(detector_groups(policies), text, 0)
+    found = find_all(groups, text, 0)
     out, span_violations, _ = apply(stage, text, 0, len(text), found, offset=0, stop=False)
     violations.extend(span_violations)
     blocked = next((v for v in violations if v.action == "block"), None)
