@@ -34,6 +34,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 ErrorShape = Callable[[Request, GatewayError], Response]
 
 CONVERSATION_HEADER = "x-conversation-id"
+MAX_OUTPUT_TOKENS = 1_000_000  # larger requests are refused here, not by the upstream as a 502
 _PARAM = re.compile(r"^([\w\[\].-]+): ")
 
 

@@ -2,8 +2,9 @@
 through Redis; the `[limits]` table of the config file sets them (none set: no Redis call).
 
 Windows are fixed and UTC: the minute (epoch seconds // 60), the day and the calendar month.
-`RateLimits.admit()` runs one Lua script per prompt, before anything is stored or sent
-upstream. The script reads every window that applies; only when none is full does it count
+`RateLimits.admit()` runs one Lua script per prompt, once the request is valid and before
+the pre-policy, anything stored or anything sent upstream (so a blocked prompt, a 409 busy
+or a 502 still counts: a limited caller cannot make the gateway write). The script reads every window that applies; only when none is full does it count
 the prompt in the request windows, so a refused prompt costs nothing. Token windows are only
 read there: a turn's tokens (input + output, as recorded) are added when it ends, in the
 end-of-turn round trip (`Store._count_usage`), so one turn may overshoot a budget by its own

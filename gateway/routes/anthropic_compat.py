@@ -55,7 +55,7 @@ class InMessage(Body):
 
 class MessagesRequest(Body):
     model: str = Field(min_length=1, max_length=200)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=compat.MAX_OUTPUT_TOKENS)
     messages: list[InMessage] = Field(min_length=1)
     system: str | list[ContentBlock] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)

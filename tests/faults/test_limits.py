@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from redis.asyncio import Redis
 
 from gateway import limits
 from gateway.settings import ConfigError, load_settings
@@ -124,7 +125,7 @@ async def test_tokens_per_minute_refuse_the_prompt_after_the_turn_that_used_them
     async with gateway_factory(extra_toml="[limits]\nuser_tokens_per_minute = 20") as client:
         conv, session = await session_for(client, alice)
         upstream.script(Reply(chunks=["big"], input_tokens=15, output_tokens=10))
-        r, raw = await client.stream_chat(alice, session["id"], "hi")
+        r, _ = await client.stream_chat(alice, session["id"], "hi")
         assert r.status_code == 200 and r.headers["x-ratelimit-remaining"] == "20"  # counted at the end
         key = f"gw:{{o:{ORG}}}:rl:tok:min:{int(clock.now // 60)}:u:alice"
         assert await redis.get(key) == b"25"  # input + output, written with the turn's end
@@ -207,6 +208,31 @@ async def test_two_gateways_on_one_redis_share_the_limits(gateway_factory, clock
         assert len(upstream.requests) == 3
 
 
+async def test_a_limited_user_cannot_make_the_pre_policy_store_blocked_prompts(
+    gateway_factory, clock, alice, upstream, redis
+):
+    toml = """
+[limits]
+user_requests_per_minute = 1
+
+[[policies]]
+id = "no-codename"
+stages = ["pre"]
+action = "block"
+kind = "keywords"
+keywords = ["bluebird"]
+"""
+    async with gateway_factory(extra_toml=toml) as client:
+        conv, session = await session_for(client, alice)
+        r, raw = await client.stream_chat(alice, session["id"], "about bluebird")
+        assert r.status_code == 400 and json.loads(raw)["code"] == "policy_blocked"  # counted
+        assert [m["status"] for m in await stored_messages(redis, conv["id"])] == ["blocked"]
+        before = await snapshot(redis)
+        await refused(client, alice, session["id"])  # before the policy runs: nothing stored
+        assert await snapshot(redis) == before
+        assert upstream.requests == []
+
+
 async def test_without_limits_no_counter_is_kept(client, alice, upstream, redis):
     conv = await client.create_conversation(alice)
     session = await client.create_session(alice, conv["id"], "gpt")
@@ -250,3 +276,18 @@ def test_windows_end_at_utc_minute_day_and_month_boundaries():
     assert ids["minute"] == (f"min:{int(now // 60)}", int(now) + 30)
     assert ids["day"] == ("day:20251231", int(now) + 30)
     assert ids["month"] == ("mon:202512", int(now) + 30)
+
+
+def test_when_several_windows_are_full_the_answer_names_the_one_that_frees_up_last():
+    now = datetime(2025, 6, 10, 12, 0, 15, tzinfo=UTC).timestamp()
+    config = load_settings(None, env={}, overrides={"limits": {
+        "user_requests_per_minute": 5, "org_tokens_per_minute": 100, "org_tokens_per_day": 1000,
+    }}).limits
+    windows = limits.RateLimits(config, Redis()).windows("acme", "kim", now)  # never connects
+    assert [(w.kind, w.scope, w.period) for w in windows] == [
+        ("requests", "user", "minute"), ("tokens", "org", "minute"), ("tokens", "org", "day"),
+    ]
+    exc = limits.refusal(windows, [5, 100, 1000], now)
+    assert exc.code == "token_budget_exceeded" and exc.headers["Retry-After"] == str(12 * 3600 - 15)
+    exc = limits.refusal(windows, [5, 100, 10], now)
+    assert exc.headers["Retry-After"] == "45" and exc.headers["X-RateLimit-Limit"] == "5"

@@ -116,7 +116,7 @@ def strip_pings(raw: bytes) -> bytes:
 # model answers, and two prompts per user and minute.
 GOVERNED_TOML = """
 [limits]
-user_requests_per_minute = 2
+user_requests_per_minute = 3  # a pre-blocked prompt counts too: limits come before any write
 
 [[policies]]
 id = "codename"

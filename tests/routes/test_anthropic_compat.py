@@ -438,7 +438,7 @@ async def test_policies_and_rate_limits_apply(
             model="claude", max_tokens=5, messages=QUESTION
         )
         assert (await answer.parse()).content[0].text == "fine"
-        assert answer.headers["x-ratelimit-limit"] == "2"
+        assert answer.headers["x-ratelimit-limit"] == "3"
 
         # during: the stream stops with `event: error` before the word goes out
         upstream.script(Reply(chunks=["The ", "bluebird ", "plan"]))

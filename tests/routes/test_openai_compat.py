@@ -526,7 +526,7 @@ async def test_policies_and_rate_limits_apply(
         upstream.script(Reply(chunks=["fine"]))
         answer = await sdk.chat.completions.with_raw_response.create(model="gpt", messages=QUESTION)
         assert answer.parse().choices[0].message.content == "fine"
-        assert answer.headers["x-ratelimit-limit"] == "2"
+        assert answer.headers["x-ratelimit-limit"] == "3"
 
         # during: the stream stops with an error chunk before the word goes out
         upstream.script(Reply(chunks=["The ", "bluebird ", "plan"]))
