@@ -93,6 +93,14 @@ async def test_a_stream_from_a_listed_origin_carries_the_cors_headers(cors_clien
     )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ALLOWED
     assert parse_sse(r.content).text == "b"  # exactly what came after the Last-Event-ID
+    # a first connection can say where to start in the URL; a reconnect's header wins over it
+    url_only = {"message_id": start["message_id"], "resume_token": start["resume_token"],
+                "last_event_id": f"{start['message_id']}:1"}
+    r = await cors_client.http.get("/api/conversation/stream", params=url_only, headers={"Origin": ALLOWED})
+    assert parse_sse(r.content).text == "b"
+    r = await cors_client.http.get("/api/conversation/stream", params=url_only,
+                                   headers={"Origin": ALLOWED, "Last-Event-ID": f"{start['message_id']}:2"})
+    assert parse_sse(r.content).text == ""
 
 
 async def test_errors_reach_the_page_with_cors_headers(cors_client):

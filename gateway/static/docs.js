@@ -10,6 +10,13 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// `code` spans of the document's text, as <code>; the rest stays text
+function prose(text = "") {
+  const span = el("span");
+  text.split("`").forEach((part, i) => span.append(i % 2 ? el("code", {}, part) : part));
+  return span;
+}
+
 const anchor = (kind, name) => `${kind}-${name.replace(/[^A-Za-z0-9_-]+/g, "-")}`;
 
 // A schema as indented JSON in which every "$ref" is a link to its component.
@@ -45,35 +52,55 @@ function table(head, rows) {
     el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c))))));
 }
 
-function contentBlocks(content = {}) {
-  return Object.entries(content).map(([media, { schema }]) =>
-    el("div", {}, el("p", {}, el("code", {}, media)), schema ? schemaBlock(schema) : null));
+function schemaLink(schema) {
+  if (!schema) return "";
+  if (!schema.$ref) return el("code", {}, JSON.stringify(schema));
+  const name = schema.$ref.slice(REF.length);
+  return el("a", { href: `#${anchor("schema", name)}` }, name);
 }
 
-function operationView(method, path, op) {
+// A body's schema: a link to its component, and the component itself, one level resolved.
+function bodyBlocks(doc, content = {}) {
+  return Object.entries(content).map(([media, { schema }]) => {
+    const resolved = schema?.$ref ? doc.components.schemas[schema.$ref.slice(REF.length)] : schema;
+    return el("div", {}, el("p", {}, el("code", {}, media), " ", schemaLink(schema)),
+              resolved ? schemaBlock(resolved) : null);
+  });
+}
+
+function responsesTable(op) {
+  return table(["status", "description", "body"], Object.entries(op.responses || {}).map(([code, r]) => {
+    const headers = Object.keys(r.headers || {});
+    const bodies = el("span");
+    for (const [media, { schema } = {}] of Object.entries(r.content || {})) {
+      bodies.append(el("code", {}, media), " ", schemaLink(schema), el("br"));
+    }
+    const text = prose(r.description);
+    if (headers.length) text.append(` (headers: ${headers.join(", ")})`);
+    return [el("strong", {}, code), text, bodies];
+  }));
+}
+
+function operationView(doc, method, path, op) {
   const details = el("details", { id: anchor("op", `${method}-${path}`) });
   const summary = el("summary", {},
-    el("span", { className: `method ${method}` }, method), " ", el("code", {}, path), " — ", op.summary || "");
+    el("span", { className: `method ${method}` }, method), " ", el("code", {}, path), " — ", prose(op.summary));
   if (op["x-undocumented"]) summary.append(" ", el("span", { className: "tag-undocumented" }, "undocumented"));
   details.append(summary);
-  if (op.description) details.append(el("p", {}, op.description));
+  if (op.description) details.append(el("p", {}, prose(op.description)));
   const security = (op.security || []).map((s) => Object.keys(s).join(" + ")).filter(Boolean);
   details.append(el("p", {}, el("strong", {}, "Auth: "), security.length ? security.join(" or ") : "none"));
   if (op.parameters?.length) {
     details.append(el("h4", {}, "Parameters"), table(["name", "in", "required", "schema", "description"],
       op.parameters.map((p) => [el("code", {}, p.name), p.in, p.required ? "yes" : "no",
-                                schemaSummary(p.schema), p.description || ""])));
+                                schemaSummary(p.schema), prose(p.description)])));
   }
   if (op.requestBody) {
-    details.append(el("h4", {}, "Request body"), ...contentBlocks(op.requestBody.content));
+    details.append(el("h4", {}, "Request body"), ...bodyBlocks(doc, op.requestBody.content));
   }
-  details.append(el("h4", {}, "Responses"));
-  for (const [code, response] of Object.entries(op.responses || {})) {
-    const headers = Object.keys(response.headers || {});
-    details.append(el("p", {}, el("strong", {}, code), " ", response.description || "",
-                      headers.length ? ` (headers: ${headers.join(", ")})` : ""),
-                   ...contentBlocks(response.content));
-  }
+  details.append(el("h4", {}, "Responses"), responsesTable(op));
+  const success = Object.entries(op.responses || {}).find(([code]) => code.startsWith("2"));
+  if (success?.[1].content) details.append(...bodyBlocks(doc, success[1].content));
   return details;
 }
 
@@ -97,13 +124,13 @@ function render(doc) {
     const id = anchor("tag", tag);
     list.append(el("li", {}, el("a", { href: `#${id}` }, tag), ` (${ops.length})`));
     sections.push(el("section", { id }, el("h2", {}, tag),
-                     ...ops.map(([m, p, op]) => operationView(m, p, op))));
+                     ...ops.map(([m, p, op]) => operationView(doc, m, p, op))));
   }
   nav.append(list);
   const schemas = Object.entries(doc.components?.schemas || {}).map(([name, schema]) =>
     el("details", { id: anchor("schema", name) }, el("summary", {}, el("code", {}, name)), schemaBlock(schema)));
   main.replaceChildren(
-    el("p", {}, doc.info.description || ""), nav, ...sections,
+    el("p", {}, prose(doc.info.description)), nav, ...sections,
     el("section", { id: "schemas" }, el("h2", {}, "Schemas"), ...schemas));
   main.setAttribute("aria-busy", "false");
   // open what a link points at

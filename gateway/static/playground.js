@@ -123,7 +123,10 @@ async function loadConversations() {
 }
 
 async function selectConversation(id, sessionId = null) {
+  state.turn?.controller.abort(); // leave a stream that is still running (it goes on server-side)
+  state.turn = null;
   const conv = await json("GET", "/api/conversation/get_with_sessions", { query: { conversation_id: id } });
+  if (id !== state.conversationId) $("events").replaceChildren(); // they belong to the conversation
   state.conversationId = id;
   $("chat-heading").textContent = conv.title || conv.id;
   $("session").replaceChildren(...conv.sessions.map((s) =>
@@ -135,7 +138,6 @@ async function selectConversation(id, sessionId = null) {
   await loadConversations();
   const page = await json("GET", "/api/conversation/messages", { query: { conversation_id: id, limit: 200 } });
   $("transcript").replaceChildren();
-  $("events").replaceChildren();
   for (const m of page.messages) addMessage(m.role, m.content, m.role === "assistant" ? m.model_id : "you");
   status(conv.sessions.length ? "" : "Create a session on a model to start.");
 }
@@ -153,8 +155,7 @@ function onEvent(turn, ev) {
     turn.text.appendData(data.delta);
     $("chunks").value = String(++turn.chunks);
   } else if (ev.type === "start") {
-    turn.resumeToken = data.resume_token;
-    if (!turn.messageId) {
+    if (!turn.messageId) { // a resumed stream starts with `start` again
       turn.messageId = data.message_id;
       turn.who.textContent = data.model;
       turn.item.dataset.messageId = data.message_id;
@@ -241,11 +242,12 @@ async function send(message) {
     const ended = FINISHED[turn.item.dataset.finish] || `Ended: ${turn.item.dataset.finish}.`;
     status(turn.reconnects ? `${ended.slice(0, -1)} (resumed ${turn.reconnects}×).` : ended);
   } catch (err) {
+    if (turn.controller.signal.aborted) return; // the user went to another conversation
     item.dataset.finish = "failed";
     showError(err);
   } finally {
-    state.turn = null;
-    setBusy(false);
+    if (state.turn === turn) state.turn = null;
+    setBusy(Boolean(state.turn));
   }
 }
 

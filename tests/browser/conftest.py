@@ -10,13 +10,19 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import CHROMIUM, INSTALL_HINT, CuttingProxy, StaticServer, launch_chromium
+from tests.browser.harness import (
+    ARTIFACTS,
+    CHROMIUM,
+    INSTALL_HINT,
+    CuttingProxy,
+    StaticServer,
+    launch_chromium,
+)
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import test_config
 from tests.support import GatewayServer, gateway_settings
 
 PAGES = Path(__file__).parent / "pages"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 # demo models that stream at a readable pace, and two policies whose events the pages show
 BROWSER_CONFIG = """
@@ -88,13 +94,33 @@ def env(
         pages.stop()
 
 
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
 @pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
+def page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context; on failure, a screenshot and the page's console go to
+    tests/browser/artifacts/ for the post-mortem."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
+    console: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
     yield page
+    if request.node.stash.get(CALL_FAILED, False):
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = request.node.name
+        page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"), full_page=True)
+        (ARTIFACTS / f"failed-{name}.log").write_text("\n".join(console + errors) + "\n")
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots; gitignored
 INSTALL_HINT = "Chromium not installed: apt-get install -y chromium (and pip install playwright)"
 # As root, in a sandbox, on a machine whose network is closed: no sandbox, no GPU, and none
 # of the background connections Chromium would try at start.
