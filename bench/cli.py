@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.harness import REPO, Env, machine_info
 from bench.scenarios import FULL, QUICK, SCENARIOS
+import bench.scale  # noqa: E402,F401,I001 - registers scenario g (scale-out)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,10 +77,14 @@ async def run_scenarios(env: Env, ids: list[str], quick: bool) -> list[dict[str,
         print(f"bench: scenario {sid} ...", file=sys.stderr, flush=True)
         load0 = loadavg()
         try:
-            if env.gateway is None or env.gateway.process.poll() is not None:
+            # scenarios that leave clean-up behind (d: thousands of cancelled streams being
+            # recorded) or another placement (f) stop their gateway: start a fresh one
+            gw = env.gateway
+            if gw is None or gw.process.poll() is not None or gw.workers != 1 \
+                    or gw.cpus != env.gateway_cpus:
                 env.start_gateway(workers=1, cpus=env.gateway_cpus)
             res = await SCENARIOS[sid](env, sizes)
-        except Exception as exc:  # one scenario failing must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one scenario failing must not hide the others
             traceback.print_exc()
             res = {"id": sid, "skipped": f"failed: {type(exc).__name__}: {exc}", "rows": []}
         res["seconds"] = round(time.monotonic() - t0, 1)
@@ -98,8 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     src = Path(args.gateway_src).resolve() if args.gateway_src else REPO
     with Env(keep=args.keep, src=src) as env:
-        env.start_gateway(workers=1, cpus=env.gateway_cpus)
-        command = " ".join(env.command(env.gateway.port, 1, env.gateway_cpus))  # type: ignore[union-attr]
+        command = " ".join(env.command(8000, 1, env.gateway_cpus))
         results = run_loop(run_scenarios(env, ids, args.quick))
         report = {
             "started": started, "quick": args.quick, "machine": machine_info(),

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from bench.loadgen import Connection, call, open_many
 from bench.upstream import raise_fd_limit
@@ -66,7 +66,8 @@ def default_policies_toml(src: Path) -> tuple[str, str]:
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), *site.getsitepackages()])}
         cmd.insert(1, "-S")
-    probe = subprocess.run(cmd, capture_output=True, text=True, cwd=src, timeout=60, env=env)
+    probe = subprocess.run(cmd, capture_output=True, text=True, cwd=src, timeout=60, env=env,
+                           check=False)
     if probe.returncode != 0:
         why = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return "", f"no policies configured: gateway.policy.engine.default_policies() unavailable ({why})"
@@ -164,12 +165,12 @@ def machine_info() -> dict[str, Any]:
             from importlib.metadata import version
 
             versions[pkg] = version(pkg)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - a missing package is simply not listed
             pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=REPO, timeout=5).stdout.strip()
-    except Exception:
+                                text=True, cwd=REPO, timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         commit = ""
     mem = 0
     try:
@@ -236,7 +237,7 @@ class Env:
         self.upstream = subprocess.Popen(
             pinned([sys.executable, "-m", "bench.upstream", "--port", str(self.upstream_port)],
                    self.harness_cpus),
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "upstream.log", "wb"),
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "upstream.log", "wb"),  # noqa: SIM115
             start_new_session=True, cwd=REPO,
         )
         wait_port(self.upstream_port, self.upstream, self.workdir / "upstream.log")
@@ -264,8 +265,13 @@ class Env:
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Env:
-        return self.start()
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what did start (Redis, the upstream) must not outlive a failed start
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -303,7 +309,7 @@ class Env:
         out = subprocess.run(
             [*self.python(), "-m", "gateway", "keys", "create", "--org", ORG, "--user",
              "bench-user", "--role", "user", "--workspace", WORKSPACE, "--name", "Bench"],
-            env=self.env(), capture_output=True, text=True, timeout=60, cwd=self.src,
+            env=self.env(), capture_output=True, text=True, timeout=60, cwd=self.src, check=False,
         )
         match = re.search(r"(cgw_\S+)", out.stdout)
         if out.returncode != 0 or not match:
@@ -338,7 +344,7 @@ class Env:
             cmd = cmd[:cmd.index(sys.executable)] + wrap + cmd[i + 1:]  # keep "gateway serve ..."
         log = self.workdir / f"gateway-{port}.log"
         proc = subprocess.Popen(
-            cmd, env=self.env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+            cmd, env=self.env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True, cwd=self.src,
         )
         self.gateway = Gateway(proc, port, workers, cpus, log)

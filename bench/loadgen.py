@@ -44,8 +44,23 @@ class Recorder:
     """One request's measurements, fed by the connection as bytes arrive."""
 
     __slots__ = (
-        "fmt", "sent", "status", "first", "last", "done", "frames", "gaps", "buf", "started",
-        "end", "error", "body", "keep_body", "future", "on_start", "errored",
+        "body",
+        "buf",
+        "done",
+        "end",
+        "error",
+        "errored",
+        "first",
+        "fmt",
+        "frames",
+        "future",
+        "gaps",
+        "keep_body",
+        "last",
+        "on_start",
+        "sent",
+        "started",
+        "status",
     )
 
     def __init__(
@@ -260,5 +275,5 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]

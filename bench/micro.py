@@ -53,8 +53,38 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
             out[f"providers.{name} adapter, one {tokens}-token stream"] = await per_call(
                 lambda p=provider: drain(p), n)
             await provider.aclose()
-        except Exception as exc:  # the adapters are being reworked: say so, measure the rest
+        except Exception as exc:  # noqa: BLE001 - say so, measure the rest
             print(f"micro: {name} adapter failed: {exc!r}", file=sys.stderr)
+
+    try:
+        # the proposed OpenAI adapter path: the SDK's low-level post() with the body as built,
+        # which skips create()'s per-request TypedDict transform and response wrappers
+        import httpx2
+        import openai
+
+        from providers import wire
+
+        client = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"http://{HOST}:{port}/v1",
+                                    max_retries=0)
+        body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "How do gateways stream?"}]}
+
+        async def low_level() -> None:
+            response = await client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=body, stream=True,
+                options={"headers": {"X-Stainless-Raw-Response": "stream"}},
+            )
+            try:
+                async for _, data in wire.sse_events(response.aiter_bytes()):
+                    wire.json_object(data) if data != b"[DONE]" else None
+            finally:
+                await response.aclose()
+
+        out[f"openai SDK low-level post() (no transform), one {tokens}-token stream"] = \
+            await per_call(low_level, n)
+        await client.close()
+    except Exception as exc:  # noqa: BLE001 - say so, measure the rest
+        print(f"micro: low-level post not measured: {exc!r}", file=sys.stderr)
 
     try:
         from openai._utils import async_maybe_transform
@@ -64,11 +94,12 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
                   "stream": True, "stream_options": {"include_usage": True}}
         out["openai SDK request-body transform alone"] = await per_call(
             lambda: async_maybe_transform(params, completion_create_params.CompletionCreateParamsStreaming), n * 4)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an SDK without this private helper
         print(f"micro: transform not measured: {exc!r}", file=sys.stderr)
 
     try:
         import httpx2
+
         from providers import wire
 
         body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
@@ -81,7 +112,7 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
 
             out[f"httpx2 without the SDK + providers.wire parsing, one {tokens}-token stream"] = \
                 await per_call(plain, n)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - say so, measure the rest
         print(f"micro: plain httpx2 not measured: {exc!r}", file=sys.stderr)
 
     conn = await Connection.open(HOST, port)
@@ -105,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     log = Path("/tmp") / f"bench-micro-upstream-{port}.log"
     up = subprocess.Popen(pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
-                          stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=REPO)
+                          stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=REPO)  # noqa: SIM115
     try:
         wait_port(port, up, log)
         set_affinity(0, {0})

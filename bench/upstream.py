@@ -119,7 +119,7 @@ class Wire:
 
 
 class Stream:
-    __slots__ = ("conn", "wire", "left", "sent", "pace", "tail", "keep_alive")
+    __slots__ = ("conn", "keep_alive", "left", "pace", "sent", "tail", "wire")
 
     def __init__(self, conn: Connection, wire: Wire, shape: Shape, tail: bytes, keep_alive: bool):
         self.conn = conn
@@ -193,7 +193,7 @@ class Wheel:
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "parser", "url", "bench", "body", "closed", "stream")
+    __slots__ = ("bench", "body", "closed", "parser", "server", "stream", "transport", "url")
 
     def __init__(self, server: Upstream) -> None:
         self.server = server
@@ -213,6 +213,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections += 1
+        self.server.accepted += 1
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -317,6 +318,7 @@ class Upstream:
         self.default = Shape(tokens, pace_ms, first_ms)
         self.requests = 0
         self.connections = 0
+        self.accepted = 0  # connections ever opened: with keep-alive, far fewer than requests
         self.open_streams = 0
         self.streams_done = 0
         self._wires: dict[tuple[str, str], Wire] = {}
@@ -328,7 +330,7 @@ class Upstream:
 
     def stats(self) -> dict[str, int]:
         return {
-            "requests": self.requests, "connections": self.connections,
+            "requests": self.requests, "connections": self.connections, "accepted": self.accepted,
             "open_streams": self.open_streams, "streams_done": self.streams_done,
             "pid": os.getpid(),
         }

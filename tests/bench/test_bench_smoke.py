@@ -77,8 +77,8 @@ async def test_anthropic_stream_and_pacing_headers(upstream: tuple[Upstream, int
     assert names[:2] == ["message_start", "content_block_start"]
     assert names[2:6] == ["content_block_delta"] * 4
     assert names[6:] == ["content_block_stop", "message_delta", "message_stop"]
-    delta = [json.loads(line[6:]) for line in rec.body.decode().splitlines()
-             if line.startswith("data: ") and '"message_delta"' in line][0]
+    delta = next(json.loads(line[6:]) for line in rec.body.decode().splitlines()
+                 if line.startswith("data: ") and '"message_delta"' in line)
     assert delta["usage"]["output_tokens"] == 4
 
 
