@@ -252,6 +252,9 @@ class ChatService:
                 f"prompt is longer than {self.settings.max_prompt_chars} characters",
                 code="prompt_too_long",
             )
+        # the rate limits: counted once the prompt is known to be valid, before the
+        # pre-policy (which may store a blocked prompt) and before anything else is stored
+        rate_headers = await self.limits.admit(conv.org_id, principal.user_id)
         active = self.governance.active(
             org_id=conv.org_id, workspace_id=conv.workspace_id, repo_id=conv.repo_id, model_id=model.id
         )
@@ -260,8 +263,6 @@ class ChatService:
             history, prompt,
             context_window=model.context_window, max_output=model.max_output_tokens,
         )
-        # counted only once the prompt is valid; nothing is stored or sent before this
-        rate_headers = await self.limits.admit(conv.org_id, principal.user_id)
         turn = Turn(
             principal=principal, org_id=conv.org_id, model=model, provider=self.providers[model.id],
             request=ChatRequest(
@@ -304,13 +305,13 @@ class ChatService:
             if not principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
         org_id = conv.org_id if conv else (principal.org_id or "_platform")
+        rate_headers = await self.limits.admit(org_id, principal.user_id)  # before anything is stored
         active = self.governance.active(
             org_id=org_id, workspace_id=conv.workspace_id if conv else None,
             repo_id=conv.repo_id if conv else None, model_id=model.id,
         )
         prompt, pre = await self._pre_check(active, principal, model, messages[-1].content, conv, None)
         messages = [*messages[:-1], ChatMessage("user", prompt)]
-        rate_headers = await self.limits.admit(org_id, principal.user_id)
         limit = min(filter(None, (max_output_tokens, model.max_output_tokens)), default=None)
         turn = Turn(
             principal=principal, org_id=org_id, model=model, provider=self.providers[model.id],
@@ -366,11 +367,21 @@ class ChatService:
         turn.log_key = resume_log_key(cid, turn.message_id)
         start = {**asdict(turn.start_event()), "worker": self.live.worker_id}
         for attempt in (1, 2):
-            if await self.store.begin_turn(
-                turn.user_message, answer_id=turn.message_id, lock_value=turn.lock_value,
-                lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000), log_key=turn.log_key,
-                start_data=start, log_ttl_s=self.settings.resume_ttl,
-            ):
+            try:
+                began = await self.store.begin_turn(
+                    turn.user_message, answer_id=turn.message_id, lock_value=turn.lock_value,
+                    lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000), log_key=turn.log_key,
+                    start_data=start, log_ttl_s=self.settings.resume_ttl,
+                )
+            except RedisError:
+                # the script may have run before its reply was lost (a failover, a cut
+                # connection): release the lock it may hold, now or once Redis is back,
+                # or the conversation stays busy for turn_lock_ttl
+                self.live.retry_until_stored(
+                    functools.partial(self.store.break_turn_lock, cid, turn.lock_value), turn.message_id
+                )
+                raise
+            if began:
                 return
             holder = await self.store.turn_lock_holder(cid)
             # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
@@ -445,6 +456,7 @@ class ChatService:
         error: ErrorEvent | None = None
         upstream_started = time.perf_counter()
         upstream_first: float | None = None
+        finish: str | None = None
         guard = turn.active.stream_guard() if turn.active is not None else None
         attempt = 0
         yield turn.start_event()
@@ -453,8 +465,9 @@ class ChatService:
                 try:
                     event = await self._next(turn, handle)
                 except StopAsyncIteration:
-                    # stopped (any worker, or shutdown), or an adapter that ended without Finish
-                    reason = handle.stop_reason or "stop"
+                    # the body ended (after Finish, read to its end so the upstream connection
+                    # goes back to the pool), or a stop from any worker or the shutdown
+                    reason = handle.stop_reason or finish or "stop"
                     break
                 except ProviderError as exc:
                     if not parts:
@@ -487,7 +500,7 @@ class ChatService:
                 elif type(event) is Usage:
                     usage = event
                 elif type(event) is Finish:
-                    reason = event.reason
+                    finish = event.reason
             if reason in ("stop", "length") and guard is not None:
                 step = guard.finish()  # what was held back is decided now
                 if step.violations:
@@ -632,12 +645,15 @@ class ChatService:
     async def _durably(self, write: Callable[[], Awaitable[Totals]], message: Message) -> Totals | None:
         """Redis may vanish mid-stream: retry the final write for final_write_timeout;
         then hand it to a background retry that lasts until Redis is back (the client's
-        `end` says stored=false, so nothing it was told is stored can be lost)."""
+        `end` says stored=false, so nothing it was told is stored can be lost).
+        A write that the replicas did not acknowledge in time (see Durability) is confirmed
+        the same way, without writing it twice."""
         deadline = time.monotonic() + self.settings.final_write_timeout
         delay = 0.05
         while True:
             try:
-                return await write()
+                totals = await write()
+                break
             except RedisError as exc:
                 if time.monotonic() + delay > deadline:
                     log.error("STORAGE: message %s of conversation %s not stored yet (%s); "
@@ -647,6 +663,20 @@ class ChatService:
                     return None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+        confirm = functools.partial(self.store.confirm_replicated, message.conversation_id, required=True)
+        while not totals.replicated:
+            try:
+                await confirm()
+                totals.replicated = True
+            except RedisError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("STORAGE: message %s is on the primary but no replica acknowledged "
+                              "it (%s); asking again in the background", message.id, type(exc).__name__)
+                    self.live.retry_until_stored(confirm, message.id)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return totals
 
 
 def json_dumps(value: Any) -> str:

@@ -431,3 +431,15 @@ async def test_client_that_leaves_mid_stream_cancels_upstream_and_keeps_the_part
     assert assistant["usage_estimated"] is True and assistant["output_tokens"] > 0
     upstream.wait_until(lambda: upstream.cancelled_streams == 1)
     assert upstream.open_streams == 0
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_the_upstream_connection_is_reused_across_turns(client, alice, upstream, model):
+    """The turn reads each answer's body to its end, so the connection goes back to the pool."""
+    conv = await client.create_conversation(alice)
+    session = await client.create_session(alice, conv["id"], model)
+    upstream.script(Reply(chunks=["one"]), Reply(chunks=["two"]), Reply(chunks=["three"]))
+    for prompt in ("a", "b", "c"):
+        await client.chat(alice, session["id"], prompt)
+    ports = {r.client_port for r in upstream.requests}
+    assert len(upstream.requests) == 3 and len(ports) == 1
