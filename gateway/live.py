@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from sse_starlette.sse import AppStatus
 
 from gateway.store import Store
 
@@ -111,12 +111,19 @@ class Live:
         if handle is not None:
             handle.stop("cancelled")
             return
-        await self.store.publish(STOP_CHANNEL, message_id)
+        await self.store.request_stop(STOP_CHANNEL, message_id)
+
+    async def _missed_stops(self) -> None:
+        """Once (re)subscribed: stops requested while this worker was not listening."""
+        for message_id in await self.store.stops_requested(list(self.running)):
+            handle = self.running.get(message_id)
+            if handle is not None:
+                handle.stop("cancelled")
 
     async def _listen_for_stops(self) -> None:
         while True:
             try:
-                async for message_id in self.store.subscribe(STOP_CHANNEL):
+                async for message_id in self.store.subscribe(STOP_CHANNEL, self._missed_stops):
                     handle = self.running.get(message_id)
                     if handle is not None:
                         handle.stop("cancelled")
@@ -129,7 +136,7 @@ class Live:
     async def _on_shutdown(self) -> None:
         """On SIGTERM uvicorn stops accepting and waits; open streams get shutdown_grace
         to finish, then end with `end` {cancelled}, stored like any stop."""
-        while not AppStatus.should_exit:
+        while not server_exiting():
             await asyncio.sleep(0.25)
         deadline = time.monotonic() + self.shutdown_grace
         while self.running and time.monotonic() < deadline:
@@ -227,6 +234,13 @@ class Live:
                 self._flush_done = None
         if time.perf_counter() - started > 0.5:
             log.warning("resume log flush took %.3fs", time.perf_counter() - started)
+
+
+def server_exiting() -> bool:
+    """uvicorn's Server installs its handle_exit as the SIGTERM/SIGINT handler while it
+    serves, and sets should_exit when a signal arrives."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return bool(getattr(server, "should_exit", False))
 
 
 T = TypeVar("T")

@@ -7,14 +7,15 @@ the JSON-escaped delta, with no dict and no general-purpose encoder per token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
 from typing import Any
 
-from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.chat import ChatEvent, Delta, End, ErrorEvent, Start
@@ -95,34 +96,138 @@ async def encode(
             yield frame("end", end_data(ev))
 
 
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping", sep="\n")
+PING = b": ping\n\n"
 
 
-class EventStream(EventSourceResponse):
-    """A client that stops reading is dropped after send_timeout: a warning, not a crash."""
+class EventStream(Response):
+    """The SSE response. Frames are sent from the request's own task; one small listener
+    task per stream waits for the client's disconnect, and one timer callback sends
+    `: ping` on idle connections and drops a reader that has not accepted a frame for
+    send_timeout. Whichever ends first wins:
+
+    | what happens            | who notices          | effect                                   |
+    | ----------------------- | -------------------- | ---------------------------------------- |
+    | the body ends           | the sending loop     | final empty frame; listener cancelled    |
+    | the client disconnects  | the listener         | the body is cancelled (its finally runs) |
+    | a send stalls           | the timer            | the body is cancelled, a warning logged  |
+    | a ping is due           | the timer            | `: ping`, unless a frame is being sent   |
+
+    Shutdown needs nothing here: Live ends open turns after shutdown_grace, so their
+    bodies end with `end` {cancelled} and the responses complete normally."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, body: AsyncIterator[bytes], *, ping_interval: float, send_timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":  # headers only; never start an endless body
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        state = _StreamState(loop.time())
+        listener = asyncio.create_task(_listen(receive, task, state))
+        timer = loop.call_later(_tick(self), self._on_tick, loop, task, send, state)
+        body = self.body_iterator
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            log.warning("client stopped reading: stream dropped after %ss", self.send_timeout)
+            async for chunk in body:
+                state.sending_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                state.sending_since = None
+                state.last_sent = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if state.ended_by is None:
+                raise  # not ours: the server is cancelling the request
+            task.uncancel()
+            if state.ended_by == "send_timeout":
+                log.warning("client stopped reading: stream dropped after %ss", self.send_timeout)
+        finally:
+            state.closed = True
+            timer.cancel()
+            listener.cancel()
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()  # the body's finally runs now (chat.run stores the answer)
+
+    def _on_tick(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], send: Send,
+        state: _StreamState,
+    ) -> None:
+        if state.closed:
+            return
+        now = loop.time()
+        if state.sending_since is not None and now - state.sending_since > self.send_timeout:
+            state.ended_by = "send_timeout"
+            task.cancel()
+            return
+        if state.sending_since is None and not state.pinging and now - state.last_sent >= self.ping_interval:
+            state.pinging = True
+            state.last_sent = now
+            ping = loop.create_task(_ping(send, state))
+            _pings.add(ping)
+            ping.add_done_callback(_pings.discard)
+        state.timer = loop.call_later(_tick(self), self._on_tick, loop, task, send, state)
+
+
+class _StreamState:
+    __slots__ = ("last_sent", "sending_since", "ended_by", "closed", "pinging", "timer")
+
+    def __init__(self, now: float) -> None:
+        self.last_sent = now
+        self.sending_since: float | None = None
+        self.ended_by: str | None = None
+        self.closed = False
+        self.pinging = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+_pings: set[asyncio.Task[None]] = set()
+
+
+def _tick(stream: EventStream) -> float:
+    return min(stream.ping_interval, stream.send_timeout / 2, 1.0)
+
+
+async def _ping(send: Send, state: _StreamState) -> None:
+    try:
+        if not state.closed and state.sending_since is None:
+            await send({"type": "http.response.body", "body": PING, "more_body": True})
+    except Exception:
+        pass  # the client is gone: the listener ends the stream
+    finally:
+        state.pinging = False
+
+
+async def _listen(receive: Receive, task: asyncio.Task[Any], state: _StreamState) -> None:
+    while not state.closed:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not state.closed:
+                state.ended_by = "disconnect"
+                task.cancel()
+            return
 
 
 def sse_response(
     body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
-) -> EventSourceResponse:
-    """sse-starlette runs the body beside a disconnect listener and a pinger; a vanished
-    client cancels the body, whose `finally` (chat.run) stores the partial answer. A
-    stalled reader is dropped after send_timeout (uvicorn's write buffer is bounded, so it
-    cannot grow our memory meanwhile). On shutdown, Live ends open turns after
-    shutdown_grace; the extra seconds here let their `end` frames go out."""
+) -> EventStream:
+    """A vanished client cancels the body, whose `finally` (chat.run) stores the partial
+    answer. A stalled reader is dropped after send_timeout (uvicorn's write buffer is
+    bounded, so it cannot grow our memory meanwhile)."""
     return EventStream(
-        body,
-        headers={**SSE_HEADERS, **(headers or {})},
-        ping=settings.ping_interval,
-        ping_message_factory=_ping,
-        sep="\n",
-        send_timeout=settings.send_timeout,
-        shutdown_grace_period=settings.shutdown_grace + 5,
+        body, ping_interval=settings.ping_interval, send_timeout=settings.send_timeout,
+        headers={**SSE_HEADERS, "Connection": "keep-alive", **(headers or {})},
     )
