@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -38,7 +38,8 @@ from gateway.routes import (
 )
 from gateway.routes.common import principal
 from gateway.settings import Settings, load_settings
-from gateway.store import Store
+from gateway import redis_client
+from gateway.store import Durability, Store
 from providers import build_provider
 from providers.base import Provider
 
@@ -63,16 +64,17 @@ class Gateway:
     audit: Audit
 
 
-def connect_redis(settings: Settings) -> Redis:
+def connect_redis(settings: Settings) -> Redis | RedisCluster:
+    """The one client of this worker: a single Redis, a Redis Cluster or a Sentinel-managed
+    primary (gateway/redis_client.py)."""
     if not settings.redis_url:
         raise RuntimeError("no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL")
-    return Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
+    return redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
+
+
+def open_store(settings: Settings) -> Store:
+    durability = Durability(settings.durability_replicas, settings.durability_timeout_ms)
+    return Store(connect_redis(settings), durability=durability)
 
 
 async def healthz(request: Request) -> Response:
@@ -100,7 +102,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = Store(connect_redis(settings))
+        store = open_store(settings)
         providers = {
             m.id: build_provider(settings.model_spec(m)) for m in settings.served_models
         }

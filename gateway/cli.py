@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import __version__, audit
+from gateway import __version__, audit, redis_client
 from gateway.auth import ROLES, digest, new_api_key
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.settings import ConfigError, Settings, load_settings
@@ -74,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"chat-gateway: embedded Redis at {embedded.url} (data in {embedded.data_dir})")
     try:
         url = settings.redis_url or (embedded.url if embedded else "")
-        if not settings.admin_token and not _announce_admin_token(url):
+        if not settings.admin_token and not _announce_admin_token(url, cluster=settings.redis_cluster):
             return 1
         models = ", ".join(f"{m.id} ({m.provider})" for m in settings.served_models)
         print(f"chat-gateway: models: {models}")
@@ -107,11 +106,12 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _announce_admin_token(url: str) -> bool:
+def _announce_admin_token(url: str, *, cluster: bool = False) -> bool:
     """Generate the admin token at first start, store only its hash, print it once."""
     token = "cgw_admin_" + secrets.token_urlsafe(32)
     try:
-        created = asyncio.run(_with_store(url, lambda store: store.set_admin_token_digest(digest(token))))
+        created = asyncio.run(_with_store(
+            url, lambda store: store.set_admin_token_digest(digest(token)), cluster=cluster))
     except RedisError as exc:
         _fail(f"cannot reach Redis at {url}: {exc}")
         return False
@@ -123,8 +123,8 @@ def _announce_admin_token(url: str) -> bool:
     return True
 
 
-async def _with_store(url: str, action: Callable[[Store], Awaitable[T]]) -> T:
-    store = Store(Redis.from_url(url, decode_responses=True, socket_timeout=5))
+async def _with_store(url: str, action: Callable[[Store], Awaitable[T]], *, cluster: bool = False) -> T:
+    store = Store(redis_client.connect(url, cluster=cluster))  # the workers' own factory
     try:
         return await action(store)
     finally:
@@ -137,7 +137,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     with redis_url_for_cli(settings) as url:
-        return asyncio.run(_with_store(url, lambda store: _keys(args, store)))
+        return asyncio.run(_with_store(url, lambda store: _keys(args, store), cluster=settings.redis_cluster))
 
 
 async def _keys(args: argparse.Namespace, store: Store) -> int:

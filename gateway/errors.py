@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+from redis.exceptions import ClusterDownError, MasterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
@@ -134,5 +135,10 @@ EXCEPTION_HANDLERS = {
     HTTPException: handle_http_exception,
     RedisConnectionError: handle_redis_down,
     RedisTimeoutError: handle_redis_down,
+    # a Redis Cluster or Sentinel failover in progress: as transient as a lost connection
+    ClusterDownError: handle_redis_down,
+    TryAgainError: handle_redis_down,
+    SlotNotCoveredError: handle_redis_down,
+    MasterDownError: handle_redis_down,
     Exception: handle_unexpected,
 }

@@ -96,7 +96,7 @@ class Governance:
     async def _listen(self) -> None:
         while True:
             try:
-                async for _ in self.store.subscribe(POLICY_CHANNEL):
+                async for _ in self.store.subscribe(POLICY_CHANNEL, self.reload):  # catch up, then follow
                     await self.reload()
             except asyncio.CancelledError:
                 raise

@@ -122,6 +122,10 @@ class Settings(_Frozen):
     turn_lock_ttl: float = Field(default=600.0, gt=0, le=86400)  # the longest a turn may hold its conversation
     final_write_timeout: float = Field(default=10.0, gt=0, le=600)  # retrying the answer's write while Redis is away
     resume_ttl: int = Field(default=3600, ge=60, le=7 * 86400)  # seconds a resume log is kept after its end
+    # replicas that must acknowledge an answer's write (WAIT) before its `end` is sent:
+    # "auto" = 1 when the primary has a replica, else 0; 0 = never wait
+    durability_replicas: Literal["auto"] | int = "auto"
+    durability_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     log_level: str = "info"
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
@@ -134,12 +138,30 @@ class Settings(_Frozen):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if v is None:
+            return v
+        if v.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            from gateway.redis_client import parse_sentinel_url
+
+            parse_sentinel_url(v)  # ValueError names what is wrong
+        elif not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
         return v
+
+    @field_validator("durability_replicas", mode="before")
+    @classmethod
+    def _durability_replicas(cls, v: Any) -> Any:
+        text = str(v).strip().lower()
+        if text == "auto":
+            return "auto"
+        if isinstance(v, bool) or not text.isdigit() or int(text) > 16:
+            raise ValueError('must be "auto" or a number of replicas from 0 to 16')
+        return int(text)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.redis_cluster and not (self.redis_url or "").startswith(("redis://", "rediss://")):
+            raise ValueError("redis_cluster: needs redis_url, the redis:// or rediss:// URL of any cluster node")
         ids = [m.id for m in self.models]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -198,6 +220,8 @@ ENV_FIELDS = {
     "GATEWAY_SEND_TIMEOUT": "send_timeout",
     "GATEWAY_SHUTDOWN_GRACE": "shutdown_grace",
     "GATEWAY_FINAL_WRITE_TIMEOUT": "final_write_timeout",
+    "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
+    "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
 }
 
 

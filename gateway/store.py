@@ -3,19 +3,37 @@
 Every key of one conversation shares the hash tag {c:<id>}, every org-wide index and
 counter the tag {o:<org>}, so a Redis Cluster needs no data migration and no atomic
 operation spans two slots. A turn costs a fixed number of round trips, never one per token.
+Keys without a tag (gw:sess:, gw:msg:, gw:key:, gw:worker:, gw:stop:, ...) are only ever
+used by single-key commands. On a cluster, pipelines run scripts with EVAL (a replica
+promoted by a failover may not know the script's SHA), and the end of a turn runs with its
+WAIT on the connection of the primary that holds the conversation (see `end_turn`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    NoScriptError,
+    RedisError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
+
+from gateway import redis_client
 
 P = "gw:"
 
@@ -79,6 +97,11 @@ def message_lookup_key(message_id: str) -> str:
 
 def worker_key(worker_id: str) -> str:
     return f"{P}worker:{worker_id}"
+
+
+def stop_key(message_id: str) -> str:
+    """A stop request that outlives a missed pub/sub message (see Store.request_stop)."""
+    return f"{P}stop:{message_id}"
 
 
 def violations_key(org: str) -> str:
@@ -198,26 +221,61 @@ class Message:
 class Totals:
     tokens_in: int
     tokens_out: int
+    replicated: bool = True  # False: the replicas WAIT asked for did not acknowledge in time
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How many replicas must acknowledge an answer's write before its `end` goes out:
+    "auto" waits for one whenever the primary has a replica (INFO replication, re-read every
+    REPLICA_CHECK_INTERVAL seconds), 0 never waits."""
+
+    replicas: Literal["auto"] | int = "auto"
+    timeout_ms: int = 1000
+
+
+REPLICA_CHECK_INTERVAL = 5.0
+NODE_CONNECTIONS = 256  # per cluster primary, for the end of turns and their WAIT
+STOP_REQUEST_TTL = 600  # seconds a stop request waits for a worker that missed the message
+_CLUSTER_MOVES = (ConnectionError, TimeoutError, AskError, ClusterDownError, TryAgainError)
+
+
+class NotReplicated(RedisError):
+    """The write is on the primary, but its replicas did not acknowledge it in time."""
 
 
 # The end of a turn in one atomic step of the conversation's slot: the assistant's message,
 # the counters it moves, the resume log's last entries (the end entry carrying the new
 # totals), and the release of the one-turn lock if this turn still holds it.
+# KEYS[3] (log) and KEYS[4] (lock) equal to KEYS[1] mean "none": a placeholder in the same
+# slot, as a cluster refuses keys of other slots (an empty name is slot 0).
+# A retry of a write that landed but whose reply was lost (a failover, a dropped
+# connection) finds the log already ended and writes nothing twice; it still touches the
+# hash, so a WAIT on its connection covers the first write too.
 _END_TURN = """
-redis.call('RPUSH', KEYS[2], ARGV[1])
-local tin = redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
-local tout = redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
-if KEYS[3] ~= '' then
-  for i = 8, #ARGV, 3 do
-    redis.call('XADD', KEYS[3], '*', 't', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+local has_log = KEYS[3] ~= KEYS[1]
+local last = has_log and redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+local tin, tout
+if last and last[2][2] == 'end' then
+  tin = tonumber(redis.call('HGET', KEYS[1], 'tokens_in') or '0')
+  tout = tonumber(redis.call('HGET', KEYS[1], 'tokens_out') or '0')
+  redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  tin = redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
+  tout = redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
+  redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+  if has_log then
+    for i = 8, #ARGV, 3 do
+      redis.call('XADD', KEYS[3], '*', 't', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
+    end
+    local e = cjson.decode(ARGV[7])
+    e['totals'] = {tokens_in = tin, tokens_out = tout}
+    redis.call('XADD', KEYS[3], '*', 't', 'end', 's', '0', 'd', cjson.encode(e))
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
   end
-  local e = cjson.decode(ARGV[7])
-  e['totals'] = {tokens_in = tin, tokens_out = tout}
-  redis.call('XADD', KEYS[3], '*', 't', 'end', 's', '0', 'd', cjson.encode(e))
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
-if KEYS[4] ~= '' and redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+if KEYS[4] ~= KEYS[1] and redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
 return {tin, tout}
 """
 
@@ -234,24 +292,161 @@ redis.call('EXPIRE', KEYS[4], ARGV[5])
 return 1
 """
 
+# The org-wide counters of one message, applied once (the marker makes a retry harmless).
+_COUNT_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local tin, tout, nf = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 1, nf do
+  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[4 + i], tin)
+  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[4 + i], tout)
+end
+for k = 3, #KEYS do
+  redis.call('INCRBY', KEYS[k], tin + tout)
+  redis.call('EXPIREAT', KEYS[k], ARGV[4 + nf + k - 2])
+end
+return 1
+"""
+COUNTED_TTL = 86_400
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
+# A write that changes nothing but is replicated, so that a WAIT after it means something.
+_TOUCH = "return redis.call('HINCRBY', KEYS[1], 'tokens_in', 0)"
+
 
 class Store:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis | RedisCluster, *, durability: Durability | None = None) -> None:
         self.redis = redis
+        self.cluster = isinstance(redis, RedisCluster)
+        self.durability = durability or Durability()
         self._end_turn = redis.register_script(_END_TURN)
         self._begin_turn = redis.register_script(_BEGIN_TURN)
         self._release_lock = redis.register_script(_RELEASE_LOCK)
+        self._count_once = redis.register_script(_COUNT_ONCE)
+        self._touch = redis.register_script(_TOUCH)
+        self._node_clients: dict[str, Redis] = {}  # cluster: a plain client per primary, for WAIT
+        self._replica_counts: dict[str, tuple[int, float]] = {}  # node ("" = the one server) -> (n, until)
+        self._pubsub_turn = secrets.randbelow(1 << 16)  # workers spread their subscriptions
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        for client in self._node_clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await redis_client.close(self.redis)  # type: ignore[arg-type]
+
+    # -- cluster plumbing and durability --------------------------------------------------
+
+    async def _queue_script(self, pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
+        """A script in a pipeline. redis-py's cluster pipeline does not load scripts, and a
+        replica promoted by a failover may lack the SHA: there, EVAL the body (the server
+        caches it by SHA all the same)."""
+        if self.cluster:
+            pipe.eval(script.script, len(keys), *keys, *args)
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
+    async def _primary_of(self, key: str) -> Any:
+        await self.redis.initialize()  # type: ignore[union-attr]  # a no-op once the slots are known
+        try:
+            return self.redis.get_node_from_key(key)  # type: ignore[union-attr]
+        except SlotNotCoveredError as exc:  # mid-failover: a RedisError, retried like one
+            await self._refresh_topology()
+            raise ClusterDownError(str(exc)) from exc
+
+    def _node_client(self, node: Any) -> Redis:
+        """A plain client on one cluster node (its own pool, same options), so that a write
+        and the WAIT after it share one connection. Its pool waits for a free connection
+        rather than failing at once (a burst of turns ending together)."""
+        client = self._node_clients.get(node.name)
+        if client is None:
+            pool = BlockingConnectionPool(
+                connection_class=node.connection_class, max_connections=NODE_CONNECTIONS, timeout=5,
+                **node.connection_kwargs,
+            )
+            client = self._node_clients[node.name] = Redis.from_pool(pool)
+        return client
+
+    async def _refresh_topology(self) -> None:
+        """After a failover the client's slot map is stale until something refreshes it."""
+        with contextlib.suppress(Exception):
+            await self.redis.nodes_manager.initialize()  # type: ignore[union-attr]
+
+    async def _replicas_to_wait(self, node: Any = None) -> int:
+        wanted = self.durability.replicas
+        if wanted != "auto":
+            return wanted
+        name = node.name if node is not None else ""
+        now = time.monotonic()
+        cached = self._replica_counts.get(name)
+        if cached is None or cached[1] < now:
+            client = self._node_client(node) if node is not None else self.redis
+            info = await client.info("replication")
+            count = int(info.get("connected_slaves", 0)) if info.get("role") == "master" else 0
+            cached = self._replica_counts[name] = (count, now + REPLICA_CHECK_INTERVAL)
+        return min(1, cached[0])
+
+    def _forget_replicas(self, node: Any = None) -> None:
+        self._replica_counts.pop(node.name if node is not None else "", None)
+
+    async def _run_on_primary(
+        self, key: str, script: Any, keys: list[str], args: list[Any]
+    ) -> tuple[Any, int, int]:
+        """Cluster: the script, then WAIT, pipelined on one connection to the primary of
+        `key`'s slot. Returns (script result, replicas wanted, replicas that acknowledged)."""
+        node = await self._primary_of(key)
+        try:
+            wait = await self._replicas_to_wait(node)
+            client = self._node_client(node)
+            for attempt in (1, 2):
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if wait:
+                    pipe.execute_command("WAIT", wait, self.durability.timeout_ms)
+                try:
+                    results = await pipe.execute()
+                except NoScriptError:  # nothing ran: load it on this node, then once more
+                    if attempt == 2:
+                        raise
+                    await client.script_load(script.script)
+                    continue
+                acked = int(results[1]) if wait else 0
+                if acked < wait:
+                    self._forget_replicas(node)
+                return results[0], wait, acked
+            raise AssertionError("unreachable")
+        except RedisError as exc:
+            if isinstance(exc, _CLUSTER_MOVES):  # MovedError is an AskError
+                self._forget_replicas(node)
+                await self._refresh_topology()
+            raise
+
+    async def confirm_replicated(self, cid: str, *, required: bool = False) -> bool:
+        """Ask the replicas again, for a turn whose WAIT fell short: a tiny write in the
+        conversation's slot, then WAIT, on one connection (replication offsets only grow,
+        so an acknowledgement of this write covers every earlier one). With `required`,
+        raise NotReplicated instead of answering False (for a retry loop)."""
+        key = conv_key(cid)
+        if self.cluster:
+            _, wait, acked = await self._run_on_primary(key, self._touch, [key], [])
+        else:
+            wait = await self._replicas_to_wait()
+            acked = 0
+            if wait:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hincrby(key, "tokens_in", 0)
+                pipe.execute_command("WAIT", wait, self.durability.timeout_ms)
+                acked = int((await pipe.execute())[1])
+                if acked < wait:
+                    self._forget_replicas()
+        if acked < wait and required:
+            raise NotReplicated(f"{acked} of {wait} replicas acknowledged conversation {cid}")
+        return acked >= wait
 
     # -- conversations ------------------------------------------------------------------
 
@@ -357,28 +552,28 @@ class Store:
     ) -> None:
         """A turn outside any conversation: only its usage is kept."""
         pipe = self.redis.pipeline(transaction=False)
-        self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        await self._count_usage(pipe, msg, org_id, key_id, token_windows)
         await pipe.execute()
 
-    @staticmethod
-    def _count_usage(
-        pipe: Any, msg: Message, org_id: str, key_id: str | None,
+    async def _count_usage(
+        self, pipe: Any, msg: Message, org_id: str, key_id: str | None,
         token_windows: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Usage per org, per model, per user and per API key, in the org's hash; and the
-        turn's tokens in each rate-limit token window (key, EXPIREAT), see gateway/limits.py."""
-        for key, expire_at in token_windows:
-            pipe.incrby(key, msg.input_tokens + msg.output_tokens)
-            pipe.expireat(key, expire_at)
-        usage = org_usage_key(org_id)
+        turn's tokens in each rate-limit token window (key, EXPIREAT), see gateway/limits.py.
+        Once per message: a write retried after Redis came back does not count it twice."""
         scopes = ["", f":{msg.model_id}"] if msg.model_id else [""]
         if msg.user_id:
             scopes.append(f":user:{msg.user_id}")
         if key_id:
             scopes.append(f":key:{key_id}")
-        for scope in scopes:
-            pipe.hincrby(usage, f"tokens_in{scope}", msg.input_tokens)
-            pipe.hincrby(usage, f"tokens_out{scope}", msg.output_tokens)
+        await self._queue_script(
+            pipe, self._count_once,
+            [f"{P}{{o:{org_id}}}:counted:{msg.id}", org_usage_key(org_id),
+             *[key for key, _ in token_windows]],
+            [COUNTED_TTL, msg.input_tokens, msg.output_tokens, len(scopes), *scopes,
+             *[expire_at for _, expire_at in token_windows]],
+        )
 
     async def get_messages(self, cid: str, *, offset: int, limit: int) -> tuple[list[Message], int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -400,11 +595,11 @@ class Store:
         resume log, atomically (one slot); False, and nothing written, when busy."""
         cid = msg.conversation_id
         pipe = self.redis.pipeline(transaction=False)
-        await self._begin_turn(
-            keys=[turn_lock_key(cid), messages_key(cid), conv_key(cid), log_key],
-            args=[lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s,
-                  "t", "start", "s", "0", "d", json.dumps(start_data)],
-            client=pipe,
+        await self._queue_script(
+            pipe, self._begin_turn,
+            [turn_lock_key(cid), messages_key(cid), conv_key(cid), log_key],
+            [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s,
+             "t", "start", "s", "0", "d", json.dumps(start_data)],
         )
         pipe.set(message_lookup_key(answer_id), cid, ex=log_ttl_s)
         began, _ = await pipe.execute()
@@ -425,20 +620,38 @@ class Store:
     ) -> Totals:
         """The assistant's message, its counters, the resume log's last entries and the
         lock's release (one Lua script, one slot); the org's usage counters and the
-        rate-limit token windows ride in the same round trip."""
+        rate-limit token windows ride in the same round trip. Then WAIT for the replicas
+        that Durability asks for, on the script's own connection: `replicated` says whether
+        they acknowledged in time. Safe to call again after an error (see _END_TURN)."""
         cid = msg.conversation_id
+        key = conv_key(cid)
+        keys = [key, messages_key(cid), log_key or key, turn_lock_key(cid) if lock_value else key]
+        args = [msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms(), lock_value or "",
+                log_ttl_s, json.dumps(end_data), *[x for entry in log_entries for x in entry]]
+        if self.cluster:
+            # the conversation's slot on its primary's own connection (script + WAIT), the
+            # org's counters (another slot, maybe another node) beside it
+            counters = self.redis.pipeline(transaction=False)
+            await self._count_usage(counters, msg, org_id, key_id, token_windows)
+            self._add_violations(counters, org_id, violations)
+            (totals, wait, acked), _ = await asyncio.gather(
+                self._run_on_primary(key, self._end_turn, keys, args), counters.execute()
+            )
+            tin, tout = totals
+            return Totals(int(tin), int(tout), replicated=acked >= wait)
+        wait = await self._replicas_to_wait()
         pipe = self.redis.pipeline(transaction=False)
-        await self._end_turn(  # queued in the pipeline, not sent yet
-            keys=[conv_key(cid), messages_key(cid), log_key or "", turn_lock_key(cid) if lock_value else ""],
-            args=[msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms(), lock_value or "",
-                  log_ttl_s, json.dumps(end_data), *[x for entry in log_entries for x in entry]],
-            client=pipe,
-        )
-        self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        await self._end_turn(keys=keys, args=args, client=pipe)  # queued, not sent yet
+        await self._count_usage(pipe, msg, org_id, key_id, token_windows)
         self._add_violations(pipe, org_id, violations)
+        if wait:
+            pipe.execute_command("WAIT", wait, self.durability.timeout_ms)
         results = await pipe.execute()
         tin, tout = results[0]
-        return Totals(int(tin), int(tout))
+        acked = int(results[-1]) if wait else 0
+        if acked < wait:
+            self._forget_replicas()
+        return Totals(int(tin), int(tout), replicated=acked >= wait)
 
     async def append_deltas(self, batches: list[tuple[str, tuple[int, list[str]]]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -476,15 +689,45 @@ class Store:
     async def publish(self, channel: str, message: str) -> int:
         return await self.redis.publish(channel, message)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[str]:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(channel)
+    async def subscribe(
+        self, channel: str, on_ready: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[str]:
+        """Messages of `channel` until the connection fails (the caller subscribes again).
+        `on_ready` runs once subscribed: the moment to catch up on what was missed.
+        On a cluster PUBLISH reaches every node, so any node will do: each new
+        subscription takes the next one, and a dead node is left behind by the retry."""
+        if self.cluster:
+            await self.redis.initialize()  # type: ignore[union-attr]
+            nodes = sorted(self.redis.get_nodes(), key=lambda n: n.name)  # type: ignore[union-attr]
+            node = nodes[self._pubsub_turn % len(nodes)]
+            self._pubsub_turn += 1
+            pubsub = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+        else:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
+            await pubsub.subscribe(channel)
+            if on_ready is not None:
+                await on_ready()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     yield message["data"]
         finally:
             await pubsub.aclose()
+
+    async def request_stop(self, channel: str, message_id: str) -> None:
+        """A stop for a turn another worker runs: a key it finds even if it missed the
+        message (its subscription was reconnecting), then the message itself."""
+        await self.redis.set(stop_key(message_id), "1", ex=STOP_REQUEST_TTL)
+        await self.redis.publish(channel, message_id)
+
+    async def stops_requested(self, message_ids: Sequence[str]) -> list[str]:
+        if not message_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in message_ids:
+            pipe.exists(stop_key(mid))
+        found = await pipe.execute()
+        return [mid for mid, hit in zip(message_ids, found, strict=True) if hit]
 
     # -- policies and violations --------------------------------------------------------
 
@@ -586,6 +829,8 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(conv_key(conv.id), mapping={**conv.to_hash(), "default_session_id": session.id})
         pipe.hset(sessions_key(conv.id), session.id, json.dumps(asdict(session)))
+        if self.cluster:  # nodes answer in parallel there: the conversation lands first
+            await pipe.execute()
         pipe.set(session_lookup_key(session.id), conv.id)
         for key in index_keys:
             pipe.zadd(key, {conv.id: conv.created_at})

@@ -28,6 +28,13 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_env() -> dict[str, str]:
+    """GATEWAY_* variables a gateway needs beside GATEWAY_REDIS_URL to reach the test Redis:
+    none for one server; tests/cluster/ sets GATEWAY_REDIS_CLUSTER."""
+    return {}
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(redis_url)

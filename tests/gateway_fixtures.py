@@ -70,10 +70,11 @@ answer_words = 12
 
 @pytest.fixture(scope="session")
 def gateway_server(
-    redis_url: str, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
-        tmp_path_factory.mktemp("gw"), redis_url, test_config(upstream_server)
+        tmp_path_factory.mktemp("gw"), redis_url, test_config(upstream_server), redis_env
     )
     server = GatewayServer(settings).start()
     yield server
@@ -145,7 +146,9 @@ async def client(
 
 
 @pytest.fixture
-def gateway_factory(redis_url: str, upstream_server: FakeUpstream, tmp_path: Any, redis: Any):
+def gateway_factory(
+    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream, tmp_path: Any, redis: Any
+):
     """Another gateway, for one test, with an extra model "slow" whose fields the test sets
     (timeouts, base_url, ...), extra environment (GATEWAY_* settings) and extra TOML tables
     (extra_toml, e.g. a [limits] table)."""
@@ -158,7 +161,9 @@ def gateway_factory(redis_url: str, upstream_server: FakeUpstream, tmp_path: Any
                  "base_url": upstream_server.openai_base_url, "max_retries": 0, **fields}
         extra = "\n[[models]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in model.items())
         extra += "\n" + extra_toml
-        settings = gateway_settings(tmp_path, redis_url, test_config(upstream_server, extra), env)
+        settings = gateway_settings(
+            tmp_path, redis_url, test_config(upstream_server, extra), {**redis_env, **(env or {})}
+        )
         server = await asyncio.to_thread(GatewayServer(settings).start)
         await server.restore_heartbeat(redis)
         try:

@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
-
+from gateway.redis_client import connect
 from gateway.store import Store
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import ORG, test_config
@@ -102,11 +101,12 @@ USER_IDS = {
 
 @pytest.fixture(scope="session")
 def repo_gateway(
-    redis_url: str, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
         tmp_path_factory.mktemp("gw-repo"), redis_url,
-        test_config(upstream_server, REPOSITORIES), env={"REPO_KEYED_OPENAI_KEY": REPO_KEY},
+        test_config(upstream_server, REPOSITORIES), env={"REPO_KEYED_OPENAI_KEY": REPO_KEY, **redis_env},
     )
     server = GatewayServer(settings).start()
     yield server
@@ -163,9 +163,9 @@ def cast() -> Cast:
 
 
 @pytest.fixture
-async def store(redis_url: str, redis: Any) -> AsyncIterator[Store]:
+async def store(redis_url: str, redis_env: dict[str, str], redis: Any) -> AsyncIterator[Store]:
     """A Store on the test Redis (flushed by the `redis` fixture), for seeding directly."""
-    s = Store(Redis.from_url(redis_url, decode_responses=True))
+    s = Store(connect(redis_url, cluster=redis_env.get("GATEWAY_REDIS_CLUSTER") == "true"))
     yield s
     await s.aclose()
 

@@ -1,0 +1,4 @@
+"""tests/faults/test_streams.py again, every test unchanged, against the Redis
+Cluster: streams under faults: stop, resume, locks, retries."""
+
+from tests.faults.test_streams import *
