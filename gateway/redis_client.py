@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
@@ -91,7 +91,10 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
-def connect(url: str, *, cluster: bool = False, decode_responses: bool = True, **options: Any) -> AnyRedis:
+def connect(
+    url: str, *, cluster: bool = False, decode_responses: bool = True, max_connections: int = 512,
+    **options: Any,
+) -> AnyRedis:
     """The asyncio client for `url`: RedisCluster when `cluster`, a Sentinel-managed
     primary for redis+sentinel://, else a plain Redis. No I/O until the first command."""
     common: dict[str, Any] = {
@@ -117,7 +120,13 @@ def connect(url: str, *, cluster: bool = False, decode_responses: bool = True, *
         if not url.startswith(("redis://", "rediss://")):
             raise ValueError("a Redis Cluster is reached with a redis:// or rediss:// URL of any node")
         return RedisCluster.from_url(url, max_connections=CLUSTER_MAX_CONNECTIONS, **common)
-    return Redis.from_url(url, health_check_interval=30, **common)
+    # a full pool waits for a free connection (up to the socket timeout) instead of failing:
+    # under a burst of stream opens the default pool raised MaxConnectionsError (BENCHMARKS.md)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=common["socket_timeout"],
+        health_check_interval=30, **common,
+    )
+    return Redis.from_pool(pool)
 
 
 async def close(client: AnyRedis) -> None:

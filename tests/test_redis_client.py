@@ -62,3 +62,17 @@ def test_cluster_and_durability_settings():
     ]:
         with pytest.raises(ConfigError, match=f"^{field}"):
             load_settings(env=env)
+
+
+async def test_a_full_pool_waits_instead_of_failing(redis_url, redis):
+    """A burst larger than the pool queues for a connection rather than raising."""
+    import asyncio
+
+    from gateway.redis_client import close, connect
+
+    client = connect(redis_url, max_connections=4)
+    try:
+        results = await asyncio.gather(*(client.incr("burst") for _ in range(200)))
+        assert sorted(results) == list(range(1, 201))
+    finally:
+        await close(client)
