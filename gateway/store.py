@@ -306,7 +306,7 @@ for k = 3, #KEYS do
 end
 return 1
 """
-COUNTED_TTL = 86_400
+COUNTED_TTL = 3600  # a retry after a lost reply comes within seconds; an hour is ample
 
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
