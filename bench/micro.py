@@ -1,9 +1,10 @@
 """CPU per stream of the layers under the gateway, measured apart: the provider adapters
-(the official SDKs as providers/ drive them), the SDK's request-body transform alone, and a
-raw keep-alive HTTP client as the floor. The fake upstream runs in its own process, so the
-CPU time counted here is the client's only.
+(the official SDKs' low-level post() as providers/ drive them), the SDKs' create() path they
+used before, the SDK's request-body transform alone, plain httpx2, and a raw keep-alive HTTP
+client as the floor. The fake upstream runs in its own process, so the CPU time counted here
+is the client's only; each figure is the best of --rounds rounds (the machine is shared).
 
-    python -m bench.micro [--streams 300] [--tokens 50]
+    python -m bench.micro [--streams 300] [--tokens 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,17 +22,26 @@ from bench.loadgen import OPENAI, Connection, Recorder, http_request
 from gateway.embedded_redis import free_port
 
 
-async def per_call(fn: Callable[[], Awaitable[object]], n: int, warmup: int = 20) -> float:
-    """CPU microseconds per call of fn (process time: not disturbed by other processes)."""
+async def per_call(
+    fn: Callable[[], Awaitable[object]], n: int, *, rounds: int = 1, warmup: int = 20
+) -> float:
+    """CPU microseconds per call of fn (process time: not disturbed by other processes), the
+    best of `rounds` rounds of n calls (the round least disturbed by the rest of the machine)."""
     for _ in range(warmup):
         await fn()
-    t0 = time.process_time()
-    for _ in range(n):
-        await fn()
-    return (time.process_time() - t0) / n * 1e6
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for _ in range(n):
+            await fn()
+        best = min(best, (time.process_time() - t0) / n * 1e6)
+    return best
 
 
-async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
+async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, float]:
+    def timed(fn: Callable[[], Awaitable[object]], calls: int) -> Awaitable[float]:
+        return per_call(fn, calls, rounds=rounds)
+
     from providers.base import ChatMessage, ChatRequest, ModelSpec
 
     out: dict[str, float] = {}
@@ -50,41 +60,52 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
             provider = build_provider(ModelSpec(id=name, provider=name, model=model,  # type: ignore[arg-type]
                                                 base_url=base, api_key="sk-bench",
                                                 options={"max_retries": 0}))
-            out[f"providers.{name} adapter, one {tokens}-token stream"] = await per_call(
+            out[f"providers.{name} adapter, one {tokens}-token stream"] = await timed(
                 lambda p=provider: drain(p), n)
             await provider.aclose()
         except Exception as exc:  # noqa: BLE001 - say so, measure the rest
             print(f"micro: {name} adapter failed: {exc!r}", file=sys.stderr)
 
+    from providers import wire
+
+    async def parse(body: object) -> None:
+        async for _, data in wire.sse_events(body):  # type: ignore[arg-type]
+            wire.json_object(data) if data != b"[DONE]" else None
+
+    messages = [{"role": "user", "content": "How do gateways stream?"}]
     try:
-        # the proposed OpenAI adapter path: the SDK's low-level post() with the body as built,
-        # which skips create()'s per-request TypedDict transform and response wrappers
-        import httpx2
+        # the path the adapters took before they posted through the SDK's low-level post():
+        # create() through with_streaming_response (openai: with its per-request TypedDict
+        # transform of the body), the same parsing of the raw body
+        import anthropic
         import openai
 
-        from providers import wire
+        oai = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"http://{HOST}:{port}/v1",
+                                 max_retries=0)
+        ant = anthropic.AsyncAnthropic(api_key="sk-bench", base_url=f"http://{HOST}:{port}",
+                                       max_retries=0)
 
-        client = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"http://{HOST}:{port}/v1",
-                                    max_retries=0)
-        body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                "messages": [{"role": "user", "content": "How do gateways stream?"}]}
+        async def oai_create() -> None:
+            async with oai.chat.completions.with_streaming_response.create(
+                model=model, messages=messages, stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True},
+            ) as response:
+                await parse(response.iter_bytes())
 
-        async def low_level() -> None:
-            response = await client.post(
-                "/chat/completions", cast_to=httpx2.Response, body=body, stream=True,
-                options={"headers": {"X-Stainless-Raw-Response": "stream"}},
-            )
-            try:
-                async for _, data in wire.sse_events(response.aiter_bytes()):
-                    wire.json_object(data) if data != b"[DONE]" else None
-            finally:
-                await response.aclose()
+        async def ant_create() -> None:
+            async with ant.messages.with_streaming_response.create(
+                model=model, max_tokens=1024, messages=messages, stream=True,  # type: ignore[arg-type]
+            ) as response:
+                await parse(response.iter_bytes())
 
-        out[f"openai SDK low-level post() (no transform), one {tokens}-token stream"] = \
-            await per_call(low_level, n)
-        await client.close()
+        out[f"openai SDK create() (the adapter before), one {tokens}-token stream"] = \
+            await timed(oai_create, n)
+        out[f"anthropic SDK create() (the adapter before), one {tokens}-token stream"] = \
+            await timed(ant_create, n)
+        await oai.close()
+        await ant.close()
     except Exception as exc:  # noqa: BLE001 - say so, measure the rest
-        print(f"micro: low-level post not measured: {exc!r}", file=sys.stderr)
+        print(f"micro: SDK create() not measured: {exc!r}", file=sys.stderr)
 
     try:
         from openai._utils import async_maybe_transform
@@ -92,7 +113,7 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
 
         params = {"model": model, "messages": [{"role": "user", "content": "How do gateways stream?"}],
                   "stream": True, "stream_options": {"include_usage": True}}
-        out["openai SDK request-body transform alone"] = await per_call(
+        out["openai SDK request-body transform alone"] = await timed(
             lambda: async_maybe_transform(params, completion_create_params.CompletionCreateParamsStreaming), n * 4)
     except Exception as exc:  # noqa: BLE001 - an SDK without this private helper
         print(f"micro: transform not measured: {exc!r}", file=sys.stderr)
@@ -100,18 +121,15 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
     try:
         import httpx2
 
-        from providers import wire
-
         body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                "messages": [{"role": "user", "content": "How do gateways stream?"}]}
+                "messages": messages}
         async with httpx2.AsyncClient(base_url=f"http://{HOST}:{port}/v1") as client:
             async def plain() -> None:
                 async with client.stream("POST", "/chat/completions", json=body) as response:
-                    async for _, data in wire.sse_events(response.aiter_bytes()):
-                        wire.json_object(data) if data != b"[DONE]" else None
+                    await parse(response.aiter_bytes())
 
             out[f"httpx2 without the SDK + providers.wire parsing, one {tokens}-token stream"] = \
-                await per_call(plain, n)
+                await timed(plain, n)
     except Exception as exc:  # noqa: BLE001 - say so, measure the rest
         print(f"micro: plain httpx2 not measured: {exc!r}", file=sys.stderr)
 
@@ -123,7 +141,7 @@ async def measure(port: int, n: int, tokens: int) -> dict[str, float]:
     async def lean() -> None:
         await conn.request(raw, Recorder(OPENAI))
 
-    out[f"raw keep-alive HTTP/1.1 client (bench.loadgen), one {tokens}-token stream"] = await per_call(lean, n)
+    out[f"raw keep-alive HTTP/1.1 client (bench.loadgen), one {tokens}-token stream"] = await timed(lean, n)
     conn.close()
     return out
 
@@ -132,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     port = free_port()
     log = Path("/tmp") / f"bench-micro-upstream-{port}.log"
@@ -143,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import uvloop
 
-            results = uvloop.run(measure(port, args.streams, args.tokens))
+            results = uvloop.run(measure(port, args.streams, args.tokens, max(1, args.rounds)))
         except ImportError:
-            results = asyncio.run(measure(port, args.streams, args.tokens))
+            results = asyncio.run(measure(port, args.streams, args.tokens, max(1, args.rounds)))
     finally:
         up.terminate()
         up.wait(5)

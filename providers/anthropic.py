@@ -1,6 +1,8 @@
 """The Anthropic Messages adapter.
 
-Streams through the official SDK's raw response and parses the SSE itself: no model per event.
+Posts through the official SDK's low-level `post()` and parses the streamed SSE itself: the
+SDK's auth, retries, base URL and status errors, without `create()`'s per-call wrappers or a
+model per event.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx2
 
 from providers import wire
 from providers.base import (
@@ -31,15 +34,20 @@ _STREAM_ERROR_KINDS = {"rate_limit_error": "rate_limit", "overloaded_error": "se
 
 
 class AnthropicProvider:
-    """spec.options: max_retries (SDK retries before the first byte, default 2)."""
+    """spec.options: max_retries (SDK retries before the first byte, default 2);
+    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+        timeout = anthropic.Timeout(spec.read_timeout, connect=spec.connect_timeout)
         self._client = anthropic.AsyncAnthropic(
             api_key=spec.api_key or "unused",
             base_url=spec.base_url,
-            timeout=anthropic.Timeout(spec.read_timeout, connect=spec.connect_timeout),
+            timeout=timeout,
             max_retries=spec.options.get("max_retries", 2),
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                timeout=timeout, limits=wire.pool_limits(spec.options)
+            ),
         )
 
     async def aclose(self) -> None:
@@ -60,20 +68,23 @@ class AnthropicProvider:
         if system:
             arguments["system"] = system
         if request.temperature is not None:
-            # anthropic 2.x dropped temperature from create()'s signature; the API still takes it
-            arguments["extra_body"] = {"temperature": request.temperature}
+            arguments["temperature"] = request.temperature
         return arguments
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        arguments = self._arguments(request)
-        create = self._client.messages.with_streaming_response.create
+        body = self._arguments(request)
         try:
-            # Leaving this block closes the response (the manager's __aexit__ is our finally),
-            # whether the stream ended, raised, or the consumer closed us at a yield.
-            async with create(**arguments) as response:
+            # Returns once the response headers are in (the body streams); a non-2xx status
+            # has raised APIStatusError by then, after the SDK's retries.
+            response = await self._client.post(
+                "/v1/messages", cast_to=httpx2.Response, body=body, stream=True
+            )
+            try:
                 yield OPENED
-                async for event in _events(response.iter_bytes()):
+                async for event in _events(response.aiter_bytes()):
                     yield event
+            finally:  # ended, raised, or the consumer closed us at a yield
+                await response.aclose()
         except anthropic.APIStatusError as exc:
             message = exc.api_message or exc.message
             raise wire.status_error(exc.status_code, message, exc.response.headers) from exc

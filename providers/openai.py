@@ -1,6 +1,8 @@
 """The OpenAI Chat Completions adapter (also for OpenAI-compatible servers: vLLM, Ollama, ...).
 
-Streams through the official SDK's raw response and parses the SSE itself: no model per chunk.
+Posts through the official SDK's low-level `post()` and parses the streamed SSE itself: the
+SDK's auth, retries, base URL and status errors, without its per-request body transform
+(`create()` walks the body against the params' TypedDicts) or a model per chunk.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import openai
 
 from providers import wire
@@ -28,15 +31,20 @@ class OpenAIProvider:
     """spec.options: max_retries (SDK retries before the first byte, default 2);
     max_tokens_param ("max_tokens", the default that vLLM/Ollama understand, or
     "max_completion_tokens" for OpenAI's reasoning models, which reject max_tokens);
-    include_usage (default True; off for servers that refuse stream_options)."""
+    include_usage (default True; off for servers that refuse stream_options);
+    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+        timeout = openai.Timeout(spec.read_timeout, connect=spec.connect_timeout)
         self._client = openai.AsyncOpenAI(
             api_key=spec.api_key or "unused",  # local servers want no key, the SDK insists on one
             base_url=spec.base_url,
-            timeout=openai.Timeout(spec.read_timeout, connect=spec.connect_timeout),
+            timeout=timeout,
             max_retries=spec.options.get("max_retries", 2),
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=timeout, limits=wire.pool_limits(spec.options)
+            ),
         )
 
     async def aclose(self) -> None:
@@ -59,14 +67,23 @@ class OpenAIProvider:
         return arguments
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        create = self._client.chat.completions.with_streaming_response.create
         try:
-            # Leaving this block closes the response (the manager's __aexit__ is our finally),
-            # whether the stream ended, raised, or the consumer closed us at a yield.
-            async with create(**self._arguments(request)) as response:
+            # Returns once the response headers are in (the body streams); a non-2xx status
+            # has raised APIStatusError by then, after the SDK's retries.
+            response = await self._client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body=self._arguments(request),
+                # as create() does: this SDK adds the auth headers of the schemes named here
+                options={"security": {"bearer_auth": True}},
+                stream=True,
+            )
+            try:
                 yield OPENED
-                async for event in _events(response.iter_bytes()):
+                async for event in _events(response.aiter_bytes()):
                     yield event
+            finally:  # ended, raised, or the consumer closed us at a yield
+                await response.aclose()
         except openai.APIStatusError as exc:
             raise wire.status_error(exc.status_code, exc.message, exc.response.headers) from exc
         except openai.APITimeoutError as exc:

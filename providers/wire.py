@@ -1,5 +1,6 @@
-"""What the two HTTP adapters share below the SDKs: SSE framing of a raw response body, and
-the mapping of HTTP status, Retry-After and transport failures to ProviderError.
+"""What the two HTTP adapters share below the SDKs: the upstream connection pool's limits,
+SSE framing of a raw response body, and the mapping of HTTP status, Retry-After and
+transport failures to ProviderError.
 """
 
 from __future__ import annotations
@@ -26,6 +27,23 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     anyio.BrokenResourceError,
     ssl.SSLError,
 )
+
+
+# The SDKs' own pool (1,000 connections, 100 kept alive) would cap a worker at 1,000
+# concurrent upstream streams and queue the next one without a word. A stream holds its
+# connection for its whole length, so the pool is sized for streams, not requests.
+MAX_CONNECTIONS = 10_000
+MAX_KEEPALIVE_CONNECTIONS = 1_000
+
+
+def pool_limits(options: Mapping[str, Any]) -> httpx2.Limits:
+    """spec.options max_connections and max_keepalive_connections (unset or None: the
+    defaults above); idle connections expire as in the SDKs (5 s)."""
+    connections = options.get("max_connections") or MAX_CONNECTIONS
+    keepalive = options.get("max_keepalive_connections") or MAX_KEEPALIVE_CONNECTIONS
+    return httpx2.Limits(
+        max_connections=connections, max_keepalive_connections=min(keepalive, connections)
+    )
 
 
 async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, bytes]]:

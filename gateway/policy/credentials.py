@@ -15,6 +15,7 @@ import re
 from collections import Counter
 
 from gateway.policy.detectors import Shape, ShapeDetector, Tail, last_space
+from gateway.policy.triggers import Trigger
 
 ENTROPY_BITS = 3.0  # per character; random keys score 4 to 6, English words about 2.5
 PRIVATE_KEY_HOLD = 16384  # a PEM block is withheld until its END line, up to this many chars
@@ -172,8 +173,18 @@ def _shapes() -> list[Shape]:
     ]
 
 
+# The hold-backs above hold nothing unless one of these matches: a separator whose value
+# runs to the end of the text (_CREDENTIAL_TAIL without its key words), a PEM block begun,
+# or its head arriving.
+_HOLDBACK_TRIGGERS = (
+    Trigger(re.compile(rf"[:=]\s{{0,3}}[\"'`]?{_VALUE}{{0,200}}\Z", re.IGNORECASE)),
+    Trigger(re.compile("-----BEGIN")),
+    Trigger(_PEM_HEAD_TAIL.tail, tail=True),
+)
+
+
 def secrets_detector() -> ShapeDetector:
     def holdback(text: str) -> int:
         return max(_private_key_holdback(text), _credential_holdback(text))
 
-    return ShapeDetector(_shapes(), extra_holdback=holdback)
+    return ShapeDetector(_shapes(), extra_holdback=holdback, extra_triggers=_HOLDBACK_TRIGGERS)

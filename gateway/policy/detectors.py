@@ -5,6 +5,8 @@ Every detector answers two questions about a text, with no I/O and no state:
   what lies before `start` is read only as left context (word boundaries, `password=`).
 - `holdback(text)`: how many trailing characters more text could still turn into (part of)
   a match. The during stage releases everything before them at once; 0 for most prose.
+- `triggers`: the regexes those two answers depend on (see triggers.py): in a text where
+  none of them matches, `find` finds nothing and `holdback` is 0. None: no such promise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import cached_property
 from typing import Protocol
 
 from gateway.policy.partial import join_tails, required_prefix, tail_sources
+from gateway.policy.triggers import Trigger, Triggers
 
 # User patterns see the text in windows: a pattern that backtracks badly pays for at most
 # one window at a time, and a match is at most REGEX_MAX_MATCH characters long.
@@ -34,6 +37,7 @@ class Match:
 
 class Detector(Protocol):
     lookbehind: int  # characters of left context `find` may read before `start`
+    triggers: Triggers | None
 
     def find(self, text: str, start: int = 0) -> list[Match]: ...
 
@@ -290,8 +294,13 @@ class ShapeDetector:
     """A detector made of shapes: pii, secrets, prompt injection."""
 
     def __init__(
-        self, shapes: Sequence[Shape], *, extra_holdback: Callable[[str], int] | None = None
+        self,
+        shapes: Sequence[Shape],
+        *,
+        extra_holdback: Callable[[str], int] | None = None,
+        extra_triggers: Sequence[Trigger] | None = None,
     ):
+        """extra_triggers: the regexes without a match of which extra_holdback is 0."""
         self.shapes = tuple(shapes)
         self.lookbehind = max((s.back for s in shapes), default=0) + 16
         self._casefold = any(s.casefold for s in shapes)
@@ -305,6 +314,16 @@ class ShapeDetector:
         self._tails = tuple(Tail.merge(group) for group in alike.values())
         for tail in self._tails:
             tail.prepare()
+        # Case-folding shapes and tails run on the lowered text (always, for ASCII text).
+        raw: list[Trigger] = []
+        lowered: list[Trigger] = []
+        for shape in shapes:
+            (lowered if shape.casefold else raw).append(Trigger(shape.pattern))
+        for tail in self._tails:
+            (lowered if tail.casefold else raw).append(Trigger(tail.tail, tail=True))
+        self.triggers: Triggers | None = None
+        if extra_holdback is None or extra_triggers is not None:
+            self.triggers = Triggers(tuple(raw) + tuple(extra_triggers or ()), tuple(lowered))
 
     def find(self, text: str, start: int = 0) -> list[Match]:
         found: list[Match] = []
@@ -338,6 +357,14 @@ class RegexDetector:
                 self._tails.append(Tail.derive(pattern, reach=REGEX_HOLD).prepare())
             except ValueError:  # a back-reference: hold the last REGEX_HOLD characters
                 self._tails.append(None)
+        # The scan reads windows of the text (an `endpos`): anchors and look-aheads there
+        # may pass where they fail on the whole text, so they do not narrow the triggers.
+        self.triggers: Triggers | None = None
+        if None not in self._tails:
+            self.triggers = Triggers(
+                tuple(Trigger(p, ahead=False) for p in self.patterns)
+                + tuple(Trigger(t.tail, tail=True) for t in self._tails if t is not None)
+            )
 
     def find(self, text: str, start: int = 0) -> list[Match]:
         found: list[Match] = []
@@ -388,6 +415,9 @@ class KeywordDetector:
         self.shape = Shape(label, source, casefold=True, reach=2 * max(map(len, words)) + 16)
         self._tail = self.shape.tail.prepare()  # type: ignore[union-attr]
         self.label = label
+        self.triggers: Triggers | None = Triggers(
+            lowered=(Trigger(self.shape.pattern), Trigger(self._tail.tail, tail=True))
+        )
         # With many keywords the regex tries most letters; a set lookup of the text's words
         # first rules out most texts at once (when every keyword starts with a word).
         firsts = [_WORD.match(w) for w in words]

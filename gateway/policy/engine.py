@@ -24,7 +24,7 @@ from gateway.policy.injection import injection_detector
 from gateway.policy.limits import LengthLimit, ModelAllowlist, estimate_tokens
 from gateway.policy.model import PolicySpec, Stage
 from gateway.policy.pii import pii_detector
-from gateway.policy.stream import StreamGuard
+from gateway.policy.stream import StreamGuard, quiet_test
 
 
 def compile_policy(
@@ -79,6 +79,9 @@ class PolicySet:
             seen.add(spec.id)
         detectors: dict[tuple, Detector] = {}
         self._compiled = tuple(compile_policy(s, detectors) for s in self.specs if s.enabled)
+        for p in self._compiled:
+            if p.detector is not None and "during" in p.spec.stages:
+                quiet_test(p.detector)  # compiled now rather than on the first streamed answer
         self._by_id = {s.id: s for s in self.specs}
         self._contexts: dict[tuple, ActivePolicies] = {}
 

@@ -7,10 +7,17 @@ or redacted is ever released, and the released text, joined, is the answer with 
 redact-action match replaced by `[REDACTED:label]` (or, when blocked, the part of it before
 the blocking match). Limits: a match longer than its detector's hold-back bound (256
 characters for an operator's pattern, 16 KiB for a PEM block) is decided on what was held.
+
+Most deltas take a fast path: with nothing held, a delta whose text (with the context the
+detectors read) matches none of the detectors' triggers is released as it came, without
+running them. The triggers promise that the detectors would find nothing there and hold
+nothing back (see triggers.py), so the two paths give the same steps.
 """
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +29,9 @@ from gateway.policy.decision import (
     detector_groups,
     find_all,
 )
+from gateway.policy.detectors import Detector
 from gateway.policy.masking import EXCERPT_CONTEXT
+from gateway.policy.triggers import compile_triggers
 
 # Never hold more than this: a match still open after that many characters is decided on
 # what has arrived (a PEM block is the longest thing any built-in detector waits for).
@@ -40,12 +49,15 @@ _NOTHING = GuardStep("")
 
 
 class StreamGuard:
-    """feed() each text delta, finish() at the end of the answer; send each step's `emit`."""
+    """feed() each text delta, finish() at the end of the answer; send each step's `emit`.
 
-    def __init__(self, policies: Sequence[CompiledPolicy]) -> None:
+    fast_path=False runs the detectors on every delta (the tests compare the two)."""
+
+    def __init__(self, policies: Sequence[CompiledPolicy], *, fast_path: bool = True) -> None:
         self._groups = detector_groups(policies)
         self._detectors = tuple(d for d, _ in self._groups)
         self._lookbehind = max((d.lookbehind for d in self._detectors), default=0)
+        self._quiet = _quiet_tests(self._detectors) if fast_path else None
         # Size limits, in characters of raw answer, reported once each.
         self._limits = [
             (p, p.length.char_budget)
@@ -77,11 +89,19 @@ class StreamGuard:
         stop: Violation | None = None
         if self._limits:
             delta, over, stop = self._check_limits(delta)
-        if self._detectors:
+        if not self._detectors:
+            step = GuardStep(delta)
+        elif self._quiet is not None and not self._pending:
+            buf = self._context + delta
+            for quiet in self._quiet:
+                if not quiet(buf):
+                    step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
+                    break
+            else:
+                step = self._release(buf, delta)
+        else:
             buf = self._context + self._pending + delta
             step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
-        else:
-            step = GuardStep(delta)
         if stop is not None and step.blocked is None:
             self.blocked = stop
             self._pending = ""  # what was held might be part of a match: it is dropped
@@ -143,6 +163,14 @@ class StreamGuard:
             return GuardStep(emit, tuple(violations))
         return GuardStep(emit) if emit else _NOTHING
 
+    def _release(self, buf: str, delta: str) -> GuardStep:
+        """What _advance concludes when no detector finds or holds anything in `buf`, the
+        context and then `delta` (nothing held): all of `delta` goes, as it came."""
+        self._offset += len(delta)
+        self._context = buf[max(0, len(buf) - self._lookbehind) :]
+        self._sent = (self._sent + delta)[-EXCERPT_CONTEXT:]
+        return GuardStep(delta)
+
     def _check_limits(self, delta: str) -> tuple[str, tuple[Violation, ...], Violation | None]:
         before = self._received
         self._received += len(delta)
@@ -176,3 +204,66 @@ def _settled(found: Found, cut: int, n: int) -> int:
                 cut = m.start
                 moved = True
     return cut
+
+
+# Plain prose, cut after a word as most deltas are. A detector whose triggers fire on all of
+# it (an email address's hold-back takes any word at the end) would make the fast path's
+# test a cost on nearly every delta.
+_PROSE = (
+    "Here is the answer you asked for",
+    "It returns a list of names, sorted by length",
+    "Hello! How can I help you today",
+)
+
+
+class Quiet:
+    """Tells a text in which a detector can find or hold nothing: none of its triggers
+    matches it. Triggers on lowered text are trusted for ASCII text only, where lowering is
+    one character for one (the detector then always uses the lowered text).
+
+    helps: False when the test fails even on plain prose (the guard then does not ask)."""
+
+    __slots__ = ("_lowered", "_raw", "helps")
+
+    def __init__(self, raw: re.Pattern[str] | None, lowered: re.Pattern[str] | None) -> None:
+        self._raw = raw
+        self._lowered = lowered
+        self.helps = any(self(text) for text in _PROSE)
+
+    def __call__(self, text: str) -> bool:
+        if self._raw is not None and self._raw.search(text) is not None:
+            return False
+        if self._lowered is not None:
+            return text.isascii() and self._lowered.search(text.lower()) is None
+        return True
+
+
+_QUIET: weakref.WeakKeyDictionary[Detector, Quiet | None] = weakref.WeakKeyDictionary()
+
+
+def quiet_test(detector: Detector) -> Quiet | None:
+    """The fast path's test for one detector (compiled on first use, then kept with the
+    detector), or None when the detector makes no promise."""
+    try:
+        return _QUIET[detector]
+    except KeyError:
+        pass
+    test = None
+    triggers = getattr(detector, "triggers", None)
+    if triggers is not None:
+        raw = compile_triggers(triggers.raw) if triggers.raw else None
+        lowered = compile_triggers(triggers.lowered) if triggers.lowered else None
+        if (raw is not None or not triggers.raw) and (lowered is not None or not triggers.lowered):
+            test = Quiet(raw, lowered)
+    _QUIET[detector] = test
+    return test
+
+
+def _quiet_tests(detectors: tuple[Detector, ...]) -> tuple[Quiet, ...] | None:
+    tests = []
+    for detector in detectors:
+        test = quiet_test(detector)
+        if test is None or not test.helps:
+            return None
+        tests.append(test)
+    return tuple(tests) or None

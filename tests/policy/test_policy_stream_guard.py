@@ -7,6 +7,7 @@ import pytest
 
 from gateway.policy import PolicySet, PolicySpec, default_policies
 from gateway.policy.decision import apply, detector_groups, find_all
+from gateway.policy.stream import StreamGuard
 
 CARD = "4111 1111 1111 1111"
 KEY = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_0-9"
@@ -184,3 +185,66 @@ def test_released_text_does_not_depend_on_the_chunking(name):
             out, _, blocked = stream(active, chunks(text, rng, sizes))
             assert out == expected, (text, sizes)
             assert (blocked is not None) == (block_at is not None)
+
+
+PROSE = [
+    "The answer is ", "simple", ": ", "Note: something ", "x = 1", " s", " A", " e", "sk",
+    "2024", " ", "\n", "e.g. ", "- ", "well-known ", "tokens", "\u00e9t\u00e9 ", "ΣΑΣ ",
+]  # fmt: skip
+
+
+FAST_SETS = {
+    **SETS,
+    "default": default_policies(),
+    "no email": [
+        during("secrets", "redact"),
+        during("pii", "redact", entities=["card", "iban", "ssn", "ip", "phone"]),
+        during("keywords", "block", keywords=["bluebird", "project x"]),
+        during("regex", "redact", pattern=r"ACME-\d{4,8}"),
+        during("prompt_injection", "log"),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", FAST_SETS)
+def test_the_fast_path_gives_the_steps_the_detectors_give(name):
+    """A guard that skips the detectors on quiet deltas and one that always runs them:
+    every step the same, whatever the text and its chunking."""
+    specs = FAST_SETS[name]
+    active = PolicySet(specs).for_context()
+    rng = random.Random(f"fast path {name}")
+    released_fast = 0
+    for _ in range(150):
+        text = "".join(rng.choice(PIECES + PROSE * 2) for _ in range(rng.randint(1, 14)))
+        sizes = rng.choice(((1,), (1, 2), tuple(range(1, 10)), (12, 40)))
+        fast = StreamGuard(active.during)
+        slow = StreamGuard(active.during, fast_path=False)
+        release = fast._release
+
+        def counted(buf, delta, release=release):
+            nonlocal released_fast
+            released_fast += 1
+            return release(buf, delta)
+
+        fast._release = counted
+        for delta in chunks(text, rng, sizes):
+            step = fast.feed(delta)
+            assert step == slow.feed(delta), (text, delta)
+            assert fast.held == slow.held
+            if step.blocked:
+                break
+        else:
+            assert fast.finish() == slow.finish()
+        assert fast.violations == slow.violations
+    # Taken, not just allowed; except where a detector holds back every word (an email
+    # address may end anywhere), where the guard does not spend a test per delta on it.
+    has_email = any(p.kind == "pii" and "email" in (p.entities or ("email",)) for p in specs)
+    assert (released_fast > 0) is not has_email
+
+
+def test_plain_prose_does_not_run_the_detectors(monkeypatch):
+    active = PolicySet(default_policies()).for_context()
+    guard = active.stream_guard()
+    monkeypatch.setattr(guard, "_advance", lambda *_, **__: pytest.fail("detectors ran"))
+    for delta in ["Hello", " there", ", this", " is", " plain", " prose", " about", " tokens."]:
+        assert guard.feed(delta).emit == delta

@@ -13,11 +13,11 @@ import pytest
 
 from providers.anthropic import AnthropicProvider, _events, to_anthropic_messages
 from providers.base import (
-    Opened,
     ChatMessage,
     ChatRequest,
     Finish,
     ModelSpec,
+    Opened,
     ProviderError,
     ProviderEvent,
     TextDelta,
@@ -151,6 +151,28 @@ async def test_sends_system_apart_and_alternating_turns(make_provider, upstream)
     assert sent.body["max_tokens"] == 50
     assert sent.body["temperature"] == 0.3
     assert sent.body["stream"] is True
+
+
+async def test_sends_exactly_the_api_body_with_the_sdk_headers(make_provider, upstream):
+    request = ChatRequest(
+        model="claude-test",
+        messages=[ChatMessage("system", "Be brief."), ChatMessage("user", "hi")],
+    )
+
+    await collect(make_provider(), request)
+
+    [sent] = upstream.requests
+    assert sent.body == {
+        "model": "claude-test",
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "hi"}],
+        "system": "Be brief.",
+        "stream": True,
+    }
+    assert sent.headers["authorization"] == "Bearer sk-ant-test"  # the SDK's auth
+    assert sent.headers["anthropic-version"]
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["user-agent"].startswith("AsyncAnthropic/")
 
 
 async def test_max_tokens_falls_back_to_spec_then_default(make_provider, upstream):
@@ -294,6 +316,25 @@ async def test_a_finished_stream_leaves_the_connection_reusable(make_provider, u
 
     first, second = upstream.requests
     assert first.client_port == second.client_port
+
+
+async def test_the_upstream_pool_takes_its_size_from_the_options(make_provider, upstream):
+    upstream.script(Reply(chunks=["tick "] * 50, delay=0.02))
+    provider = make_provider(max_connections=1)
+    first = provider.stream(ask())
+    assert await anext(first) == Opened()
+
+    second = provider.stream(ask())
+    with pytest.raises(TimeoutError):  # its one connection is streaming: the next one waits
+        await asyncio.wait_for(anext(second), 0.3)
+    await first.aclose()
+
+    roomy = make_provider()  # the default pool: 10,000 connections
+    a, b = roomy.stream(ask()), roomy.stream(ask())
+    assert await anext(a) == Opened()
+    assert await asyncio.wait_for(anext(b), 2) == Opened()
+    await a.aclose()
+    await b.aclose()
 
 
 def _frame(event: str, data: dict) -> bytes:

@@ -12,11 +12,11 @@ import httpx2
 import pytest
 
 from providers.base import (
-    Opened,
     ChatMessage,
     ChatRequest,
     Finish,
     ModelSpec,
+    Opened,
     ProviderError,
     ProviderEvent,
     TextDelta,
@@ -146,6 +146,23 @@ async def test_sends_history_system_and_limits(make_provider, upstream):
     assert sent.body["max_tokens"] == 50
     assert "max_completion_tokens" not in sent.body
     assert sent.body["temperature"] == 0.2
+
+
+async def test_sends_exactly_the_api_body_with_the_sdk_headers(make_provider, upstream):
+    await collect(make_provider(max_output_tokens=64), ask("hi"))
+
+    [sent] = upstream.requests
+    assert sent.body == {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 64,
+    }
+    assert sent.headers["authorization"] == "Bearer sk-test"  # the SDK's auth, as create() sends
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["user-agent"].startswith("AsyncOpenAI/")
+    assert sent.headers["x-stainless-retry-count"] == "0"
 
 
 async def test_limit_falls_back_to_the_spec_and_can_use_max_completion_tokens(
@@ -305,6 +322,25 @@ async def test_a_finished_stream_leaves_the_connection_reusable(make_provider, u
     first, second = upstream.requests
     assert first.client_port == second.client_port  # read to the end, so kept alive
     assert upstream.cancelled_streams == 0
+
+
+async def test_the_upstream_pool_takes_its_size_from_the_options(make_provider, upstream):
+    upstream.script(Reply(chunks=["tick "] * 50, delay=0.02))
+    provider = make_provider(max_connections=1)
+    first = provider.stream(ask())
+    assert await anext(first) == Opened()
+
+    second = provider.stream(ask())
+    with pytest.raises(TimeoutError):  # its one connection is streaming: the next one waits
+        await asyncio.wait_for(anext(second), 0.3)
+    await first.aclose()
+
+    roomy = make_provider()  # the default pool: 10,000 connections
+    a, b = roomy.stream(ask()), roomy.stream(ask())
+    assert await anext(a) == Opened()
+    assert await asyncio.wait_for(anext(b), 2) == Opened()
+    await a.aclose()
+    await b.aclose()
 
 
 async def _body(*frames: bytes) -> AsyncIterator[bytes]:

@@ -80,3 +80,15 @@ def test_retry_after_as_http_date():
 )
 def test_status_kind(status, kind):
     assert wire.status_kind(status) == kind
+
+
+def test_the_upstream_pool_is_sized_for_streams_unless_the_options_say_otherwise():
+    def sizes(**options):
+        limits = wire.pool_limits(options)
+        return limits.max_connections, limits.max_keepalive_connections
+
+    # the SDKs' own default is 1,000 connections (100 kept alive): a worker's cap on streams
+    assert sizes() == (10_000, 1_000)
+    assert sizes(max_connections=None, max_keepalive_connections=None) == (10_000, 1_000)
+    assert sizes(max_connections=20_000, max_keepalive_connections=2_000) == (20_000, 2_000)
+    assert sizes(max_connections=50) == (50, 50)
