@@ -106,6 +106,34 @@ ChatEvent = Start | Delta | ErrorEvent | End
 
 
 @dataclass(slots=True)
+class Collected:
+    """A whole turn, for a request that did not ask to stream."""
+
+    start: Start
+    text: str
+    error: ErrorEvent | None
+    end: End
+
+
+async def collect(events: AsyncIterator[ChatEvent]) -> Collected:
+    start: Start | None = None
+    parts: list[str] = []
+    error: ErrorEvent | None = None
+    end: End | None = None
+    async for ev in events:
+        if type(ev) is Delta:
+            parts.append(ev.text)
+        elif type(ev) is Start:
+            start = ev
+        elif type(ev) is ErrorEvent:
+            error = ev
+        elif type(ev) is End:
+            end = ev
+    assert start is not None and end is not None  # run() always yields both
+    return Collected(start, "".join(parts), error, end)
+
+
+@dataclass(slots=True)
 class Turn:
     """One prompt and its answer. A direct turn (the OpenAI/Anthropic-compatible routes
     without a conversation) has no conversation: only its usage is recorded."""

@@ -19,10 +19,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import audit
+from gateway import audit, chat
 from gateway.audit import audited_gateway_error
 from gateway.auth import Principal
-from gateway.chat import MESSAGE_OVERHEAD_TOKENS, ChatEvent, Delta, End, ErrorEvent, Start, Turn
+from gateway.chat import MESSAGE_OVERHEAD_TOKENS, ChatEvent, End, ErrorEvent, Turn
 from gateway.errors import GatewayError, PolicyBlocked, UpstreamFailed, ValidationFailed
 from gateway.routes.common import principal
 from providers.base import ChatMessage
@@ -131,24 +131,11 @@ class Answer:
 
 async def collect(events: AsyncIterator[ChatEvent]) -> Answer:
     """The whole turn, for a request that did not ask to stream; a failed turn raises."""
-    start: Start | None = None
-    parts: list[str] = []
-    error: ErrorEvent | None = None
-    end: End | None = None
-    async for ev in events:
-        if type(ev) is Delta:
-            parts.append(ev.text)
-        elif type(ev) is Start:
-            start = ev
-        elif type(ev) is ErrorEvent:
-            error = ev
-        elif type(ev) is End:
-            end = ev
-    assert start is not None and end is not None  # run() always yields both
-    error = error or end_failure(end)
+    turn = await chat.collect(events)
+    error = turn.error or end_failure(turn.end)
     if error is not None:
         raise failure(error)
-    return Answer(start.message_id, start.model, "".join(parts), end)
+    return Answer(turn.start.message_id, turn.start.model, turn.text, turn.end)
 
 
 def hex_id(message_id: str) -> str:

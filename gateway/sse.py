@@ -138,7 +138,7 @@ class EventStream(Response):
         assert task is not None
         state = _StreamState(loop.time())
         listener = asyncio.create_task(_listen(receive, task, state))
-        timer = loop.call_later(_tick(self), self._on_tick, loop, task, send, state)
+        state.timer = loop.call_later(self.ping_interval, self._on_tick, loop, task, send, state)
         body = self.body_iterator
         try:
             async for chunk in body:
@@ -155,7 +155,8 @@ class EventStream(Response):
                 log.warning("client stopped reading: stream dropped after %ss", self.send_timeout)
         finally:
             state.closed = True
-            timer.cancel()
+            if state.timer is not None:
+                state.timer.cancel()
             listener.cancel()
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
@@ -179,7 +180,13 @@ class EventStream(Response):
             ping = loop.create_task(_ping(send, state))
             _pings.add(ping)
             ping.add_done_callback(_pings.discard)
-        state.timer = loop.call_later(_tick(self), self._on_tick, loop, task, send, state)
+        # wake exactly when something can be due: the send deadline while a frame is being
+        # sent, else the moment the connection will have been idle for ping_interval
+        if state.sending_since is not None:
+            due = state.sending_since + self.send_timeout
+        else:
+            due = state.last_sent + self.ping_interval
+        state.timer = loop.call_later(max(due - loop.time(), 0.01), self._on_tick, loop, task, send, state)
 
 
 class _StreamState:
@@ -195,10 +202,6 @@ class _StreamState:
 
 
 _pings: set[asyncio.Task[None]] = set()
-
-
-def _tick(stream: EventStream) -> float:
-    return min(stream.ping_interval, stream.send_timeout / 2, 1.0)
 
 
 async def _ping(send: Send, state: _StreamState) -> None:

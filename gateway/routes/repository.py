@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway import audit
 from gateway.auth import Principal
-from gateway.chat import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.chat import ChatEvent, collect
 from gateway.conversations import ConversationFilter, index_entries
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
 from gateway.routes.common import (
@@ -177,28 +177,16 @@ async def prompt(request: Request) -> Response:
 async def _json_answer(events: AsyncIterator[ChatEvent]) -> Response:
     """The whole answer at once; an error event becomes the contract's error response
     (the partial answer is stored either way)."""
-    parts: list[str] = []
-    start: Start | None = None
-    error: ErrorEvent | None = None
-    end: End | None = None
-    async for ev in events:
-        if type(ev) is Delta:
-            parts.append(ev.text)
-        elif type(ev) is Start:
-            start = ev
-        elif type(ev) is ErrorEvent:
-            error = ev
-        elif type(ev) is End:
-            end = ev
+    turn = await collect(events)
+    start, end, error = turn.start, turn.end, turn.error
     if error is not None:
         raise GatewayError(error.message, code=error.code, status=_ERROR_STATUS.get(error.code, 500))
-    assert start is not None and end is not None
     answer: dict[str, Any] = {
         "success": True,
         "message": "Prompt sent successfully",
         "conversationId": start.conversation_id,
         "messageId": end.message_id,
-        "response": "".join(parts),
+        "response": turn.text,
         "model": start.model,
         "tokensIn": end.input_tokens,
         "tokensOut": end.output_tokens,

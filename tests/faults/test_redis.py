@@ -11,8 +11,7 @@ import redis.asyncio as aioredis
 from gateway.embedded_redis import EmbeddedRedis, free_port
 from tests.fake_upstream import Reply
 from tests.faults.test_streams import open_stream, read_until
-from tests.gateway_fixtures import ORG
-from tests.support import bearer, parse_sse
+from tests.support import parse_sse
 
 
 @pytest.fixture
