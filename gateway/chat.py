@@ -431,20 +431,13 @@ class ChatService:
         ]
         failure: ProviderError | None = None
         for model, provider in candidates:
-            stream = provider.stream(replace(turn.request, model=model.upstream_model))
             try:
-                event = await anext(stream)
-                if type(event) is not Opened:
-                    raise ProviderError("adapter yielded before Opened", kind="protocol")
+                turn.stream = await _connect(provider, replace(turn.request, model=model.upstream_model))
             except ProviderError as exc:
-                await _close(stream)
                 self.metrics.provider_errors.labels(model.id, exc.kind).inc()
                 failure = exc
                 continue
-            except BaseException:
-                await _close(stream)
-                raise
-            turn.stream, turn.answering = stream, model
+            turn.answering = model
             return
         assert failure is not None
         await self._record(
@@ -463,13 +456,10 @@ class ChatService:
         await _close(turn.stream)
         turn.stream = None
         provider = turn.provider if model is turn.model else self.providers[model.id]
-        stream = provider.stream(replace(turn.request, model=model.upstream_model))
         try:
-            await anext(stream)  # Opened
+            turn.stream = await _connect(provider, replace(turn.request, model=model.upstream_model))
         except ProviderError:
-            await _close(stream)
             return False
-        turn.stream = stream
         return True
 
     # -- run: the stream ---------------------------------------------------------------
@@ -709,6 +699,19 @@ class ChatService:
 
 def json_dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+async def _connect(provider: Provider, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    """The provider's stream once the upstream accepted the request (its Opened event);
+    closed again on any failure, a cancellation included."""
+    stream = provider.stream(request)
+    try:
+        if type(await anext(stream)) is not Opened:
+            raise ProviderError("adapter yielded before Opened", kind="protocol")
+    except BaseException:
+        await _close(stream)
+        raise
+    return stream
 
 
 async def _close(stream: AsyncIterator[Any] | None) -> None:
