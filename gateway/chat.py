@@ -163,6 +163,12 @@ class Turn:
     active: ActivePolicies | None = None
     violations: list[Violation] = field(default_factory=list)
 
+    def sent_first(self, upstream_ttft: float) -> None:
+        """The first content frame went out: the gateway's own share of the wait is the
+        time to it less the upstream's time to its first token."""
+        self.first_sent = time.perf_counter()
+        self.overhead = (self.first_sent - self.started) - upstream_ttft
+
     def start_event(self) -> Start:
         return Start(
             message_id=self.message_id,
@@ -512,9 +518,7 @@ class ChatService:
                         self.live.append(handle, text)
                         yield Delta(text)
                         if turn.first_sent is None:
-                            # resumed once the first frame went out: the gateway's own share
-                            turn.first_sent = time.perf_counter()
-                            turn.overhead = (turn.first_sent - turn.started) - (upstream_first - upstream_started)
+                            turn.sent_first(upstream_first - upstream_started)
                 elif type(event) is Usage:
                     usage = event
                 elif type(event) is Finish:
@@ -527,6 +531,8 @@ class ChatService:
                     parts.append(step.emit)
                     self.live.append(handle, step.emit)
                     yield Delta(step.emit)
+                    if turn.first_sent is None and upstream_first is not None:
+                        turn.sent_first(upstream_first - upstream_started)  # all of it was held
                 if step.blocked is not None:
                     reason, error = "policy_blocked", blocked_event(step.blocked)
             if reason in ("stop", "length") and turn.active is not None and turn.active.post:

@@ -67,7 +67,14 @@ async def test_one_log_line_per_request_and_per_stream(client, alice, upstream, 
     assert access[-1]["status"] == 200 and access[-1]["user"] == "alice"
 
 
-async def test_metrics_for_the_admin_only(client, admin, alice, upstream):
+async def test_metrics_for_the_admin_only(gateway_factory, admin, alice, upstream):
+    # its own gateway: the shared one may still be closing another test's stream, and the
+    # in-flight gauge is read exactly here
+    async with gateway_factory() as client:
+        await _metrics_for_the_admin_only(client, admin, alice, upstream)
+
+
+async def _metrics_for_the_admin_only(client, admin, alice, upstream):
     conv = await client.create_conversation(alice)
     session = await client.create_session(alice, conv["id"], "gpt")
     upstream.script(Reply(chunks=["x"], input_tokens=3, output_tokens=1), Reply(status=500))
