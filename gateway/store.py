@@ -236,6 +236,7 @@ class Durability:
 
 REPLICA_CHECK_INTERVAL = 5.0
 NODE_CONNECTIONS = 256  # per cluster primary, for the end of turns and their WAIT
+SESSION_CACHE_SIZE = 50_000  # session -> conversation ids kept in memory (about 12 MB at most)
 STOP_REQUEST_TTL = 600  # seconds a stop request waits for a worker that missed the message
 _CLUSTER_MOVES = (ConnectionError, TimeoutError, AskError, ClusterDownError, TryAgainError)
 
@@ -330,6 +331,7 @@ class Store:
         self._node_clients: dict[str, Redis] = {}  # cluster: a plain client per primary, for WAIT
         self._replica_counts: dict[str, tuple[int, float]] = {}  # node ("" = the one server) -> (n, until)
         self._pubsub_turn = secrets.randbelow(1 << 16)  # workers spread their subscriptions
+        self._session_conversations: dict[str, str] = {}  # session id -> conversation id
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -342,14 +344,13 @@ class Store:
 
     # -- cluster plumbing and durability --------------------------------------------------
 
-    async def _queue_script(self, pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
-        """A script in a pipeline. redis-py's cluster pipeline does not load scripts, and a
-        replica promoted by a failover may lack the SHA: there, EVAL the body (the server
-        caches it by SHA all the same)."""
-        if self.cluster:
-            pipe.eval(script.script, len(keys), *keys, *args)
-        else:
-            await script(keys=keys, args=args, client=pipe)
+    @staticmethod
+    def _queue_script(pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
+        """A script in a pipeline, as EVAL of its body: the server caches it by SHA all the
+        same, and nothing has to be loaded first. (redis-py's own way sends SCRIPT EXISTS
+        before every pipeline holding a script: one more round trip per turn; a server
+        that restarted, or a replica promoted by a failover, may lack the SHA anyway.)"""
+        pipe.eval(script.script, len(keys), *keys, *args)
 
     async def _primary_of(self, key: str) -> Any:
         await self.redis.initialize()  # type: ignore[union-attr]  # a no-op once the slots are known
@@ -517,7 +518,17 @@ class Store:
         return session
 
     async def session_conversation_id(self, sid: str) -> str | None:
-        return await self.redis.get(session_lookup_key(sid))
+        """A session never changes conversation, so what was read once is kept (the
+        newest SESSION_CACHE_SIZE): a turn of a session seen before saves a round trip.
+        A deleted conversation is still found gone by load_turn_context."""
+        cid = self._session_conversations.get(sid)
+        if cid is None:
+            cid = await self.redis.get(session_lookup_key(sid))
+            if cid is not None:
+                if len(self._session_conversations) >= SESSION_CACHE_SIZE:
+                    del self._session_conversations[next(iter(self._session_conversations))]
+                self._session_conversations[sid] = cid
+        return cid
 
     async def get_sessions(self, cid: str) -> list[ChatSession]:
         raw = await self.redis.hvals(sessions_key(cid))
@@ -552,10 +563,10 @@ class Store:
     ) -> None:
         """A turn outside any conversation: only its usage is kept."""
         pipe = self.redis.pipeline(transaction=False)
-        await self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        self._count_usage(pipe, msg, org_id, key_id, token_windows)
         await pipe.execute()
 
-    async def _count_usage(
+    def _count_usage(
         self, pipe: Any, msg: Message, org_id: str, key_id: str | None,
         token_windows: Sequence[tuple[str, int]] = (),
     ) -> None:
@@ -567,7 +578,7 @@ class Store:
             scopes.append(f":user:{msg.user_id}")
         if key_id:
             scopes.append(f":key:{key_id}")
-        await self._queue_script(
+        self._queue_script(
             pipe, self._count_once,
             [f"{P}{{o:{org_id}}}:counted:{msg.id}", org_usage_key(org_id),
              *[key for key, _ in token_windows]],
@@ -595,7 +606,7 @@ class Store:
         resume log, atomically (one slot); False, and nothing written, when busy."""
         cid = msg.conversation_id
         pipe = self.redis.pipeline(transaction=False)
-        await self._queue_script(
+        self._queue_script(
             pipe, self._begin_turn,
             [turn_lock_key(cid), messages_key(cid), conv_key(cid), log_key],
             [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s,
@@ -632,7 +643,7 @@ class Store:
             # the conversation's slot on its primary's own connection (script + WAIT), the
             # org's counters (another slot, maybe another node) beside it
             counters = self.redis.pipeline(transaction=False)
-            await self._count_usage(counters, msg, org_id, key_id, token_windows)
+            self._count_usage(counters, msg, org_id, key_id, token_windows)
             self._add_violations(counters, org_id, violations)
             (totals, wait, acked), _ = await asyncio.gather(
                 self._run_on_primary(key, self._end_turn, keys, args), counters.execute()
@@ -641,8 +652,8 @@ class Store:
             return Totals(int(tin), int(tout), replicated=acked >= wait)
         wait = await self._replicas_to_wait()
         pipe = self.redis.pipeline(transaction=False)
-        await self._end_turn(keys=keys, args=args, client=pipe)  # queued, not sent yet
-        await self._count_usage(pipe, msg, org_id, key_id, token_windows)
+        self._queue_script(pipe, self._end_turn, keys, args)
+        self._count_usage(pipe, msg, org_id, key_id, token_windows)
         self._add_violations(pipe, org_id, violations)
         if wait:
             pipe.execute_command("WAIT", wait, self.durability.timeout_ms)

@@ -176,3 +176,24 @@ def parse_sse(raw: bytes) -> SSEStream:
             SSEEvent(fields.get("event", "message"), fields.get("data", ""), fields.get("id"))
         )
     return stream
+
+
+# -- what a request costs Redis ------------------------------------------------------------
+
+IGNORED = {"info", "ping", "client", "hello"}  # our own probe, health checks, connection setup
+
+
+async def commands_for(redis: Any, request: Any, repeat: int = 3) -> dict[str, int]:
+    """Redis commands (from INFO commandstats) that one request costs: the smallest count of
+    each over a few repetitions, so a background command landing in one window is no noise."""
+    seen: list[dict[str, int]] = []
+    for _ in range(repeat):
+        before = await redis.info("commandstats")
+        await request()
+        after = await redis.info("commandstats")
+        seen.append({
+            name.removeprefix("cmdstat_"): stats["calls"] - before.get(name, {}).get("calls", 0)
+            for name, stats in after.items()
+        })
+    names = {n for s in seen for n, calls in s.items() if calls} - IGNORED
+    return {n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)}

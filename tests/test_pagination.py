@@ -10,6 +10,7 @@ from typing import Any
 from gateway.conversations import index_entries
 from gateway.store import Conversation, Creator, conv_key, iso
 from tests.gateway_fixtures import ORG
+from tests.support import commands_for
 
 BASE_MS = int(datetime(2025, 1, 1, 20, 0, tzinfo=UTC).timestamp() * 1000)  # 240 minutes before midnight
 MINUTE = 60_000
@@ -178,25 +179,6 @@ async def test_take_above_100_is_400(api, cast, store):
 
 
 # -- what one page costs Redis --------------------------------------------------------------------
-
-IGNORED = {"info", "ping", "client", "hello"}  # our own probe, health checks, connection setup
-
-
-async def commands_for(redis: Any, request: Any, repeat: int = 3) -> dict[str, int]:
-    """Redis commands (from INFO commandstats) that one request costs: the smallest count of
-    each over a few repetitions, so a background command landing in one window is no noise."""
-    seen: list[dict[str, int]] = []
-    for _ in range(repeat):
-        before = await redis.info("commandstats")
-        await request()
-        after = await redis.info("commandstats")
-        seen.append({
-            name.removeprefix("cmdstat_"): stats["calls"] - before.get(name, {}).get("calls", 0)
-            for name, stats in after.items()
-        })
-    names = {n for s in seen for n, calls in s.items() if calls} - IGNORED
-    return {n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)}
-
 
 async def test_the_cost_of_a_page_does_not_grow_with_the_org(api, cast, store, redis, capsys):
     window = {"from": iso(BASE_MS + 100 * MINUTE), "to": iso(BASE_MS + 900 * MINUTE)}

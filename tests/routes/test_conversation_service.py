@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
+from gateway.live import FLUSH_INTERVAL
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
-from tests.support import bearer, make_jwt, parse_sse
+from tests.support import bearer, commands_for, make_jwt, parse_sse
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -443,3 +445,40 @@ async def test_the_upstream_connection_is_reused_across_turns(client, alice, ups
         await client.chat(alice, session["id"], prompt)
     ports = {r.client_port for r in upstream.requests}
     assert len(upstream.requests) == 3 and len(ports) == 1
+
+
+async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(client, alice, upstream, redis):
+    """No command per token; the scripts go as EVAL (no SCRIPT EXISTS round trip first),
+    and a session seen before is not looked up again."""
+    conv = await client.create_conversation(alice)
+    session = await client.create_session(alice, conv["id"], "gpt")
+    upstream.script(Reply(chunks=["warm"]))
+    await client.chat(alice, session["id"], "warm up")
+
+    longest = 0.0
+
+    def turn(tokens: int):
+        async def one() -> None:
+            nonlocal longest
+            upstream.script(Reply(chunks=["tok "] * tokens))
+            started = time.perf_counter()
+            events = await client.chat(alice, session["id"], "go")
+            longest = max(longest, time.perf_counter() - started)
+            assert events.names[-1] == "end" and len(events.of("content")) == tokens
+        return one
+
+    short = await commands_for(redis, turn(10))
+    long = await commands_for(redis, turn(400))
+    # the resume log takes one XADD per FLUSH_INTERVAL of streaming: its time, not its tokens
+    flushes = long.pop("xadd") - short.pop("xadd")
+    assert 0 <= flushes <= 1 + longest / FLUSH_INTERVAL
+    assert short == long
+    assert "script" not in short and "evalsha" not in short
+    # one GET, the end script's check of the lock: the session's conversation is known
+    # from the warm-up turn, not looked up again
+    assert short["get"] == 1
+    # begin (lock, user message, log start), end (answer, totals, log end, unlock), usage
+    assert short["eval"] == 3
+    stored = await stored_messages(redis, conv["id"])
+    assert [m["role"] for m in stored] == ["user", "assistant"] * 7
+    assert stored[-1]["content"] == "tok " * 400
