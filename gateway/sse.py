@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
 from typing import Any
 
@@ -97,6 +97,7 @@ async def encode(
 
 
 PING = b": ping\n\n"
+COALESCE_BYTES = 16 * 1024  # frames ready together go out in one write, up to this much
 
 
 class EventStream(Response):
@@ -140,12 +141,43 @@ class EventStream(Response):
         listener = asyncio.create_task(_listen(receive, task, state))
         state.timer = loop.call_later(self.ping_interval, self._on_tick, loop, task, send, state)
         body = self.body_iterator
+
+        async def flush(chunks: list[bytes]) -> None:
+            state.sending_since = loop.time()
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            state.sending_since = None
+            state.last_sent = loop.time()
+            chunks.clear()
+
         try:
-            async for chunk in body:
-                state.sending_since = loop.time()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                state.sending_since = None
-                state.last_sent = loop.time()
+            # Frames the body has ready without waiting (the deltas of one upstream read)
+            # go out in one write; whatever is buffered is sent before the body waits, so
+            # no frame is ever held back.
+            buffered: list[bytes] = []
+            size = 0
+            while True:
+                step = body.__anext__()
+                try:
+                    waiting_on = step.send(None)
+                except StopIteration as ready:
+                    chunk = ready.value
+                except StopAsyncIteration:
+                    break
+                else:
+                    if buffered:
+                        await flush(buffered)
+                        size = 0
+                    try:
+                        chunk = await _Rest(step, waiting_on)
+                    except StopAsyncIteration:
+                        break
+                buffered.append(chunk)
+                size += len(chunk)
+                if size >= COALESCE_BYTES:
+                    await flush(buffered)
+                    size = 0
+            if buffered:
+                await flush(buffered)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if state.ended_by is None:
@@ -187,6 +219,37 @@ class EventStream(Response):
         else:
             due = state.last_sent + self.ping_interval
         state.timer = loop.call_later(max(due - loop.time(), 0.01), self._on_tick, loop, task, send, state)
+
+
+class _Rest:
+    """Awaits the rest of a step that was started by hand (`step.send(None)`) and turned
+    out to wait for `waiting_on`: the same protocol `await` speaks, resumed from there, so
+    cancellation and the step's result reach it exactly as if it had been awaited whole."""
+
+    __slots__ = ("step", "waiting_on")
+
+    def __init__(self, step: Any, waiting_on: Any) -> None:
+        self.step = step
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        step, waiting_on = self.step, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                step.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001  # cancellation goes to the step
+                try:
+                    waiting_on = step.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = step.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class _StreamState:

@@ -1,0 +1,122 @@
+"""The SSE response's sending loop, driven through its ASGI interface: what goes out in
+one write, what is never held back, and how a vanished client ends the body."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.sse import COALESCE_BYTES, EventStream
+
+SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+class Wire:
+    """The server side of one response: what was sent, and a client that may leave."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.sent = asyncio.Event()
+        self.gone = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            self.bodies.append(message["body"])
+            self.sent.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+
+def stream(body: AsyncIterator[bytes]) -> EventStream:
+    return EventStream(body, ping_interval=30, send_timeout=30)
+
+
+async def test_frames_ready_together_go_out_in_one_write():
+    release = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(50):  # one upstream read's worth of deltas
+            yield b"frame %d\n\n" % i
+        await release.wait()
+        yield b"last\n\n"
+
+    wire = Wire()
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    # the 50 frames are sent before the body waits, not held until it goes on
+    await asyncio.wait_for(wire.sent.wait(), 5)
+    assert wire.bodies == [b"".join(b"frame %d\n\n" % i for i in range(50))]
+    release.set()
+    await asyncio.wait_for(response, 5)
+    assert wire.bodies[1:] == [b"last\n\n"]
+
+
+async def test_a_frame_is_sent_before_the_body_waits_for_the_next():
+    gaps: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield b"frame %d\n\n" % i
+            gaps.append(len(wire.bodies))  # writes done when the body resumes
+            await asyncio.sleep(0.001)
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    assert wire.bodies == [b"frame %d\n\n" % i for i in range(5)]
+    # the body resumes synchronously after each yield; the frame went out once it waited
+    assert gaps == [0, 1, 2, 3, 4]
+
+
+async def test_one_write_holds_at_most_the_coalescing_limit():
+    piece = b"x" * 1000 + b"\n\n"
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield piece
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    assert b"".join(wire.bodies) == piece * 100
+    assert len(wire.bodies) > 1
+    assert all(len(b) < COALESCE_BYTES + len(piece) for b in wire.bodies)
+
+
+async def test_a_vanished_client_cancels_the_waiting_body_and_its_finally_runs():
+    cleaned = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first\n\n"
+            waiting.set()
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)  # the body may still await while it cleans up
+            cleaned.set()
+
+    wire = Wire()
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    await asyncio.wait_for(waiting.wait(), 5)
+    wire.gone.set()
+    await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
+    assert cleaned.is_set()
+    assert wire.bodies == [b"first\n\n"]
+
+
+async def test_an_error_in_the_body_reaches_the_server():
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first\n\n"
+        await asyncio.sleep(0)
+        raise RuntimeError("broken body")
+
+    wire = Wire()
+    try:
+        await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    except RuntimeError as exc:
+        assert str(exc) == "broken body"
+    else:
+        raise AssertionError("the body's error was swallowed")
+    assert wire.bodies == [b"first\n\n"]
