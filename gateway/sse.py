@@ -150,9 +150,10 @@ class EventStream(Response):
             chunks.clear()
 
         try:
-            # Frames the body has ready without waiting (the deltas of one upstream read)
-            # go out in one write; whatever is buffered is sent before the body waits, so
-            # no frame is ever held back.
+            # A frame the body produced after waiting (the first delta of an upstream
+            # read) goes out at once; the frames it has ready right after that one (the
+            # rest of the read) are gathered into one write, sent before the body waits
+            # again. So the first token is never delayed and no frame is held back.
             buffered: list[bytes] = []
             size = 0
             while True:
@@ -171,6 +172,8 @@ class EventStream(Response):
                         chunk = await _Rest(step, waiting_on)
                     except StopAsyncIteration:
                         break
+                    await flush([chunk])
+                    continue
                 buffered.append(chunk)
                 size += len(chunk)
                 if size >= COALESCE_BYTES:

@@ -34,39 +34,48 @@ def stream(body: AsyncIterator[bytes]) -> EventStream:
     return EventStream(body, ping_interval=30, send_timeout=30)
 
 
-async def test_frames_ready_together_go_out_in_one_write():
+async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
+    read = asyncio.Event()
     release = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
-        for i in range(50):  # one upstream read's worth of deltas
+        yield b"start\n\n"
+        await read.wait()  # the upstream read
+        for i in range(50):  # its deltas, all ready together
             yield b"frame %d\n\n" % i
         await release.wait()
         yield b"last\n\n"
 
     wire = Wire()
     response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
-    # the 50 frames are sent before the body waits, not held until it goes on
     await asyncio.wait_for(wire.sent.wait(), 5)
-    assert wire.bodies == [b"".join(b"frame %d\n\n" % i for i in range(50))]
+    assert wire.bodies == [b"start\n\n"]  # sent when the body began to wait
+    read.set()
+    for _ in range(100):
+        if len(wire.bodies) == 3:
+            break
+        await asyncio.sleep(0.001)
+    # the first delta alone (time to first token), then the other 49 in one write, sent
+    # before the body waited again, not held until it went on
+    assert wire.bodies[1:] == [b"frame 0\n\n", b"".join(b"frame %d\n\n" % i for i in range(1, 50))]
     release.set()
     await asyncio.wait_for(response, 5)
-    assert wire.bodies[1:] == [b"last\n\n"]
+    assert wire.bodies[3:] == [b"last\n\n"]
 
 
-async def test_a_frame_is_sent_before_the_body_waits_for_the_next():
-    gaps: list[int] = []
+async def test_a_frame_after_a_wait_is_sent_before_the_body_goes_on():
+    writes_seen: list[int] = []
 
     async def body() -> AsyncIterator[bytes]:
         for i in range(5):
+            await asyncio.sleep(0.001)  # paced: one delta per upstream read
             yield b"frame %d\n\n" % i
-            gaps.append(len(wire.bodies))  # writes done when the body resumes
-            await asyncio.sleep(0.001)
+            writes_seen.append(len(wire.bodies))  # writes done when the body resumes
 
     wire = Wire()
     await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
     assert wire.bodies == [b"frame %d\n\n" % i for i in range(5)]
-    # the body resumes synchronously after each yield; the frame went out once it waited
-    assert gaps == [0, 1, 2, 3, 4]
+    assert writes_seen == [1, 2, 3, 4, 5]
 
 
 async def test_one_write_holds_at_most_the_coalescing_limit():
