@@ -947,6 +947,13 @@ class Store:
         """One audit event on the org's capped stream; the stream id carries the time."""
         return await self.redis.xadd(events_key(org), fields, maxlen=maxlen, approximate=True)
 
+    async def append_events(self, events: Sequence[tuple[str, dict[str, str], int]]) -> None:
+        """Audit events (org, fields, maxlen) in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for org, fields, maxlen in events:
+            self._queue_event(pipe, org, fields, maxlen)
+        await pipe.execute()
+
     async def read_events(
         self, org: str, *, newest: str = "+", oldest: str = "-", count: int
     ) -> list[tuple[str, dict[str, str]]]:

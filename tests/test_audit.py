@@ -136,7 +136,7 @@ async def test_the_stream_is_capped(store, redis):
 
 async def test_a_failing_audit_write_is_logged_not_raised(caplog):
     class BrokenStore:
-        async def append_event(self, *args: Any) -> str:
+        async def append_events(self, *args: Any) -> None:
             raise ConnectionError("redis went away")
 
     trail = Audit(BrokenStore())  # type: ignore[arg-type]
@@ -166,3 +166,23 @@ def test_keys_created_and_revoked_by_the_cli_are_recorded(redis_url, monkeypatch
 def test_event_fields_skip_empty_details():
     fields = audit.fields_of(audit.PROMPT_SENT, None, a=None, b=0, c="x")
     assert fields == {"type": "prompt_sent", "b": "0", "c": "x"}
+
+
+async def test_events_recorded_together_are_written_in_one_round_trip(store, redis):
+    class CountingStore(type(store)):  # the real store, counting its audit writes
+        writes = 0
+
+        async def append_events(self, events: Any) -> None:
+            CountingStore.writes += 1
+            await super().append_events(events)
+
+    trail = Audit(CountingStore(store.redis), maxlen=10_000)
+    for i in range(200):  # a burst: all queued before the writer runs
+        trail.record(ORG, audit.PROMPT_SENT, None, message_id=f"m-{i}")
+    await trail.aclose()
+    assert CountingStore.writes == 1
+    rows = await redis.xrange(f"gw:{{o:{ORG}}}:events")
+    assert [fields[b"message_id"] for _, fields in rows] == [f"m-{i}".encode() for i in range(200)]
+    trail.record(ORG, audit.PROMPT_SENT, None, message_id="later")  # a new writer starts
+    await trail.aclose()
+    assert CountingStore.writes == 2 and await redis.xlen(f"gw:{{o:{ORG}}}:events") == 201
