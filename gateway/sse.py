@@ -166,7 +166,11 @@ class EventStream(Response):
                     break
                 else:
                     if buffered:
-                        await flush(buffered)
+                        try:
+                            await flush(buffered)
+                        except BaseException:
+                            await _abandon(step, waiting_on)  # begun: it must end first
+                            raise
                         size = 0
                     try:
                         chunk = await _Rest(step, waiting_on)
@@ -253,6 +257,17 @@ class _Rest:
                     waiting_on = step.send(sent)
                 except StopIteration as done:
                     return done.value
+
+
+async def _abandon(step: Any, waiting_on: Any) -> None:
+    """End a step of the body that had begun to wait when the write before it failed (a
+    send timeout, a vanished client): the body is cancelled at that wait, so its own
+    cleanup runs, and it can be closed afterwards."""
+    try:
+        waiting_on = step.throw(asyncio.CancelledError())
+        await _Rest(step, waiting_on)
+    except (asyncio.CancelledError, Exception):
+        pass  # the body ended, which is all that is wanted here
 
 
 class _StreamState:

@@ -129,3 +129,39 @@ async def test_an_error_in_the_body_reaches_the_server():
     else:
         raise AssertionError("the body's error was swallowed")
     assert wire.bodies == [b"first\n\n"]
+
+
+async def test_a_reader_that_stops_reading_mid_write_ends_the_waiting_body_cleanly():
+    """Regression: the send timeout fired while a gathered write was blocked and the body's
+    next step had already begun waiting; closing the body then raised "asynchronous
+    generator is already running" and its finally never ran."""
+    cleaned = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"start\n\n"
+            await asyncio.sleep(0)
+            yield b"one\n\n"  # sent alone: it came after a wait
+            yield b"two\n\n"  # gathered...
+            await asyncio.Event().wait()  # ...and flushed as the body starts this wait
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)
+            cleaned.set()
+
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            if len(sent) == 2:
+                await asyncio.Event().wait()  # the client's window is full: never drains
+            sent.append(message["body"])
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    response = EventStream(body(), ping_interval=0.05, send_timeout=0.05)
+    await asyncio.wait_for(response(SCOPE, receive, send), 5)
+    assert cleaned.is_set()
+    assert sent == [b"start\n\n", b"one\n\n"]
