@@ -26,7 +26,6 @@ from redis.exceptions import (
     AskError,
     ClusterDownError,
     ConnectionError,
-    NoScriptError,
     RedisError,
     SlotNotCoveredError,
     TimeoutError,
@@ -117,6 +116,7 @@ POLICIES_VERSION_KEY = f"{P}{{policies}}:version"
 VIOLATIONS_MAXLEN = 100_000
 
 KEYS_INDEX = f"{P}keys"
+KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"
 ADMIN_TOKEN_KEY = f"{P}admin_token_sha256"
 
 
@@ -403,24 +403,15 @@ class Store:
         node = await self._primary_of(key)
         try:
             wait = await self._replicas_to_wait(node)
-            client = self._node_client(node)
-            for attempt in (1, 2):
-                pipe = client.pipeline(transaction=False)
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                if wait:
-                    pipe.execute_command("WAIT", wait, self.durability.timeout_ms)
-                try:
-                    results = await pipe.execute()
-                except NoScriptError:  # nothing ran: load it on this node, then once more
-                    if attempt == 2:
-                        raise
-                    await client.script_load(script.script)
-                    continue
-                acked = int(results[1]) if wait else 0
-                if acked < wait:
-                    self._forget_replicas(node)
-                return results[0], wait, acked
-            raise AssertionError("unreachable")
+            pipe = self._node_client(node).pipeline(transaction=False)
+            self._queue_script(pipe, script, keys, args)
+            if wait:
+                pipe.execute_command("WAIT", wait, self.durability.timeout_ms)
+            results = await pipe.execute()
+            acked = int(results[1]) if wait else 0
+            if acked < wait:
+                self._forget_replicas(node)
+            return results[0], wait, acked
         except RedisError as exc:
             if isinstance(exc, _CLUSTER_MOVES):  # MovedError is an AskError
                 self._forget_replicas(node)
@@ -817,13 +808,21 @@ class Store:
         return sorted(rows, key=lambda r: r.get("created_at", 0))
 
     async def revoke_api_key(self, key_id: str) -> bool:
+        """Deleted, then announced to every worker that keeps keys in memory."""
         raw = await self.redis.hget(KEYS_INDEX, key_id)
         if raw is None:
             return False
         record = json.loads(raw)
         await self.redis.delete(api_key_key(record["digest"]))
         await self.redis.hdel(KEYS_INDEX, key_id)
+        await self.redis.publish(KEYS_REVOKED_CHANNEL, record["digest"])
         return True
+
+    def revoked_keys(
+        self, on_ready: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[str]:
+        """Digests of keys revoked from now on (see subscribe)."""
+        return self.subscribe(KEYS_REVOKED_CHANNEL, on_ready)
 
     # -- repository-style API: repositories, conversation lifecycle, audit events --------
     # (used by gateway/repositories.py, gateway/audit.py, gateway/routes/repository.py)

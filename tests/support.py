@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 import uvicorn
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
 from gateway.embedded_redis import free_port
@@ -183,17 +184,28 @@ def parse_sse(raw: bytes) -> SSEStream:
 IGNORED = {"info", "ping", "client", "hello"}  # our own probe, health checks, connection setup
 
 
+async def command_calls(redis: Any) -> dict[str, int]:
+    """Calls per command so far (INFO commandstats), summed over a cluster's primaries."""
+    if isinstance(redis, RedisCluster):
+        per_node = (await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)).values()
+    else:
+        per_node = [await redis.info("commandstats")]
+    calls: dict[str, int] = {}
+    for stats in per_node:
+        for name, row in stats.items():
+            name = name.removeprefix("cmdstat_")
+            calls[name] = calls.get(name, 0) + row["calls"]
+    return calls
+
+
 async def commands_for(redis: Any, request: Any, repeat: int = 3) -> dict[str, int]:
-    """Redis commands (from INFO commandstats) that one request costs: the smallest count of
-    each over a few repetitions, so a background command landing in one window is no noise."""
+    """Redis commands that one request costs: the smallest count of each over a few
+    repetitions, so a background command landing in one window is no noise."""
     seen: list[dict[str, int]] = []
     for _ in range(repeat):
-        before = await redis.info("commandstats")
+        before = await command_calls(redis)
         await request()
-        after = await redis.info("commandstats")
-        seen.append({
-            name.removeprefix("cmdstat_"): stats["calls"] - before.get(name, {}).get("calls", 0)
-            for name, stats in after.items()
-        })
+        after = await command_calls(redis)
+        seen.append({name: calls - before.get(name, 0) for name, calls in after.items()})
     names = {n for s in seen for n, calls in s.items() if calls} - IGNORED
     return {n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)}
