@@ -127,11 +127,13 @@ def create_app(settings: Settings) -> Starlette:
             repositories=Repositories(settings, store),
             audit=Audit(store),
         )
+        auth.start()
         try:
             yield
         finally:
             live.stop_all("cancelled")  # streams still open after uvicorn's grace period
             await live.close()
+            await auth.close()
             await governance.close()
             for provider in providers.values():
                 with contextlib.suppress(Exception):

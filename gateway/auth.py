@@ -6,9 +6,13 @@ workspaces they manage plus their own; users see and prompt only their own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +24,12 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.store import Conversation, Store
 
+log = logging.getLogger("gateway.auth")
+
 ROLES = ("admin", "org_admin", "workspace_admin", "user")
 KEY_PREFIX = "cgw_"
+KEY_CACHE_TTL = 60.0  # seconds an API key found in Redis is trusted without asking again...
+KEY_CACHE_SIZE = 10_000  # ...for the newest this many keys; a revocation drops it at once
 
 
 def digest(token: str) -> str:
@@ -102,10 +110,57 @@ class Authenticator:
             for alg in ("RS256", "ES256"):
                 self._jwt_keys[alg] = settings.jwt_public_key
 
+        # API keys seen lately: digest -> (record, until). Used only while this worker
+        # hears revocations (Store.revoke_api_key publishes them), so a revoked key stops
+        # working on every worker within a message's delivery, not after the TTL.
+        self._keys: dict[str, tuple[dict[str, Any], float]] = {}
+        self._hearing_revocations = False
+        self._listener: asyncio.Task[None] | None = None
+
     async def load(self) -> None:
         """Without GATEWAY_ADMIN_TOKEN, `serve` generated one and stored only its hash."""
         if self._admin_digest is None:
             self._admin_digest = await self.store.admin_token_digest()
+
+    def start(self) -> None:
+        """Listen for revoked keys, which turns the key cache on."""
+        self._listener = asyncio.create_task(self._listen(), name="gateway-key-revocations")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    async def _listen(self) -> None:
+        async def subscribed() -> None:
+            self._keys.clear()  # a revocation may have gone by while we were not listening
+            self._hearing_revocations = True
+
+        while True:
+            try:
+                async for revoked in self.store.revoked_keys(subscribed):
+                    self._keys.pop(revoked, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: every key is looked up again
+                log.warning("key revocation listener lost Redis (%s); retrying", type(exc).__name__)
+            finally:
+                self._hearing_revocations = False
+                self._keys.clear()
+            await asyncio.sleep(1.0)
+
+    async def _api_key(self, d: str) -> dict[str, Any] | None:
+        cached = self._keys.get(d)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now and self._hearing_revocations:
+            return cached[0]
+        record = await self.store.get_api_key(d)
+        if record is not None and self._hearing_revocations:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                del self._keys[next(iter(self._keys))]
+            self._keys[d] = (record, now + KEY_CACHE_TTL)
+        return record
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -121,7 +176,7 @@ class Authenticator:
         if self._admin_digest and hmac.compare_digest(d, self._admin_digest):
             return Principal(user_id="admin", role="admin")
         if token.startswith(KEY_PREFIX):
-            record = await self.store.get_api_key(d)
+            record = await self._api_key(d)
             if record is None:
                 raise Unauthorized("unknown or revoked API key")
             return principal_from_key(record)

@@ -18,7 +18,7 @@ from gateway.errors import Forbidden, Unauthorized
 from gateway.settings import load_settings
 from gateway.store import Store
 from tests.gateway_fixtures import ORG
-from tests.support import JWT_SECRET, bearer, make_jwt
+from tests.support import JWT_SECRET, bearer, commands_for, make_jwt
 
 
 def _pem_pair(kind: str) -> tuple[bytes, str]:
@@ -125,3 +125,24 @@ async def test_api_key_over_http(client, store):
     await store.revoke_api_key(key_id)
     r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
     assert r.status_code == 401
+
+
+async def test_a_known_key_costs_no_redis_round_trip_and_its_revocation_reaches_the_gateway(
+    client, store, redis
+):
+    key_id, key = new_api_key()
+    await store.save_api_key(digest(key), {"key_id": key_id, "org_id": ORG, "user_id": "kim",
+                                           "role": "user", "workspaces": ["ws-1"]})
+
+    async def listing() -> None:
+        r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
+        assert r.status_code == 200
+
+    await listing()  # the gateway has looked the key up once
+    cost = await commands_for(redis, listing)
+    assert "get" not in cost, cost  # the listing's own commands only, no key lookup
+    # revoked as the CLI does it: deleted in Redis, announced to the workers
+    await store.revoke_api_key(key_id)
+    assert await redis.get(f"gw:key:{digest(key)}") is None
+    r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
+    assert r.status_code == 401 and r.json()["message"] == "unknown or revoked API key"
