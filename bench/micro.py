@@ -1,5 +1,6 @@
 """CPU per stream of the layers under the gateway, measured apart: the provider adapters
-(the official SDKs' low-level post() as providers/ drive them), the SDKs' create() path they
+(the official SDKs' low-level post() as providers/ drive them, over httpx2's own transport and
+over providers.transport.LeanTransport), the SDKs' create() path they
 used before, the SDK's request-body transform alone, plain httpx2, and a raw keep-alive HTTP
 client as the floor. The fake upstream runs in its own process, so the CPU time counted here
 is the client's only; each figure is the best of --rounds rounds (the machine is shared).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import subprocess
 import sys
 import time
@@ -52,19 +54,22 @@ async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, 
         async for _ in provider.stream(request):  # type: ignore[attr-defined]
             pass
 
-    for name in ("openai", "anthropic"):
+    # each adapter over httpx2's own transport (httpcore2 + h11 + anyio), then over
+    # providers.transport.LeanTransport (asyncio + httptools), the adapters' default
+    for name, transport in itertools.product(("openai", "anthropic"), ("httpx", "lean")):
         try:
             from providers import build_provider
 
             base = f"http://{HOST}:{port}" + ("/v1" if name == "openai" else "")
             provider = build_provider(ModelSpec(id=name, provider=name, model=model,  # type: ignore[arg-type]
                                                 base_url=base, api_key="sk-bench",
-                                                options={"max_retries": 0}))
-            out[f"providers.{name} adapter, one {tokens}-token stream"] = await timed(
+                                                options={"max_retries": 0, "transport": transport}))
+            under = "LeanTransport" if transport == "lean" else "httpx2's transport"
+            out[f"providers.{name} adapter over {under}, one {tokens}-token stream"] = await timed(
                 lambda p=provider: drain(p), n)
             await provider.aclose()
         except Exception as exc:  # noqa: BLE001 - say so, measure the rest
-            print(f"micro: {name} adapter failed: {exc!r}", file=sys.stderr)
+            print(f"micro: {name} adapter over {transport} failed: {exc!r}", file=sys.stderr)
 
     from providers import wire
 

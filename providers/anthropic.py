@@ -26,6 +26,7 @@ from providers.base import (
     TextDelta,
     Usage,
 )
+from providers.transport import upstream_transport
 
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens; used when nothing sets it
 
@@ -35,18 +36,22 @@ _STREAM_ERROR_KINDS = {"rate_limit_error": "rate_limit", "overloaded_error": "se
 
 class AnthropicProvider:
     """spec.options: max_retries (SDK retries before the first byte, default 2);
-    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits)."""
+    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits);
+    transport ("httpx": the SDK's own httpx2 transport instead of providers.transport's)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         timeout = anthropic.Timeout(spec.read_timeout, connect=spec.connect_timeout)
+        limits = wire.pool_limits(spec.options)
         self._client = anthropic.AsyncAnthropic(
             api_key=spec.api_key or "unused",
             base_url=spec.base_url,
             timeout=timeout,
             max_retries=spec.options.get("max_retries", 2),
             http_client=anthropic.DefaultAsyncHttpxClient(
-                timeout=timeout, limits=wire.pool_limits(spec.options)
+                timeout=timeout,
+                limits=limits,
+                transport=upstream_transport(spec.options, limits=limits),
             ),
         )
 

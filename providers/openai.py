@@ -25,6 +25,7 @@ from providers.base import (
     TextDelta,
     Usage,
 )
+from providers.transport import upstream_transport
 
 
 class OpenAIProvider:
@@ -32,18 +33,22 @@ class OpenAIProvider:
     max_tokens_param ("max_tokens", the default that vLLM/Ollama understand, or
     "max_completion_tokens" for OpenAI's reasoning models, which reject max_tokens);
     include_usage (default True; off for servers that refuse stream_options);
-    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits)."""
+    max_connections, max_keepalive_connections (the upstream pool, see wire.pool_limits);
+    transport ("httpx": the SDK's own httpx2 transport instead of providers.transport's)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         timeout = openai.Timeout(spec.read_timeout, connect=spec.connect_timeout)
+        limits = wire.pool_limits(spec.options)
         self._client = openai.AsyncOpenAI(
             api_key=spec.api_key or "unused",  # local servers want no key, the SDK insists on one
             base_url=spec.base_url,
             timeout=timeout,
             max_retries=spec.options.get("max_retries", 2),
             http_client=openai.DefaultAsyncHttpxClient(
-                timeout=timeout, limits=wire.pool_limits(spec.options)
+                timeout=timeout,
+                limits=limits,
+                transport=upstream_transport(spec.options, limits=limits),
             ),
         )
 
