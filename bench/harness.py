@@ -286,7 +286,7 @@ class Env:
             "GATEWAY_REDIS_URL": self.redis_url,
             "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "GATEWAY_DATA_DIR": str(self.workdir / "data"),
-            "GATEWAY_LOG_LEVEL": "warning",
+            "GATEWAY_LOG_LEVEL": os.environ.get("BENCH_GATEWAY_LOG_LEVEL", "warning"),
             "OPENAI_API_KEY": "sk-bench",
             "ANTHROPIC_API_KEY": "sk-ant-bench",
             "PYTHONPATH": os.pathsep.join(self.python_path()),
