@@ -37,6 +37,15 @@ class ModelConfig(_Frozen):
     read_timeout: float = Field(default=120.0, gt=0, le=3600)
     max_retries: int = Field(default=2, ge=0, le=10)
     fallbacks: tuple[str, ...] = ()  # model ids tried in order when this one fails before its first token
+    # openai and anthropic: the HTTP client under the SDK ("lean": providers/transport.py;
+    # "httpx": the SDK's own; a proxy in the environment always means "httpx") and its pool
+    transport: Literal["lean", "httpx"] = "lean"
+    max_connections: int | None = Field(default=None, gt=0, le=1_000_000)
+    max_keepalive_connections: int | None = Field(default=None, ge=0, le=1_000_000)
+    # openai only: the name of the output limit ("max_completion_tokens" for OpenAI's
+    # reasoning models) and whether to ask for usage (off for servers refusing stream_options)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
     # demo only: milliseconds between streamed words, and words per answer
     pace_ms: float = Field(default=20.0, ge=0, le=10_000)
     answer_words: int = Field(default=60, ge=1, le=100_000)
@@ -188,7 +197,13 @@ class Settings(_Frozen):
 
     def model_spec(self, model: ModelConfig, *, api_key_env: str | None = None) -> ModelSpec:
         env = api_key_env or model.default_key_env()
-        options: dict[str, Any] = {"max_retries": model.max_retries}
+        options: dict[str, Any] = {
+            "max_retries": model.max_retries, "transport": model.transport,
+            "max_connections": model.max_connections,
+            "max_keepalive_connections": model.max_keepalive_connections,
+        }
+        if model.provider == "openai":
+            options.update(max_tokens_param=model.max_tokens_param, include_usage=model.include_usage)
         if model.provider == "demo":
             options.update(pace_ms=model.pace_ms, answer_words=model.answer_words)
         return ModelSpec(

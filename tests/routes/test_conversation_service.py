@@ -482,3 +482,23 @@ async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(client, 
     stored = await stored_messages(redis, conv["id"])
     assert [m["role"] for m in stored] == ["user", "assistant"] * 7
     assert stored[-1]["content"] == "tok " * 400
+
+
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
+async def test_a_models_upstream_options_come_from_the_config(gateway_factory, alice, upstream, redis, transport):
+    """transport, max_tokens_param and include_usage reach the SDK and the wire."""
+    async with gateway_factory(
+        transport=transport, max_tokens_param="max_completion_tokens", include_usage=False,
+        max_output_tokens=64,
+    ) as client:
+        conv = await client.create_conversation(alice)
+        session = await client.create_session(alice, conv["id"], "slow")
+        upstream.script(Reply(chunks=["fine"]))
+        events = await client.chat(alice, session["id"], "hello there")
+    sent = upstream.requests[-1].body
+    assert sent["max_completion_tokens"] == 64 and "max_tokens" not in sent
+    assert "stream_options" not in sent
+    end = events.of("end")[0].json
+    assert events.text == "fine" and end["usage"]["estimated"] is True  # no usage was asked for
+    stored = await stored_messages(redis, conv["id"])
+    assert stored[-1]["content"] == "fine" and stored[-1]["usage_estimated"] is True
