@@ -8,6 +8,8 @@ import hmac
 import json
 import time
 
+from typing import Any
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -123,8 +125,20 @@ async def test_api_key_over_http(client, store):
     r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
     assert r.json()["total"] == 1
     await store.revoke_api_key(key_id)
-    r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
-    assert r.status_code == 401
+    r, after = await first_refusal(client, key)
+    assert r.status_code == 401 and after < 1.0
+
+
+async def first_refusal(client, key: str) -> tuple[Any, float]:
+    """The first answer to the revoked key that is not a 200, and the seconds it took: the
+    workers hear of the revocation by pub/sub, which may trail the next request by a
+    fraction of a millisecond."""
+    revoked_at = time.monotonic()
+    while True:
+        r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
+        after = time.monotonic() - revoked_at
+        if r.status_code != 200 or after > 1.0:
+            return r, after
 
 
 async def test_a_known_key_costs_no_redis_round_trip_and_its_revocation_reaches_the_gateway(
@@ -144,5 +158,6 @@ async def test_a_known_key_costs_no_redis_round_trip_and_its_revocation_reaches_
     # revoked as the CLI does it: deleted in Redis, announced to the workers
     await store.revoke_api_key(key_id)
     assert await redis.get(f"gw:key:{digest(key)}") is None
-    r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
+    r, after = await first_refusal(client, key)
     assert r.status_code == 401 and r.json()["message"] == "unknown or revoked API key"
+    assert after < 1.0  # not the cache's TTL (60 s)
