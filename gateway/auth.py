@@ -110,10 +110,10 @@ class Authenticator:
             for alg in ("RS256", "ES256"):
                 self._jwt_keys[alg] = settings.jwt_public_key
 
-        # API keys seen lately: digest -> (record, until). Used only while this worker
+        # API keys seen lately: digest -> (principal, until). Used only while this worker
         # hears revocations (Store.revoke_api_key publishes them), so a revoked key stops
         # working on every worker within a message's delivery, not after the TTL.
-        self._keys: dict[str, tuple[dict[str, Any], float]] = {}
+        self._keys: dict[str, tuple[Principal, float]] = {}
         self._hearing_revocations = False
         self._listener: asyncio.Task[None] | None = None
 
@@ -150,17 +150,21 @@ class Authenticator:
                 self._keys.clear()
             await asyncio.sleep(1.0)
 
-    async def _api_key(self, d: str) -> dict[str, Any] | None:
+    async def _api_key(self, d: str) -> Principal | None:
+        """The key's Principal (frozen, so one serves every request of the key)."""
         cached = self._keys.get(d)
         now = time.monotonic()
         if cached is not None and cached[1] > now and self._hearing_revocations:
             return cached[0]
         record = await self.store.get_api_key(d)
-        if record is not None and self._hearing_revocations:
+        if record is None:
+            return None
+        principal = principal_from_key(record)
+        if self._hearing_revocations:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 del self._keys[next(iter(self._keys))]
-            self._keys[d] = (record, now + KEY_CACHE_TTL)
-        return record
+            self._keys[d] = (principal, now + KEY_CACHE_TTL)
+        return principal
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -176,10 +180,10 @@ class Authenticator:
         if self._admin_digest and hmac.compare_digest(d, self._admin_digest):
             return Principal(user_id="admin", role="admin")
         if token.startswith(KEY_PREFIX):
-            record = await self._api_key(d)
-            if record is None:
+            principal = await self._api_key(d)
+            if principal is None:
                 raise Unauthorized("unknown or revoked API key")
-            return principal_from_key(record)
+            return principal
         if token.count(".") == 2 and self._jwt_keys:
             return self._from_jwt(token)
         raise Unauthorized("invalid token")

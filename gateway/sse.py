@@ -180,6 +180,7 @@ class EventStream(Response):
                     continue
                 buffered.append(chunk)
                 size += len(chunk)
+                chunk = b""  # an idle stream's frame does not keep its last frame alive
                 if size >= COALESCE_BYTES:
                     await flush(buffered)
                     size = 0

@@ -153,6 +153,7 @@ async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
                 yield Finish(finish)
             elif kind == "error":
                 raise _stream_error(payload)
+            payload = delta = data = None  # not kept while the next event is awaited
     except wire.TRANSPORT_ERRORS:
         if not stopped:
             raise

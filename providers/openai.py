@@ -133,6 +133,7 @@ async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
                 usage = Usage(
                     counts.get("prompt_tokens") or 0, counts.get("completion_tokens") or 0
                 )
+            chunk = choices = choice = counts = data = None  # not kept while the next one is awaited
     except wire.TRANSPORT_ERRORS:
         if not done:
             raise

@@ -75,6 +75,9 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, byt
             elif line.startswith(b"event:"):
                 event = line[6:].strip().decode()
             # comments (":...") and the id/retry fields mean nothing to a one-shot stream
+        # an idle stream waits here for its next chunk, for minutes maybe: its frame keeps
+        # nothing of this one (the lines held ~2 KB per stream)
+        chunk = lines = line = value = b""  # type: ignore[assignment]
     if buffer.startswith(b"data:"):  # a last line without its newline
         value = buffer[5:]
         data.append(value[1:] if value.startswith(b" ") else value)
