@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from gateway.errors import Forbidden, Unauthorized
+from gateway.store import KEYS_REVOKED_CHANNEL
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.store import Conversation, Store
-
-log = logging.getLogger("gateway.auth")
 
 ROLES = ("admin", "org_admin", "workspace_admin", "user")
 KEY_PREFIX = "cgw_"
@@ -137,18 +135,17 @@ class Authenticator:
             self._keys.clear()  # a revocation may have gone by while we were not listening
             self._hearing_revocations = True
 
-        while True:
-            try:
-                async for revoked in self.store.revoked_keys(subscribed):
-                    self._keys.pop(revoked, None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis went away: every key is looked up again
-                log.warning("key revocation listener lost Redis (%s); retrying", type(exc).__name__)
-            finally:
-                self._hearing_revocations = False
-                self._keys.clear()
-            await asyncio.sleep(1.0)
+        def lost() -> None:  # every key is looked up again until we hear revocations again
+            self._hearing_revocations = False
+            self._keys.clear()
+
+        await self.store.listen(
+            KEYS_REVOKED_CHANNEL, self._forget_key,
+            what="key revocation listener", on_ready=subscribed, on_lost=lost,
+        )
+
+    def _forget_key(self, digest: str) -> None:
+        self._keys.pop(digest, None)
 
     async def _api_key(self, d: str) -> Principal | None:
         """The key's Principal (frozen, so one serves every request of the key)."""

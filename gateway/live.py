@@ -118,22 +118,17 @@ class Live:
     async def _missed_stops(self) -> None:
         """Once (re)subscribed: stops requested while this worker was not listening."""
         for message_id in await self.store.stops_requested(list(self.running)):
-            handle = self.running.get(message_id)
-            if handle is not None:
-                handle.stop("cancelled")
+            self._stop_requested(message_id)
+
+    def _stop_requested(self, message_id: str) -> None:
+        handle = self.running.get(message_id)
+        if handle is not None:
+            handle.stop("cancelled")
 
     async def _listen_for_stops(self) -> None:
-        while True:
-            try:
-                async for message_id in self.store.subscribe(STOP_CHANNEL, self._missed_stops):
-                    handle = self.running.get(message_id)
-                    if handle is not None:
-                        handle.stop("cancelled")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis went away: listen again once it is back
-                log.warning("stop listener lost Redis (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(1.0)
+        await self.store.listen(
+            STOP_CHANNEL, self._stop_requested, what="stop listener", on_ready=self._missed_stops
+        )
 
     async def _on_shutdown(self) -> None:
         """On SIGTERM uvicorn stops accepting and waits; open streams get shutdown_grace

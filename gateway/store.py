@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -34,6 +35,7 @@ from redis.exceptions import (
 
 from gateway import redis_client
 
+log = logging.getLogger("gateway.store")
 P = "gw:"
 
 
@@ -716,6 +718,27 @@ class Store:
         finally:
             await pubsub.aclose()
 
+    async def listen(
+        self, channel: str, on_message: Callable[[str], None], *, what: str,
+        on_ready: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """Forever (until cancelled): on_message for each message of `channel`, subscribing
+        again whenever the subscription ends; on_ready runs on each new subscription,
+        on_lost when one ends, and a Redis that went away is retried every second."""
+        while True:
+            try:
+                async for message in self.subscribe(channel, on_ready):
+                    on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s lost Redis (%s); retrying", what, type(exc).__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                if on_lost is not None:
+                    on_lost()
+
     async def request_stop(self, channel: str, message_id: str) -> None:
         """A stop for a turn another worker runs: a key it finds even if it missed the
         message (its subscription was reconnecting), then the message itself."""
@@ -818,11 +841,6 @@ class Store:
         await self.redis.publish(KEYS_REVOKED_CHANNEL, record["digest"])
         return True
 
-    def revoked_keys(
-        self, on_ready: Callable[[], Awaitable[None]] | None = None
-    ) -> AsyncIterator[str]:
-        """Digests of keys revoked from now on (see subscribe)."""
-        return self.subscribe(KEYS_REVOKED_CHANNEL, on_ready)
 
     # -- repository-style API: repositories, conversation lifecycle, audit events --------
     # (used by gateway/repositories.py, gateway/audit.py, gateway/routes/repository.py)
