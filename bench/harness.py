@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from bench.loadgen import Connection, call, open_many
 from bench.upstream import raise_fd_limit
-from gateway.embedded_redis import EmbeddedRedis, free_port
+from gateway.storage.embedded import EmbeddedRedis, free_port
 
 ORG = "bench"
 WORKSPACE = "ws-bench"

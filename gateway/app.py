@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis.asyncio import Redis, RedisCluster
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -17,29 +16,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit import Audit, audited_gateway_error
-from gateway.auth import Authenticator
-from gateway.chat import ChatService
-from gateway.governance import Governance
-from gateway.live import Live
-from gateway.conversations import Conversations
+from gateway.access.audit import Audit, audited_gateway_error
+from gateway.access.auth import Authenticator
+from gateway.access.repositories import Repositories
+from gateway.access.visibility import Visibility
+from gateway.api import admin, conversation_service, pages, policies, repository, streams
+from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import openai as openai_compat
+from gateway.api.inputs import principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
+from gateway.governance import Governance
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
-from gateway.repositories import Repositories
-from gateway.routes import (
-    admin,
-    anthropic_compat,
-    conversation_service,
-    openai_compat,
-    pages,
-    policies,
-    repository,
-    streams,
-)
-from gateway.routes.common import principal
 from gateway.settings import Settings, load_settings
-from gateway import redis_client
-from gateway.store import Durability, Store
+from gateway.storage.durability import Durability
+from gateway.storage.store import Store
+from gateway.turn import ChatService
+from gateway.turn.live import Live
 from providers import build_provider
 from providers.base import Provider
 
@@ -57,24 +49,20 @@ class Gateway:
     live: Live
     governance: Governance
     resume_secret: bytes
-    conversations: Conversations
+    visibility: Visibility
     providers: dict[str, Provider]
     metrics: Metrics
     repositories: Repositories
     audit: Audit
 
 
-def connect_redis(settings: Settings) -> Redis | RedisCluster:
-    """The one client of this worker: a single Redis, a Redis Cluster or a Sentinel-managed
-    primary (gateway/redis_client.py)."""
+def open_store(settings: Settings) -> Store:
+    """The one Redis client of this worker: a single Redis, a Redis Cluster or a
+    Sentinel-managed primary (gateway/storage/client.py)."""
     if not settings.redis_url:
         raise RuntimeError("no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL")
-    return redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
-
-
-def open_store(settings: Settings) -> Store:
     durability = Durability(settings.durability_replicas, settings.durability_timeout_ms)
-    return Store(connect_redis(settings), durability=durability)
+    return Store.connect(settings.redis_url, cluster=settings.redis_cluster, durability=durability)
 
 
 async def healthz(request: Request) -> Response:
@@ -108,7 +96,7 @@ def create_app(settings: Settings) -> Starlette:
         }
         auth = Authenticator(settings, store)
         await auth.load()
-        resume_secret = await store.shared_secret("resume")
+        resume_secret = await store.credentials.shared_secret("resume")
         live = Live(store, shutdown_grace=settings.shutdown_grace)
         await live.start()
         governance = Governance(settings, store, metrics_registry)
@@ -121,11 +109,11 @@ def create_app(settings: Settings) -> Starlette:
             governance=governance,
             live=live,
             resume_secret=resume_secret,
-            conversations=Conversations(store),
+            visibility=Visibility(store),
             providers=providers,
             metrics=metrics_registry,
             repositories=Repositories(settings, store),
-            audit=Audit(store),
+            audit=Audit(store.events),
         )
         auth.start()
         try:

@@ -16,11 +16,14 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from gateway import __version__, audit, redis_client
-from gateway.auth import ROLES, digest, new_api_key
-from gateway.embedded_redis import EmbeddedRedis
+from gateway import __version__
+from gateway.access import audit
+from gateway.access.auth import digest, new_api_key
+from gateway.access.principal import ROLES
+from gateway.storage.embedded import EmbeddedRedis
 from gateway.settings import ConfigError, Settings, load_settings
-from gateway.store import Store, now_ms
+from gateway.storage.records import now_ms
+from gateway.storage.store import Store
 
 T = TypeVar("T")
 
@@ -111,7 +114,7 @@ def _announce_admin_token(url: str, *, cluster: bool = False) -> bool:
     token = "cgw_admin_" + secrets.token_urlsafe(32)
     try:
         created = asyncio.run(_with_store(
-            url, lambda store: store.set_admin_token_digest(digest(token)), cluster=cluster))
+            url, lambda store: store.credentials.set_admin_token_digest(digest(token)), cluster=cluster))
     except RedisError as exc:
         _fail(f"cannot reach Redis at {url}: {exc}")
         return False
@@ -124,7 +127,7 @@ def _announce_admin_token(url: str, *, cluster: bool = False) -> bool:
 
 
 async def _with_store(url: str, action: Callable[[Store], Awaitable[T]], *, cluster: bool = False) -> T:
-    store = Store(redis_client.connect(url, cluster=cluster))  # the workers' own factory
+    store = Store.connect(url, cluster=cluster)  # the workers' own factory
     try:
         return await action(store)
     finally:
@@ -143,7 +146,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 async def _keys(args: argparse.Namespace, store: Store) -> int:
     if args.keys_cmd == "create":
         key_id, key = new_api_key()
-        await store.save_api_key(digest(key), {
+        await store.credentials.save_api_key(digest(key), {
             "key_id": key_id, "org_id": args.org, "user_id": args.user, "role": args.role,
             "workspaces": args.workspace or [], "name": args.name, "family_name": args.last_name,
             "email": args.email, "created_at": now_ms(),
@@ -153,11 +156,11 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         print(f"api key (printed once, only its hash is kept): {key}")
         return 0
     if args.keys_cmd == "list":
-        for row in await store.list_api_keys():
+        for row in await store.credentials.api_keys():
             print(json.dumps(row))
         return 0
-    record = await store.get_api_key_record(args.key_id)
-    if not await store.revoke_api_key(args.key_id):
+    record = await store.credentials.api_key_record(args.key_id)
+    if not await store.credentials.revoke_api_key(args.key_id):
         return _fail(f"no key with id {args.key_id}", 1)
     if record is not None:
         await _audit_key(
@@ -169,7 +172,7 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
 
 async def _audit_key(store: Store, type_: str, org: str, key_id: str, user: str, role: str) -> None:
     fields = audit.fields_of(type_, None, key_id=key_id, user_id=user, role=role, via="cli")
-    await store.append_event(org, fields, audit.DEFAULT_MAXLEN)
+    await store.events.append(org, fields, audit.DEFAULT_MAXLEN)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ _LIMIT = Field(default=None, ge=1, le=10**15)  # absent: unlimited
 
 class LimitValues(_Frozen):
     """Prompts per minute and tokens (input + output) per minute, UTC day and UTC month,
-    per user and per org; see gateway/limits.py for the windows."""
+    per user and per org; see gateway/access/quotas.py for the windows."""
 
     user_requests_per_minute: int | None = _LIMIT
     org_requests_per_minute: int | None = _LIMIT
@@ -150,7 +150,7 @@ class Settings(_Frozen):
         if v is None:
             return v
         if v.startswith(("redis+sentinel://", "rediss+sentinel://")):
-            from gateway.redis_client import parse_sentinel_url
+            from gateway.storage.client import parse_sentinel_url
 
             parse_sentinel_url(v)  # ValueError names what is wrong
         elif not v.startswith(("redis://", "rediss://", "unix://")):

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway.redis_client import connect
-from gateway.store import Store
+from gateway.storage.client import connect
+from gateway.storage.store import Store
+from gateway.storage import keys
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import ORG, test_config
 from tests.support import ADMIN_TOKEN, GatewayServer, bearer, gateway_settings, make_jwt
@@ -171,13 +172,13 @@ async def store(redis_url: str, redis_env: dict[str, str], redis: Any) -> AsyncI
 
 
 async def conv_hash(redis: Any, cid: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in (await redis.hgetall(f"gw:{{c:{cid}}}")).items()}
+    return {k.decode(): v.decode() for k, v in (await redis.hgetall(keys.conversation(cid))).items()}
 
 
 async def indexes_holding(redis: Any, cid: str, org: str = ORG) -> list[str]:
-    keys = [k.decode() for k in await redis.keys(f"gw:{{o:{org}}}:convs*")]
-    return sorted([k for k in keys if await redis.zscore(k, cid) is not None])
+    found = [k.decode() for k in await redis.keys(keys.org_index_pattern(org))]
+    return sorted([k for k in found if await redis.zscore(k, cid) is not None])
 
 
 async def message_count(redis: Any, cid: str) -> int:
-    return await redis.llen(f"gw:{{c:{cid}}}:m")
+    return await redis.llen(keys.messages(cid))

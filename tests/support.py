@@ -16,8 +16,9 @@ import uvicorn
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
-from gateway.embedded_redis import free_port
+from gateway.storage.embedded import free_port
 from gateway.settings import Settings, load_settings
+from gateway.storage import keys
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
 ADMIN_TOKEN = "test-admin-token"
@@ -67,7 +68,7 @@ class GatewayServer:
     async def restore_heartbeat(self, redis: Any) -> None:
         """Tests FLUSHALL between each other; put back what a live worker keeps in Redis."""
         gateway = self.app.state.gateway
-        await redis.set(f"gw:worker:{gateway.live.worker_id}", "1", px=6000)
+        await redis.set(keys.worker(gateway.live.worker_id), "1", px=6000)
         await self.call(gateway.governance.reload())  # policies an earlier test put via the API
 
     def stop(self) -> None:

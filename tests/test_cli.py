@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from gateway.embedded_redis import free_port
+from gateway.storage.embedded import free_port
 from tests.support import bearer, parse_sse
 
 

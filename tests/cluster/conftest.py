@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import RedisCluster
 
-from gateway.embedded_cluster import EmbeddedCluster
+from tests.topologies import EmbeddedCluster
 from tests.cluster.support import ClusterTestClient
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import test_config

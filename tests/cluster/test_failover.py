@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.embedded_cluster import EmbeddedCluster
-from gateway.store import conv_key, messages_key
+from tests.topologies import EmbeddedCluster
 from tests.cluster.support import ClusterTestClient
 from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
+from gateway.storage import keys
 
 CONFIG = """
 [[models]]
@@ -106,7 +106,7 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
                 await asyncio.sleep(1.5)  # load running, every conversation has answers
                 victim = cluster.primary_ports()[0]
                 victim_slots = {c.conversation_id for c in load.outcomes
-                                if redis.get_node_from_key(conv_key(c.conversation_id)).port == victim}
+                                if redis.get_node_from_key(keys.conversation(c.conversation_id)).port == victim}
                 killed_at = time.monotonic()
                 cluster.kill(victim)
                 promoted = await asyncio.to_thread(cluster.wait_failover, victim)
@@ -135,7 +135,7 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
     await redis.initialize()
     missing = []
     for o in confirmed:
-        kept = {m["id"]: m for m in map(json.loads, await redis.lrange(messages_key(o.conversation_id), 0, -1))}
+        kept = {m["id"]: m for m in map(json.loads, await redis.lrange(keys.messages(o.conversation_id), 0, -1))}
         m = kept.get(o.message_id)  # type: ignore[arg-type]
         if m is None or m["content"] != o.text or m["status"] != "complete":
             missing.append(o.message_id)

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.embedded_cluster import EmbeddedCluster
-from gateway.embedded_redis import free_port
-from gateway.store import conv_key, messages_key
+from tests.topologies import EmbeddedCluster
+from gateway.storage.embedded import free_port
+from gateway.storage import keys
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.faults.test_streams import read_until
+from tests.turn.test_stream_faults import read_until
 from tests.gateway_fixtures import ORG
 from tests.gateway_fixtures import test_config as gateway_config
 from tests.support import ADMIN_TOKEN, JWT_SECRET, bearer, make_jwt, parse_sse
@@ -103,7 +103,7 @@ async def session_on(http: httpx.AsyncClient, token: str, cid: str, model: str =
 
 
 async def stored(redis, cid: str) -> list[dict]:
-    return [json.loads(m) for m in await redis.lrange(messages_key(cid), 0, -1)]
+    return [json.loads(m) for m in await redis.lrange(keys.messages(cid), 0, -1)]
 
 
 async def test_a_stream_started_on_one_gateway_is_resumed_and_stopped_through_the_other(
@@ -184,7 +184,7 @@ async def test_rate_limits_hold_across_both_gateways(replicas, upstream, redis):
         assert r.status_code == 429 and r.json()["code"] == "rate_limited"
     assert len(await stored(redis, conv["id"])) == 6  # the refused prompts left nothing
     # one counter, under the org's tag, whichever replica counted
-    [key] = await redis.keys(f"gw:{{o:{ORG}}}:rl:req:min:*:u:dave")
+    [key] = await redis.keys(keys.rate_window(ORG, "requests", "min:*", "user", "dave"))
     assert await redis.get(key) == b"3"
 
 
@@ -210,7 +210,7 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
     conv = await client.create_conversation(alice)
     session = await client.create_session(alice, conv["id"], "gpt")
     upstream.script(Reply(chunks=["kept ", "twice"]))
-    node = redis.get_node_from_key(conv_key(conv["id"]))
+    node = redis.get_node_from_key(keys.conversation(conv["id"]))
     primary = Redis(host=node.host, port=node.port)
     waits = (await primary.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
     stream = await client.chat(alice, session["id"], "hi")
@@ -221,7 +221,7 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
     [replica_port] = redis_cluster.replica_ports(node.port)
     replica = Redis(port=replica_port)
     await replica.execute_command("READONLY")  # a cluster replica serves its slots only then
-    on_replica = [json.loads(m) for m in await replica.lrange(messages_key(conv["id"]), 0, -1)]
+    on_replica = [json.loads(m) for m in await replica.lrange(keys.messages(conv["id"]), 0, -1)]
     await replica.aclose()
     assert [m["id"] for m in on_replica][1] == mid and on_replica[1]["content"] == "kept twice"
 
@@ -229,9 +229,9 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
 async def test_the_cluster_suite_really_runs_on_the_cluster(gateway_server, client, alice, redis):
     """Guard for tests/cluster/*_on_cluster.py: their gateway holds a cluster client, and
     conversations spread over every primary."""
-    assert gateway_server.app.state.gateway.store.cluster is True
+    assert gateway_server.app.state.gateway.store.replication.cluster is True
     ids = [(await client.create_conversation(alice))["id"] for _ in range(24)]
-    nodes = {redis.get_node_from_key(conv_key(cid)).name for cid in ids}
+    nodes = {redis.get_node_from_key(keys.conversation(cid)).name for cid in ids}
     assert len(nodes) == 3
 
 
@@ -249,4 +249,4 @@ async def test_the_cli_uses_the_same_cluster_client(redis_url, redis, replicas):
     for http in replicas:
         r = await http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
         assert r.status_code == 200, r.text
-    assert await redis.hlen("gw:keys") == 1
+    assert await redis.hlen(keys.API_KEYS) == 1

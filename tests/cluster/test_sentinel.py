@@ -13,10 +13,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.embedded_cluster import EmbeddedSentinel
-from gateway.store import messages_key
+from tests.topologies import EmbeddedSentinel
 from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
+from gateway.storage import keys
 
 CONFIG = """
 [[models]]
@@ -59,7 +59,7 @@ async def test_the_gateway_follows_sentinel_through_a_failover(sentinel: Embedde
             assert status == 200 and end and "stored" not in end
             # WAIT made the replica hold it by the time `end` was sent
             on_replica = Redis(port=replica.port, decode_responses=True)
-            assert await on_replica.llen(messages_key(conv["id"])) == 2
+            assert await on_replica.llen(keys.messages(conv["id"])) == 2
             await on_replica.aclose()
 
             old_primary.process.send_signal(9)  # type: ignore[union-attr]
@@ -80,7 +80,7 @@ async def test_the_gateway_follows_sentinel_through_a_failover(sentinel: Embedde
                                params={"org_id": ORG, "conversation_id": conv["id"]})
             ids = [m["id"] for m in r.json()["messages"]]
         promoted = Redis(port=replica.port, decode_responses=True)
-        stored = [json.loads(m)["id"] for m in await promoted.lrange(messages_key(conv["id"]), 0, -1)]
+        stored = [json.loads(m)["id"] for m in await promoted.lrange(keys.messages(conv["id"]), 0, -1)]
         await promoted.aclose()
         assert end and end["message_id"] in stored
         assert [e["message_id"] for e in ends] == [i for i in ids if i in {e["message_id"] for e in ends}]
