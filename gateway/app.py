@@ -60,7 +60,9 @@ def open_store(settings: Settings) -> Store:
     """The one Redis client of this worker: a single Redis, a Redis Cluster or a
     Sentinel-managed primary (gateway/storage/client.py)."""
     if not settings.redis_url:
-        raise RuntimeError("no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL")
+        raise RuntimeError(
+            "no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL"
+        )
     durability = Durability(settings.durability_replicas, settings.durability_timeout_ms)
     return Store.connect(settings.redis_url, cluster=settings.redis_cluster, durability=durability)
 
@@ -74,7 +76,9 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(1.0):
             await request.app.state.gateway.store.ping()
     except Exception as exc:  # any failure to answer means "not ready"
-        return error_response(503, "redis_unavailable", f"Redis does not answer: {type(exc).__name__}")
+        return error_response(
+            503, "redis_unavailable", f"Redis does not answer: {type(exc).__name__}"
+        )
     return JSONResponse({"status": "ready"})
 
 
@@ -91,9 +95,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings)
-        providers = {
-            m.id: build_provider(settings.model_spec(m)) for m in settings.served_models
-        }
+        providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
         auth = Authenticator(settings, store)
         await auth.load()
         resume_secret = await store.credentials.shared_secret("resume")
@@ -132,17 +134,22 @@ def create_app(settings: Settings) -> Starlette:
 
     middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
-            expose_headers=[  # readable by the page's script
-                "Retry-After", "X-Request-Id",
-                "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-            ],
-            allow_credentials=False,
-        ))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
+                expose_headers=[  # readable by the page's script
+                    "Retry-After",
+                    "X-Request-Id",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                ],
+                allow_credentials=False,
+            )
+        )
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -44,8 +44,12 @@ class Backoff:
             yield self.delay(attempt)
 
     async def run(
-        self, op: Callable[[], Awaitable[T]], *, retry_on: tuple[type[BaseException], ...],
-        deadline: float | None = None, attempts: int | None = None,
+        self,
+        op: Callable[[], Awaitable[T]],
+        *,
+        retry_on: tuple[type[BaseException], ...],
+        deadline: float | None = None,
+        attempts: int | None = None,
         on_error: Callable[[int, Exception], None] | None = None,
     ) -> T:
         """op() until it returns. After an error of `retry_on`, on_error(attempt, error),

@@ -30,7 +30,10 @@ def command(port: int, *args: str, timeout: float = 2.0) -> Any:
     and checks; the reply as redis-py reads it, strings decoded, with no reply parsing (INFO
     comes back as its text)."""
     conn = redis.Connection(
-        host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         decode_responses=True,
     )
     try:
@@ -95,8 +98,13 @@ class EmbeddedCluster:
     before its replica takes over (Redis' default is 15 s; tests want ~1 s)."""
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, primaries: int = 3, replicas: int = 1,
-        node_timeout_ms: int = 1000, appendonly: bool = False,
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+        appendonly: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.primaries = primaries
@@ -123,20 +131,39 @@ class EmbeddedCluster:
             for _ in range(count):
                 port = cluster_port()
                 folder = self.data_dir / f"node-{port}"
-                node = EmbeddedRedis(folder, appendonly=self.appendonly, port=port, extra_args=[
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(folder / "nodes.conf"),
-                    "--cluster-node-timeout", str(self.node_timeout_ms),
-                ])
+                node = EmbeddedRedis(
+                    folder,
+                    appendonly=self.appendonly,
+                    port=port,
+                    extra_args=[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(folder / "nodes.conf"),
+                        "--cluster-node-timeout",
+                        str(self.node_timeout_ms),
+                    ],
+                )
                 self.nodes[port] = node.start()
             created = subprocess.run(
-                [redis_cli_binary(), "--cluster", "create",
-                 *[f"127.0.0.1:{p}" for p in self.ports],
-                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                capture_output=True, text=True, timeout=timeout, check=False,
+                [
+                    redis_cli_binary(),
+                    "--cluster",
+                    "create",
+                    *[f"127.0.0.1:{p}" for p in self.ports],
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
             if created.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-800:]}{created.stderr}")
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed: {created.stdout[-800:]}{created.stderr}"
+                )
             self.wait_healthy(timeout)
         except BaseException:
             self.stop()
@@ -150,30 +177,45 @@ class EmbeddedCluster:
         for line in command(port, "CLUSTER", "NODES").splitlines():
             parts = line.split()
             flags = parts[2].split(",")
-            rows.append({
-                "id": parts[0], "port": parts[1].split("@")[0].rsplit(":", 1)[1],
-                "role": "primary" if "master" in flags else "replica",
-                "primary": parts[3], "failed": str("fail" in flags or "fail?" in flags),
-                "slots": " ".join(parts[8:]),
-            })
+            rows.append(
+                {
+                    "id": parts[0],
+                    "port": parts[1].split("@")[0].rsplit(":", 1)[1],
+                    "role": "primary" if "master" in flags else "replica",
+                    "primary": parts[3],
+                    "failed": str("fail" in flags or "fail?" in flags),
+                    "slots": " ".join(parts[8:]),
+                }
+            )
         return rows
 
     def primary_ports(self) -> list[int]:
-        return [int(r["port"]) for r in self.topology()
-                if r["role"] == "primary" and r["failed"] == "False" and r["slots"]]
+        return [
+            int(r["port"])
+            for r in self.topology()
+            if r["role"] == "primary" and r["failed"] == "False" and r["slots"]
+        ]
 
     def replica_ports(self, primary: int | None = None) -> list[int]:
         rows = self.topology()
         ids = {r["port"]: r["id"] for r in rows}
-        return [int(r["port"]) for r in rows if r["role"] == "replica" and r["failed"] == "False"
-                and (primary is None or r["primary"] == ids.get(str(primary)))]
+        return [
+            int(r["port"])
+            for r in rows
+            if r["role"] == "replica"
+            and r["failed"] == "False"
+            and (primary is None or r["primary"] == ids.get(str(primary)))
+        ]
 
     def alive(self) -> list[int]:
-        return [p for p, n in self.nodes.items() if n.process is not None and n.process.poll() is None]
+        return [
+            p for p, n in self.nodes.items() if n.process is not None and n.process.poll() is None
+        ]
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Every live node says cluster_state:ok, every slot has a primary, and each live
         replica's link to its primary is up (so WAIT has someone to count)."""
+
         def healthy() -> bool:
             for port in self.alive():
                 state = cluster_info(port)
@@ -203,10 +245,14 @@ class EmbeddedCluster:
 
         def promoted() -> bool:
             rows = self.topology()
-            found[:] = [int(r["port"]) for r in rows
-                        if r["role"] == "primary" and r["slots"] == slots and r["port"] != str(dead)]
+            found[:] = [
+                int(r["port"])
+                for r in rows
+                if r["role"] == "primary" and r["slots"] == slots and r["port"] != str(dead)
+            ]
             return bool(found) and all(
-                cluster_info(p).get("cluster_state") == "ok" for p in self.alive())
+                cluster_info(p).get("cluster_state") == "ok" for p in self.alive()
+            )
 
         _wait(promoted, f"a replica promoted in place of :{dead}", timeout)
         return found[0]
@@ -227,7 +273,11 @@ class EmbeddedSentinel:
     `service`. `down_after_ms` is how long the primary may be silent before failover."""
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, service: str = "gateway", sentinels: int = 1,
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        service: str = "gateway",
+        sentinels: int = 1,
         down_after_ms: int = 1000,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -246,12 +296,24 @@ class EmbeddedSentinel:
 
     def start(self, timeout: float = 30.0) -> EmbeddedSentinel:
         try:
-            self.primary = EmbeddedRedis(self.data_dir / "primary", appendonly=False, port=free_port()).start()
-            self.replica = EmbeddedRedis(self.data_dir / "replica", appendonly=False, port=free_port(), extra_args=[
-                "--replicaof", "127.0.0.1", str(self.primary.port),
-            ]).start()
-            _wait(lambda: info(self.replica.port, "replication").get("master_link_status") == "up",  # type: ignore[union-attr]
-                  "replica in sync", timeout)
+            self.primary = EmbeddedRedis(
+                self.data_dir / "primary", appendonly=False, port=free_port()
+            ).start()
+            self.replica = EmbeddedRedis(
+                self.data_dir / "replica",
+                appendonly=False,
+                port=free_port(),
+                extra_args=[
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(self.primary.port),
+                ],
+            ).start()
+            _wait(
+                lambda: info(self.replica.port, "replication").get("master_link_status") == "up",  # type: ignore[union-attr]
+                "replica in sync",
+                timeout,
+            )
             quorum = self.sentinel_count // 2 + 1
             for i in range(self.sentinel_count):
                 port = free_port()
@@ -262,19 +324,31 @@ class EmbeddedSentinel:
                     f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
                     f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} {quorum}\n"
                     f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
-                    f"sentinel failover-timeout {self.service} {max(3000, self.down_after_ms * 3)}\n"
+                    f"sentinel failover-timeout {self.service} {max(3000, self.down_after_ms * 3)}\n"  # noqa: E501
                     f"sentinel parallel-syncs {self.service} 1\n"
                 )
                 proc = subprocess.Popen(
-                    [redis_server_binary(), str(conf), "--sentinel", "--loglevel", "warning",
-                     "--logfile", str(folder / "sentinel.log")],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        redis_server_binary(),
+                        str(conf),
+                        "--sentinel",
+                        "--loglevel",
+                        "warning",
+                        "--logfile",
+                        str(folder / "sentinel.log"),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 self.sentinels.append(proc)
                 self.sentinel_ports.append(port)
             for port in self.sentinel_ports:
-                _wait(lambda port=port: self.primary_port(port) == self.primary.port,  # type: ignore[union-attr,misc]
-                      "sentinel answering", timeout)
+                _wait(
+                    lambda port=port: self.primary_port(port) == self.primary.port,  # type: ignore[union-attr,misc]
+                    "sentinel answering",
+                    timeout,
+                )
         except BaseException:
             self.stop()
             raise

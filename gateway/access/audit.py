@@ -38,8 +38,6 @@ DEFAULT_MAXLEN = 100_000  # per org; XADD MAXLEN ~ trims whole macro nodes, so r
 NO_ORG = "_platform"  # where events of callers without an org (the admin) go
 
 
-
-
 @dataclass(slots=True, frozen=True)
 class Event:
     id: str
@@ -48,7 +46,13 @@ class Event:
     fields: dict[str, str]
 
     def to_json(self, org: str) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "at": iso(self.at_ms), "org_id": org, **self.fields}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "at": iso(self.at_ms),
+            "org_id": org,
+            **self.fields,
+        }
 
 
 def fields_of(type_: str, actor: Principal | None, **details: str | int | None) -> dict[str, str]:
@@ -94,14 +98,23 @@ class Audit:
                     await self.events.append_many(batch)
                 except Exception:
                     for i, (org, fields, _) in enumerate(batch):
-                        log.error("audit event %s for org %s was not recorded",
-                                  fields.get("type"), org, exc_info=i == 0)
+                        log.error(
+                            "audit event %s for org %s was not recorded",
+                            fields.get("type"),
+                            org,
+                            exc_info=i == 0,
+                        )
         finally:
             self._writer = None
 
     async def read(
-        self, org: str, *, since_ms: int | None = None, until_ms: int | None = None,
-        before: str | None = None, take: int = 50,
+        self,
+        org: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        before: str | None = None,
+        take: int = 50,
     ) -> list[Event]:
         """Newest first; `before` (an event id, excluded) pages past the last one seen."""
         newest = "+" if until_ms is None else str(until_ms)
@@ -130,8 +143,12 @@ async def audited_gateway_error(request: Request, exc: Exception) -> Response:
         gateway = getattr(request.app.state, "gateway", None)
         if caller is not None and gateway is not None:
             gateway.audit.record(
-                caller.org_id, ACCESS_DENIED, caller, method=request.method,
-                path=request.url.path, code=exc.code, reason=exc.message,
+                caller.org_id,
+                ACCESS_DENIED,
+                caller,
+                method=request.method,
+                path=request.url.path,
+                code=exc.code,
+                reason=exc.message,
             )
     return await errors.handle_gateway_error(request, exc)
-

@@ -79,8 +79,11 @@ class Authenticator:
             self._keys.clear()
 
         await self.store.pubsub.listen(
-            keys.KEYS_REVOKED_CHANNEL, self._forget_key,
-            what="key revocation listener", on_ready=subscribed, on_lost=lost,
+            keys.KEYS_REVOKED_CHANNEL,
+            self._forget_key,
+            what="key revocation listener",
+            on_ready=subscribed,
+            on_lost=lost,
         )
 
     def _forget_key(self, digest: str) -> None:

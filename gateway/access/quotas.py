@@ -4,8 +4,9 @@ through Redis; the `[limits]` table of the config file sets them (none set: no R
 Windows are fixed and UTC: the minute (epoch seconds // 60), the day and the calendar month.
 `RateLimits.admit()` runs one Lua script per prompt, once the request is valid and before
 the pre-policy, anything stored or anything sent upstream (so a blocked prompt, a 409 busy
-or a 502 still counts: a limited caller cannot make the gateway write). The script reads every window that applies; only when none is full does it count
-the prompt in the request windows, so a refused prompt costs nothing. Token windows are only
+or a 502 still counts: a limited caller cannot make the gateway write). The script reads
+every window that applies; only when none is full does it count the prompt in the request
+windows, so a refused prompt costs nothing. Token windows are only
 read there: a turn's tokens (input + output, as recorded) are added when it ends, in the
 end-of-turn round trip (gateway/storage/usage.py), so one turn may overshoot a budget by its own
 size and the next prompt is refused until the window resets.
@@ -46,6 +47,7 @@ LIMITS = {
     "user_tokens_per_month": ("tokens", "user", "month"),
     "org_tokens_per_month": ("tokens", "org", "month"),
 }
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -98,7 +100,9 @@ class RateLimits:
             values = self._per_org[org_id] = self.config.for_org(org_id)
         return values
 
-    def windows(self, org_id: str, user_id: str, now: float, *, kind: str | None = None) -> list[Window]:
+    def windows(
+        self, org_id: str, user_id: str, now: float, *, kind: str | None = None
+    ) -> list[Window]:
         """The windows that apply to one prompt of `user_id` in `org_id`; requests first."""
         values = self._values(org_id)
         ids = window_ids(now)
@@ -140,8 +144,10 @@ class RateLimits:
         """(key, EXPIREAT instant) of each token window a finished turn adds its tokens to."""
         if self.quotas is None:
             return []
-        return [(w.key, w.reset_at + EXPIRY_GRACE)
-                for w in self.windows(org_id, user_id, time.time(), kind="tokens")]
+        return [
+            (w.key, w.reset_at + EXPIRY_GRACE)
+            for w in self.windows(org_id, user_id, time.time(), kind="tokens")
+        ]
 
 
 def refusal(windows: list[Window], used: list[int], now: float) -> RateLimited:

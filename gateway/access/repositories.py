@@ -37,8 +37,12 @@ class Repository:
     @classmethod
     def from_config(cls, r: RepositoryConfig) -> Repository:
         return cls(
-            id=r.id, org_id=r.org_id, workspace_id=r.workspace_id, model=r.model,
-            source="config", api_key_env=r.api_key_env,
+            id=r.id,
+            org_id=r.org_id,
+            workspace_id=r.workspace_id,
+            model=r.model,
+            source="config",
+            api_key_env=r.api_key_env,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +92,12 @@ class Repositories:
         return sorted(repos, key=lambda r: (r.org_id, r.id))
 
     async def put(
-        self, rid: str, *, org_id: str, workspace_id: str | None, model: str | None,
+        self,
+        rid: str,
+        *,
+        org_id: str,
+        workspace_id: str | None,
+        model: str | None,
         existing: Repository | None,
     ) -> tuple[Repository, bool]:
         """Create or replace an admin-managed repository; (repository, created)."""
@@ -96,8 +105,12 @@ class Repositories:
             raise ConfigOwned(rid)
         at = now_ms()
         repo = Repository(
-            id=rid, org_id=org_id, workspace_id=workspace_id, model=model,
-            created_at=existing.created_at if existing else at, updated_at=at,
+            id=rid,
+            org_id=org_id,
+            workspace_id=workspace_id,
+            model=model,
+            created_at=existing.created_at if existing else at,
+            updated_at=at,
         )
         record = asdict(repo)
         del record["api_key_env"]  # only the config file may name environment variables

@@ -63,7 +63,12 @@ class Visibility:
         self.conversations = store.conversations
 
     async def page(
-        self, caller: Principal, org: str, *, offset: int, limit: int,
+        self,
+        caller: Principal,
+        org: str,
+        *,
+        offset: int,
+        limit: int,
         filters: ConversationFilter = ConversationFilter(),
     ) -> tuple[list[Conversation], int]:
         found = scopes(caller, filters)
@@ -76,7 +81,12 @@ class Visibility:
             )
         else:
             ids, total = await self.conversations.page_merged(
-                org, found, shared(caller, filters), offset=offset, limit=limit,
-                since_ms=since, until_ms=until,
+                org,
+                found,
+                shared(caller, filters),
+                offset=offset,
+                limit=limit,
+                since_ms=since,
+                until_ms=until,
             )
         return await self.conversations.get_many(ids), total

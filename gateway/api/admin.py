@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from gateway.access import audit
 from gateway.access.principal import Principal
-from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.access.repositories import ConfigOwned, Repository
 from gateway.api.inputs import Body, int_param, iso_param, ok, principal, read_body
+from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -33,7 +33,9 @@ class PutRepository(Body):
 async def admin_principal(request: Request) -> Principal:
     caller = await principal(request)
     if caller.role not in ("admin", "org_admin"):
-        raise Forbidden("the admin API is for org admins and the platform admin", code="forbidden_role")
+        raise Forbidden(
+            "the admin API is for org admins and the platform admin", code="forbidden_role"
+        )
     return caller
 
 
@@ -108,8 +110,13 @@ async def put_repository(request: Request) -> Response:
     except ConfigOwned:
         raise _config_owned(rid) from None
     gw.audit.record(
-        org, audit.REPOSITORY_SAVED, caller, repo_id=rid, workspace_id=body.workspace_id,
-        model=body.model, created=int(created),
+        org,
+        audit.REPOSITORY_SAVED,
+        caller,
+        repo_id=rid,
+        workspace_id=body.workspace_id,
+        model=body.model,
+        created=int(created),
     )
     return ok({"success": True, "repository": repo.to_json()}, 201 if created else 200)
 
@@ -144,12 +151,14 @@ async def list_events(request: Request) -> Response:
     events = await request.app.state.gateway.audit.read(
         org, since_ms=since, until_ms=until, before=before, take=take
     )
-    return ok({
-        "success": True,
-        "events": [e.to_json(org) for e in events],
-        # pass as ?before= for the next (older) page
-        "next_before": events[-1].id if len(events) == take else None,
-    })
+    return ok(
+        {
+            "success": True,
+            "events": [e.to_json(org) for e in events],
+            # pass as ?before= for the next (older) page
+            "next_before": events[-1].id if len(events) == take else None,
+        }
+    )
 
 
 routes = [

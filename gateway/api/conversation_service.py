@@ -10,16 +10,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.access import audit
+from gateway.access.principal import Principal
+from gateway.access.resume_tokens import resume_token
 from gateway.api import sse
+from gateway.api.inputs import (
+    Body,
+    int_param,
+    ok,
+    org_param,
+    principal,
+    read_body,
+    request_timing,
+    required_param,
+)
+from gateway.errors import Forbidden, NotFound
+from gateway.storage.records import ChatSession, Conversation, Creator, Message, iso, new_id
 from gateway.turn import Turn
 from gateway.turn.live import detach
-from gateway.access.resume_tokens import resume_token
-from gateway.access.principal import Principal
-from gateway.errors import Forbidden, NotFound
-from gateway.api.inputs import (
-    Body, int_param, ok, org_param, principal, read_body, request_timing, required_param,
-)
-from gateway.storage.records import ChatSession, Conversation, Creator, Message, iso, new_id
 from gateway.turn.prepare import Prompt
 
 
@@ -90,7 +97,9 @@ def creator_of(p: Principal) -> Creator:
     return Creator(id=p.user_id, name=p.name, last_name=p.family_name, email=p.email)
 
 
-async def _conversation_in_org(request: Request, caller: Principal, org_id: str, cid: str) -> Conversation:
+async def _conversation_in_org(
+    request: Request, caller: Principal, org_id: str, cid: str
+) -> Conversation:
     conv = await request.app.state.gateway.chat.visible_conversation(caller, cid)
     if conv.org_id != org_id:
         raise NotFound("conversation not found", code="conversation_not_found")
@@ -107,8 +116,13 @@ async def create(request: Request) -> Response:
     if workspace is not None and not caller.can_use_workspace(workspace):
         raise Forbidden(f"no access to workspace {workspace!r}")
     conv = Conversation(
-        id=new_id(), org_id=org_id, title=body.title, is_archived=body.is_archived,
-        created_by=caller.user_id, creator=creator_of(caller), workspace_id=workspace,
+        id=new_id(),
+        org_id=org_id,
+        title=body.title,
+        is_archived=body.is_archived,
+        created_by=caller.user_id,
+        creator=creator_of(caller),
+        workspace_id=workspace,
     )
     gw = request.app.state.gateway
     await gw.store.conversations.create(conv)
@@ -139,14 +153,25 @@ async def stream_chat(request: Request) -> Response:
     org_id = org_param(request, caller)
     body = await read_body(request, StreamChat)
     gw = request.app.state.gateway
-    turn = await gw.chat.prepare(Prompt(
-        caller, text=body.message, session_id=body.chat_session_id, org_id=org_id,
-        on_disconnect=body.on_disconnect, **request_timing(request),
-    ))
+    turn = await gw.chat.prepare(
+        Prompt(
+            caller,
+            text=body.message,
+            session_id=body.chat_session_id,
+            org_id=org_id,
+            on_disconnect=body.on_disconnect,
+            **request_timing(request),
+        )
+    )
     gw.audit.record(
-        org_id, audit.PROMPT_SENT, caller, chat_session_id=body.chat_session_id,
+        org_id,
+        audit.PROMPT_SENT,
+        caller,
+        chat_session_id=body.chat_session_id,
         conversation_id=turn.conversation.id if turn.conversation else None,
-        message_id=turn.message_id, model=turn.model.id, stream=1,
+        message_id=turn.message_id,
+        model=turn.model.id,
+        stream=1,
     )
     return await turn_stream(gw, turn)
 
@@ -159,7 +184,8 @@ async def turn_stream(gw: Any, turn: Turn) -> Response:
     if turn.on_disconnect == "continue":
         events = detach(events)
     body = sse.encode(
-        events, start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)}
+        events,
+        start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)},
     )
     return sse.sse_response(body, settings=gw.settings, headers=turn.rate_headers)
 
@@ -193,10 +219,14 @@ async def messages(request: Request) -> Response:
     msgs, total = await request.app.state.gateway.store.conversations.messages(
         conv.id, offset=offset, limit=limit
     )
-    return ok({
-        "messages": [message_json(m) for m in msgs], "total": total,
-        "limit": limit, "offset": offset,
-    })
+    return ok(
+        {
+            "messages": [message_json(m) for m in msgs],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
 
 
 routes = [

@@ -79,8 +79,11 @@ class _Refused(ValueError):
 
 def _parse_int(text: str) -> int:
     if len(text) > 17 or abs(value := int(text)) > MAX_JSON_INT:
-        raise _Refused(f"integer {text[:20]}{'...' if len(text) > 20 else ''} is out of range "
-                       f"(at most {MAX_JSON_INT} in absolute value)", "number_out_of_range")
+        raise _Refused(
+            f"integer {text[:20]}{'...' if len(text) > 20 else ''} is out of range "
+            f"(at most {MAX_JSON_INT} in absolute value)",
+            "number_out_of_range",
+        )
     return value
 
 
@@ -136,7 +139,9 @@ def _check_tree(data: Any) -> None:
                     raise _bad_char(item, (path, key))
             elif isinstance(item, dict | list):
                 if depth >= MAX_JSON_DEPTH:
-                    raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json")
+                    raise BadRequest(
+                        f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json"
+                    )
                 stack.append((item, depth + 1, (path, key)))
 
 
@@ -150,11 +155,14 @@ def _check_content_type(request: Request) -> None:
     json_like = media in ("application/json", "text/plain") or (
         media.startswith("application/") and media.endswith("+json")
     )
-    charset = next((p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")), "utf-8")
+    charset = next(
+        (p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")), "utf-8"
+    )
     if not json_like or charset not in ("utf-8", "utf8"):
         raise GatewayError(
             f"Content-Type {raw[:100]!r} is not accepted; send application/json (UTF-8)",
-            code="unsupported_media_type", status=415,
+            code="unsupported_media_type",
+            status=415,
         )
 
 
@@ -176,17 +184,26 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_json") from None
+        raise BadRequest(
+            f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_json"
+        ) from None
     try:
         data = json.loads(
-            text, object_pairs_hook=_object, parse_int=_parse_int, parse_float=_parse_float,
+            text,
+            object_pairs_hook=_object,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
             parse_constant=_parse_constant,
         )
     except _Refused as exc:
         raise BadRequest(f"request body: {exc}", code=exc.code) from None
     except json.JSONDecodeError as exc:
         # a raw control character in a string: the same refusal as its \u escape
-        code = "invalid_characters" if exc.msg.startswith("Invalid control character") else "invalid_json"
+        code = (
+            "invalid_characters"
+            if exc.msg.startswith("Invalid control character")
+            else "invalid_json"
+        )
         raise BadRequest(f"request body is not valid JSON: {exc}", code=code) from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None

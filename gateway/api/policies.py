@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.access.principal import Principal
-from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from gateway.policy import PolicySpec, error_lines
 from gateway.api.admin import admin_principal, org_scope
 from gateway.api.inputs import int_param, iso_param, ok, principal, read_json
+from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.policy import PolicySpec, error_lines
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -82,7 +82,9 @@ async def put_policy(request: Request) -> Response:
             raise Forbidden("this policy belongs to the platform, not to your org")
         raise Conflict(f"the policy id {pid!r} is taken", code="policy_id_taken")
     await gov.put(spec)
-    return ok({"success": True, "policy": policy_json(spec, "api")}, 201 if existing is None else 200)
+    return ok(
+        {"success": True, "policy": policy_json(spec, "api")}, 201 if existing is None else 200
+    )
 
 
 async def delete_policy(request: Request) -> Response:
@@ -96,8 +98,10 @@ async def delete_policy(request: Request) -> Response:
     if not _manages(caller, spec):
         raise Forbidden("this policy belongs to the platform, not to your org")
     if source == "file":
-        raise Conflict("this policy comes from the config file: edit the file, or PUT it with "
-                       "enabled = false", code="policy_in_config")
+        raise Conflict(
+            "this policy comes from the config file: edit the file, or PUT it with enabled = false",
+            code="policy_in_config",
+        )
     await gov.delete(pid)
     return ok({"success": True, "deleted": pid})
 
@@ -122,20 +126,36 @@ async def violations(request: Request) -> Response:
     skip = int_param(request, "skip", 0, lo=0, hi=100_000)
     wanted = {
         key: request.query_params.get(param)
-        for key, param in (("policy_id", "policyId"), ("user_id", "userId"), ("conversation_id", "conversationId"))
+        for key, param in (
+            ("policy_id", "policyId"),
+            ("user_id", "userId"),
+            ("conversation_id", "conversationId"),
+        )
         if request.query_params.get(param)
     }
-    rows = await request.app.state.gateway.store.events.violations(org, since_ms=since, until_ms=until)
+    rows = await request.app.state.gateway.store.events.violations(
+        org, since_ms=since, until_ms=until
+    )
     matching = [
-        v for v in rows
+        v
+        for v in rows
         if _visible(caller, v) and all(v.get(k) == value for k, value in wanted.items())
     ]
-    page = [{k: v for k, v in row.items() if k != "conversation_creator"} for row in matching[skip:skip + take]]
+    page = [
+        {k: v for k, v in row.items() if k != "conversation_creator"}
+        for row in matching[skip : skip + take]
+    ]
     counts = None
     if caller.role in ("admin", "org_admin"):
         counts = await request.app.state.gateway.store.events.violation_counts(org)
-    return ok({"success": True, "violations": page, "total": len(matching),
-               **({"counts": counts} if counts is not None else {})})
+    return ok(
+        {
+            "success": True,
+            "violations": page,
+            "total": len(matching),
+            **({"counts": counts} if counts is not None else {}),
+        }
+    )
 
 
 routes = [

@@ -17,9 +17,8 @@ from starlette.routing import Route
 
 from gateway.access import audit
 from gateway.access.principal import Principal
-from gateway.turn import ChatEvent, collect
 from gateway.access.visibility import ConversationFilter
-from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
+from gateway.api.conversation_service import creator_of, turn_stream
 from gateway.api.inputs import (
     Body,
     int_param,
@@ -29,8 +28,9 @@ from gateway.api.inputs import (
     read_body,
     request_timing,
 )
-from gateway.api.conversation_service import creator_of, turn_stream
+from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
 from gateway.storage.records import ChatSession, Conversation, Message, iso, new_id
+from gateway.turn import ChatEvent, collect
 from gateway.turn.prepare import Prompt
 
 # a JSON answer's status when the stream behind it ended with an error event
@@ -117,13 +117,23 @@ async def create(request: Request) -> Response:
     if model is None:
         raise NotFound(f"model {repo.model!r} is not served", code="model_not_found")
     conv = Conversation(
-        id=new_id(), org_id=repo.org_id, title="", created_by=caller.user_id,
-        creator=creator_of(caller), workspace_id=repo.workspace_id, repo_id=repo.id,
+        id=new_id(),
+        org_id=repo.org_id,
+        title="",
+        created_by=caller.user_id,
+        creator=creator_of(caller),
+        workspace_id=repo.workspace_id,
+        repo_id=repo.id,
     )
     session = ChatSession(id=new_id(), conversation_id=conv.id, model_id=model.id)
     event = gw.audit.event(
-        conv.org_id, audit.CONVERSATION_CREATED, caller, conversation_id=conv.id,
-        repo_id=repo.id, workspace_id=repo.workspace_id, model=model.id,
+        conv.org_id,
+        audit.CONVERSATION_CREATED,
+        caller,
+        conversation_id=conv.id,
+        repo_id=repo.id,
+        workspace_id=repo.workspace_id,
+        model=model.id,
     )
     await gw.store.conversations.create_with_session(conv, session, event)
     return ok({"success": True, "conversationId": conv.id})
@@ -155,16 +165,27 @@ async def prompt(request: Request) -> Response:
     if not caller.can_prompt(conv):
         raise Forbidden("only the conversation's creator may prompt it")
     sid = await _session_for(gw, conv, default_session)
-    turn = await gw.chat.prepare(Prompt(
-        caller, text=body.prompt, session_id=sid, org_id=conv.org_id, **request_timing(request),
-    ))
+    turn = await gw.chat.prepare(
+        Prompt(
+            caller,
+            text=body.prompt,
+            session_id=sid,
+            org_id=conv.org_id,
+            **request_timing(request),
+        )
+    )
     own_key = gw.repositories.provider_for(conv.repo_id, turn.model.id)
     if own_key is not None:
         turn.provider = own_key
     streaming = body.stream or "text/event-stream" in request.headers.get("accept", "").lower()
     gw.audit.record(
-        conv.org_id, audit.PROMPT_SENT, caller, conversation_id=conv.id,
-        message_id=turn.message_id, model=turn.model.id, stream=int(streaming),
+        conv.org_id,
+        audit.PROMPT_SENT,
+        caller,
+        conversation_id=conv.id,
+        message_id=turn.message_id,
+        model=turn.model.id,
+        stream=int(streaming),
     )
     if streaming:  # the very stream /api/conversation/stream_chat answers with
         return await turn_stream(gw, turn)
@@ -180,7 +201,9 @@ async def _json_answer(events: AsyncIterator[ChatEvent]) -> Response:
     turn = await collect(events)
     start, end, error = turn.start, turn.end, turn.error
     if error is not None:
-        raise GatewayError(error.message, code=error.code, status=_ERROR_STATUS.get(error.code, 500))
+        raise GatewayError(
+            error.message, code=error.code, status=_ERROR_STATUS.get(error.code, 500)
+        )
     answer: dict[str, Any] = {
         "success": True,
         "message": "Prompt sent successfully",
@@ -207,10 +230,15 @@ async def messages(request: Request) -> Response:
     gw = request.app.state.gateway
     conv = await gw.chat.visible_conversation(caller, cid)
     msgs, total = await gw.store.conversations.messages(conv.id, offset=skip, limit=take)
-    return ok({
-        "success": True, "messages": [message_json(m) for m in msgs], "total": total,
-        "take": take, "skip": skip,
-    })
+    return ok(
+        {
+            "success": True,
+            "messages": [message_json(m) for m in msgs],
+            "total": total,
+            "take": take,
+            "skip": skip,
+        }
+    )
 
 
 async def list_conversations(request: Request) -> Response:
@@ -224,18 +252,23 @@ async def list_conversations(request: Request) -> Response:
         raise ValidationFailed("from: must not be after to")
     q = request.query_params
     filters = ConversationFilter(
-        user_id=q.get("userId") or None, workspace_id=q.get("workspaceId") or None,
-        repo_id=q.get("repoId") or None, since_ms=since, until_ms=until,
+        user_id=q.get("userId") or None,
+        workspace_id=q.get("workspaceId") or None,
+        repo_id=q.get("repoId") or None,
+        since_ms=since,
+        until_ms=until,
     )
     convs, total = await request.app.state.gateway.visibility.page(
         caller, org, offset=skip, limit=take, filters=filters
     )
-    return ok({
-        "success": True,
-        # a deletion racing this read may still be indexed for a moment
-        "conversations": [conversation_json(c) for c in convs if c.deleted_at is None],
-        "total": total,
-    })
+    return ok(
+        {
+            "success": True,
+            # a deletion racing this read may still be indexed for a moment
+            "conversations": [conversation_json(c) for c in convs if c.deleted_at is None],
+            "total": total,
+        }
+    )
 
 
 async def delete(request: Request) -> Response:
@@ -246,8 +279,13 @@ async def delete(request: Request) -> Response:
     if not caller.can_delete(conv):
         raise Forbidden("only the creator, their workspace admin or an org admin may delete it")
     event = gw.audit.event(
-        conv.org_id, audit.CONVERSATION_DELETED, caller, conversation_id=conv.id,
-        repo_id=conv.repo_id, workspace_id=conv.workspace_id, created_by=conv.created_by,
+        conv.org_id,
+        audit.CONVERSATION_DELETED,
+        caller,
+        conversation_id=conv.id,
+        repo_id=conv.repo_id,
+        workspace_id=conv.workspace_id,
+        created_by=conv.created_by,
     )
     at = await gw.store.conversations.soft_delete(conv, deleted_by=caller.user_id, event=event)
     if at is None:  # someone else deleted it a moment ago

@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.settings import Settings
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 
 log = logging.getLogger("gateway.sse")
 
@@ -53,7 +53,8 @@ def end_data(ev: End) -> dict[str, Any]:
         data["usage"]["estimated"] = True
     if ev.totals is not None:
         data["conversation_usage"] = {
-            "tokens_in": ev.totals.tokens_in, "tokens_out": ev.totals.tokens_out,
+            "tokens_in": ev.totals.tokens_in,
+            "tokens_out": ev.totals.tokens_out,
         }
     if ev.policy:
         data["policy"] = ev.policy
@@ -74,13 +75,17 @@ class ContentFrames:
 
     def __call__(self, text: str) -> bytes:
         self.seq += 1
-        return b"%s%d\ndata: {\"delta\":%s}\n\n" % (
-            self.prefix, self.seq, encode_basestring(text).encode()
+        return b'%s%d\ndata: {"delta":%s}\n\n' % (
+            self.prefix,
+            self.seq,
+            encode_basestring(text).encode(),
         )
 
 
 async def encode(
-    events: AsyncIterator[ChatEvent], *, start_seq: int = 0,
+    events: AsyncIterator[ChatEvent],
+    *,
+    start_seq: int = 0,
     start_extra: Callable[[Start], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     content: ContentFrames | None = None
@@ -119,7 +124,11 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, body: AsyncIterator[bytes], *, ping_interval: float, send_timeout: float,
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        ping_interval: float,
+        send_timeout: float,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.body_iterator = body
@@ -150,42 +159,7 @@ class EventStream(Response):
             chunks.clear()
 
         try:
-            # A frame the body produced after waiting (the first delta of an upstream
-            # read) goes out at once; the frames it has ready right after that one (the
-            # rest of the read) are gathered into one write, sent before the body waits
-            # again. So the first token is never delayed and no frame is held back.
-            buffered: list[bytes] = []
-            size = 0
-            while True:
-                step = body.__anext__()
-                try:
-                    waiting_on = step.send(None)
-                except StopIteration as ready:
-                    chunk = ready.value
-                except StopAsyncIteration:
-                    break
-                else:
-                    if buffered:
-                        try:
-                            await flush(buffered)
-                        except BaseException:
-                            await _abandon(step, waiting_on)  # begun: it must end first
-                            raise
-                        size = 0
-                    try:
-                        chunk = await _Rest(step, waiting_on)
-                    except StopAsyncIteration:
-                        break
-                    await flush([chunk])
-                    continue
-                buffered.append(chunk)
-                size += len(chunk)
-                chunk = b""  # an idle stream's frame does not keep its last frame alive
-                if size >= COALESCE_BYTES:
-                    await flush(buffered)
-                    size = 0
-            if buffered:
-                await flush(buffered)
+            await _pump(body, flush)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if state.ended_by is None:
@@ -204,7 +178,10 @@ class EventStream(Response):
                     await aclose()  # the body's finally runs now (chat.run stores the answer)
 
     def _on_tick(
-        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], send: Send,
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        send: Send,
         state: _StreamState,
     ) -> None:
         if state.closed:
@@ -214,7 +191,11 @@ class EventStream(Response):
             state.ended_by = "send_timeout"
             task.cancel()
             return
-        if state.sending_since is None and not state.pinging and now - state.last_sent >= self.ping_interval:
+        if (
+            state.sending_since is None
+            and not state.pinging
+            and now - state.last_sent >= self.ping_interval
+        ):
             state.pinging = True
             state.last_sent = now
             ping = loop.create_task(_ping(send, state))
@@ -226,7 +207,50 @@ class EventStream(Response):
             due = state.sending_since + self.send_timeout
         else:
             due = state.last_sent + self.ping_interval
-        state.timer = loop.call_later(max(due - loop.time(), 0.01), self._on_tick, loop, task, send, state)
+        state.timer = loop.call_later(
+            max(due - loop.time(), 0.01), self._on_tick, loop, task, send, state
+        )
+
+
+async def _pump(
+    body: AsyncIterator[bytes], flush: Callable[[list[bytes]], Awaitable[None]]
+) -> None:
+    """Send the body's frames. A frame the body produced after waiting (the first delta of
+    an upstream read) goes out at once; the frames it has ready right after that one (the
+    rest of the read) are gathered into one write, sent before the body waits again. So the
+    first token is never delayed and no frame is held back."""
+    buffered: list[bytes] = []
+    size = 0
+    while True:
+        step = body.__anext__()
+        try:
+            waiting_on = step.send(None)  # type: ignore[attr-defined]
+        except StopIteration as ready:
+            chunk = ready.value
+        except StopAsyncIteration:
+            break
+        else:
+            if buffered:
+                try:
+                    await flush(buffered)
+                except BaseException:
+                    await _abandon(step, waiting_on)  # begun: it must end first
+                    raise
+                size = 0
+            try:
+                chunk = await _Rest(step, waiting_on)
+            except StopAsyncIteration:
+                break
+            await flush([chunk])
+            continue
+        buffered.append(chunk)
+        size += len(chunk)
+        chunk = b""  # an idle stream's frame does not keep its last frame alive
+        if size >= COALESCE_BYTES:
+            await flush(buffered)
+            size = 0
+    if buffered:
+        await flush(buffered)
 
 
 class _Rest:
@@ -313,6 +337,8 @@ def sse_response(
     answer. A stalled reader is dropped after send_timeout (uvicorn's write buffer is
     bounded, so it cannot grow our memory meanwhile)."""
     return EventStream(
-        body, ping_interval=settings.ping_interval, send_timeout=settings.send_timeout,
+        body,
+        ping_interval=settings.ping_interval,
+        send_timeout=settings.send_timeout,
         headers={**SSE_HEADERS, "Connection": "keep-alive", **(headers or {})},
     )

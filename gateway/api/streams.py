@@ -11,10 +11,10 @@ from starlette.routing import Route
 
 from gateway.access.resume_tokens import check_resume_token, resume_token
 from gateway.api import sse
-from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized
-from gateway.turn.resume_log import is_ended, last_seq, replay
 from gateway.api.inputs import Body, ok, org_param, principal, read_body, required_param
+from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized
 from gateway.storage.records import Conversation
+from gateway.turn.resume_log import is_ended, last_seq, replay
 
 
 class StopBody(Body):
@@ -51,18 +51,22 @@ async def _conversation_of(
     return cid, conv
 
 
-async def _attach(request: Request, message_id: str, conversation_id: str | None = None) -> Response:
+async def _attach(
+    request: Request, message_id: str, conversation_id: str | None = None
+) -> Response:
     gw = request.app.state.gateway
     cid, _ = await _conversation_of(request, message_id, conversation_id=conversation_id)
     after = last_seq(
-        request.headers.get("last-event-id") or request.query_params.get("last_event_id"), message_id
+        request.headers.get("last-event-id") or request.query_params.get("last_event_id"),
+        message_id,
     )
     entries = await gw.store.resume_logs.read(cid, message_id)
     if not entries:
         raise NotFound("the stream has expired or never existed", code="stream_not_found")
     events = replay(gw.store, cid, message_id, after, entries)
     body = sse.encode(
-        events, start_seq=after,
+        events,
+        start_seq=after,
         start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)},
     )
     return sse.sse_response(body, settings=gw.settings)
@@ -89,7 +93,9 @@ async def service_stop(request: Request) -> Response:
 
 
 async def repository_stream(request: Request) -> Response:
-    return await _attach(request, request.path_params["message_id"], request.path_params["conversation_id"])
+    return await _attach(
+        request, request.path_params["message_id"], request.path_params["conversation_id"]
+    )
 
 
 async def repository_stop(request: Request) -> Response:
@@ -107,6 +113,10 @@ async def repository_stop(request: Request) -> Response:
 routes = [
     Route("/api/conversation/stream", service_stream, methods=["GET"]),
     Route("/api/conversation/stop", service_stop, methods=["POST"]),
-    Route("/conversation/{conversation_id}/messages/{message_id}/stream", repository_stream, methods=["GET"]),
+    Route(
+        "/conversation/{conversation_id}/messages/{message_id}/stream",
+        repository_stream,
+        methods=["GET"],
+    ),
     Route("/conversation/{conversation_id}/stop", repository_stop, methods=["POST"]),
 ]

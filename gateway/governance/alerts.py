@@ -70,7 +70,9 @@ class Alerts:
 
         try:
             await WEBHOOK_RETRY.run(
-                attempt, retry_on=(httpx.HTTPError, _Retryable), attempts=WEBHOOK_ATTEMPTS,
+                attempt,
+                retry_on=(httpx.HTTPError, _Retryable),
+                attempts=WEBHOOK_ATTEMPTS,
                 on_error=failed,
             )
         except (httpx.HTTPError, _Retryable):

@@ -29,9 +29,16 @@ def violation_record(v: Violation, context: dict[str, Any]) -> dict[str, Any]:
     """What is kept of a violation: who, where, which policy, and a masked excerpt
     (never the raw secret or PII)."""
     return {
-        "policy_id": v.policy_id, "policy_name": v.policy_name, "stage": v.stage,
-        "action": v.action, "kind": v.kind, "label": v.label, "excerpt": v.excerpt,
-        "detail": v.detail, "at": now_ms(), **context,
+        "policy_id": v.policy_id,
+        "policy_name": v.policy_name,
+        "stage": v.stage,
+        "action": v.action,
+        "kind": v.kind,
+        "label": v.label,
+        "excerpt": v.excerpt,
+        "detail": v.detail,
+        "at": now_ms(),
+        **context,
     }
 
 
@@ -78,7 +85,9 @@ class Governance:
             try:
                 specs.append(PolicySpec.model_validate_json(text))
             except ValidationError as exc:  # stored by an older version, say: skip it loudly
-                log.error("policy %s in Redis is invalid and ignored: %s", pid, exc.errors()[0]["msg"])
+                log.error(
+                    "policy %s in Redis is invalid and ignored: %s", pid, exc.errors()[0]["msg"]
+                )
         return specs
 
     async def reload(self) -> None:
@@ -135,7 +144,9 @@ class Governance:
 
     # -- violations --------------------------------------------------------------------
 
-    def records(self, violations: Iterable[Violation], context: dict[str, Any]) -> list[dict[str, Any]]:
+    def records(
+        self, violations: Iterable[Violation], context: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Violation records to store with the turn's own write; alerts leave now, in the
         background, so a stream is never delayed by a webhook."""
         out = []

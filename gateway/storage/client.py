@@ -83,22 +83,30 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     if unknown:
         raise ValueError(f"unknown option {min(unknown)!r} (known: sentinel_password)")
     return SentinelTarget(
-        sentinels=tuple(sentinels), service=segments[0],
+        sentinels=tuple(sentinels),
+        service=segments[0],
         db=int(segments[1]) if len(segments) == 2 else 0,
-        username=username, password=password,
+        username=username,
+        password=password,
         sentinel_password=options.get("sentinel_password"),
         ssl=scheme == "rediss+sentinel",
     )
 
 
 def connect(
-    url: str, *, cluster: bool = False, decode_responses: bool = True, max_connections: int = 512,
+    url: str,
+    *,
+    cluster: bool = False,
+    decode_responses: bool = True,
+    max_connections: int = 512,
     **options: Any,
 ) -> AnyRedis:
     """The asyncio client for `url`: RedisCluster when `cluster`, a Sentinel-managed
     primary for redis+sentinel://, else a plain Redis. No I/O until the first command."""
     common: dict[str, Any] = {
-        "decode_responses": decode_responses, "socket_timeout": 5.0, "socket_connect_timeout": 5.0,
+        "decode_responses": decode_responses,
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 5.0,
         **options,
     }
     if is_sentinel_url(url):
@@ -113,18 +121,28 @@ def connect(
             sentinel_kwargs["password"] = target.sentinel_password
         sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
         return sentinel.master_for(
-            target.service, db=target.db, username=target.username, password=target.password,
-            ssl=target.ssl, health_check_interval=30, **common,
+            target.service,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            health_check_interval=30,
+            **common,
         )
     if cluster:
         if not url.startswith(("redis://", "rediss://")):
-            raise ValueError("a Redis Cluster is reached with a redis:// or rediss:// URL of any node")
+            raise ValueError(
+                "a Redis Cluster is reached with a redis:// or rediss:// URL of any node"
+            )
         return RedisCluster.from_url(url, max_connections=CLUSTER_MAX_CONNECTIONS, **common)
     # a full pool waits for a free connection (up to the socket timeout) instead of failing:
     # under a burst of stream opens the default pool raised MaxConnectionsError (BENCHMARKS.md)
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=common["socket_timeout"],
-        health_check_interval=30, **common,
+        url,
+        max_connections=max_connections,
+        timeout=common["socket_timeout"],
+        health_check_interval=30,
+        **common,
     )
     return Redis.from_pool(pool)
 

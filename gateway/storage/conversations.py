@@ -51,7 +51,11 @@ class Index:
                 return keys.org_index(org, "ws_repo_u", f"{workspace}:{repo}:{user}")
             return keys.org_index(org, "ws_repo", f"{workspace}:{repo}")
         if repo is not None:
-            return keys.org_index(org, "repo_u", f"{repo}:{user}") if user else keys.org_index(org, "repo", repo)
+            return (
+                keys.org_index(org, "repo_u", f"{repo}:{user}")
+                if user
+                else keys.org_index(org, "repo", repo)
+            )
         if workspace is not None:
             if user:
                 return keys.org_index(org, "ws_u", f"{workspace}:{user}")
@@ -99,7 +103,10 @@ class Conversations:
         return conv
 
     async def create_with_session(
-        self, conv: Conversation, session: ChatSession, event: QueuedEvent | None = None,
+        self,
+        conv: Conversation,
+        session: ChatSession,
+        event: QueuedEvent | None = None,
     ) -> Conversation:
         """A conversation with its default chat session, in one round trip: first the
         conversation's own keys, then the session lookup, then the org's indexes and audit
@@ -107,7 +114,9 @@ class Conversations:
         conv.created_at = conv.updated_at = conv.created_at or now_ms()
         session.created_at = session.updated_at = conv.created_at
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.conversation(conv.id), mapping={**conv.to_hash(), "default_session_id": session.id})
+        pipe.hset(
+            keys.conversation(conv.id), mapping={**conv.to_hash(), "default_session_id": session.id}
+        )
         pipe.hset(keys.sessions(conv.id), session.id, session.to_json())
         if self.cluster:  # nodes answer in parallel there: the conversation lands first
             await pipe.execute()
@@ -138,7 +147,11 @@ class Conversations:
         return Conversation.from_hash(h), h.get("default_session_id") or None
 
     async def soft_delete(
-        self, conv: Conversation, *, deleted_by: str, event: QueuedEvent | None = None,
+        self,
+        conv: Conversation,
+        *,
+        deleted_by: str,
+        event: QueuedEvent | None = None,
     ) -> int | None:
         """Mark the conversation deleted (first caller wins) and drop it from every index;
         its messages stay. Returns the deletion time, or None when it was already deleted."""
@@ -157,8 +170,14 @@ class Conversations:
     # -- pages of an org's indexes -------------------------------------------------------
 
     async def page(
-        self, org: str, index: Index, *, offset: int, limit: int,
-        since_ms: int | None = None, until_ms: int | None = None,
+        self,
+        org: str,
+        index: Index,
+        *,
+        offset: int,
+        limit: int,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
     ) -> tuple[list[str], int]:
         """Newest first from one index: O(log N + limit)."""
         lo = "-inf" if since_ms is None else since_ms
@@ -171,8 +190,15 @@ class Conversations:
         return ids, total
 
     async def page_merged(
-        self, org: str, indexes: list[Index], shared: list[Index], *, offset: int, limit: int,
-        since_ms: int | None = None, until_ms: int | None = None,
+        self,
+        org: str,
+        indexes: list[Index],
+        shared: list[Index],
+        *,
+        offset: int,
+        limit: int,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
     ) -> tuple[list[str], int]:
         """Newest first from the union of several indexes without building it: the top
         offset+limit of each, merged here, costs O(k * (log N + offset + limit)) whatever the
@@ -188,13 +214,13 @@ class Conversations:
             pipe.zcount(key, lo, hi)
         results = await pipe.execute()
         score: dict[str, float] = {}
-        for rows in results[:len(names)]:
+        for rows in results[: len(names)]:
             score.update(rows)
         # ZREVRANGE's own order: score, then member, both descending
         ordered = sorted(score, key=lambda m: (score[m], m), reverse=True)
-        counts = results[len(names):]
-        total = sum(counts[:len(names)]) - sum(counts[len(names):])
-        return ordered[offset:offset + limit], total
+        counts = results[len(names) :]
+        total = sum(counts[: len(names)]) - sum(counts[len(names) :])
+        return ordered[offset : offset + limit], total
 
     # -- chat sessions -------------------------------------------------------------------
 
@@ -253,4 +279,3 @@ class Conversations:
         pipe.rpush(keys.messages(msg.conversation_id), msg.to_json())
         pipe.hset(keys.conversation(msg.conversation_id), "updated_at", str(msg.created_at))
         await pipe.execute()
-

@@ -25,7 +25,9 @@ class Credentials:
 
     async def save_api_key(self, digest: str, record: dict[str, Any]) -> None:
         await self.redis.set(keys.api_key(digest), json.dumps(record))
-        await self.redis.hset(keys.API_KEYS, record["key_id"], json.dumps({**record, "digest": digest}))  # type: ignore[misc]
+        await self.redis.hset(
+            keys.API_KEYS, record["key_id"], json.dumps({**record, "digest": digest})
+        )  # type: ignore[misc]
 
     async def api_key(self, digest: str) -> dict[str, Any] | None:
         raw = await self.redis.get(keys.api_key(digest))

@@ -54,7 +54,9 @@ class Replication:
         self.durability = durability
         self._touch = Script(redis, _TOUCH)
         self._node_clients: dict[str, Redis] = {}
-        self._replica_counts: dict[str, tuple[int, float]] = {}  # node ("" = the one server) -> (n, until)
+        self._replica_counts: dict[
+            str, tuple[int, float]
+        ] = {}  # node ("" = the one server) -> (n, until)
 
     async def aclose(self) -> None:
         for client in self._node_clients.values():
@@ -76,8 +78,10 @@ class Replication:
         client = self._node_clients.get(node.name)
         if client is None:
             pool = BlockingConnectionPool(
-                connection_class=node.connection_class, max_connections=NODE_CONNECTIONS,
-                timeout=5, **node.connection_kwargs,
+                connection_class=node.connection_class,
+                max_connections=NODE_CONNECTIONS,
+                timeout=5,
+                **node.connection_kwargs,
             )
             client = self._node_clients[node.name] = Redis.from_pool(pool)
         return client

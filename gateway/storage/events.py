@@ -24,8 +24,12 @@ def queue_event(pipe: Any, org: str, fields: dict[str, str], maxlen: int) -> Non
 def queue_violations(pipe: Any, org_id: str, records: Sequence[dict[str, Any]]) -> None:
     counts = keys.violation_counts(org_id)
     for r in records:
-        pipe.xadd(keys.violations(org_id), {"v": json.dumps(r, separators=(",", ":"))},
-                  maxlen=VIOLATIONS_MAXLEN, approximate=True)
+        pipe.xadd(
+            keys.violations(org_id),
+            {"v": json.dumps(r, separators=(",", ":"))},
+            maxlen=VIOLATIONS_MAXLEN,
+            approximate=True,
+        )
         pipe.hincrby(counts, f"policy:{r['policy_id']}", 1)
         if r.get("user_id"):
             pipe.hincrby(counts, f"user:{r['user_id']}", 1)

@@ -14,6 +14,7 @@ P = "gw:"
 
 # -- one conversation: {c:<id>} -------------------------------------------------------------
 
+
 def conversation(cid: str) -> str:
     return f"{P}{{c:{cid}}}"
 
@@ -35,6 +36,7 @@ def resume_log(cid: str, message_id: str) -> str:
 
 
 # -- lookups by id (single-key commands only) -------------------------------------------------
+
 
 def session_lookup(sid: str) -> str:
     return f"{P}sess:{sid}"
@@ -62,6 +64,7 @@ def shared_secret(name: str) -> str:
 
 
 # -- one org: {o:<org>} -----------------------------------------------------------------------
+
 
 def org_index(org: str, dimension: str = "", value: str = "") -> str:
     suffix = f":{dimension}:{value}" if dimension else ""

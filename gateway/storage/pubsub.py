@@ -52,7 +52,11 @@ class PubSub:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def listen(
-        self, channel: str, on_message: Callable[[str], Awaitable[None] | None], *, what: str,
+        self,
+        channel: str,
+        on_message: Callable[[str], Awaitable[None] | None],
+        *,
+        what: str,
         on_ready: Callable[[], Awaitable[None]] | None = None,
         on_lost: Callable[[], None] | None = None,
     ) -> None:

@@ -45,7 +45,9 @@ class Quotas:
         self._admit = Script(redis, _ADMIT)
 
     async def admit(
-        self, request_windows: list[tuple[str, int, int]], token_windows: list[tuple[str, int]],
+        self,
+        request_windows: list[tuple[str, int, int]],
+        token_windows: list[tuple[str, int]],
     ) -> Admission:
         """Request windows (key, limit, EXPIREAT instant) and token windows (key, limit),
         all of one org's slot: counted only when none is full."""

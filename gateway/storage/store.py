@@ -33,7 +33,9 @@ class Store:
         self.quotas = Quotas(redis)
 
     @classmethod
-    def connect(cls, url: str, *, cluster: bool = False, durability: Durability | None = None) -> Store:
+    def connect(
+        cls, url: str, *, cluster: bool = False, durability: Durability | None = None
+    ) -> Store:
         return cls(client.connect(url, cluster=cluster), durability=durability)
 
     async def ping(self) -> bool:

@@ -99,8 +99,14 @@ class Turns:
         return conv, session, [Message.from_json(m) for m in raw_messages]
 
     async def begin(
-        self, msg: Message, *, answer_id: str, lock_value: str, lock_ttl_ms: int,
-        start_entry: list[str], log_ttl_s: int,
+        self,
+        msg: Message,
+        *,
+        answer_id: str,
+        lock_value: str,
+        lock_ttl_ms: int,
+        start_entry: list[str],
+        log_ttl_s: int,
     ) -> bool:
         """Take the conversation's one-turn lock, store the user's message and open the
         resume log with `start_entry` (its fields, flat), atomically (one slot); False, and
@@ -109,7 +115,12 @@ class Turns:
         pipe = self.redis.pipeline(transaction=False)
         self._begin.queue(
             pipe,
-            [keys.turn_lock(cid), keys.messages(cid), keys.conversation(cid), keys.resume_log(cid, answer_id)],
+            [
+                keys.turn_lock(cid),
+                keys.messages(cid),
+                keys.conversation(cid),
+                keys.resume_log(cid, answer_id),
+            ],
             [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s, *start_entry],
         )
         pipe.set(keys.message_lookup(answer_id), cid, ex=log_ttl_s)
@@ -124,9 +135,18 @@ class Turns:
         return bool(await self._release_lock([keys.turn_lock(cid)], [value]))
 
     async def end(
-        self, msg: Message, org_id: str, key_id: str | None, *, lock_value: str | None,
-        log: bool, log_entries: list[LogEntry], end_data: str, log_ttl_s: int,
-        token_windows: Sequence[tuple[str, int]] = (), violations: Sequence[dict[str, Any]] = (),
+        self,
+        msg: Message,
+        org_id: str,
+        key_id: str | None,
+        *,
+        lock_value: str | None,
+        log: bool,
+        log_entries: list[LogEntry],
+        end_data: str,
+        log_ttl_s: int,
+        token_windows: Sequence[tuple[str, int]] = (),
+        violations: Sequence[dict[str, Any]] = (),
     ) -> Totals:
         """The assistant's message, its counters, the resume log's last entries (`end_data`
         is the end entry's JSON, to which the script adds the totals) and the lock's release
@@ -137,11 +157,21 @@ class Turns:
         cid = msg.conversation_id
         key = keys.conversation(cid)
         keys_ = [
-            key, keys.messages(cid), keys.resume_log(cid, msg.id) if log else key,
+            key,
+            keys.messages(cid),
+            keys.resume_log(cid, msg.id) if log else key,
             keys.turn_lock(cid) if lock_value else key,
         ]
-        args = [msg.to_json(), msg.input_tokens, msg.output_tokens, now_ms(), lock_value or "",
-                log_ttl_s, end_data, *[x for entry in log_entries for x in entry]]
+        args = [
+            msg.to_json(),
+            msg.input_tokens,
+            msg.output_tokens,
+            now_ms(),
+            lock_value or "",
+            log_ttl_s,
+            end_data,
+            *[x for entry in log_entries for x in entry],
+        ]
         if self.cluster:
             # the conversation's slot on its primary's own connection (script + WAIT), the
             # org's counters (another slot, maybe another node) beside it

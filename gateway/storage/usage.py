@@ -37,7 +37,11 @@ class Usage:
         self._count_once = Script(redis, _COUNT_ONCE)
 
     def queue(
-        self, pipe: Any, msg: Message, org_id: str, key_id: str | None,
+        self,
+        pipe: Any,
+        msg: Message,
+        org_id: str,
+        key_id: str | None,
         token_windows: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Count `msg`'s tokens, in the pipeline of the write that stores it; token_windows
@@ -49,13 +53,27 @@ class Usage:
             scopes.append(f":key:{key_id}")
         self._count_once.queue(
             pipe,
-            [keys.counted_once(org_id, msg.id), keys.org_usage(org_id), *[k for k, _ in token_windows]],
-            [COUNTED_TTL, msg.input_tokens, msg.output_tokens, len(scopes), *scopes,
-             *[expire_at for _, expire_at in token_windows]],
+            [
+                keys.counted_once(org_id, msg.id),
+                keys.org_usage(org_id),
+                *[k for k, _ in token_windows],
+            ],
+            [
+                COUNTED_TTL,
+                msg.input_tokens,
+                msg.output_tokens,
+                len(scopes),
+                *scopes,
+                *[expire_at for _, expire_at in token_windows],
+            ],
         )
 
     async def record(
-        self, msg: Message, org_id: str, key_id: str | None = None, *,
+        self,
+        msg: Message,
+        org_id: str,
+        key_id: str | None = None,
+        *,
         token_windows: Sequence[tuple[str, int]] = (),
     ) -> None:
         """A turn outside any conversation: only its usage is kept."""

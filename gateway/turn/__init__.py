@@ -8,6 +8,14 @@ from gateway.turn.service import ChatService
 from gateway.turn.turn import Turn
 
 __all__ = [
-    "ChatEvent", "ChatService", "Collected", "Delta", "End", "ErrorEvent", "Prompt", "Start",
-    "Turn", "collect",
+    "ChatEvent",
+    "ChatService",
+    "Collected",
+    "Delta",
+    "End",
+    "ErrorEvent",
+    "Prompt",
+    "Start",
+    "Turn",
+    "collect",
 ]

@@ -22,8 +22,10 @@ def build_context(
     """Earlier messages of the conversation (all sessions, oldest first) plus the new
     prompt, trimmed oldest-first so the estimate fits the model's context window."""
     usable = [
-        m for m in history
-        if m.content and (
+        m
+        for m in history
+        if m.content
+        and (
             (m.role == "user" and m.status == "complete")
             or (m.role == "assistant" and m.status in ("complete", "cancelled"))
         )

@@ -123,7 +123,10 @@ class Live:
 
     async def _listen_for_stops(self) -> None:
         await self.store.pubsub.listen(
-            keys.STOP_CHANNEL, self._stop_requested, what="stop listener", on_ready=self._missed_stops
+            keys.STOP_CHANNEL,
+            self._stop_requested,
+            what="stop listener",
+            on_ready=self._missed_stops,
         )
 
     async def _on_shutdown(self) -> None:
@@ -148,8 +151,11 @@ class Live:
     def retry_until_stored(self, write: Callable[[], Awaitable[Any]], message_id: str) -> None:
         """Keep a final write that Redis refused, and retry it until Redis is back."""
         if len(self._unstored) >= MAX_UNSTORED:
-            log.error("STORAGE: dropping message %s: %d writes already wait for Redis",
-                      message_id, len(self._unstored))
+            log.error(
+                "STORAGE: dropping message %s: %d writes already wait for Redis",
+                message_id,
+                len(self._unstored),
+            )
             return
         task = asyncio.create_task(self._retry(write, message_id))
         self._unstored.add(task)
@@ -162,8 +168,12 @@ class Live:
             nonlocal failures
             failures = attempt
             if attempt % 10 == 1:
-                log.error("STORAGE: message %s still not stored (attempt %d: %s)",
-                          message_id, attempt, type(exc).__name__)
+                log.error(
+                    "STORAGE: message %s still not stored (attempt %d: %s)",
+                    message_id,
+                    attempt,
+                    type(exc).__name__,
+                )
 
         await UNTIL_STORED.run(write, retry_on=(Exception,), on_error=failed)
         log.warning("STORAGE: message %s stored after %d attempts", message_id, failures + 1)

@@ -57,8 +57,13 @@ class _Context:
 
 class Preparation:
     def __init__(
-        self, settings: Settings, store: Store, providers: dict[str, Provider],
-        governance: Governance, limits: RateLimits, live: Live,
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        governance: Governance,
+        limits: RateLimits,
+        live: Live,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,35 +89,55 @@ class Preparation:
         # pre-policy (which may store a blocked prompt) and before anything else is stored
         rate_headers = await self.limits.admit(org_id, principal.user_id)
         active = self.governance.active(
-            org_id=org_id, workspace_id=conv.workspace_id if conv else None,
-            repo_id=conv.repo_id if conv else None, model_id=model.id,
+            org_id=org_id,
+            workspace_id=conv.workspace_id if conv else None,
+            repo_id=conv.repo_id if conv else None,
+            model_id=model.id,
         )
         session_id = ctx.session.id if ctx.session else None
         asked = ask.text if ask.text is not None else (ask.messages or [])[-1].content
         prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
         if ask.text is not None:
             messages = build_context(
-                ctx.history, prompt,
-                context_window=model.context_window, max_output=model.max_output_tokens,
+                ctx.history,
+                prompt,
+                context_window=model.context_window,
+                max_output=model.max_output_tokens,
             )
         else:
             messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
         limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
         turn = Turn(
-            principal=principal, org_id=org_id, model=model, provider=self.providers[model.id],
+            principal=principal,
+            org_id=org_id,
+            model=model,
+            provider=self.providers[model.id],
             request=ChatRequest(
-                model=model.upstream_model, messages=messages, max_output_tokens=limit,
+                model=model.upstream_model,
+                messages=messages,
+                max_output_tokens=limit,
                 temperature=ask.temperature,
             ),
-            conversation=conv, session_id=session_id, on_disconnect=ask.on_disconnect,
-            rate_headers=rate_headers, active=active, violations=pre, request_id=ask.request_id,
+            conversation=conv,
+            session_id=session_id,
+            on_disconnect=ask.on_disconnect,
+            rate_headers=rate_headers,
+            active=active,
+            violations=pre,
+            request_id=ask.request_id,
         )
         if ask.started is not None:
             turn.started = ask.started
         if conv is not None:
             turn.user_message = Message(
-                id=new_id(), conversation_id=conv.id, chat_session_id=session_id, role="user",
-                content=prompt, status="complete", created_at=now_ms(), model_id=model.id,
+                id=new_id(),
+                conversation_id=conv.id,
+                chat_session_id=session_id,
+                role="user",
+                content=prompt,
+                status="complete",
+                created_at=now_ms(),
+                model_id=model.id,
                 user_id=principal.user_id,
             )
             await self._begin(turn)
@@ -125,9 +150,13 @@ class Preparation:
         cid = await self.store.conversations.session_conversation_id(ask.session_id)
         if cid is None:
             raise NotFound("chat session not found", code="session_not_found")
-        conv, session, history = await self.store.turns.load_context(cid, ask.session_id, HISTORY_LIMIT)
+        conv, session, history = await self.store.turns.load_context(
+            cid, ask.session_id, HISTORY_LIMIT
+        )
         if (
-            conv is None or session is None or not principal.can_see(conv)
+            conv is None
+            or session is None
+            or not principal.can_see(conv)
             or (ask.org_id is not None and conv.org_id != ask.org_id)
         ):
             raise NotFound("chat session not found", code="session_not_found")
@@ -167,8 +196,13 @@ class Preparation:
         return model
 
     async def _pre_check(
-        self, active: ActivePolicies, principal: Principal, model: ModelConfig, prompt: str,
-        conv: Conversation | None, session_id: str | None,
+        self,
+        active: ActivePolicies,
+        principal: Principal,
+        model: ModelConfig,
+        prompt: str,
+        conv: Conversation | None,
+        session_id: str | None,
     ) -> tuple[str, list[Violation]]:
         """Pre stage: the prompt as the provider and the store may see it (redacted), or
         400 policy_blocked with the provider never called and the prompt kept as blocked."""
@@ -179,18 +213,28 @@ class Preparation:
             return decision.text, list(decision.violations)
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
         blocked = Message(
-            id=new_id(), conversation_id=conv.id if conv else "", chat_session_id=session_id,
-            role="user", content=decision.text, status="blocked", created_at=now_ms(),
-            model_id=model.id, user_id=principal.user_id,
-            policy=[{"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations],
+            id=new_id(),
+            conversation_id=conv.id if conv else "",
+            chat_session_id=session_id,
+            role="user",
+            content=decision.text,
+            status="blocked",
+            created_at=now_ms(),
+            model_id=model.id,
+            user_id=principal.user_id,
+            policy=[
+                {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
+            ],
         )
         context = violation_context(principal, org_id, conv, blocked.id, model.id)
         records = self.governance.records(decision.violations, context)
         if conv is not None:
             await self.store.conversations.append_message(blocked)
         await self.store.events.record_violations(org_id, records)
-        raise PolicyBlocked(f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
-                            f"({decision.blocked.label})")
+        raise PolicyBlocked(
+            f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
+            f"({decision.blocked.label})"
+        )
 
     async def _begin(self, turn: Turn) -> None:
         """The lock, the user's message (stored before the provider is called) and the
@@ -202,8 +246,11 @@ class Preparation:
         for attempt in (1, 2):
             try:
                 began = await self.store.turns.begin(
-                    turn.user_message, answer_id=turn.message_id, lock_value=turn.lock_value,
-                    lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000), start_entry=start,
+                    turn.user_message,
+                    answer_id=turn.message_id,
+                    lock_value=turn.lock_value,
+                    lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000),
+                    start_entry=start,
                     log_ttl_s=self.settings.resume_ttl,
                 )
             except RedisError:
@@ -219,9 +266,16 @@ class Preparation:
                 return
             holder = await self.store.turns.lock_holder(cid)
             # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
-            if attempt == 1 and holder and not await self.store.pubsub.worker_alive(holder.split(":")[0]):
+            if (
+                attempt == 1
+                and holder
+                and not await self.store.pubsub.worker_alive(holder.split(":")[0])
+            ):
                 await self.store.turns.break_lock(cid, holder)
                 continue
             break
-        raise Conflict("another prompt of this conversation is still being answered",
-                       code="conversation_busy", headers={"Retry-After": "1"})
+        raise Conflict(
+            "another prompt of this conversation is still being answered",
+            code="conversation_busy",
+            headers={"Retry-After": "1"},
+        )

@@ -33,8 +33,13 @@ STATUS = {"stop": "complete", "length": "complete", "policy_blocked": "blocked"}
 
 class Recorder:
     def __init__(
-        self, settings: Settings, store: Store, live: Live, governance: Governance,
-        limits: RateLimits, metrics: Metrics,
+        self,
+        settings: Settings,
+        store: Store,
+        live: Live,
+        governance: Governance,
+        limits: RateLimits,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -44,25 +49,42 @@ class Recorder:
         self.metrics = metrics
 
     async def record(
-        self, turn: Turn, handle: Running | None, text: str, usage: Usage | None, reason: str,
+        self,
+        turn: Turn,
+        handle: Running | None,
+        text: str,
+        usage: Usage | None,
+        reason: str,
         error: ErrorEvent | None,
     ) -> End:
         estimated = usage is None
         if usage is None:
             usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
         message = Message(
-            id=turn.message_id, conversation_id=turn.conversation.id if turn.conversation else "",
-            chat_session_id=turn.session_id, role="assistant", content=text,
-            status=STATUS.get(reason, reason), created_at=now_ms(),
-            model_id=(turn.answering or turn.model).id, user_id=turn.principal.user_id,
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            finish_reason=reason, usage_estimated=estimated,
+            id=turn.message_id,
+            conversation_id=turn.conversation.id if turn.conversation else "",
+            chat_session_id=turn.session_id,
+            role="assistant",
+            content=text,
+            status=STATUS.get(reason, reason),
+            created_at=now_ms(),
+            model_id=(turn.answering or turn.model).id,
+            user_id=turn.principal.user_id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            finish_reason=reason,
+            usage_estimated=estimated,
             error={"code": error.code, "message": error.message} if error else None,
-            policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
+            policy=[
+                {"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations
+            ],
         )
         end = End(
-            message_id=turn.message_id, finish_reason=reason, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, usage_estimated=estimated,
+            message_id=turn.message_id,
+            finish_reason=reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            usage_estimated=estimated,
             policy=fired(turn.violations),
         )
         records = violation_records(self.governance, turn)
@@ -82,16 +104,25 @@ class Recorder:
         if error is not None:
             entries.append(resume_log.error_entry(error))
         write = functools.partial(
-            self.store.turns.end, message, turn.org_id, turn.principal.key_id,
-            lock_value=turn.lock_value, log=True, log_entries=entries,
-            end_data=resume_log.end_data(end), log_ttl_s=self.settings.resume_ttl,
-            token_windows=token_windows, violations=records,
+            self.store.turns.end,
+            message,
+            turn.org_id,
+            turn.principal.key_id,
+            lock_value=turn.lock_value,
+            log=True,
+            log_entries=entries,
+            end_data=resume_log.end_data(end),
+            log_ttl_s=self.settings.resume_ttl,
+            token_windows=token_windows,
+            violations=records,
         )
         end.totals = await self._durably(write, message)
         end.stored = end.totals is not None
         return end
 
-    async def _durably(self, write: Callable[[], Awaitable[Totals]], message: Message) -> Totals | None:
+    async def _durably(
+        self, write: Callable[[], Awaitable[Totals]], message: Message
+    ) -> Totals | None:
         """Redis may vanish mid-stream: retry the final write for final_write_timeout;
         then hand it to a background retry that lasts until Redis is back (the client's
         `end` says stored=false, so nothing it was told is stored can be lost).
@@ -101,9 +132,13 @@ class Recorder:
         try:
             totals = await FINAL_WRITE.run(write, retry_on=(RedisError,), deadline=deadline)
         except RedisError as exc:
-            log.error("STORAGE: message %s of conversation %s not stored yet (%s); "
-                      "retrying in the background until Redis is back",
-                      message.id, message.conversation_id, type(exc).__name__)
+            log.error(
+                "STORAGE: message %s of conversation %s not stored yet (%s); "
+                "retrying in the background until Redis is back",
+                message.id,
+                message.conversation_id,
+                type(exc).__name__,
+            )
             self.live.retry_until_stored(write, message.id)
             return None
         if not totals.replicated:
@@ -113,8 +148,12 @@ class Recorder:
             try:
                 await FINAL_WRITE.run(confirm, retry_on=(RedisError,), deadline=deadline)
             except RedisError as exc:
-                log.error("STORAGE: message %s is on the primary but no replica acknowledged "
-                          "it (%s); asking again in the background", message.id, type(exc).__name__)
+                log.error(
+                    "STORAGE: message %s is on the primary but no replica acknowledged "
+                    "it (%s); asking again in the background",
+                    message.id,
+                    type(exc).__name__,
+                )
                 self.live.retry_until_stored(confirm, message.id)
                 return None
             totals.replicated = True
@@ -130,15 +169,30 @@ class Recorder:
             m.overhead.labels(model).observe(max(turn.overhead, 0.0))
         if stream_log.isEnabledFor(logging.INFO):
             p = turn.principal
-            ms = None if turn.first_sent is None else round((turn.first_sent - turn.started) * 1000, 3)
-            stream_log.info("stream", extra={"fields": {
-                "message_id": end.message_id,
-                "conversation_id": turn.conversation.id if turn.conversation else None,
-                "user": p.user_id, "org": turn.org_id, "model": model, "key_id": p.key_id,
-                "finish_reason": end.finish_reason, "input_tokens": end.input_tokens,
-                "output_tokens": end.output_tokens,
-                "duration_ms": round((time.perf_counter() - turn.started) * 1000, 3),
-                "ttft_ms": ms,
-                "overhead_ms": None if turn.first_sent is None else round(turn.overhead * 1000, 3),
-                "request_id": turn.request_id,
-            }})
+            ms = (
+                None
+                if turn.first_sent is None
+                else round((turn.first_sent - turn.started) * 1000, 3)
+            )
+            stream_log.info(
+                "stream",
+                extra={
+                    "fields": {
+                        "message_id": end.message_id,
+                        "conversation_id": turn.conversation.id if turn.conversation else None,
+                        "user": p.user_id,
+                        "org": turn.org_id,
+                        "model": model,
+                        "key_id": p.key_id,
+                        "finish_reason": end.finish_reason,
+                        "input_tokens": end.input_tokens,
+                        "output_tokens": end.output_tokens,
+                        "duration_ms": round((time.perf_counter() - turn.started) * 1000, 3),
+                        "ttft_ms": ms,
+                        "overhead_ms": None
+                        if turn.first_sent is None
+                        else round(turn.overhead * 1000, 3),
+                        "request_id": turn.request_id,
+                    }
+                },
+            )

@@ -4,11 +4,13 @@ replay from any worker or replica (gateway/storage/resume_log.py runs the comman
 This module owns the log's format, its writer and its reader. An entry has three fields:
 `t` its kind, `s` a sequence number, `d` its data (JSON):
 
-    t=start  s=0      d={message_id, conversation_id, chat_session_id, model, user_message_id, worker}
+    t=start  s=0      d={message_id, conversation_id, chat_session_id, model,
+                         user_message_id, worker}
     t=c      s=<seq>  d=["text", ...]  the content deltas numbered seq, seq+1, ...
     t=error  s=0      d={code, message}
     t=end    s=0      d={message_id, finish_reason, input_tokens, output_tokens,
-                         usage_estimated[, policy], totals}  (totals added by the end-of-turn script)
+                         usage_estimated[, policy], totals}
+                      (the totals are added by the end-of-turn script)
 
 The start entry is written with the user's message (one script), the end with the answer
 (another); deltas in between are batched: every FLUSH_INTERVAL, or at FLUSH_BYTES, never per
@@ -49,6 +51,7 @@ def _json(value: Any) -> str:
 
 # -- the format --------------------------------------------------------------------------
 
+
 def start_entry(start: Start, worker: str) -> list[str]:
     """The start entry's fields, flat, as the begin-of-turn script appends them."""
     return ["t", "start", "s", "0", "d", json.dumps({**asdict(start), "worker": worker})]
@@ -86,6 +89,7 @@ def is_ended(last: dict[str, str] | None) -> bool:
 
 
 # -- the writer --------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class LogBuffer:
@@ -150,7 +154,9 @@ class LogWriter:
             entry = self.take(buffer)
             if entry is not None:
                 t, s, d = entry
-                batches.append((buffer.conversation_id, buffer.message_id, {"t": t, "s": s, "d": d}))
+                batches.append(
+                    (buffer.conversation_id, buffer.message_id, {"t": t, "s": s, "d": d})
+                )
         if not batches:
             return
         done = self._flush_done = asyncio.get_running_loop().create_future()
@@ -160,7 +166,9 @@ class LogWriter:
         except Exception as exc:
             # the client already has this text and the final write carries the whole
             # answer; only a resume in the meantime would miss it
-            log.warning("resume log flush failed (%s): %d streams", type(exc).__name__, len(batches))
+            log.warning(
+                "resume log flush failed (%s): %d streams", type(exc).__name__, len(batches)
+            )
         finally:
             done.set_result(None)
             if self._flush_done is done:
@@ -171,13 +179,16 @@ class LogWriter:
 
 # -- the reader --------------------------------------------------------------------------
 
+
 def last_seq(last_event_id: str | None, message_id: str) -> int:
     """`<message_id>:<seq>` -> seq; none -> 0 (replay everything)."""
     if not last_event_id:
         return 0
     mid, _, seq = last_event_id.rpartition(":")
     if mid != message_id or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
-        raise BadRequest("Last-Event-ID does not belong to this message", code="invalid_last_event_id")
+        raise BadRequest(
+            "Last-Event-ID does not belong to this message", code="invalid_last_event_id"
+        )
     return int(seq)
 
 
@@ -186,11 +197,11 @@ async def replay(
 ) -> AsyncIterator[ChatEvent]:
     """Start, the content events with seq > after, then error/end when they come.
     `entries` is the log as already read (the route reads it to answer 404 early)."""
-    entry_id = "-"
+    last_id = "0-0"
     worker: str | None = None
     quiet_since = time.monotonic()
     while True:
-        for entry_id, fields in entries:
+        for last_id, fields in entries:  # noqa: B007  # the last id read is where to follow on
             kind = fields["t"]
             if kind == "c":
                 seq = int(fields["s"])
@@ -211,10 +222,13 @@ async def replay(
         elif time.monotonic() - quiet_since > PRODUCER_CHECK_AFTER:
             if worker is None or not await store.pubsub.worker_alive(worker):
                 yield ErrorEvent("producer_lost", "the worker producing this stream is gone")
-                yield End(message_id=message_id, finish_reason="error",
-                          input_tokens=0, output_tokens=0, usage_estimated=True)
+                yield End(
+                    message_id=message_id,
+                    finish_reason="error",
+                    input_tokens=0,
+                    output_tokens=0,
+                    usage_estimated=True,
+                )
                 return
             quiet_since = time.monotonic()
-        entries = await store.resume_logs.follow(
-            cid, message_id, entry_id if entry_id != "-" else "0-0", FOLLOW_BLOCK_MS
-        )
+        entries = await store.resume_logs.follow(cid, message_id, last_id, FOLLOW_BLOCK_MS)

@@ -27,12 +27,24 @@ log = logging.getLogger("gateway.chat")
 class _Answer:
     """What a turn has streamed so far, and how it ends."""
 
-    __slots__ = ("turn", "guard", "parts", "usage", "finish", "reason", "error",
-                 "upstream_started", "upstream_first", "attempt")
+    __slots__ = (
+        "turn",
+        "guard",
+        "parts",
+        "usage",
+        "finish",
+        "reason",
+        "error",
+        "upstream_started",
+        "upstream_first",
+        "attempt",
+    )
 
     def __init__(self, turn: Turn) -> None:
         self.turn = turn
-        self.guard: StreamGuard | None = turn.active.stream_guard() if turn.active is not None else None
+        self.guard: StreamGuard | None = (
+            turn.active.stream_guard() if turn.active is not None else None
+        )
         self.parts: list[str] = []
         self.usage: Usage | None = None
         self.finish: str | None = None
@@ -93,7 +105,9 @@ class _Answer:
 
 
 class Runner:
-    def __init__(self, upstream: Upstream, recorder: Recorder, live: Live, metrics: Metrics) -> None:
+    def __init__(
+        self, upstream: Upstream, recorder: Recorder, live: Live, metrics: Metrics
+    ) -> None:
         self.upstream = upstream
         self.recorder = recorder
         self.live = live
@@ -144,8 +158,12 @@ class Runner:
             with anyio.CancelScope(shield=True):
                 await close(turn.stream)
                 end = await self.recorder.record(
-                    turn, handle, "".join(answer.parts), answer.usage,
-                    answer.reason or "cancelled", answer.error,
+                    turn,
+                    handle,
+                    "".join(answer.parts),
+                    answer.usage,
+                    answer.reason or "cancelled",
+                    answer.error,
                 )
                 self.live.unregister(handle)
                 self.metrics.active_streams.dec()

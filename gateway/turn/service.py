@@ -24,8 +24,13 @@ from providers.base import Provider
 
 class ChatService:
     def __init__(
-        self, settings: Settings, store: Store, providers: dict[str, Provider], metrics: Metrics,
-        live: Live, governance: Governance,
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        metrics: Metrics,
+        live: Live,
+        governance: Governance,
     ) -> None:
         self.settings = settings
         self.store = store

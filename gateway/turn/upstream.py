@@ -25,18 +25,25 @@ REOPEN = Backoff(first=0.5, factor=2.0, cap=5.0, jitter=True)
 def http_error_for(exc: ProviderError) -> Exception:
     """How an upstream refusal before any byte was sent reaches the client."""
     if exc.kind == "auth":
-        return UpstreamFailed(f"the provider refused the gateway's credentials: {exc.message}",
-                              code="provider_auth")
+        return UpstreamFailed(
+            f"the provider refused the gateway's credentials: {exc.message}", code="provider_auth"
+        )
     if exc.kind == "rate_limit":
         retry = max(1, round(exc.retry_after or 1))
-        return RateLimited(f"the provider is rate limiting: {exc.message}",
-                           code="provider_rate_limited", headers={"Retry-After": str(retry)})
+        return RateLimited(
+            f"the provider is rate limiting: {exc.message}",
+            code="provider_rate_limited",
+            headers={"Retry-After": str(retry)},
+        )
     return UpstreamFailed(f"the provider failed: {exc.message}", code="provider_error")
 
 
 class Upstream:
     def __init__(
-        self, settings: Settings, providers: dict[str, Provider], metrics: Metrics,
+        self,
+        settings: Settings,
+        providers: dict[str, Provider],
+        metrics: Metrics,
         recorder: Recorder,
     ) -> None:
         self.settings = settings
@@ -49,12 +56,15 @@ class Upstream:
             return
         candidates: list[tuple[ModelConfig, Provider]] = [(turn.model, turn.provider)] + [
             (m, self.providers[m.id])
-            for m in (self.settings.model(f) for f in turn.model.fallbacks) if m is not None
+            for m in (self.settings.model(f) for f in turn.model.fallbacks)
+            if m is not None
         ]
         failure: ProviderError | None = None
         for model, provider in candidates:
             try:
-                turn.stream = await connect(provider, replace(turn.request, model=model.upstream_model))
+                turn.stream = await connect(
+                    provider, replace(turn.request, model=model.upstream_model)
+                )
             except ProviderError as exc:
                 self.metrics.provider_errors.labels(model.id, exc.kind).inc()
                 failure = exc

@@ -17,8 +17,11 @@ def violation_context(
     principal: Principal, org_id: str, conv: Conversation | None, message_id: str, model_id: str
 ) -> dict[str, Any]:
     return {
-        "org_id": org_id, "user_id": principal.user_id, "model_id": model_id,
-        "conversation_id": conv.id if conv else None, "message_id": message_id,
+        "org_id": org_id,
+        "user_id": principal.user_id,
+        "model_id": model_id,
+        "conversation_id": conv.id if conv else None,
+        "message_id": message_id,
         "workspace_id": conv.workspace_id if conv else None,
         "repo_id": conv.repo_id if conv else None,
         "conversation_creator": conv.created_by if conv else principal.user_id,
@@ -36,6 +39,8 @@ def violation_records(governance: Governance, turn: Turn) -> list[dict[str, Any]
     records = []
     for v in turn.violations:
         target = turn.user_message.id if v.stage == "pre" and turn.user_message else turn.message_id
-        context = violation_context(turn.principal, turn.org_id, turn.conversation, target, model_id)
+        context = violation_context(
+            turn.principal, turn.org_id, turn.conversation, target, model_id
+        )
         records += governance.records([v], context)
     return records

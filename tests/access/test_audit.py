@@ -12,8 +12,8 @@ import redis as sync_redis
 from gateway import cli
 from gateway.access import audit
 from gateway.access.audit import Audit
-from gateway.storage.records import iso
 from gateway.storage import keys
+from gateway.storage.records import iso
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, make_jwt
 
@@ -46,18 +46,39 @@ async def test_conversation_lifecycle_and_refusals_are_recorded(api, cast):
 
     got = await event_types(api, cast.org_admin, 5)
     assert [e["type"] for e in got] == [
-        "conversation_deleted", "access_denied", "access_denied", "prompt_sent", "conversation_created",
+        "conversation_deleted",
+        "access_denied",
+        "access_denied",
+        "prompt_sent",
+        "conversation_created",
     ]
     deleted, denied_prompt, denied_create, prompted, created = got
     assert created["conversation_id"] == cid and created["actor"] == "alice"
-    assert (created["repo_id"], created["workspace_id"], created["model"]) == ("demo-1", "ws-1", "demo")
-    assert created["org_id"] == ORG and created["actor_role"] == "user"
-    assert prompted["conversation_id"] == cid and prompted["model"] == "demo" and prompted["message_id"]
-    assert (denied_create["actor"], denied_create["path"], denied_create["method"]) == (
-        "carol", "/conversation", "POST",
+    assert (created["repo_id"], created["workspace_id"], created["model"]) == (
+        "demo-1",
+        "ws-1",
+        "demo",
     )
-    assert denied_prompt["actor"] == "walter" and denied_prompt["path"] == f"/conversation/{cid}/prompt"
-    assert (deleted["actor"], deleted["actor_role"], deleted["created_by"]) == ("olivia", "org_admin", "alice")
+    assert created["org_id"] == ORG and created["actor_role"] == "user"
+    assert (
+        prompted["conversation_id"] == cid
+        and prompted["model"] == "demo"
+        and prompted["message_id"]
+    )
+    assert (denied_create["actor"], denied_create["path"], denied_create["method"]) == (
+        "carol",
+        "/conversation",
+        "POST",
+    )
+    assert (
+        denied_prompt["actor"] == "walter"
+        and denied_prompt["path"] == f"/conversation/{cid}/prompt"
+    )
+    assert (deleted["actor"], deleted["actor_role"], deleted["created_by"]) == (
+        "olivia",
+        "org_admin",
+        "alice",
+    )
     # ids are stream ids, times are ISO 8601, newest first
     stream_order = sorted(got, key=lambda e: tuple(map(int, e["id"].split("-"))), reverse=True)
     assert got == stream_order
@@ -65,14 +86,21 @@ async def test_conversation_lifecycle_and_refusals_are_recorded(api, cast):
 
 
 async def test_the_conversation_service_api_is_audited_too(api, cast):
-    r = await api.http.post(f"/api/conversation/create?org_id={ORG}", json={"title": "t"},
-                            headers=bearer(cast.alice))
+    r = await api.http.post(
+        f"/api/conversation/create?org_id={ORG}", json={"title": "t"}, headers=bearer(cast.alice)
+    )
     cid = r.json()["id"]
-    r = await api.http.post(f"/api/conversation/create_session?org_id={ORG}",
-                            json={"conversation_id": cid, "model_id": "demo"}, headers=bearer(cast.alice))
+    r = await api.http.post(
+        f"/api/conversation/create_session?org_id={ORG}",
+        json={"conversation_id": cid, "model_id": "demo"},
+        headers=bearer(cast.alice),
+    )
     sid = r.json()["id"]
-    r = await api.http.post(f"/api/conversation/stream_chat?org_id={ORG}",
-                            json={"chat_session_id": sid, "message": "hi"}, headers=bearer(cast.alice))
+    r = await api.http.post(
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": sid, "message": "hi"},
+        headers=bearer(cast.alice),
+    )
     assert r.status_code == 200
     r = await api.http.get("/api/conversation/list?org_id=org-2", headers=bearer(cast.alice))
     assert r.status_code == 403
@@ -91,24 +119,35 @@ async def test_who_may_read_events(api, cast):
     r = await api.http.get("/admin/events", headers=bearer(cast.admin))
     assert r.status_code == 400 and "org_id" in r.json()["message"]
     theirs = await event_types(api, cast.admin, 1, org_id="org-2")
-    assert [e["type"] for e in theirs] == ["conversation_created"] and theirs[0]["actor"] == "mallory"
+    assert [e["type"] for e in theirs] == ["conversation_created"] and theirs[0][
+        "actor"
+    ] == "mallory"
     assert {e["org_id"] for e in theirs} == {"org-2"}
     # org-1's trail holds the two refusals above, and nothing of org-2
     mine = await event_types(api, cast.org_admin, 2)
-    assert [(e["type"], e["actor"]) for e in mine] == [("access_denied", "olivia"), ("access_denied", "alice")]
+    assert [(e["type"], e["actor"]) for e in mine] == [
+        ("access_denied", "olivia"),
+        ("access_denied", "alice"),
+    ]
     other_admin = make_jwt("oscar", "org-2", "org_admin")
-    assert [e["type"] for e in (await events(api, other_admin))["events"]] == ["conversation_created"]
+    assert [e["type"] for e in (await events(api, other_admin))["events"]] == [
+        "conversation_created"
+    ]
 
 
 async def test_from_to_take_and_paging_back(api, cast, redis):
     # 100 events, one a second from T0, written with explicit stream ids
     for k in range(100):
-        await redis.xadd(keys.events(ORG), {"type": "prompt_sent", "n": str(k)}, id=f"{T0 + k * 1000}-0")
+        await redis.xadd(
+            keys.events(ORG), {"type": "prompt_sent", "n": str(k)}, id=f"{T0 + k * 1000}-0"
+        )
     window = {"from": iso(T0 + 10_000), "to": iso(T0 + 59_000)}  # events 10..59
     seen: list[str] = []
     before = None
     while True:
-        page = await events(api, cast.org_admin, take=15, **window, **({"before": before} if before else {}))
+        page = await events(
+            api, cast.org_admin, take=15, **window, **({"before": before} if before else {})
+        )
         seen += [e["n"] for e in page["events"]]
         before = page["next_before"]
         if before is None:
@@ -121,8 +160,13 @@ async def test_from_to_take_and_paging_back(api, cast, redis):
     assert len(full["events"]) == 50 and full["next_before"] == full["events"][-1]["id"]
     assert len((await events(api, cast.org_admin, to="2025-01-01"))["events"]) == 50  # default take
     assert (await events(api, cast.org_admin, **{"from": "2025-01-02"}))["events"] == []
-    for bad in ({"take": 0}, {"take": 1001}, {"from": "soon"}, {"before": "abc"},
-                {"from": "2025-01-02", "to": "2025-01-01"}):
+    for bad in (
+        {"take": 0},
+        {"take": 1001},
+        {"from": "soon"},
+        {"before": "abc"},
+        {"from": "2025-01-02", "to": "2025-01-01"},
+    ):
         r = await api.http.get("/admin/events", params=bad, headers=bearer(cast.org_admin))
         assert r.status_code == 400 and r.json()["code"] == "validation_error", bad
 
@@ -160,8 +204,20 @@ def test_keys_created_and_revoked_by_the_cli_are_recorded(redis_url, monkeypatch
     rows = client.xrange(keys.events("org-k"))
     client.close()
     assert [fields for _, fields in rows] == [
-        {"type": "api_key_created", "key_id": key_id, "user_id": "kim", "role": "user", "via": "cli"},
-        {"type": "api_key_revoked", "key_id": key_id, "user_id": "kim", "role": "user", "via": "cli"},
+        {
+            "type": "api_key_created",
+            "key_id": key_id,
+            "user_id": "kim",
+            "role": "user",
+            "via": "cli",
+        },
+        {
+            "type": "api_key_revoked",
+            "key_id": key_id,
+            "user_id": "kim",
+            "role": "user",
+            "via": "cli",
+        },
     ]
 
 

@@ -17,19 +17,26 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gateway.access.auth import Authenticator, digest, new_api_key
 from gateway.errors import Forbidden, Unauthorized
 from gateway.settings import load_settings
-from gateway.storage.store import Store
 from gateway.storage import keys
+from gateway.storage.store import Store
 from tests.gateway_fixtures import ORG
 from tests.support import JWT_SECRET, bearer, commands_for, make_jwt
 
 
 def _pem_pair(kind: str) -> tuple[bytes, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa" \
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
         else ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -49,7 +56,11 @@ def authenticator(store: Store, **env: str) -> Authenticator:
 def _hs256_by_hand(claims: dict, secret: str) -> str:
     """PyJWT refuses to HMAC-sign with a PEM key; an attacker would not."""
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    head = (
+        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        + "."
+        + b64(json.dumps(claims).encode())
+    )
     return head + "." + b64(hmac.new(secret.encode(), head.encode(), hashlib.sha256).digest())
 
 
@@ -57,29 +68,47 @@ def _hs256_by_hand(claims: dict, secret: str) -> str:
 async def test_public_key_jwts(store, kind, alg):
     private, public = _pem_pair(kind)
     auth = authenticator(store, GATEWAY_JWT_PUBLIC_KEY=public)
-    token = make_jwt("u1", "org-9", "workspace_admin", managed=["ws-3"], secret=private, algorithm=alg,
-                     email="u1@example.com")
+    token = make_jwt(
+        "u1",
+        "org-9",
+        "workspace_admin",
+        managed=["ws-3"],
+        secret=private,
+        algorithm=alg,
+        email="u1@example.com",
+    )
     p = await auth.authenticate(f"Bearer {token}")
     assert (p.user_id, p.org_id, p.role, p.managed_workspaces, p.email) == (
-        "u1", "org-9", "workspace_admin", frozenset({"ws-3"}), "u1@example.com")
+        "u1",
+        "org-9",
+        "workspace_admin",
+        frozenset({"ws-3"}),
+        "u1@example.com",
+    )
     other_private, _ = _pem_pair(kind)
     forged = make_jwt("u1", "org-9", secret=other_private, algorithm=alg)
     with pytest.raises(Unauthorized):
         await auth.authenticate(f"Bearer {forged}")
     # an HS256 token is refused when only a public key is configured (no alg confusion)
     with pytest.raises(Unauthorized, match="HS256"):
-        await auth.authenticate(f"Bearer {_hs256_by_hand({'sub': 'u1', 'org_id': 'org-9'}, public)}")
+        await auth.authenticate(
+            f"Bearer {_hs256_by_hand({'sub': 'u1', 'org_id': 'org-9'}, public)}"
+        )
 
 
 async def test_jwt_claims_are_checked(store):
     auth = authenticator(store, GATEWAY_JWT_SECRET=JWT_SECRET)
-    expired = jwt.encode({"sub": "u", "org_id": "o", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256")
+    expired = jwt.encode(
+        {"sub": "u", "org_id": "o", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized, match="expired"):
         await auth.authenticate(f"Bearer {expired}")
     no_org = jwt.encode({"sub": "u", "role": "user"}, JWT_SECRET, algorithm="HS256")
     with pytest.raises(Unauthorized, match="org_id"):
         await auth.authenticate(f"Bearer {no_org}")
-    admin_claim = jwt.encode({"sub": "u", "org_id": "o", "role": "admin"}, JWT_SECRET, algorithm="HS256")
+    admin_claim = jwt.encode(
+        {"sub": "u", "org_id": "o", "role": "admin"}, JWT_SECRET, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized, match="role"):  # nobody becomes platform admin by JWT
         await auth.authenticate(f"Bearer {admin_claim}")
 
@@ -87,10 +116,23 @@ async def test_jwt_claims_are_checked(store):
 async def test_api_keys_are_stored_hashed_and_revocable(store, redis):
     auth = authenticator(store)
     key_id, key = new_api_key()
-    await store.credentials.save_api_key(digest(key), {"key_id": key_id, "org_id": ORG, "user_id": "kim",
-                                           "role": "workspace_admin", "workspaces": ["ws-1"]})
+    await store.credentials.save_api_key(
+        digest(key),
+        {
+            "key_id": key_id,
+            "org_id": ORG,
+            "user_id": "kim",
+            "role": "workspace_admin",
+            "workspaces": ["ws-1"],
+        },
+    )
     p = await auth.authenticate(f"Bearer {key}")
-    assert (p.user_id, p.role, p.key_id, p.managed_workspaces) == ("kim", "workspace_admin", key_id, {"ws-1"})
+    assert (p.user_id, p.role, p.key_id, p.managed_workspaces) == (
+        "kim",
+        "workspace_admin",
+        key_id,
+        {"ws-1"},
+    )
     for k in await redis.keys("*"):
         if await redis.type(k) == b"string":
             assert key.encode() not in await redis.get(k)
@@ -118,8 +160,17 @@ async def test_admin_may_use_any_org_a_user_only_theirs():
 
 async def test_api_key_over_http(client, store):
     key_id, key = new_api_key()
-    await store.credentials.save_api_key(digest(key), {"key_id": key_id, "org_id": ORG, "user_id": "kim", "role": "user",
-                                           "workspaces": ["ws-1"], "name": "Kim"})
+    await store.credentials.save_api_key(
+        digest(key),
+        {
+            "key_id": key_id,
+            "org_id": ORG,
+            "user_id": "kim",
+            "role": "user",
+            "workspaces": ["ws-1"],
+            "name": "Kim",
+        },
+    )
     conv = await client.create_conversation(key)
     assert conv["created_by"] == "kim" and conv["workspace_id"] == "ws-1"
     r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
@@ -145,8 +196,10 @@ async def test_a_known_key_costs_no_redis_round_trip_and_its_revocation_reaches_
     client, store, redis
 ):
     key_id, key = new_api_key()
-    await store.credentials.save_api_key(digest(key), {"key_id": key_id, "org_id": ORG, "user_id": "kim",
-                                           "role": "user", "workspaces": ["ws-1"]})
+    await store.credentials.save_api_key(
+        digest(key),
+        {"key_id": key_id, "org_id": ORG, "user_id": "kim", "role": "user", "workspaces": ["ws-1"]},
+    )
 
     async def listing() -> None:
         r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))

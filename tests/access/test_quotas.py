@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from gateway.access import quotas as limits
 from gateway.settings import ConfigError, load_settings
 from gateway.storage import keys
+from tests.api.compat.support import snapshot, stored_messages
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
-from tests.api.compat.support import snapshot, stored_messages
 from tests.support import bearer
 
 
@@ -68,11 +68,16 @@ def rate_keys(redis):
 async def test_user_prompts_per_minute(gateway_factory, clock, alice, bob, upstream, redis):
     async with gateway_factory(extra_toml="[limits]\nuser_requests_per_minute = 2") as client:
         conv, session = await session_for(client, alice)
-        upstream.script(Reply(chunks=["a"]), Reply(chunks=["b"]), Reply(chunks=["c"]), Reply(chunks=["d"]))
+        upstream.script(
+            Reply(chunks=["a"]), Reply(chunks=["b"]), Reply(chunks=["c"]), Reply(chunks=["d"])
+        )
         for remaining in ("1", "0"):
             r, raw = await client.stream_chat(alice, session["id"], "hi")
             assert r.status_code == 200, raw
-            assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == ("2", remaining)
+            assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == (
+                "2",
+                remaining,
+            )
             assert r.headers["x-ratelimit-reset"] == "50"  # seconds, not an epoch instant
         before = await snapshot(redis)
 
@@ -81,7 +86,12 @@ async def test_user_prompts_per_minute(gateway_factory, clock, alice, bob, upstr
         assert "2 prompts per minute" in r.json()["message"]
         assert await snapshot(redis) == before  # not stored, not even counted
         assert len(upstream.requests) == 2
-        assert [m["content"] for m in await stored_messages(redis, conv["id"])] == ["hi", "a", "hi", "b"]
+        assert [m["content"] for m in await stored_messages(redis, conv["id"])] == [
+            "hi",
+            "a",
+            "hi",
+            "b",
+        ]
 
         # the limit is alice's, not the org's
         _, bobs = await session_for(client, bob)
@@ -96,7 +106,9 @@ async def test_user_prompts_per_minute(gateway_factory, clock, alice, bob, upstr
         assert abs(await redis.ttl(key) - (expires_at - time.time())) <= 2
 
 
-async def test_org_prompts_per_minute_and_a_per_org_override(gateway_factory, clock, alice, bob, mallory, upstream, redis):
+async def test_org_prompts_per_minute_and_a_per_org_override(
+    gateway_factory, clock, alice, bob, mallory, upstream, redis
+):
     toml = """
 [limits]
 org_requests_per_minute = 2
@@ -127,7 +139,9 @@ async def test_tokens_per_minute_refuse_the_prompt_after_the_turn_that_used_them
         conv, session = await session_for(client, alice)
         upstream.script(Reply(chunks=["big"], input_tokens=15, output_tokens=10))
         r, _ = await client.stream_chat(alice, session["id"], "hi")
-        assert r.status_code == 200 and r.headers["x-ratelimit-remaining"] == "20"  # counted at the end
+        assert (
+            r.status_code == 200 and r.headers["x-ratelimit-remaining"] == "20"
+        )  # counted at the end
         key = keys.rate_window(ORG, "tokens", f"min:{int(clock.now // 60)}", "user", "alice")
         assert await redis.get(key) == b"25"  # input + output, written with the turn's end
         assert await redis.ttl(key) > 0
@@ -145,17 +159,26 @@ async def test_tokens_per_minute_refuse_the_prompt_after_the_turn_that_used_them
         assert (await client.chat(alice, session["id"], "later")).text == "ok"
 
 
-async def test_daily_org_budget_covers_every_prompt_route(gateway_factory, clock, alice, bob, upstream, redis):
+async def test_daily_org_budget_covers_every_prompt_route(
+    gateway_factory, clock, alice, bob, upstream, redis
+):
     async with gateway_factory(extra_toml="[limits]\norg_tokens_per_day = 30") as client:
         conv, session = await session_for(client, alice)
         _, bobs = await session_for(client, bob)
-        upstream.script(Reply(chunks=["x"], input_tokens=10, output_tokens=10),
-                        Reply(chunks=["y"], input_tokens=5, output_tokens=5))
+        upstream.script(
+            Reply(chunks=["x"], input_tokens=10, output_tokens=10),
+            Reply(chunks=["y"], input_tokens=5, output_tokens=5),
+        )
         await client.chat(alice, session["id"], "first")
         # the OpenAI-compatible route (a direct turn) counts against the same budget
-        r = await client.http.post("/v1/chat/completions", headers=bearer(bob), json={
-            "model": "gpt", "messages": [{"role": "user", "content": "second"}],
-        })
+        r = await client.http.post(
+            "/v1/chat/completions",
+            headers=bearer(bob),
+            json={
+                "model": "gpt",
+                "messages": [{"role": "user", "content": "second"}],
+            },
+        )
         assert r.status_code == 200, r.text
         day = datetime.fromtimestamp(clock.now, UTC).strftime("%Y%m%d")
         assert await redis.get(keys.rate_window(ORG, "tokens", f"day:{day}", "org", "")) == b"30"
@@ -166,18 +189,30 @@ async def test_daily_org_budget_covers_every_prompt_route(gateway_factory, clock
         assert r.headers["retry-after"] == str(wait)
         assert "organization's budget of 30 tokens per day" in r.json()["message"]
         # the repository-style route and the compatible routes are refused alike
-        r = await client.http.post(f"/conversation/{conv['id']}/prompt", json={"prompt": "hi"},
-                                   headers=bearer(alice))
+        r = await client.http.post(
+            f"/conversation/{conv['id']}/prompt", json={"prompt": "hi"}, headers=bearer(alice)
+        )
         assert r.status_code == 429 and r.json()["code"] == "token_budget_exceeded"
         assert r.headers["retry-after"] == str(wait)
-        r = await client.http.post("/v1/chat/completions", headers=bearer(alice), json={
-            "model": "gpt", "messages": [{"role": "user", "content": "third"}],
-        })
+        r = await client.http.post(
+            "/v1/chat/completions",
+            headers=bearer(alice),
+            json={
+                "model": "gpt",
+                "messages": [{"role": "user", "content": "third"}],
+            },
+        )
         assert r.status_code == 429 and r.json()["error"]["code"] == "token_budget_exceeded"
         assert r.headers["retry-after"] == str(wait) and r.headers["x-ratelimit-limit"] == "30"
-        r = await client.http.post("/v1/messages", headers=bearer(alice), json={
-            "model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "fourth"}],
-        })
+        r = await client.http.post(
+            "/v1/messages",
+            headers=bearer(alice),
+            json={
+                "model": "claude",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "fourth"}],
+            },
+        )
         assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
         assert r.headers["retry-after"] == str(wait)
         assert len(upstream.requests) == 2
@@ -195,7 +230,9 @@ async def test_monthly_user_budget(gateway_factory, clock, alice, bob, upstream,
         assert (await client.chat(bob, b["id"], "hi")).text == "y"
 
 
-async def test_two_gateways_on_one_redis_share_the_limits(gateway_factory, clock, alice, upstream, redis):
+async def test_two_gateways_on_one_redis_share_the_limits(
+    gateway_factory, clock, alice, upstream, redis
+):
     toml = "[limits]\nuser_requests_per_minute = 3"
     async with gateway_factory(extra_toml=toml) as one, gateway_factory(extra_toml=toml) as two:
         _, session = await session_for(one, alice)
@@ -242,7 +279,9 @@ async def test_without_limits_no_counter_is_kept(client, alice, upstream, redis)
     assert await rate_keys(redis) == []
 
 
-async def test_admin_prompting_in_an_org_counts_against_that_org(gateway_factory, clock, alice, admin, upstream, redis):
+async def test_admin_prompting_in_an_org_counts_against_that_org(
+    gateway_factory, clock, alice, admin, upstream, redis
+):
     async with gateway_factory(extra_toml="[limits]\norg_requests_per_minute = 1") as client:
         _, session = await session_for(client, alice)
         await client.chat(admin, session["id"], "from the operator")
@@ -263,8 +302,10 @@ def test_bad_limits_stop_the_start(tmp_path):
 
 def test_per_org_values_replace_only_what_they_set(tmp_path):
     cfg = tmp_path / "g.toml"
-    cfg.write_text("[limits]\nuser_requests_per_minute = 5\norg_tokens_per_day = 100\n"
-                   "[limits.orgs.acme]\norg_tokens_per_day = 1000\n")
+    cfg.write_text(
+        "[limits]\nuser_requests_per_minute = 5\norg_tokens_per_day = 100\n"
+        "[limits.orgs.acme]\norg_tokens_per_day = 1000\n"
+    )
     config = load_settings(cfg, env={}).limits
     acme, other = config.for_org("acme"), config.for_org("other")
     assert (acme.user_requests_per_minute, acme.org_tokens_per_day) == (5, 1000)
@@ -281,12 +322,22 @@ def test_windows_end_at_utc_minute_day_and_month_boundaries():
 
 def test_when_several_windows_are_full_the_answer_names_the_one_that_frees_up_last():
     now = datetime(2025, 6, 10, 12, 0, 15, tzinfo=UTC).timestamp()
-    config = load_settings(None, env={}, overrides={"limits": {
-        "user_requests_per_minute": 5, "org_tokens_per_minute": 100, "org_tokens_per_day": 1000,
-    }}).limits
+    config = load_settings(
+        None,
+        env={},
+        overrides={
+            "limits": {
+                "user_requests_per_minute": 5,
+                "org_tokens_per_minute": 100,
+                "org_tokens_per_day": 1000,
+            }
+        },
+    ).limits
     windows = limits.RateLimits(config, Redis()).windows("acme", "kim", now)  # never connects
     assert [(w.kind, w.scope, w.period) for w in windows] == [
-        ("requests", "user", "minute"), ("tokens", "org", "minute"), ("tokens", "org", "day"),
+        ("requests", "user", "minute"),
+        ("tokens", "org", "minute"),
+        ("tokens", "org", "day"),
     ]
     exc = limits.refusal(windows, [5, 100, 1000], now)
     assert exc.code == "token_budget_exceeded" and exc.headers["Retry-After"] == str(12 * 3600 - 15)

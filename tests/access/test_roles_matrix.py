@@ -12,10 +12,10 @@ import asyncio
 
 import pytest
 
+from gateway.storage import keys
 from tests.gateway_fixtures import ORG
 from tests.repo_fixtures import USER_IDS, conv_hash, indexes_holding, message_count
 from tests.support import bearer
-from gateway.storage import keys
 
 ACTORS = ("admin", "org_admin", "ws_admin", "alice", "bob", "carol", "mallory")
 
@@ -41,17 +41,23 @@ async def test_create(api, cast, redis, case):
     repo, expected = CREATE[case]
     got = []
     for who in ACTORS:
-        before = set(await redis.keys(keys.CONVERSATION_KEYS)) | set(await redis.keys(keys.org_index_pattern()))
-        r = await api.http.post("/conversation", json={"repoId": repo}, headers=bearer(token(cast, who)))
+        before = set(await redis.keys(keys.CONVERSATION_KEYS)) | set(
+            await redis.keys(keys.org_index_pattern())
+        )
+        r = await api.http.post(
+            "/conversation", json={"repoId": repo}, headers=bearer(token(cast, who))
+        )
         got.append(r.status_code)
-        after = set(await redis.keys(keys.CONVERSATION_KEYS)) | set(await redis.keys(keys.org_index_pattern()))
+        after = set(await redis.keys(keys.CONVERSATION_KEYS)) | set(
+            await redis.keys(keys.org_index_pattern())
+        )
         if r.status_code == 200:
             h = await conv_hash(redis, r.json()["conversationId"])
             assert (h["repo_id"], h["created_by"]) == (repo, USER_IDS[who])
         else:
             assert r.json()["success"] is False
             assert after == before  # no conversation, no index entry
-    assert dict(zip(ACTORS, got)) == dict(zip(ACTORS, expected))
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))
 
 
 # -- one org's conversations, seen by everyone --------------------------------------------------
@@ -63,8 +69,12 @@ async def world(api, cast):
     Created in that order, a few milliseconds apart, so from/to can cut between them."""
     made = {}
     for name, who, repo in (
-        ("A1", "alice", "demo-1"), ("B1", "bob", "demo-1"), ("W1", "ws_admin", "demo-1"),
-        ("C2", "carol", "demo-2"), ("O2", "org_admin", "demo-2"), ("M", "mallory", "demo-9"),
+        ("A1", "alice", "demo-1"),
+        ("B1", "bob", "demo-1"),
+        ("W1", "ws_admin", "demo-1"),
+        ("C2", "carol", "demo-2"),
+        ("O2", "org_admin", "demo-2"),
+        ("M", "mallory", "demo-9"),
     ):
         made[name] = await api.create(token(cast, who), repo)
         await asyncio.sleep(0.005)
@@ -89,45 +99,91 @@ LIST = {
         "admin": visible("A1", "B1", "W1", "C2", "O2"),
         "org_admin": visible("A1", "B1", "W1", "C2", "O2"),
         "ws_admin": visible("A1", "B1", "W1"),
-        "alice": ["A1"], "bob": ["B1"], "carol": ["C2"], "mallory": ["M"],
+        "alice": ["A1"],
+        "bob": ["B1"],
+        "carol": ["C2"],
+        "mallory": ["M"],
     },
     "workspaceId=ws-1": {
-        "admin": visible("A1", "B1", "W1"), "org_admin": visible("A1", "B1", "W1"),
+        "admin": visible("A1", "B1", "W1"),
+        "org_admin": visible("A1", "B1", "W1"),
         "ws_admin": visible("A1", "B1", "W1"),
-        "alice": ["A1"], "bob": ["B1"], "carol": [], "mallory": [],
+        "alice": ["A1"],
+        "bob": ["B1"],
+        "carol": [],
+        "mallory": [],
     },
     "workspaceId=ws-2": {
-        "admin": visible("C2", "O2"), "org_admin": visible("C2", "O2"), "ws_admin": [],
-        "alice": [], "bob": [], "carol": ["C2"], "mallory": [],
+        "admin": visible("C2", "O2"),
+        "org_admin": visible("C2", "O2"),
+        "ws_admin": [],
+        "alice": [],
+        "bob": [],
+        "carol": ["C2"],
+        "mallory": [],
     },
     "repoId=demo-1": {
-        "admin": visible("A1", "B1", "W1"), "org_admin": visible("A1", "B1", "W1"),
+        "admin": visible("A1", "B1", "W1"),
+        "org_admin": visible("A1", "B1", "W1"),
         "ws_admin": visible("A1", "B1", "W1"),
-        "alice": ["A1"], "bob": ["B1"], "carol": [], "mallory": [],
+        "alice": ["A1"],
+        "bob": ["B1"],
+        "carol": [],
+        "mallory": [],
     },
     "repoId=demo-2": {
-        "admin": visible("C2", "O2"), "org_admin": visible("C2", "O2"), "ws_admin": [],
-        "alice": [], "bob": [], "carol": ["C2"], "mallory": [],
+        "admin": visible("C2", "O2"),
+        "org_admin": visible("C2", "O2"),
+        "ws_admin": [],
+        "alice": [],
+        "bob": [],
+        "carol": ["C2"],
+        "mallory": [],
     },
     "userId=alice": {
-        "admin": ["A1"], "org_admin": ["A1"], "ws_admin": ["A1"],
-        "alice": ["A1"], "bob": [], "carol": [], "mallory": [],
+        "admin": ["A1"],
+        "org_admin": ["A1"],
+        "ws_admin": ["A1"],
+        "alice": ["A1"],
+        "bob": [],
+        "carol": [],
+        "mallory": [],
     },
     "userId=carol": {
-        "admin": ["C2"], "org_admin": ["C2"], "ws_admin": [],
-        "alice": [], "bob": [], "carol": ["C2"], "mallory": [],
+        "admin": ["C2"],
+        "org_admin": ["C2"],
+        "ws_admin": [],
+        "alice": [],
+        "bob": [],
+        "carol": ["C2"],
+        "mallory": [],
     },
     "userId=walter&workspaceId=ws-1&repoId=demo-1": {
-        "admin": ["W1"], "org_admin": ["W1"], "ws_admin": ["W1"],
-        "alice": [], "bob": [], "carol": [], "mallory": [],
+        "admin": ["W1"],
+        "org_admin": ["W1"],
+        "ws_admin": ["W1"],
+        "alice": [],
+        "bob": [],
+        "carol": [],
+        "mallory": [],
     },
     "from=W1": {  # from the creation of W1 on (inclusive)
-        "admin": visible("W1", "C2", "O2"), "org_admin": visible("W1", "C2", "O2"),
-        "ws_admin": ["W1"], "alice": [], "bob": [], "carol": ["C2"], "mallory": ["M"],
+        "admin": visible("W1", "C2", "O2"),
+        "org_admin": visible("W1", "C2", "O2"),
+        "ws_admin": ["W1"],
+        "alice": [],
+        "bob": [],
+        "carol": ["C2"],
+        "mallory": ["M"],
     },
     "to=B1": {  # up to the creation of B1 (inclusive)
-        "admin": visible("A1", "B1"), "org_admin": visible("A1", "B1"),
-        "ws_admin": visible("A1", "B1"), "alice": ["A1"], "bob": ["B1"], "carol": [], "mallory": [],
+        "admin": visible("A1", "B1"),
+        "org_admin": visible("A1", "B1"),
+        "ws_admin": visible("A1", "B1"),
+        "alice": ["A1"],
+        "bob": ["B1"],
+        "carol": [],
+        "mallory": [],
     },
 }
 
@@ -155,7 +211,9 @@ async def test_list(api, cast, world, flt):
 
 async def test_list_of_another_org_is_403_but_the_admin_may_name_any(api, cast, world):
     for who in ("org_admin", "ws_admin", "alice"):
-        r = await api.http.get("/conversation", params={"org_id": "org-2"}, headers=bearer(token(cast, who)))
+        r = await api.http.get(
+            "/conversation", params={"org_id": "org-2"}, headers=bearer(token(cast, who))
+        )
         assert r.status_code == 403 and r.json()["code"] == "forbidden_org"
     assert names(world, await api.list_ids(cast.admin, org_id="org-2")) == ["M"]
 
@@ -187,16 +245,19 @@ async def test_read_messages_both_api_styles(api, cast, world, conv):
     for who in ACTORS:
         got.append((await api.messages(token(cast, who), cid)).status_code)
         # each asks in their own org; the admin in the conversation's
-        org = ("org-2" if conv == "M" else ORG) if who == "admin" else (
-            "org-2" if who == "mallory" else ORG
+        org = (
+            ("org-2" if conv == "M" else ORG)
+            if who == "admin"
+            else ("org-2" if who == "mallory" else ORG)
         )
         r = await api.http.get(
             "/api/conversation/get_with_sessions",
-            params={"org_id": org, "conversation_id": cid}, headers=bearer(token(cast, who)),
+            params={"org_id": org, "conversation_id": cid},
+            headers=bearer(token(cast, who)),
         )
         got_api.append(r.status_code)
-    assert dict(zip(ACTORS, got)) == dict(zip(ACTORS, READ[conv]))
-    assert dict(zip(ACTORS, got_api)) == dict(zip(ACTORS, READ[conv]))
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, READ[conv], strict=True))
+    assert dict(zip(ACTORS, got_api, strict=True)) == dict(zip(ACTORS, READ[conv], strict=True))
 
 
 @pytest.mark.parametrize("conv", list(PROMPT))
@@ -212,7 +273,7 @@ async def test_prompt(api, cast, redis, upstream, world, conv):
         else:
             assert r.json()["success"] is False
             assert await message_count(redis, cid) == before  # nothing stored, nothing sent
-    assert dict(zip(ACTORS, got)) == dict(zip(ACTORS, PROMPT[conv]))
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, PROMPT[conv], strict=True))
     assert upstream.requests == []  # the demo model answers locally
 
 
@@ -223,7 +284,8 @@ async def test_prompt_rules_hold_for_the_conversation_service_stream(api, cast, 
     for who, status in (("ws_admin", 403), ("bob", 404), ("alice", 200)):
         r = await api.http.post(
             f"/api/conversation/stream_chat?org_id={ORG}",
-            json={"chat_session_id": sid, "message": "hi"}, headers=bearer(token(cast, who)),
+            json={"chat_session_id": sid, "message": "hi"},
+            headers=bearer(token(cast, who)),
         )
         assert r.status_code == status, who
     assert await message_count(redis, world["A1"]) == 2
@@ -232,7 +294,9 @@ async def test_prompt_rules_hold_for_the_conversation_service_stream(api, cast, 
 async def test_the_conversation_service_list_shows_what_the_repository_list_shows(api, cast, world):
     for who in ACTORS:
         org = "org-2" if who == "mallory" else ORG
-        r = await api.http.get(f"/api/conversation/list?org_id={org}", headers=bearer(token(cast, who)))
+        r = await api.http.get(
+            f"/api/conversation/list?org_id={org}", headers=bearer(token(cast, who))
+        )
         ids = [c["id"] for c in r.json()["conversations"]]
         params = {"org_id": org} if who == "admin" else {}
         assert ids == await api.list_ids(token(cast, who), **params), who
@@ -266,4 +330,4 @@ async def test_delete(api, cast, redis, case):
         else:
             assert r.json()["code"] == "conversation_not_found"
             assert "deleted_at" not in h and await indexes_holding(redis, cid, org) == indexed
-    assert dict(zip(ACTORS, got)) == dict(zip(ACTORS, expected))
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))

@@ -7,12 +7,20 @@ import json
 
 import pytest
 
+from gateway.storage import keys
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, make_jwt
-from gateway.storage import keys
 
 OTHER_ORG_ADMIN = make_jwt("oscar", "org-2", "org_admin")
-CONFIG_ORG_1 = ["demo-1", "demo-2", "repo-1", "repo-2", "repo-default-model", "repo-keyed", "repo-orphan"]
+CONFIG_ORG_1 = [
+    "demo-1",
+    "demo-2",
+    "repo-1",
+    "repo-2",
+    "repo-default-model",
+    "repo-keyed",
+    "repo-orphan",
+]
 
 
 async def stored(redis) -> dict[str, dict]:
@@ -48,7 +56,11 @@ async def test_put_creates_then_replaces_and_conversations_follow(api, cast, red
     assert r.status_code == 201
     repo = r.json()["repository"]
     assert {k: repo[k] for k in ("id", "org_id", "workspace_id", "model", "source")} == {
-        "id": "team-repo", "org_id": ORG, "workspace_id": "ws-1", "model": "demo", "source": "api",
+        "id": "team-repo",
+        "org_id": ORG,
+        "workspace_id": "ws-1",
+        "model": "demo",
+        "source": "api",
     }
     record = (await stored(redis))["team-repo"]
     assert (record["org_id"], record["workspace_id"], record["model"]) == (ORG, "ws-1", "demo")
@@ -61,7 +73,9 @@ async def test_put_creates_then_replaces_and_conversations_follow(api, cast, red
     assert r.status_code == 200
     assert r.json()["repository"]["created_at"] == repo["created_at"]
     assert (await stored(redis))["team-repo"]["workspace_id"] == "ws-2"
-    r = await api.http.post("/conversation", json={"repoId": "team-repo"}, headers=bearer(cast.alice))
+    r = await api.http.post(
+        "/conversation", json={"repoId": "team-repo"}, headers=bearer(cast.alice)
+    )
     assert r.status_code == 403  # alice has no access to ws-2
     r = await api.http.get("/admin/repositories/team-repo", headers=bearer(cast.org_admin))
     assert r.status_code == 200 and r.json()["repository"]["workspace_id"] == "ws-2"
@@ -69,7 +83,9 @@ async def test_put_creates_then_replaces_and_conversations_follow(api, cast, red
 
 async def test_a_repository_put_without_workspace_is_an_orphan(api, cast, redis):
     assert (await put(api, cast.org_admin, "loose", model="demo")).status_code == 201
-    r = await api.http.post("/conversation", json={"repoId": "loose"}, headers=bearer(cast.org_admin))
+    r = await api.http.post(
+        "/conversation", json={"repoId": "loose"}, headers=bearer(cast.org_admin)
+    )
     assert r.status_code == 400 and r.json()["code"] == "repository_without_workspace"
     assert await redis.keys(keys.CONVERSATION_KEYS) == []
 
@@ -82,13 +98,16 @@ async def test_config_repositories_cannot_be_changed_here(api, cast, redis):
     assert await stored(redis) == {}
 
 
-@pytest.mark.parametrize("rid, body, code", [
-    ("ok-id", {"workspace_id": "ws-1", "model": "gpt-17"}, "validation_error"),
-    ("ok-id", {"workspace_id": 5}, "validation_error"),
-    ("ok-id", {"workspace_id": ""}, "validation_error"),
-    ("bad%20id", {"workspace_id": "ws-1"}, "validation_error"),
-    ("-starts-with-dash", {"workspace_id": "ws-1"}, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "rid, body, code",
+    [
+        ("ok-id", {"workspace_id": "ws-1", "model": "gpt-17"}, "validation_error"),
+        ("ok-id", {"workspace_id": 5}, "validation_error"),
+        ("ok-id", {"workspace_id": ""}, "validation_error"),
+        ("bad%20id", {"workspace_id": "ws-1"}, "validation_error"),
+        ("-starts-with-dash", {"workspace_id": "ws-1"}, "validation_error"),
+    ],
+)
 async def test_bad_puts_are_400(api, cast, redis, rid, body, code):
     r = await put(api, cast.org_admin, rid, **body)
     assert r.status_code == 400 and r.json()["code"] == code
@@ -99,13 +118,19 @@ async def test_orgs_are_kept_apart(api, cast, redis):
     # the platform admin names the org; an org admin only ever their own
     r = await put(api, cast.admin, "theirs", workspace_id="ws-9")
     assert r.status_code == 400 and "org_id" in r.json()["message"]
-    assert (await put(api, cast.admin, "theirs", org_id="org-2", workspace_id="ws-9")).status_code == 201
+    assert (
+        await put(api, cast.admin, "theirs", org_id="org-2", workspace_id="ws-9")
+    ).status_code == 201
     r = await put(api, cast.org_admin, "mine", org_id="org-2", workspace_id="ws-1")
     assert r.status_code == 403 and r.json()["code"] == "forbidden_org"
     # another org's repository is not there for org-1's admin, whatever the verb
     for verb in ("GET", "PUT", "DELETE"):
-        r = await api.http.request(verb, "/admin/repositories/theirs", headers=bearer(cast.org_admin),
-                                   json={"workspace_id": "ws-1"} if verb == "PUT" else None)
+        r = await api.http.request(
+            verb,
+            "/admin/repositories/theirs",
+            headers=bearer(cast.org_admin),
+            json={"workspace_id": "ws-1"} if verb == "PUT" else None,
+        )
         assert r.status_code == 404 and r.json()["code"] == "repository_not_found", verb
     r = await api.http.post("/conversation", json={"repoId": "theirs"}, headers=bearer(cast.alice))
     assert r.status_code == 404
@@ -123,7 +148,9 @@ async def test_delete_stops_new_conversations_but_keeps_existing_ones(api, cast,
     r = await api.http.delete("/admin/repositories/short-lived", headers=bearer(cast.org_admin))
     assert r.status_code == 200 and r.json() == {"success": True, "repositoryId": "short-lived"}
     assert await stored(redis) == {}
-    r = await api.http.post("/conversation", json={"repoId": "short-lived"}, headers=bearer(cast.alice))
+    r = await api.http.post(
+        "/conversation", json={"repoId": "short-lived"}, headers=bearer(cast.alice)
+    )
     assert r.status_code == 404
     assert (await api.prompt(cast.alice, cid, "still there?")).status_code == 200
     assert (await api.list(cast.alice, repoId="short-lived"))["total"] == 1

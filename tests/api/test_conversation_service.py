@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from gateway.turn.resume_log import FLUSH_INTERVAL
 from gateway.storage import keys
+from gateway.turn.resume_log import FLUSH_INTERVAL
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, commands_for, make_jwt, parse_sse
@@ -39,9 +39,9 @@ async def test_create_conversation_and_session_fields(client, alice, redis):
     }
     assert ISO.match(session["created_at"]) and ISO.match(session["updated_at"])
     # both live under the conversation's one hash tag
-    stored = await redis.hgetall(keys.conversation(conv['id']))
+    stored = await redis.hgetall(keys.conversation(conv["id"]))
     assert stored[b"title"] == b"Project Discussion" and stored[b"org_id"] == ORG.encode()
-    assert await redis.hexists(keys.sessions(conv['id']), session["id"])
+    assert await redis.hexists(keys.sessions(conv["id"]), session["id"])
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])
@@ -89,7 +89,7 @@ async def test_stream_chat_raw_bytes_follow_the_contract(client, alice, upstream
     assert assistant["content"] == "Vector databases index embeddings."
     assert assistant["status"] == "complete"
     assert (assistant["input_tokens"], assistant["output_tokens"]) == (17, 9)
-    conv_hash = await redis.hgetall(keys.conversation(conv['id']))
+    conv_hash = await redis.hgetall(keys.conversation(conv["id"]))
     assert (conv_hash[b"tokens_in"], conv_hash[b"tokens_out"]) == (b"17", b"9")
 
 
@@ -203,12 +203,15 @@ async def test_list_and_get_with_sessions(client, alice, bob):
     assert [x["id"] for x in r.json()["sessions"]] == [s["id"]]
 
 
-@pytest.mark.parametrize("status, http_status, code", [
-    (500, 502, "provider_error"),
-    (401, 502, "provider_auth"),
-    (403, 502, "provider_auth"),
-    (429, 429, "provider_rate_limited"),
-])
+@pytest.mark.parametrize(
+    "status, http_status, code",
+    [
+        (500, 502, "provider_error"),
+        (401, 502, "provider_auth"),
+        (403, 502, "provider_auth"),
+        (429, 429, "provider_rate_limited"),
+    ],
+)
 async def test_upstream_refusal_is_an_http_error_before_any_stream(
     client, alice, upstream, redis, status, http_status, code
 ):
@@ -312,7 +315,7 @@ async def test_a_user_never_sees_or_prompts_anothers_conversation(
     r = await client.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(bob))
     assert r.json() == {"conversations": [], "total": 0}
     assert await stored_messages(redis, conv["id"]) == []
-    assert len(await redis.hkeys(keys.sessions(conv['id']))) == 1
+    assert len(await redis.hkeys(keys.sessions(conv["id"]))) == 1
     assert upstream.requests == []
 
 
@@ -324,7 +327,7 @@ async def test_unknown_model_is_404_model_not_found(client, alice, redis):
         headers=bearer(alice),
     )
     assert r.status_code == 404 and r.json()["code"] == "model_not_found"
-    assert await redis.exists(keys.sessions(conv['id'])) == 0
+    assert await redis.exists(keys.sessions(conv["id"])) == 0
 
 
 async def test_unknown_session_is_404(client, alice, upstream):
@@ -415,8 +418,10 @@ async def test_client_that_leaves_mid_stream_cancels_upstream_and_keeps_the_part
     upstream.script(Reply(chunks=["word "] * 50, delay=0.05))
     received = b""
     async with client.http.stream(
-        "POST", f"/api/conversation/stream_chat?org_id={ORG}",
-        json={"chat_session_id": session["id"], "message": "long answer please"}, headers=bearer(alice),
+        "POST",
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": session["id"], "message": "long answer please"},
+        headers=bearer(alice),
     ) as r:
         async for chunk in r.aiter_bytes():
             received += chunk
@@ -448,7 +453,9 @@ async def test_the_upstream_connection_is_reused_across_turns(client, alice, ups
     assert len(upstream.requests) == 3 and len(ports) == 1
 
 
-async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(client, alice, upstream, redis):
+async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(
+    client, alice, upstream, redis
+):
     """No command per token; the scripts go as EVAL (no SCRIPT EXISTS round trip first),
     and a session seen before is not looked up again."""
     conv = await client.create_conversation(alice)
@@ -466,6 +473,7 @@ async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(client, 
             events = await client.chat(alice, session["id"], "go")
             longest = max(longest, time.perf_counter() - started)
             assert events.names[-1] == "end" and len(events.of("content")) == tokens
+
         return one
 
     short = await commands_for(redis, turn(10))
@@ -486,10 +494,14 @@ async def test_a_turn_costs_redis_the_same_commands_whatever_its_length(client, 
 
 
 @pytest.mark.parametrize("transport", ["lean", "httpx"])
-async def test_a_models_upstream_options_come_from_the_config(gateway_factory, alice, upstream, redis, transport):
+async def test_a_models_upstream_options_come_from_the_config(
+    gateway_factory, alice, upstream, redis, transport
+):
     """transport, max_tokens_param and include_usage reach the SDK and the wire."""
     async with gateway_factory(
-        transport=transport, max_tokens_param="max_completion_tokens", include_usage=False,
+        transport=transport,
+        max_tokens_param="max_completion_tokens",
+        include_usage=False,
         max_output_tokens=64,
     ) as client:
         conv = await client.create_conversation(alice)

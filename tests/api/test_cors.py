@@ -24,7 +24,9 @@ def preflight(origin: str, method: str, headers: str) -> dict[str, str]:
 
 @pytest.fixture
 async def cors_client(gateway_factory):
-    async with gateway_factory(env={"GATEWAY_CORS_ORIGINS": f"{ALLOWED}, http://second.example"}) as c:
+    async with gateway_factory(
+        env={"GATEWAY_CORS_ORIGINS": f"{ALLOWED}, http://second.example"}
+    ) as c:
         yield c
 
 
@@ -43,7 +45,10 @@ async def test_preflight_of_the_streaming_post_is_allowed_for_a_listed_origin(co
 
 
 async def test_preflight_of_the_resume_route_allows_last_event_id(cors_client):
-    for path in ("/api/conversation/stream?org_id=o&message_id=m", "/conversation/c/messages/m/stream"):
+    for path in (
+        "/api/conversation/stream?org_id=o&message_id=m",
+        "/conversation/c/messages/m/stream",
+    ):
         r = await cors_client.http.options(
             path, headers=preflight(ALLOWED, "GET", "authorization,last-event-id")
         )
@@ -72,7 +77,8 @@ async def test_a_stream_from_a_listed_origin_carries_the_cors_headers(cors_clien
     session = await cors_client.create_session(alice, conv["id"], "gpt")
     upstream.script(Reply(chunks=["a", "b"]))
     async with cors_client.http.stream(
-        "POST", f"/api/conversation/stream_chat?org_id={ORG}",
+        "POST",
+        f"/api/conversation/stream_chat?org_id={ORG}",
         json={"chat_session_id": session["id"], "message": "hi"},
         headers={**bearer(alice), "Origin": ALLOWED},
     ) as r:
@@ -89,22 +95,36 @@ async def test_a_stream_from_a_listed_origin_carries_the_cors_headers(cors_clien
     r = await cors_client.http.get(
         "/api/conversation/stream",
         params={"message_id": start["message_id"], "resume_token": start["resume_token"]},
-        headers={"Origin": ALLOWED, "Accept": "text/event-stream", "Last-Event-ID": f"{start['message_id']}:1"},
+        headers={
+            "Origin": ALLOWED,
+            "Accept": "text/event-stream",
+            "Last-Event-ID": f"{start['message_id']}:1",
+        },
     )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ALLOWED
     assert parse_sse(r.content).text == "b"  # exactly what came after the Last-Event-ID
     # a first connection can say where to start in the URL; a reconnect's header wins over it
-    url_only = {"message_id": start["message_id"], "resume_token": start["resume_token"],
-                "last_event_id": f"{start['message_id']}:1"}
-    r = await cors_client.http.get("/api/conversation/stream", params=url_only, headers={"Origin": ALLOWED})
+    url_only = {
+        "message_id": start["message_id"],
+        "resume_token": start["resume_token"],
+        "last_event_id": f"{start['message_id']}:1",
+    }
+    r = await cors_client.http.get(
+        "/api/conversation/stream", params=url_only, headers={"Origin": ALLOWED}
+    )
     assert parse_sse(r.content).text == "b"
-    r = await cors_client.http.get("/api/conversation/stream", params=url_only,
-                                   headers={"Origin": ALLOWED, "Last-Event-ID": f"{start['message_id']}:2"})
+    r = await cors_client.http.get(
+        "/api/conversation/stream",
+        params=url_only,
+        headers={"Origin": ALLOWED, "Last-Event-ID": f"{start['message_id']}:2"},
+    )
     assert parse_sse(r.content).text == ""
 
 
 async def test_errors_reach_the_page_with_cors_headers(cors_client):
-    r = await cors_client.http.get(f"/api/conversation/list?org_id={ORG}", headers={"Origin": ALLOWED})
+    r = await cors_client.http.get(
+        f"/api/conversation/list?org_id={ORG}", headers={"Origin": ALLOWED}
+    )
     assert r.status_code == 401 and r.json()["code"] == "unauthorized"
     assert r.headers["access-control-allow-origin"] == ALLOWED  # so the page can read why
 
@@ -129,8 +149,13 @@ async def test_without_the_setting_no_origin_is_allowed(client, alice):
 
 
 async def test_pages_are_served_without_a_token(client):
-    for path, kind in (("/", "text/html"), ("/docs", "text/html"), ("/static/playground.js", "javascript"),
-                       ("/static/sse.js", "javascript"), ("/openapi.json", "application/json")):
+    for path, kind in (
+        ("/", "text/html"),
+        ("/docs", "text/html"),
+        ("/static/playground.js", "javascript"),
+        ("/static/sse.js", "javascript"),
+        ("/openapi.json", "application/json"),
+    ):
         r = await client.http.get(path)
         assert r.status_code == 200 and kind in r.headers["content-type"], path
     assert (await client.http.get("/static/nope.js")).status_code == 404

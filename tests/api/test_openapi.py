@@ -16,8 +16,8 @@ from referencing.jsonschema import DRAFT202012
 from starlette.routing import Route
 
 from gateway.api import openapi
-from gateway.app import create_app
 from gateway.api.openapi import OPERATIONS, build_document, route_operations, undocumented
+from gateway.app import create_app
 from gateway.settings import load_settings
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
@@ -72,10 +72,14 @@ def test_a_new_route_without_an_entry_is_listed_as_undocumented(app):
     async def handler(request):  # pragma: no cover - never called
         raise AssertionError
 
-    routes = [*app.routes, Route("/policy/violations/{violation_id}", handler, methods=["GET", "POST"])]
+    routes = [
+        *app.routes,
+        Route("/policy/violations/{violation_id}", handler, methods=["GET", "POST"]),
+    ]
     document = build_document(routes)
     assert undocumented(document) == [
-        "GET /policy/violations/{violation_id}", "POST /policy/violations/{violation_id}",
+        "GET /policy/violations/{violation_id}",
+        "POST /policy/violations/{violation_id}",
     ]
     validate(document)  # still a valid document meanwhile
 
@@ -86,15 +90,26 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
     assert stream_chat["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StreamChat"
     }
-    assert document["components"]["schemas"]["StreamChat"]["required"] == ["chat_session_id", "message"]
+    assert document["components"]["schemas"]["StreamChat"]["required"] == [
+        "chat_session_id",
+        "message",
+    ]
     assert set(stream_chat["responses"]) >= {"200", "400", "401", "403", "404", "409", "429", "502"}
     assert "Retry-After" in stream_chat["responses"]["429"]["headers"]
     sse = stream_chat["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert sse == {"$ref": "#/components/schemas/ChatStreamEvent"}
     frames = document["components"]["schemas"]["ChatStreamEvent"]["oneOf"]
-    assert [f["$ref"].rsplit("/", 1)[1] for f in frames] == ["StartFrame", "ContentFrame", "ErrorFrame", "EndFrame"]
+    assert [f["$ref"].rsplit("/", 1)[1] for f in frames] == [
+        "StartFrame",
+        "ContentFrame",
+        "ErrorFrame",
+        "EndFrame",
+    ]
 
-    for path in ("/api/conversation/stream", "/conversation/{conversation_id}/messages/{message_id}/stream"):
+    for path in (
+        "/api/conversation/stream",
+        "/conversation/{conversation_id}/messages/{message_id}/stream",
+    ):
         op = paths[path]["get"]
         params = {(p["in"], p["name"]) for p in op["parameters"]}
         assert {("query", "resume_token"), ("header", "Last-Event-ID")} <= params, path
@@ -104,9 +119,16 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
         for method, op in item.items():
             for status, response in op["responses"].items():
                 if status.startswith(("4", "5")):
-                    shape = response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-                    expected = ("OpenAIError" if path.startswith("/v1/") and path != "/v1/messages"
-                                else "AnthropicError" if path == "/v1/messages" else "Error")
+                    shape = response["content"]["application/json"]["schema"]["$ref"].rsplit(
+                        "/", 1
+                    )[1]
+                    expected = (
+                        "OpenAIError"
+                        if path.startswith("/v1/") and path != "/v1/messages"
+                        else "AnthropicError"
+                        if path == "/v1/messages"
+                        else "Error"
+                    )
                     assert shape == expected, (method, path, status)
             if op["security"]:
                 assert "401" in op["responses"], (method, path)
@@ -136,12 +158,18 @@ async def test_the_docs_page_is_offline_and_lists_its_assets(client):
     # no CDN anywhere in the shipped assets (comments may cite a spec, code may not fetch one)
     for path in STATIC.iterdir():
         code = "\n".join(
-            line for line in path.read_text().splitlines() if not line.lstrip().startswith(("//", "/*"))
+            line
+            for line in path.read_text().splitlines()
+            if not line.lstrip().startswith(("//", "/*"))
         )
-        assert not re.search(r"""(?:src|href|from|import|url)\s*[=(]?\s*["']?https?://""", code), path.name
+        assert not re.search(r"""(?:src|href|from|import|url)\s*[=(]?\s*["']?https?://""", code), (
+            path.name
+        )
 
 
-async def test_real_answers_match_the_documented_schemas(client, admin, alice, mallory, upstream, document):
+async def test_real_answers_match_the_documented_schemas(
+    client, admin, alice, mallory, upstream, document
+):
     conv = await client.create_conversation(alice)
     conforms(document, "Conversation", conv)
     session = await client.create_session(alice, conv["id"], "gpt")
@@ -161,37 +189,69 @@ async def test_real_answers_match_the_documented_schemas(client, admin, alice, m
         params={"message_id": start["message_id"], "resume_token": start["resume_token"]},
     )
     for e in parse_sse(r.content).events:
-        conforms(document, "ChatStreamEvent", {"event": e.event, "data": e.json, **({"id": e.id} if e.id else {})})
+        conforms(
+            document,
+            "ChatStreamEvent",
+            {"event": e.event, "data": e.json, **({"id": e.id} if e.id else {})},
+        )
 
     params = {"org_id": ORG, "conversation_id": conv["id"]}
-    listed = await client.http.get("/api/conversation/list", params={"org_id": ORG}, headers=bearer(alice))
+    listed = await client.http.get(
+        "/api/conversation/list", params={"org_id": ORG}, headers=bearer(alice)
+    )
     conforms(document, "ConversationList", listed.json())
-    got = await client.http.get("/api/conversation/get_with_sessions", params=params, headers=bearer(alice))
+    got = await client.http.get(
+        "/api/conversation/get_with_sessions", params=params, headers=bearer(alice)
+    )
     conforms(document, "ConversationWithSessions", got.json())
     conforms(document, "MessagePage", await client.messages(alice, conv["id"]))
 
     repo_list = await client.http.get("/conversation", headers=bearer(alice))
     conforms(document, "RepoConversationList", repo_list.json())
-    repo_messages = await client.http.get(f"/conversation/{conv['id']}/messages", headers=bearer(alice))
+    repo_messages = await client.http.get(
+        f"/conversation/{conv['id']}/messages", headers=bearer(alice)
+    )
     conforms(document, "RepoMessagePage", repo_messages.json())
     models = await client.http.get("/v1/models", headers=bearer(alice))
     conforms(document, "OpenAIModelList", models.json())
     policies = await client.http.get("/admin/policies", headers=bearer(admin))
     conforms(document, "PolicyList", policies.json())
-    violations = await client.http.get("/policy/violations", params={"org_id": ORG}, headers=bearer(alice))
+    violations = await client.http.get(
+        "/policy/violations", params={"org_id": ORG}, headers=bearer(alice)
+    )
     conforms(document, "ViolationPage", violations.json())
 
     # errors: the contract's shape, with the statuses the document lists
     errors = [
         (await client.http.get("/api/conversation/list", params={"org_id": ORG}), "401"),
-        (await client.http.get("/api/conversation/get_with_sessions", params=params,
-                               headers=bearer(mallory)), "403"),
-        (await client.http.get("/api/conversation/get_with_sessions",
-                               params={**params, "conversation_id": "nope"}, headers=bearer(alice)), "404"),
-        (await client.http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": start["message_id"]},
-                                headers=bearer(alice)), "409"),
-        (await client.http.post(f"/api/conversation/create?org_id={ORG}", content=b"{",
-                                headers=bearer(alice)), "400"),
+        (
+            await client.http.get(
+                "/api/conversation/get_with_sessions", params=params, headers=bearer(mallory)
+            ),
+            "403",
+        ),
+        (
+            await client.http.get(
+                "/api/conversation/get_with_sessions",
+                params={**params, "conversation_id": "nope"},
+                headers=bearer(alice),
+            ),
+            "404",
+        ),
+        (
+            await client.http.post(
+                f"/api/conversation/stop?org_id={ORG}",
+                json={"message_id": start["message_id"]},
+                headers=bearer(alice),
+            ),
+            "409",
+        ),
+        (
+            await client.http.post(
+                f"/api/conversation/create?org_id={ORG}", content=b"{", headers=bearer(alice)
+            ),
+            "400",
+        ),
     ]
     operations = {
         "401": document["paths"]["/api/conversation/list"]["get"],

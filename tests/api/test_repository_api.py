@@ -9,11 +9,11 @@ import re
 
 import pytest
 
+from gateway.storage import keys
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.repo_fixtures import REPO_KEY, conv_hash, indexes_holding, message_count
 from tests.support import bearer, parse_sse
-from gateway.storage import keys
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -31,26 +31,34 @@ async def test_create_inherits_workspace_and_org_from_the_repository(api, cast, 
     assert UUID.match(cid)
     h = await conv_hash(redis, cid)
     assert (h["org_id"], h["workspace_id"], h["repo_id"], h["created_by"]) == (
-        ORG, "ws-1", "repo-1", "alice",
+        ORG,
+        "ws-1",
+        "repo-1",
+        "alice",
     )
     assert json.loads(h["creator"]) == {
-        "id": "alice", "name": "Alice", "last_name": "Doe", "email": "alice@example.com",
+        "id": "alice",
+        "name": "Alice",
+        "last_name": "Doe",
+        "email": "alice@example.com",
     }
     # a default chat session on the repository's model, routable by its id
     sid = h["default_session_id"]
     session = json.loads(await redis.hget(keys.sessions(cid), sid))
     assert session["model_id"] == "gpt" and session["conversation_id"] == cid
     assert (await redis.get(keys.session_lookup(sid))).decode() == cid
-    assert await indexes_holding(redis, cid) == sorted([
-        keys.org_index(ORG),
-        keys.org_index(ORG, "u", "alice"),
-        keys.org_index(ORG, "ws", "ws-1"),
-        keys.org_index(ORG, "ws_u", "ws-1:alice"),
-        keys.org_index(ORG, "repo", "repo-1"),
-        keys.org_index(ORG, "repo_u", "repo-1:alice"),
-        keys.org_index(ORG, "ws_repo", "ws-1:repo-1"),
-        keys.org_index(ORG, "ws_repo_u", "ws-1:repo-1:alice"),
-    ])
+    assert await indexes_holding(redis, cid) == sorted(
+        [
+            keys.org_index(ORG),
+            keys.org_index(ORG, "u", "alice"),
+            keys.org_index(ORG, "ws", "ws-1"),
+            keys.org_index(ORG, "ws_u", "ws-1:alice"),
+            keys.org_index(ORG, "repo", "repo-1"),
+            keys.org_index(ORG, "repo_u", "repo-1:alice"),
+            keys.org_index(ORG, "ws_repo", "ws-1:repo-1"),
+            keys.org_index(ORG, "ws_repo_u", "ws-1:repo-1:alice"),
+        ]
+    )
     # the audit event rode along with the writes
     [(_, event)] = await redis.xrange(keys.events(ORG))
     assert event[b"type"] == b"conversation_created" and event[b"conversation_id"] == cid.encode()
@@ -61,14 +69,17 @@ async def test_unknown_repository_is_404_and_stores_nothing(api, cast, redis):
         r = await api.http.post("/conversation", json={"repoId": repo}, headers=bearer(cast.alice))
         assert r.status_code == 404, repo
         assert r.json() == {
-            "success": False, "code": "repository_not_found",
+            "success": False,
+            "code": "repository_not_found",
             "message": f"repository {repo!r} not found",
         }
     assert await all_conversation_keys(redis) == []
 
 
 async def test_repository_without_workspace_is_400_orphan(api, cast, redis):
-    r = await api.http.post("/conversation", json={"repoId": "repo-orphan"}, headers=bearer(cast.org_admin))
+    r = await api.http.post(
+        "/conversation", json={"repoId": "repo-orphan"}, headers=bearer(cast.org_admin)
+    )
     assert r.status_code == 400 and r.json()["code"] == "repository_without_workspace"
     assert "orphaned" in r.json()["message"]
     assert await all_conversation_keys(redis) == []
@@ -81,16 +92,20 @@ async def test_no_access_to_the_repositorys_workspace_is_403(api, cast, redis):
     assert await redis.keys(keys.org_index_pattern(ORG)) == []
 
 
-@pytest.mark.parametrize("body, code", [
-    (b"{}", "validation_error"),
-    (b'{"repoId": ""}', "validation_error"),
-    (b'{"repoId": 5}', "validation_error"),
-    (b"[]", "invalid_json"),
-    (b"nope", "invalid_json"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b"{}", "validation_error"),
+        (b'{"repoId": ""}', "validation_error"),
+        (b'{"repoId": 5}', "validation_error"),
+        (b"[]", "invalid_json"),
+        (b"nope", "invalid_json"),
+    ],
+)
 async def test_create_with_a_bad_body_is_400(api, cast, redis, body, code):
     r = await api.http.post(
-        "/conversation", content=body,
+        "/conversation",
+        content=body,
         headers={**bearer(cast.alice), "Content-Type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["code"] == code
@@ -110,7 +125,9 @@ async def test_no_token_is_401(api, redis):
 
 async def test_prompt_json_answer(api, cast, upstream, redis):
     cid = await api.create(cast.alice, "repo-1")
-    upstream.script(Reply(chunks=["Keep ", "keys ", "in a vault."], input_tokens=12, output_tokens=5))
+    upstream.script(
+        Reply(chunks=["Keep ", "keys ", "in a vault."], input_tokens=12, output_tokens=5)
+    )
     r = await api.prompt(cast.alice, cid, "What is the best practice for securing API keys?")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     body = r.json()
@@ -128,8 +145,15 @@ async def test_prompt_json_answer(api, cast, upstream, redis):
     # the repository's model answered, through the upstream named for it
     assert upstream.requests[0].body["model"] == "gpt-4o-mini"
     user, assistant = [json.loads(m) for m in await redis.lrange(keys.messages(cid), 0, -1)]
-    assert (user["role"], user["content"]) == ("user", "What is the best practice for securing API keys?")
-    assert (assistant["id"], assistant["content"], assistant["status"]) == (mid, "Keep keys in a vault.", "complete")
+    assert (user["role"], user["content"]) == (
+        "user",
+        "What is the best practice for securing API keys?",
+    )
+    assert (assistant["id"], assistant["content"], assistant["status"]) == (
+        mid,
+        "Keep keys in a vault.",
+        "complete",
+    )
     assert (assistant["input_tokens"], assistant["output_tokens"]) == (12, 5)
     h = await conv_hash(redis, cid)
     assert (h["tokens_in"], h["tokens_out"]) == ("12", "5")
@@ -151,13 +175,18 @@ async def test_prompt_sse_follows_the_contract(api, cast, upstream, redis, how):
     start = stream.events[0].json
     h = await conv_hash(redis, cid)
     assert (start["conversation_id"], start["chat_session_id"], start["model"]) == (
-        cid, h["default_session_id"], "gpt",
+        cid,
+        h["default_session_id"],
+        "gpt",
     )
     mid = start["message_id"]
     assert [e.id for e in stream.of("content")] == [f"{mid}:1", f"{mid}:2", f"{mid}:3"]
     assert stream.text == "Use a vault."
     end = stream.events[-1].json
-    assert end["finish_reason"] == "stop" and end["usage"] == {"input_tokens": 9, "output_tokens": 3}
+    assert end["finish_reason"] == "stop" and end["usage"] == {
+        "input_tokens": 9,
+        "output_tokens": 3,
+    }
     assert await message_count(redis, cid) == 2
 
 
@@ -170,7 +199,10 @@ async def test_json_and_sse_prompts_sum_into_the_listed_totals(api, cast, upstre
     )
     assert (await api.prompt(cast.alice, cid, "first")).status_code == 200
     r = await api.prompt(cast.alice, cid, "second", sse=True)
-    assert parse_sse(r.content).events[-1].json["conversation_usage"] == {"tokens_in": 35, "tokens_out": 7}
+    assert parse_sse(r.content).events[-1].json["conversation_usage"] == {
+        "tokens_in": 35,
+        "tokens_out": 7,
+    }
     assert (await api.prompt(cast.alice, cid, "third", stream=False)).json()["tokensIn"] == 40
     [listed] = (await api.list(cast.alice))["conversations"]
     assert (listed["tokensIn"], listed["tokensOut"]) == ("75", "13")  # strings, per the seeds
@@ -214,7 +246,9 @@ async def test_repository_with_its_own_key_sends_that_key(api, cast, upstream):
     assert default.headers["authorization"] == "Bearer sk-test-openai"
 
 
-async def test_provider_error_in_json_mode_is_502_and_the_message_is_stored(api, cast, upstream, redis):
+async def test_provider_error_in_json_mode_is_502_and_the_message_is_stored(
+    api, cast, upstream, redis
+):
     cid = await api.create(cast.alice, "repo-1")
     upstream.script(Reply(status=500))
     r = await api.prompt(cast.alice, cid, "hello")
@@ -224,7 +258,9 @@ async def test_provider_error_in_json_mode_is_502_and_the_message_is_stored(api,
     assert user["status"] == "complete" and assistant["status"] == "error"
 
 
-@pytest.mark.parametrize("body", [{}, {"prompt": ""}, {"prompt": 5}, {"prompt": "x", "stream": "yes"}])
+@pytest.mark.parametrize(
+    "body", [{}, {"prompt": ""}, {"prompt": 5}, {"prompt": "x", "stream": "yes"}]
+)
 async def test_prompt_with_a_bad_body_is_400_and_stores_nothing(api, cast, upstream, redis, body):
     cid = await api.create(cast.alice)
     r = await api.http.post(f"/conversation/{cid}/prompt", json=body, headers=bearer(cast.alice))
@@ -259,10 +295,21 @@ async def test_messages_oldest_first_with_take_skip_and_total(api, cast):
     for i in range(3):
         assert (await api.prompt(cast.alice, cid, f"question {i}")).status_code == 200
     page = (await api.messages(cast.alice, cid)).json()
-    assert page["success"] is True and page["total"] == 6 and (page["take"], page["skip"]) == (50, 0)
+    assert (
+        page["success"] is True and page["total"] == 6 and (page["take"], page["skip"]) == (50, 0)
+    )
     assert [m["role"] for m in page["messages"]] == ["user", "assistant"] * 3
     first, answer = page["messages"][:2]
-    assert set(first) >= {"id", "role", "content", "createdAt", "tokensIn", "tokensOut", "model", "status"}
+    assert set(first) >= {
+        "id",
+        "role",
+        "content",
+        "createdAt",
+        "tokensIn",
+        "tokensOut",
+        "model",
+        "status",
+    }
     assert (first["content"], first["model"], first["status"]) == ("question 0", "demo", "complete")
     assert ISO.match(first["createdAt"])
     assert answer["tokensOut"] > 0 and answer["tokensIn"] > 0
@@ -288,15 +335,31 @@ async def test_list_fields_newest_first(api, cast, upstream):
     listed = body["conversations"][1]
     assert ISO.match(listed.pop("createdAt")) and ISO.match(listed.pop("lastUpdatedAt"))
     assert listed == {
-        "id": first, "orgId": ORG, "createdBy": "alice", "workspaceId": "ws-1", "repoId": "repo-1",
-        "tokensIn": "1523", "tokensOut": "2847",
-        "creator": {"id": "alice", "name": "Alice", "lastName": "Doe", "email": "alice@example.com"},
+        "id": first,
+        "orgId": ORG,
+        "createdBy": "alice",
+        "workspaceId": "ws-1",
+        "repoId": "repo-1",
+        "tokensIn": "1523",
+        "tokensOut": "2847",
+        "creator": {
+            "id": "alice",
+            "name": "Alice",
+            "lastName": "Doe",
+            "email": "alice@example.com",
+        },
     }
 
 
 async def test_list_take_and_dates_are_validated(api, cast):
-    for params in ({"take": 101}, {"take": 0}, {"skip": -1}, {"from": "yesterday"},
-                   {"to": "2024-13-01"}, {"from": "2024-02-01", "to": "2024-01-01"}):
+    for params in (
+        {"take": 101},
+        {"take": 0},
+        {"skip": -1},
+        {"from": "yesterday"},
+        {"to": "2024-13-01"},
+        {"from": "2024-02-01", "to": "2024-01-01"},
+    ):
         r = await api.http.get("/conversation", params=params, headers=bearer(cast.alice))
         assert r.status_code == 400, params
         assert r.json()["success"] is False and r.json()["code"] == "validation_error"
@@ -310,12 +373,15 @@ async def test_list_take_and_dates_are_validated(api, cast):
 # -- one conversation, two API styles ------------------------------------------------------------
 
 
-async def test_a_repository_conversation_is_a_conversation_service_conversation(api, cast, upstream):
+async def test_a_repository_conversation_is_a_conversation_service_conversation(
+    api, cast, upstream
+):
     cid = await api.create(cast.alice, "repo-1")
     upstream.script(Reply(chunks=["A"]), Reply(chunks=["B"]))
     await api.prompt(cast.alice, cid, "one")
     r = await api.http.get(
-        f"/api/conversation/get_with_sessions?org_id={ORG}&conversation_id={cid}", headers=bearer(cast.alice)
+        f"/api/conversation/get_with_sessions?org_id={ORG}&conversation_id={cid}",
+        headers=bearer(cast.alice),
     )
     assert r.status_code == 200
     conv = r.json()
@@ -325,22 +391,28 @@ async def test_a_repository_conversation_is_a_conversation_service_conversation(
     # prompting through the other style continues the same history
     r = await api.http.post(
         f"/api/conversation/stream_chat?org_id={ORG}",
-        json={"chat_session_id": session["id"], "message": "two"}, headers=bearer(cast.alice),
+        json={"chat_session_id": session["id"], "message": "two"},
+        headers=bearer(cast.alice),
     )
     assert parse_sse(r.content).text == "B"
     assert upstream.requests[1].body["messages"][:2] == [
-        {"role": "user", "content": "one"}, {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "A"},
     ]
     page = (await api.messages(cast.alice, cid)).json()
     assert [m["content"] for m in page["messages"]] == ["one", "A", "two", "B"]
-    listed = (await api.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(cast.alice))).json()
+    listed = (
+        await api.http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(cast.alice))
+    ).json()
     assert [c["id"] for c in listed["conversations"]] == [cid]
 
 
 async def test_a_conversation_service_conversation_can_be_prompted_here(api, cast, upstream, redis):
     async def created() -> str:
         r = await api.http.post(
-            f"/api/conversation/create?org_id={ORG}", json={"title": "t"}, headers=bearer(cast.alice)
+            f"/api/conversation/create?org_id={ORG}",
+            json={"title": "t"},
+            headers=bearer(cast.alice),
         )
         return r.json()["id"]
 
@@ -355,7 +427,8 @@ async def test_a_conversation_service_conversation_can_be_prompted_here(api, cas
     with_session = await created()
     r = await api.http.post(
         f"/api/conversation/create_session?org_id={ORG}",
-        json={"conversation_id": with_session, "model_id": "claude"}, headers=bearer(cast.alice),
+        json={"conversation_id": with_session, "model_id": "claude"},
+        headers=bearer(cast.alice),
     )
     assert r.status_code == 201
     assert (await api.prompt(cast.alice, with_session, "three")).json()["model"] == "claude"
@@ -391,14 +464,22 @@ async def test_soft_delete_keeps_the_data_and_hides_it_everywhere(api, cast, ups
     assert (await api.list(cast.org_admin, repoId="repo-1"))["total"] == 0
     # Conversation Service style: the same
     h_alice = bearer(cast.alice)
-    for path in (f"/api/conversation/get_with_sessions?org_id={ORG}&conversation_id={cid}",
-                 f"/api/conversation/messages?org_id={ORG}&conversation_id={cid}"):
+    for path in (
+        f"/api/conversation/get_with_sessions?org_id={ORG}&conversation_id={cid}",
+        f"/api/conversation/messages?org_id={ORG}&conversation_id={cid}",
+    ):
         assert (await api.http.get(path, headers=h_alice)).status_code == 404
-    r = await api.http.post(f"/api/conversation/stream_chat?org_id={ORG}",
-                            json={"chat_session_id": sid, "message": "x"}, headers=h_alice)
+    r = await api.http.post(
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": sid, "message": "x"},
+        headers=h_alice,
+    )
     assert r.status_code == 404
-    r = await api.http.post(f"/api/conversation/create_session?org_id={ORG}",
-                            json={"conversation_id": cid, "model_id": "gpt"}, headers=h_alice)
+    r = await api.http.post(
+        f"/api/conversation/create_session?org_id={ORG}",
+        json={"conversation_id": cid, "model_id": "gpt"},
+        headers=h_alice,
+    )
     assert r.status_code == 404
     listed = (await api.http.get(f"/api/conversation/list?org_id={ORG}", headers=h_alice)).json()
     assert listed["total"] == 0

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.topologies import info
-from gateway.storage.embedded import EmbeddedRedis, free_port
 from gateway.storage import keys
+from gateway.storage.embedded import EmbeddedRedis, free_port
 from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
+from tests.topologies import info
 
 CONFIG = """
 [[models]]
@@ -34,11 +34,17 @@ TOKEN = make_jwt("rita", ORG, "user")
 
 
 @pytest.fixture(scope="module")
-def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
+def replicated(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
     folder = tmp_path_factory.mktemp("replicated")
     primary = EmbeddedRedis(folder / "primary", appendonly=False, port=free_port()).start()
-    replica = EmbeddedRedis(folder / "replica", appendonly=False, port=free_port(),
-                            extra_args=["--replicaof", "127.0.0.1", str(primary.port)]).start()
+    replica = EmbeddedRedis(
+        folder / "replica",
+        appendonly=False,
+        port=free_port(),
+        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
+    ).start()
     deadline = time.monotonic() + 10
     while info(replica.port, "replication").get("master_link_status") != "up":
         assert time.monotonic() < deadline, "replica never synced"
@@ -49,25 +55,39 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embed
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp: Path, primary: EmbeddedRedis, **env: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+async def gateway(
+    tmp: Path, primary: EmbeddedRedis, **env: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """A gateway on the primary, a client, and a fresh chat session."""
     settings = gateway_settings(tmp, primary.url, CONFIG, env)
     server = await asyncio.to_thread(GatewayServer(settings).start)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            conv = (await http.post(f"/api/conversation/create?org_id={ORG}", json={"title": "d"},
-                                    headers=bearer(TOKEN))).json()
-            session = (await http.post(f"/api/conversation/create_session?org_id={ORG}",
-                                       json={"conversation_id": conv["id"], "model_id": "demo"},
-                                       headers=bearer(TOKEN))).json()
+            conv = (
+                await http.post(
+                    f"/api/conversation/create?org_id={ORG}",
+                    json={"title": "d"},
+                    headers=bearer(TOKEN),
+                )
+            ).json()
+            session = (
+                await http.post(
+                    f"/api/conversation/create_session?org_id={ORG}",
+                    json={"conversation_id": conv["id"], "model_id": "demo"},
+                    headers=bearer(TOKEN),
+                )
+            ).json()
             yield http, session["id"]
     finally:
         await asyncio.to_thread(server.stop)
 
 
 async def chat(http: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
-    r = await http.post(f"/api/conversation/stream_chat?org_id={ORG}", headers=bearer(TOKEN),
-                        json={"chat_session_id": session_id, "message": "hello"})
+    r = await http.post(
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        headers=bearer(TOKEN),
+        json={"chat_session_id": session_id, "message": "hello"},
+    )
     assert r.status_code == 200, r.text
     return parse_sse(r.content).events[-1].json
 
@@ -93,8 +113,9 @@ async def test_end_is_sent_once_the_replica_holds_the_answer(replicated, tmp_pat
 
 async def test_a_replica_that_does_not_acknowledge_makes_end_say_not_stored(replicated, tmp_path):
     primary, replica = replicated
-    async with gateway(tmp_path, primary, GATEWAY_DURABILITY_TIMEOUT_MS="100",
-                       GATEWAY_FINAL_WRITE_TIMEOUT="0.5") as (http, sid):
+    async with gateway(
+        tmp_path, primary, GATEWAY_DURABILITY_TIMEOUT_MS="100", GATEWAY_FINAL_WRITE_TIMEOUT="0.5"
+    ) as (http, sid):
         assert "stored" not in await chat(http, sid)
         replica.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]  # connected, silent
         try:

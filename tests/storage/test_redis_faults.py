@@ -8,11 +8,11 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.storage.embedded import EmbeddedRedis, free_port
 from gateway.storage import keys
+from gateway.storage.embedded import EmbeddedRedis, free_port
 from tests.fake_upstream import Reply
-from tests.turn.test_stream_faults import open_stream, read_until
 from tests.support import parse_sse
+from tests.turn.test_stream_faults import open_stream, read_until
 
 
 @pytest.fixture
@@ -31,7 +31,9 @@ async def messages(url: str, cid: str) -> list[dict]:
         await client.aclose()
 
 
-async def test_redis_down_means_not_ready_and_prompts_refused_before_upstream(gateway_factory, own_redis, alice, upstream):
+async def test_redis_down_means_not_ready_and_prompts_refused_before_upstream(
+    gateway_factory, own_redis, alice, upstream
+):
     async with gateway_factory(env={"GATEWAY_REDIS_URL": own_redis.url}) as client:
         conv = await client.create_conversation(alice)
         session = await client.create_session(alice, conv["id"], "gpt")
@@ -49,7 +51,9 @@ async def test_redis_down_means_not_ready_and_prompts_refused_before_upstream(ga
         assert (await client.chat(alice, session["id"], "hello again")).text == "back"
 
 
-async def test_redis_vanishing_mid_stream_loses_nothing(gateway_factory, own_redis, alice, upstream):
+async def test_redis_vanishing_mid_stream_loses_nothing(
+    gateway_factory, own_redis, alice, upstream
+):
     async with gateway_factory(env={"GATEWAY_REDIS_URL": own_redis.url}) as client:
         conv = await client.create_conversation(alice)
         session = await client.create_session(alice, conv["id"], "gpt")
@@ -72,8 +76,12 @@ async def test_redis_vanishing_mid_stream_loses_nothing(gateway_factory, own_red
         assert assistant["content"] == "".join(words) and assistant["output_tokens"] == 20
 
 
-async def test_a_write_that_outlasts_the_bound_is_stored_once_redis_is_back(gateway_factory, own_redis, alice, upstream):
-    async with gateway_factory(env={"GATEWAY_REDIS_URL": own_redis.url, "GATEWAY_FINAL_WRITE_TIMEOUT": "0.5"}) as client:
+async def test_a_write_that_outlasts_the_bound_is_stored_once_redis_is_back(
+    gateway_factory, own_redis, alice, upstream
+):
+    async with gateway_factory(
+        env={"GATEWAY_REDIS_URL": own_redis.url, "GATEWAY_FINAL_WRITE_TIMEOUT": "0.5"}
+    ) as client:
         conv = await client.create_conversation(alice)
         session = await client.create_session(alice, conv["id"], "gpt")
         upstream.script(Reply(chunks=["a ", "b ", "c"], delay=0.1))

@@ -12,8 +12,8 @@ import time
 
 import httpx
 
-from gateway.storage.embedded import free_port
 from gateway.storage import keys
+from gateway.storage.embedded import free_port
 from tests.support import ADMIN_TOKEN, bearer, parse_sse
 from tests.test_cli import clean_env
 
@@ -32,14 +32,22 @@ answer_words = 300
 """
 
 
-async def test_sigterm_lets_short_streams_finish_and_ends_the_rest_cancelled(tmp_path, redis_url, redis):
+async def test_sigterm_lets_short_streams_finish_and_ends_the_rest_cancelled(
+    tmp_path, redis_url, redis
+):
     cfg = tmp_path / "gw.toml"
     cfg.write_text(CONFIG)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--config", str(cfg)],
-        env=clean_env(GATEWAY_REDIS_URL=redis_url, GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN, GATEWAY_SHUTDOWN_GRACE="1.5"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=clean_env(
+            GATEWAY_REDIS_URL=redis_url,
+            GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
+            GATEWAY_SHUTDOWN_GRACE="1.5",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     h = bearer(ADMIN_TOKEN)
@@ -53,14 +61,27 @@ async def test_sigterm_lets_short_streams_finish_and_ends_the_rest_cancelled(tmp
                     await asyncio.sleep(0.05)
             sessions = {}
             for model in ("short", "long"):
-                conv = (await http.post("/api/conversation/create?org_id=o", json={"title": model}, headers=h)).json()
-                s = (await http.post("/api/conversation/create_session?org_id=o",
-                                     json={"conversation_id": conv["id"], "model_id": model}, headers=h)).json()
+                conv = (
+                    await http.post(
+                        "/api/conversation/create?org_id=o", json={"title": model}, headers=h
+                    )
+                ).json()
+                s = (
+                    await http.post(
+                        "/api/conversation/create_session?org_id=o",
+                        json={"conversation_id": conv["id"], "model_id": model},
+                        headers=h,
+                    )
+                ).json()
                 sessions[model] = (conv["id"], s["id"])
 
             async def stream(model: str) -> bytes:
-                async with http.stream("POST", "/api/conversation/stream_chat?org_id=o",
-                                       json={"chat_session_id": sessions[model][1], "message": "go"}, headers=h) as r:
+                async with http.stream(
+                    "POST",
+                    "/api/conversation/stream_chat?org_id=o",
+                    json={"chat_session_id": sessions[model][1], "message": "go"},
+                    headers=h,
+                ) as r:
                     return await r.aread()
 
             tasks = {m: asyncio.create_task(stream(m)) for m in ("short", "long")}
@@ -74,7 +95,9 @@ async def test_sigterm_lets_short_streams_finish_and_ends_the_rest_cancelled(tmp
         assert long.names[0] == "start" and "content" in long.names
         assert 1.0 < ended_after < 5.0
         assert proc.wait(timeout=15) == 0
-        stored = [json.loads(m) for m in await redis.lrange(keys.messages(sessions['long'][0]), 0, -1)]
+        stored = [
+            json.loads(m) for m in await redis.lrange(keys.messages(sessions["long"][0]), 0, -1)
+        ]
         assert stored[1]["status"] == "cancelled" and stored[1]["content"] == long.text
     finally:
         if proc.poll() is None:

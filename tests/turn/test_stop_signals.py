@@ -3,10 +3,10 @@ when the stop was published still finds it (gw:stop:<id>) once it listens again.
 
 from __future__ import annotations
 
-from tests.fake_upstream import Reply
-from tests.turn.test_stream_faults import open_stream, read_until, session_for, stored
-from tests.support import parse_sse
 from gateway.storage import keys
+from tests.fake_upstream import Reply
+from tests.support import parse_sse
+from tests.turn.test_stream_faults import open_stream, read_until, session_for, stored
 
 
 async def test_a_stop_published_while_the_worker_was_not_listening_still_stops_it(

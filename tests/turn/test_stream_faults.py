@@ -8,10 +8,10 @@ import asyncio
 import json
 import time
 
+from gateway.storage import keys
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, parse_sse
-from gateway.storage import keys
 
 
 async def stored(redis, cid: str) -> list[dict]:
@@ -31,8 +31,10 @@ async def wait_for(predicate, timeout: float = 5.0):
 async def open_stream(client, token: str, session_id: str, message: str, **extra):
     """Start a stream and hand back (response context, byte iterator) to read it partially."""
     ctx = client.http.stream(
-        "POST", f"/api/conversation/stream_chat?org_id={ORG}",
-        json={"chat_session_id": session_id, "message": message, **extra}, headers=bearer(token),
+        "POST",
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": session_id, "message": message, **extra},
+        headers=bearer(token),
     )
     r = await ctx.__aenter__()
     return ctx, r, r.aiter_bytes()
@@ -52,7 +54,9 @@ async def session_for(client, token, model="gpt"):
     return conv, await client.create_session(token, conv["id"], model)
 
 
-async def test_disconnect_while_only_pings_flow_cancels_upstream_within_a_second(client, alice, upstream, redis):
+async def test_disconnect_while_only_pings_flow_cancels_upstream_within_a_second(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice)
     upstream.script(Reply(chunks=["late"], first_delay=10))  # silence: only pings (every 1 s here)
     ctx, r, chunks = await open_stream(client, alice, session["id"], "think long")
@@ -73,11 +77,15 @@ async def stored_pair(redis, cid):
     return msgs if len(msgs) == 2 else None
 
 
-async def test_on_disconnect_continue_finishes_and_stores_the_whole_answer(client, alice, upstream, redis):
+async def test_on_disconnect_continue_finishes_and_stores_the_whole_answer(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice)
     words = [f"w{i} " for i in range(20)]
     upstream.script(Reply(chunks=words, delay=0.02, input_tokens=9, output_tokens=20))
-    ctx, r, chunks = await open_stream(client, alice, session["id"], "go on", on_disconnect="continue")
+    ctx, r, chunks = await open_stream(
+        client, alice, session["id"], "go on", on_disconnect="continue"
+    )
     first = await read_until(chunks, b"event: content", 2)
     mid = parse_sse(first.rsplit(b"\n\n", 1)[0] + b"\n\n").events[0].json["message_id"]
     await ctx.__aexit__(None, None, None)
@@ -86,20 +94,25 @@ async def test_on_disconnect_continue_finishes_and_stores_the_whole_answer(clien
     assert (messages[1]["input_tokens"], messages[1]["output_tokens"]) == (9, 20)
     assert upstream.cancelled_streams == 0
     # the client comes back for it
-    r = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}", headers=bearer(alice))
+    r = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={mid}", headers=bearer(alice)
+    )
     replay = parse_sse(r.content)
     assert replay.text == "".join(words)
     assert replay.names[0] == "start" and replay.names[-1] == "end"
 
 
-async def test_stop_from_the_service_route_ends_with_cancelled_and_keeps_usage(client, alice, upstream, redis):
+async def test_stop_from_the_service_route_ends_with_cancelled_and_keeps_usage(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice)
     upstream.script(Reply(chunks=[f"t{i} " for i in range(200)], delay=0.02))
     ctx, r, chunks = await open_stream(client, alice, session["id"], "long")
     got = await read_until(chunks, b"event: content", 3)
     mid = parse_sse(got.split(b"event: content")[0]).events[0].json["message_id"]
-    stop = await client.http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid},
-                                  headers=bearer(alice))
+    stop = await client.http.post(
+        f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid}, headers=bearer(alice)
+    )
     assert stop.status_code == 202 and stop.json()["stopping"] is True
     async for chunk in chunks:
         got += chunk
@@ -113,12 +126,15 @@ async def test_stop_from_the_service_route_ends_with_cancelled_and_keeps_usage(c
     assert assistant["output_tokens"] > 0
     upstream.wait_until(lambda: upstream.cancelled_streams == 1)
     # a finished message cannot be stopped
-    again = await client.http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid},
-                                   headers=bearer(alice))
+    again = await client.http.post(
+        f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid}, headers=bearer(alice)
+    )
     assert again.status_code == 409 and again.json()["code"] == "not_running"
 
 
-async def test_stop_from_the_repository_route_and_its_access_rules(client, alice, bob, upstream, redis):
+async def test_stop_from_the_repository_route_and_its_access_rules(
+    client, alice, bob, upstream, redis
+):
     conv, session = await session_for(client, alice)
     upstream.script(Reply(chunks=[f"t{i} " for i in range(200)], delay=0.02))
     ctx, r, chunks = await open_stream(client, alice, session["id"], "long")
@@ -136,9 +152,13 @@ async def test_stop_from_the_repository_route_and_its_access_rules(client, alice
     assert idle.status_code == 409
 
 
-async def test_resume_with_last_event_id_replays_exactly_the_missing_events(client, alice, upstream, redis):
+async def test_resume_with_last_event_id_replays_exactly_the_missing_events(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice)
-    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)} " for i in range(30)]  # no digits: no card-number hold-back
+    words = [
+        f"w{chr(97 + i % 26)}{chr(97 + i // 26)} " for i in range(30)
+    ]  # no digits: no card-number hold-back
     upstream.script(Reply(chunks=words, delay=0.03))
     ctx, r, chunks = await open_stream(client, alice, session["id"], "count")
     got = await read_until(chunks, b"event: content", 5)
@@ -147,8 +167,10 @@ async def test_resume_with_last_event_id_replays_exactly_the_missing_events(clie
     last_id = first.of("content")[-1].id
     seen = int(last_id.split(":")[1])
     # attach from "another tab" while the producer still streams
-    r2 = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
-                               headers={**bearer(alice), "Last-Event-ID": last_id})
+    r2 = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
+        headers={**bearer(alice), "Last-Event-ID": last_id},
+    )
     resumed = parse_sse(r2.content)
     assert resumed.names[0] == "start" and resumed.names[-1] == "end"
     ids = [e.id for e in resumed.of("content")]
@@ -160,7 +182,9 @@ async def test_resume_with_last_event_id_replays_exactly_the_missing_events(clie
     ttl = await redis.ttl(keys.resume_log(conv["id"], mid))
     assert 3500 < ttl <= 3600
     # and the repository-style route replays it too, whole
-    r3 = await client.http.get(f"/conversation/{conv['id']}/messages/{mid}/stream", headers=bearer(alice))
+    r3 = await client.http.get(
+        f"/conversation/{conv['id']}/messages/{mid}/stream", headers=bearer(alice)
+    )
     assert parse_sse(r3.content).text == "".join(words)
 
 
@@ -183,27 +207,42 @@ async def test_resume_token_lets_an_eventsource_attach_without_headers(client, a
     stream = await client.chat(alice, session["id"], "hi")
     start = stream.events[0].json
     token, mid = start["resume_token"], start["message_id"]
-    r = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}&resume_token={token}")
+    r = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={mid}&resume_token={token}"
+    )
     assert r.status_code == 200 and parse_sse(r.content).text == "abc"
-    r = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}&resume_token=x{token}")
+    r = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={mid}&resume_token=x{token}"
+    )
     assert r.status_code == 401 and r.json()["code"] == "invalid_resume_token"
     other = "00000000-0000-0000-0000-000000000000"
-    r = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={other}&resume_token={token}")
+    r = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={other}&resume_token={token}"
+    )
     assert r.status_code == 401  # valid for that one message only
 
 
-async def test_a_dead_producer_ends_followers_with_an_error_instead_of_hanging(client, alice, redis):
+async def test_a_dead_producer_ends_followers_with_an_error_instead_of_hanging(
+    client, alice, redis
+):
     conv, _ = await session_for(client, alice)
     mid = "11111111-2222-3333-4444-555555555555"
     key = keys.resume_log(conv["id"], mid)
-    start = {"message_id": mid, "conversation_id": conv["id"], "chat_session_id": None, "model": "gpt",
-             "user_message_id": None, "worker": "deadbeef0000"}  # no heartbeat: that worker is gone
+    start = {
+        "message_id": mid,
+        "conversation_id": conv["id"],
+        "chat_session_id": None,
+        "model": "gpt",
+        "user_message_id": None,
+        "worker": "deadbeef0000",
+    }  # no heartbeat: that worker is gone
     await redis.xadd(key, {"t": "start", "s": "0", "d": json.dumps(start)})
     await redis.xadd(key, {"t": "c", "s": "1", "d": json.dumps(["par", "tial"])})
     await redis.set(keys.message_lookup(mid), conv["id"])
     began = time.monotonic()
-    r = await client.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}", headers=bearer(alice),
-                              timeout=15)
+    r = await client.http.get(
+        f"/api/conversation/stream?org_id={ORG}&message_id={mid}", headers=bearer(alice), timeout=15
+    )
     stream = parse_sse(r.content)
     assert time.monotonic() - began < 8
     assert stream.names == ["start", "content", "content", "error", "end"]
@@ -244,9 +283,13 @@ async def test_a_live_lock_holder_is_respected(client, alice, upstream, redis):
     assert await stored(redis, conv["id"]) == [] and upstream.requests == []
 
 
-async def test_fallback_model_answers_when_the_first_fails_before_its_first_token(client, alice, upstream, redis):
+async def test_fallback_model_answers_when_the_first_fails_before_its_first_token(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice, "flaky")  # fallbacks = ["claude"]
-    upstream.script(Reply(status=503), Reply(chunks=["from ", "claude"], input_tokens=4, output_tokens=2))
+    upstream.script(
+        Reply(status=503), Reply(chunks=["from ", "claude"], input_tokens=4, output_tokens=2)
+    )
     stream = await client.chat(alice, session["id"], "hi")
     assert stream.events[0].json["model"] == "claude"
     assert stream.text == "from claude"
@@ -255,7 +298,9 @@ async def test_fallback_model_answers_when_the_first_fails_before_its_first_toke
     assert assistant["model_id"] == "claude" and assistant["status"] == "complete"
 
 
-async def test_failure_after_headers_but_before_text_is_retried_without_duplicates(client, alice, upstream, redis):
+async def test_failure_after_headers_but_before_text_is_retried_without_duplicates(
+    client, alice, upstream, redis
+):
     conv, session = await session_for(client, alice, "claude")
     upstream.script(Reply(chunks=["never"], error_after=0), Reply(chunks=["second ", "try"]))
     stream = await client.chat(alice, session["id"], "hi")
@@ -267,7 +312,9 @@ async def test_failure_after_headers_but_before_text_is_retried_without_duplicat
 
 async def test_no_retry_once_text_was_delivered(client, alice, upstream, redis):
     conv, session = await session_for(client, alice, "claude")
-    upstream.script(Reply(chunks=["part ", "ial"], error_after=1), Reply(chunks=["would duplicate"]))
+    upstream.script(
+        Reply(chunks=["part ", "ial"], error_after=1), Reply(chunks=["would duplicate"])
+    )
     stream = await client.chat(alice, session["id"], "hi")
     assert stream.names == ["start", "content", "error", "end"]
     assert stream.text == "part "
@@ -296,8 +343,9 @@ async def test_connect_timeout_or_refused_upstream_is_502(gateway_factory, alice
         assert (await stored(redis, conv["id"]))[1]["status"] == "error"
 
 
-
-async def test_stop_and_resume_through_another_gateway(client, gateway_factory, alice, upstream, redis):
+async def test_stop_and_resume_through_another_gateway(
+    client, gateway_factory, alice, upstream, redis
+):
     """Producer on one gateway, stop and resume through another: the state is in Redis."""
     async with gateway_factory() as other:
         conv, session = await session_for(client, alice)
@@ -311,13 +359,16 @@ async def test_stop_and_resume_through_another_gateway(client, gateway_factory, 
 
         async def resume() -> None:
             nonlocal r2
-            r2 = await other.http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
-                                      headers={**bearer(alice), "Last-Event-ID": last_id})
+            r2 = await other.http.get(
+                f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
+                headers={**bearer(alice), "Last-Event-ID": last_id},
+            )
 
         follower = asyncio.create_task(resume())
         await asyncio.sleep(0.3)
-        stop = await other.http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid},
-                                     headers=bearer(alice))
+        stop = await other.http.post(
+            f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid}, headers=bearer(alice)
+        )
         assert stop.status_code == 202
         async for chunk in chunks:
             got += chunk
@@ -332,10 +383,14 @@ async def test_stop_and_resume_through_another_gateway(client, gateway_factory, 
         assert (await stored(redis, conv["id"]))[1]["content"] == producer.text
 
 
-async def test_sdk_retries_a_429_before_the_first_token_honouring_retry_after(gateway_factory, alice, upstream, redis):
+async def test_sdk_retries_a_429_before_the_first_token_honouring_retry_after(
+    gateway_factory, alice, upstream, redis
+):
     async with gateway_factory(max_retries=2) as client:
         conv, session = await session_for(client, alice, "slow")
-        upstream.script(Reply(status=429, retry_after=0.2), Reply(status=503), Reply(chunks=["third ", "time"]))
+        upstream.script(
+            Reply(status=429, retry_after=0.2), Reply(status=503), Reply(chunks=["third ", "time"])
+        )
         began = time.monotonic()
         stream = await client.chat(alice, session["id"], "hi")
         assert stream.text == "third time" and stream.names.count("start") == 1
@@ -344,7 +399,9 @@ async def test_sdk_retries_a_429_before_the_first_token_honouring_retry_after(ga
         assert [m["status"] for m in await stored(redis, conv["id"])] == ["complete", "complete"]
 
 
-async def test_a_stalled_reader_is_dropped_after_the_send_timeout(gateway_factory, alice, upstream, redis):
+async def test_a_stalled_reader_is_dropped_after_the_send_timeout(
+    gateway_factory, alice, upstream, redis
+):
     """The client stops reading; the gateway's buffers stay bounded (uvicorn's write buffer
     plus the socket's), the send times out, the turn is stored as cancelled."""
     async with gateway_factory(env={"GATEWAY_SEND_TIMEOUT": "1"}) as client:
@@ -356,7 +413,8 @@ async def test_a_stalled_reader_is_dropped_after_the_send_timeout(gateway_factor
         writer.write(
             f"POST /api/conversation/stream_chat?org_id={ORG} HTTP/1.1\r\nHost: x\r\n"
             f"Authorization: Bearer {alice}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
         await reader.read(1024)  # the headers, then never read again

@@ -65,12 +65,18 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamEvent]:
 
 class GatewayClient:
     def __init__(
-        self, base_url: str, token: str, *, org_id: str, timeout: float = 300.0,
+        self,
+        base_url: str,
+        token: str,
+        *,
+        org_id: str,
+        timeout: float = 300.0,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.org_id = org_id
         self._http = http or httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(timeout, connect=10.0),
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=10.0),
             headers={"Authorization": f"Bearer {token}"},
         )
 
@@ -84,39 +90,61 @@ class GatewayClient:
         await self._http.aclose()
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = await self._http.request(method, path, params={"org_id": self.org_id, **kwargs.pop("params", {})}, **kwargs)
+        r = await self._http.request(
+            method, path, params={"org_id": self.org_id, **kwargs.pop("params", {})}, **kwargs
+        )
         if r.status_code >= 400:
             raise _error(r.status_code, r.content)
         return r.json()
 
-    async def create_conversation(self, title: str, *, workspace_id: str | None = None) -> dict[str, Any]:
+    async def create_conversation(
+        self, title: str, *, workspace_id: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"title": title}
         if workspace_id:
             body["workspace_id"] = workspace_id
         return await self._json("POST", "/api/conversation/create", json=body)
 
     async def create_session(self, conversation_id: str, model_id: str) -> dict[str, Any]:
-        return await self._json("POST", "/api/conversation/create_session",
-                                json={"conversation_id": conversation_id, "model_id": model_id})
+        return await self._json(
+            "POST",
+            "/api/conversation/create_session",
+            json={"conversation_id": conversation_id, "model_id": model_id},
+        )
 
     async def list_conversations(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        return await self._json("GET", "/api/conversation/list", params={"limit": limit, "offset": offset})
+        return await self._json(
+            "GET", "/api/conversation/list", params={"limit": limit, "offset": offset}
+        )
 
-    async def messages(self, conversation_id: str, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
-        return await self._json("GET", "/api/conversation/messages",
-                                params={"conversation_id": conversation_id, "limit": limit, "offset": offset})
+    async def messages(
+        self, conversation_id: str, *, limit: int = 20, offset: int = 0
+    ) -> dict[str, Any]:
+        return await self._json(
+            "GET",
+            "/api/conversation/messages",
+            params={"conversation_id": conversation_id, "limit": limit, "offset": offset},
+        )
 
     async def stop(self, message_id: str) -> dict[str, Any]:
         return await self._json("POST", "/api/conversation/stop", json={"message_id": message_id})
 
     async def stream_chat(
-        self, chat_session_id: str, message: str, *, resume_attempts: int = 3,
+        self,
+        chat_session_id: str,
+        message: str,
+        *,
+        resume_attempts: int = 3,
         on_disconnect: Literal["cancel", "continue"] = "continue",
     ) -> AsyncIterator[StreamEvent]:
         """start, content..., [error], end: reconnecting through the resume route when the
         connection drops before `end`. The gateway keeps generating through the drop
         (on_disconnect="continue") so the resumed stream carries the whole answer."""
-        body = {"chat_session_id": chat_session_id, "message": message, "on_disconnect": on_disconnect}
+        body = {
+            "chat_session_id": chat_session_id,
+            "message": message,
+            "on_disconnect": on_disconnect,
+        }
         request = self._http.build_request(
             "POST", "/api/conversation/stream_chat", params={"org_id": self.org_id}, json=body
         )
@@ -148,7 +176,9 @@ class GatewayClient:
                 raise GatewayError(0, "stream_lost", "the stream ended before its end event")
             headers = {"Last-Event-ID": last_id} if last_id else {}
             request = self._http.build_request(
-                "GET", "/api/conversation/stream", headers=headers,
+                "GET",
+                "/api/conversation/stream",
+                headers=headers,
                 params={"org_id": self.org_id, "message_id": message_id},
             )
 

@@ -27,10 +27,10 @@ from starlette.routing import Route
 
 from gateway.api import sse
 from gateway.api.compat import common as compat
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
-from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.api.inputs import Body, read_body, request_timing
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.settings import ModelConfig
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.context import estimated_input_tokens
 from gateway.turn.prepare import Prompt
 from providers.base import ChatMessage
@@ -38,13 +38,18 @@ from providers.base import ChatMessage
 VERSION_HEADER = "anthropic-version"
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
 }
 MODELS_CREATED_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when serving began
 
 
 # -- the request ---------------------------------------------------------------------------
+
 
 class ContentBlock(Body):
     type: str
@@ -94,6 +99,7 @@ def text_of(content: str | list[ContentBlock], param: str) -> str:
 
 # -- the answer ----------------------------------------------------------------------------
 
+
 def message_id(turn_message_id: str) -> str:
     return "msg_" + compat.hex_id(turn_message_id)
 
@@ -122,19 +128,33 @@ def text_frame(text: str) -> bytes:
 
 
 def message_start(ev: Start, input_tokens: int) -> bytes:
-    return _event("message_start", {"type": "message_start", "message": {
-        "id": message_id(ev.message_id), "type": "message", "role": "assistant",
-        "model": ev.model, "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": 0},
-    }})
+    return _event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": message_id(ev.message_id),
+                "type": "message",
+                "role": "assistant",
+                "model": ev.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 0},
+            },
+        },
+    )
 
 
 def message_delta(stop_reason: str, end: End) -> bytes:
-    return _event("message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-        "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
-    })
+    return _event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
+        },
+    )
 
 
 def error_json(status: int, message: str) -> dict[str, Any]:
@@ -194,18 +214,24 @@ def error_response(request: Request, exc: GatewayError) -> Response:
 
 # -- handlers ------------------------------------------------------------------------------
 
+
 @compat.provider_errors(error_response)
 async def messages(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, MessagesRequest)
     chat_messages = to_messages(body)
     gw = request.app.state.gateway
-    turn = await gw.chat.prepare(Prompt(
-        caller, model_id=body.model, messages=chat_messages,
-        conversation_id=compat.conversation_id(request),
-        max_output_tokens=body.max_tokens, temperature=body.temperature,
-        **request_timing(request),
-    ))
+    turn = await gw.chat.prepare(
+        Prompt(
+            caller,
+            model_id=body.model,
+            messages=chat_messages,
+            conversation_id=compat.conversation_id(request),
+            max_output_tokens=body.max_tokens,
+            temperature=body.temperature,
+            **request_timing(request),
+        )
+    )
     compat.audit_prompt(gw, caller, turn, stream=body.stream)
     await gw.chat.open(turn)  # an upstream refusal before any byte is still an HTTP error
     events = gw.chat.run(turn)
@@ -218,8 +244,12 @@ async def messages(request: Request) -> Response:
 
 def model_json(m: ModelConfig) -> dict[str, Any]:
     return {
-        "type": "model", "id": m.id, "display_name": m.id, "created_at": MODELS_CREATED_AT,
-        "lifecycle": "active", "max_input_tokens": m.context_window,
+        "type": "model",
+        "id": m.id,
+        "display_name": m.id,
+        "created_at": MODELS_CREATED_AT,
+        "lifecycle": "active",
+        "max_input_tokens": m.context_window,
         "max_tokens": m.max_output_tokens,
     }
 
@@ -229,8 +259,12 @@ async def list_models(request: Request) -> Response:
     await compat.caller(request)
     data = [model_json(m) for m in request.app.state.gateway.settings.served_models]
     return JSONResponse(
-        {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-         "last_id": data[-1]["id"] if data else None},
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        },
         headers=request_id_header(request),
     )
 

@@ -22,9 +22,10 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.turn import ChatEvent, End, ErrorEvent, Turn, collect as collect_turn
-from gateway.errors import GatewayError, PolicyBlocked, UpstreamFailed, ValidationFailed
 from gateway.api.inputs import principal
+from gateway.errors import GatewayError, PolicyBlocked, UpstreamFailed, ValidationFailed
+from gateway.turn import ChatEvent, End, ErrorEvent, Turn
+from gateway.turn import collect as collect_turn
 
 log = logging.getLogger("gateway.compat")
 
@@ -90,9 +91,13 @@ def conversation_id(request: Request) -> str | None:
 def audit_prompt(gw: Any, caller: Principal, turn: Turn, *, stream: bool) -> None:
     """The `prompt_sent` audit event every prompting route leaves."""
     gw.audit.record(
-        turn.org_id, audit.PROMPT_SENT, caller,
+        turn.org_id,
+        audit.PROMPT_SENT,
+        caller,
         conversation_id=turn.conversation.id if turn.conversation else None,
-        message_id=turn.message_id, model=turn.model.id, stream=int(stream),
+        message_id=turn.message_id,
+        model=turn.model.id,
+        stream=int(stream),
     )
 
 

@@ -23,27 +23,35 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.api import sse
-from gateway.api.compat import common as compat
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
-from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import common as compat
 from gateway.api.inputs import Body, read_body, request_timing
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.settings import ModelConfig
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.prepare import Prompt
 from providers.base import ChatMessage, Role
 
 ROLES: dict[str, Role] = {
-    "system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
 }
 FINISH = {"stop": "stop", "length": "length"}
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-    404: "invalid_request_error", 413: "invalid_request_error", 429: "requests",
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "requests",
 }
 MODELS_CREATED = int(time.time())  # models have no date of their own: when serving began
 
 
 # -- the request ---------------------------------------------------------------------------
+
 
 class ContentPart(Body):
     type: str
@@ -118,6 +126,7 @@ def text_of(content: str | list[ContentPart] | None, param: str) -> str:
 
 # -- the answer ----------------------------------------------------------------------------
 
+
 def completion_id(message_id: str) -> str:
     return "chatcmpl-" + compat.hex_id(message_id)
 
@@ -149,7 +158,10 @@ class ChunkFrames:
 
     def choice(self, delta: bytes, finish: bytes) -> bytes:
         return b'%s[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]%s' % (
-            self.head, delta, finish, self.tail
+            self.head,
+            delta,
+            finish,
+            self.tail,
         )
 
     def usage(self, prompt: int, completion: int) -> bytes:
@@ -212,14 +224,19 @@ def completion_json(answer: compat.Answer) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": answer.model,
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant", "content": answer.text, "refusal": None, "annotations": [],
-            },
-            "logprobs": None,
-            "finish_reason": FINISH.get(end.finish_reason, end.finish_reason),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": answer.text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": FINISH.get(end.finish_reason, end.finish_reason),
+            }
+        ],
         "usage": {
             "prompt_tokens": end.input_tokens,
             "completion_tokens": end.output_tokens,
@@ -236,25 +253,32 @@ def error_response(request: Request, exc: GatewayError) -> Response:
 
 # -- handlers ------------------------------------------------------------------------------
 
+
 @compat.provider_errors(error_response)
 async def chat_completions(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, CompletionRequest)
     messages = to_messages(body)
     gw = request.app.state.gateway
-    turn = await gw.chat.prepare(Prompt(
-        caller, model_id=body.model, messages=messages,
-        conversation_id=compat.conversation_id(request),
-        max_output_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature, **request_timing(request),
-    ))
+    turn = await gw.chat.prepare(
+        Prompt(
+            caller,
+            model_id=body.model,
+            messages=messages,
+            conversation_id=compat.conversation_id(request),
+            max_output_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=body.temperature,
+            **request_timing(request),
+        )
+    )
     compat.audit_prompt(gw, caller, turn, stream=body.stream)
     await gw.chat.open(turn)  # an upstream refusal before any byte is still an HTTP error
     events = gw.chat.run(turn)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return sse.sse_response(
-            encode(events, include_usage=include_usage), settings=gw.settings,
+            encode(events, include_usage=include_usage),
+            settings=gw.settings,
             headers=turn.rate_headers,
         )
     return JSONResponse(completion_json(await compat.collect(events)), headers=turn.rate_headers)

@@ -17,8 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.access.auth import digest, new_api_key
-from gateway.storage.store import Store
 from gateway.storage import keys
+from gateway.storage.store import Store
 from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer
 

@@ -11,10 +11,9 @@ import re
 import anthropic
 import pytest
 
-from gateway.turn import Delta, End, ErrorEvent, Start
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.storage import keys
-from tests.fake_upstream import Reply
+from gateway.turn import Delta, End, ErrorEvent, Start
 from tests.api.compat.support import (
     GOVERNED_TOML,
     anthropic_client,
@@ -25,6 +24,7 @@ from tests.api.compat.support import (
     strip_pings,
     usage,
 )
+from tests.fake_upstream import Reply
 from tests.support import bearer
 
 QUESTION = [{"role": "user", "content": "How do vector databases work?"}]
@@ -139,7 +139,7 @@ async def test_raw_stream_bytes_are_anthropics_wire_format(
     assert b": ping\n\n" in raw  # a comment between frames: the SDK's decoder skips it
     raw = strip_pings(raw)
     m = re.match(
-        rb'event: message_start\ndata: \{"type":"message_start","message":\{"id":"(msg_[0-9a-f]{32})"',
+        rb'event: message_start\ndata: \{"type":"message_start","message":\{"id":"(msg_[0-9a-f]{32})"',  # noqa: E501
         raw,
     )
     assert m, raw[:200]
@@ -241,7 +241,7 @@ async def test_conversation_header_appends_the_exchange(
     )
     assert (assistant["input_tokens"], assistant["output_tokens"]) == (8, 2)
     assert assistant["id"].replace("-", "") == message.id.removeprefix("msg_")
-    conv_hash = await redis.hgetall(keys.conversation(conv['id']))
+    conv_hash = await redis.hgetall(keys.conversation(conv["id"]))
     assert (conv_hash[b"tokens_in"], conv_hash[b"tokens_out"]) == (b"8", b"2")
 
 

@@ -11,11 +11,9 @@ import re
 import openai
 import pytest
 
-from gateway.turn import Delta, End, ErrorEvent, Start
 from gateway.api.compat import openai as openai_compat
 from gateway.storage import keys
-from tests.fake_upstream import Reply
-from tests.gateway_fixtures import ORG
+from gateway.turn import Delta, End, ErrorEvent, Start
 from tests.api.compat.support import (
     GOVERNED_TOML,
     freeze_limits_clock,
@@ -26,6 +24,8 @@ from tests.api.compat.support import (
     strip_pings,
     usage,
 )
+from tests.fake_upstream import Reply
+from tests.gateway_fixtures import ORG
 from tests.support import bearer
 
 QUESTION = [{"role": "user", "content": "How do vector databases work?"}]
@@ -185,12 +185,12 @@ async def test_raw_stream_bytes_are_openais_wire_format(gateway_server, client, 
     assert b": ping\n\n" in raw  # a comment: both SDKs' SSE decoders skip it
     raw = strip_pings(raw)
     m = re.match(
-        rb'data: \{"id":"(chatcmpl-[0-9a-f]{32})","object":"chat.completion.chunk","created":(\d+),',
+        rb'data: \{"id":"(chatcmpl-[0-9a-f]{32})","object":"chat.completion.chunk","created":(\d+),',  # noqa: E501
         raw,
     )
     assert m, raw[:200]
     head = (
-        f'data: {{"id":"{m[1].decode()}","object":"chat.completion.chunk","created":{m[2].decode()},'
+        f'data: {{"id":"{m[1].decode()}","object":"chat.completion.chunk","created":{m[2].decode()},'  # noqa: E501
         '"model":"gpt","system_fingerprint":null,"choices":'
     )
 
@@ -283,7 +283,7 @@ async def test_conversation_header_appends_the_exchange(
         2,
         "claude",
     )
-    conv_hash = await redis.hgetall(keys.conversation(conv['id']))
+    conv_hash = await redis.hgetall(keys.conversation(conv["id"]))
     assert (conv_hash[b"tokens_in"], conv_hash[b"tokens_out"]) == (b"8", b"2")
     assert (await usage(redis))[f"tokens_out:key:{key.key_id}"] == 2
 
