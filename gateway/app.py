@@ -23,7 +23,7 @@ from gateway.access.visibility import Visibility
 from gateway.api import admin, conversation_service, pages, policies, repository, streams
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import openai as openai_compat
-from gateway.api.inputs import principal
+from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
 from gateway.governance import Governance
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
@@ -74,7 +74,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     try:
         async with asyncio.timeout(1.0):
-            await request.app.state.gateway.store.ping()
+            await gateway_of(request).store.ping()
     except Exception as exc:  # any failure to answer means "not ready"
         return error_response(
             503, "redis_unavailable", f"Redis does not answer: {type(exc).__name__}"
@@ -86,7 +86,7 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format; the admin token (Prometheus' `authorization` setting)."""
     if not (await principal(request)).is_admin:
         raise Forbidden("metrics are for the platform admin")
-    return request.app.state.gateway.metrics.render()
+    return gateway_of(request).metrics.render()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=middleware,
         # every 403 also leaves an access_denied audit event
-        exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},  # type: ignore[dict-item]
+        exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},
         lifespan=lifespan,
     )
 

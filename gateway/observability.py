@@ -22,7 +22,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -204,12 +203,9 @@ class RequestMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1").strip()
+            text: str = value.decode("latin-1").strip()
             # echo only a sane id: bounded, printable, no header injection
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
     return None
 
-
-async def metrics_endpoint(request: Request) -> Response:
-    return request.app.state.gateway.metrics.render()

@@ -129,7 +129,7 @@ class Authenticator:
 
     def _from_jwt(self, token: str) -> Principal:
         try:
-            alg = jwt.get_unverified_header(token).get("alg")
+            alg = str(jwt.get_unverified_header(token).get("alg"))
             key = self._jwt_keys.get(alg)
             if key is None:
                 raise Unauthorized(f"JWT algorithm {alg!r} is not accepted")

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.repositories import ConfigOwned, Repository
-from gateway.api.inputs import Body, int_param, iso_param, ok, principal, read_body
+from gateway.api.inputs import Body, gateway_of, int_param, iso_param, ok, principal, read_body
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
@@ -39,27 +39,33 @@ async def admin_principal(request: Request) -> Principal:
     return caller
 
 
-def org_scope(request: Request, caller: Principal, *, required: bool) -> str | None:
+def org_scope(request: Request, caller: Principal) -> str | None:
     """?org_id=, which must be the caller's own unless they are the platform admin; absent:
-    the caller's org (or, for the platform admin, every org when not required)."""
+    the caller's org (for the platform admin: every org)."""
     org = request.query_params.get("org_id")
     if org:
         caller.check_org(org)
         return org
-    if caller.org_id is None and required:
-        raise ValidationFailed("org_id: query parameter is required for the platform admin")
     return caller.org_id
 
 
+def required_org(request: Request, caller: Principal) -> str:
+    """org_scope(), where the platform admin must name one org."""
+    org = org_scope(request, caller)
+    if org is None:
+        raise ValidationFailed("org_id: query parameter is required for the platform admin")
+    return org
+
+
 def repository_id(request: Request) -> str:
-    rid = request.path_params["repo_id"]
+    rid = str(request.path_params["repo_id"])
     if not REPO_ID.match(rid):
         raise ValidationFailed("repository id: 1-200 characters of letters, digits, . _ : -")
     return rid
 
 
 async def _visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
-    repo = await request.app.state.gateway.repositories.get(rid)
+    repo = await gateway_of(request).repositories.get(rid)
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
     return repo
@@ -74,8 +80,8 @@ def _config_owned(rid: str) -> Conflict:
 
 async def list_repositories(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = org_scope(request, caller, required=False)
-    repos = await request.app.state.gateway.repositories.list(org)
+    org = org_scope(request, caller)
+    repos = await gateway_of(request).repositories.list(org)
     return ok({"success": True, "repositories": [r.to_json() for r in repos]})
 
 
@@ -89,7 +95,7 @@ async def put_repository(request: Request) -> Response:
     caller = await admin_principal(request)
     rid = repository_id(request)
     body = await read_body(request, PutRepository)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     existing = await gw.repositories.get(rid)
     if existing is not None and not caller.in_org(existing.org_id):
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
@@ -124,7 +130,7 @@ async def put_repository(request: Request) -> Response:
 async def delete_repository(request: Request) -> Response:
     caller = await admin_principal(request)
     rid = repository_id(request)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     repo = await _visible_repository(request, caller, rid)
     try:
         deleted = await gw.repositories.delete(rid)
@@ -138,8 +144,7 @@ async def delete_repository(request: Request) -> Response:
 
 async def list_events(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = org_scope(request, caller, required=True)
-    assert org is not None
+    org = required_org(request, caller)
     take = int_param(request, "take", 50, lo=1, hi=1000)
     since = iso_param(request, "from")
     until = iso_param(request, "to", end_of_day=True)
@@ -148,7 +153,7 @@ async def list_events(request: Request) -> Response:
     before = request.query_params.get("before") or None
     if before is not None and not EVENT_ID.match(before):
         raise ValidationFailed("before: an event id, e.g. 1700000000000-0")
-    events = await request.app.state.gateway.audit.read(
+    events = await gateway_of(request).audit.read(
         org, since_ms=since, until_ms=until, before=before, take=take
     )
     return ok(

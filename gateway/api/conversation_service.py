@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -15,6 +15,7 @@ from gateway.access.resume_tokens import resume_token
 from gateway.api import sse
 from gateway.api.inputs import (
     Body,
+    gateway_of,
     int_param,
     ok,
     org_param,
@@ -28,6 +29,9 @@ from gateway.storage.records import ChatSession, Conversation, Creator, Message,
 from gateway.turn import Turn
 from gateway.turn.live import detach
 from gateway.turn.prepare import Prompt
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 
 class CreateConversation(Body):
@@ -100,7 +104,7 @@ def creator_of(p: Principal) -> Creator:
 async def _conversation_in_org(
     request: Request, caller: Principal, org_id: str, cid: str
 ) -> Conversation:
-    conv = await request.app.state.gateway.chat.visible_conversation(caller, cid)
+    conv = await gateway_of(request).chat.visible_conversation(caller, cid)
     if conv.org_id != org_id:
         raise NotFound("conversation not found", code="conversation_not_found")
     return conv
@@ -124,7 +128,7 @@ async def create(request: Request) -> Response:
         creator=creator_of(caller),
         workspace_id=workspace,
     )
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     await gw.store.conversations.create(conv)
     gw.audit.record(
         org_id, audit.CONVERSATION_CREATED, caller, conversation_id=conv.id, workspace_id=workspace
@@ -136,7 +140,7 @@ async def create_session(request: Request) -> Response:
     caller = await principal(request)
     org_id = org_param(request, caller)
     body = await read_body(request, CreateSession)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     conv = await _conversation_in_org(request, caller, org_id, body.conversation_id)
     if not caller.can_prompt(conv):
         raise Forbidden("only the conversation's creator may open sessions in it")
@@ -152,7 +156,7 @@ async def stream_chat(request: Request) -> Response:
     caller = await principal(request)
     org_id = org_param(request, caller)
     body = await read_body(request, StreamChat)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     turn = await gw.chat.prepare(
         Prompt(
             caller,
@@ -176,7 +180,7 @@ async def stream_chat(request: Request) -> Response:
     return await turn_stream(gw, turn)
 
 
-async def turn_stream(gw: Any, turn: Turn) -> Response:
+async def turn_stream(gw: Gateway, turn: Turn) -> Response:
     """The SSE answer to a prepared turn: the upstream is opened first, so its refusal is
     still an HTTP error; the start event carries a resume_token for EventSource clients."""
     await gw.chat.open(turn)
@@ -195,7 +199,7 @@ async def list_conversations(request: Request) -> Response:
     org_id = org_param(request, caller)
     limit = int_param(request, "limit", 50, lo=1, hi=100)
     offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     convs, total = await gw.visibility.page(caller, org_id, offset=offset, limit=limit)
     return ok({"conversations": [conversation_json(c) for c in convs], "total": total})
 
@@ -205,7 +209,7 @@ async def get_with_sessions(request: Request) -> Response:
     org_id = org_param(request, caller)
     cid = required_param(request, "conversation_id")
     conv = await _conversation_in_org(request, caller, org_id, cid)
-    sessions = await request.app.state.gateway.store.conversations.sessions(conv.id)
+    sessions = await gateway_of(request).store.conversations.sessions(conv.id)
     return ok({**conversation_json(conv), "sessions": [session_json(s) for s in sessions]})
 
 
@@ -216,7 +220,7 @@ async def messages(request: Request) -> Response:
     limit = int_param(request, "limit", 20, lo=1, hi=1000)
     offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
     conv = await _conversation_in_org(request, caller, org_id, cid)
-    msgs, total = await request.app.state.gateway.store.conversations.messages(
+    msgs, total = await gateway_of(request).store.conversations.messages(
         conv.id, offset=offset, limit=limit
     )
     return ok(

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
@@ -14,6 +14,9 @@ from starlette.responses import JSONResponse
 
 from gateway.access.principal import Principal
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, ValidationFailed
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 B = TypeVar("B", bound=BaseModel)
 MAX_JSON_DEPTH = 32  # nested objects and arrays
@@ -30,8 +33,13 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+def gateway_of(request: Request) -> Gateway:
+    """Everything the lifespan built for this worker (gateway/app.py)."""
+    return cast("Gateway", request.app.state.gateway)
+
+
 async def principal(request: Request) -> Principal:
-    caller = await request.app.state.gateway.auth.authenticate(request.headers.get("authorization"))
+    caller = await gateway_of(request).auth.authenticate(request.headers.get("authorization"))
     request.state.principal = caller  # for the access log line
     return caller
 
@@ -170,7 +178,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object, after every input limit (size, UTF-8, nesting, numbers,
     control characters); read_body() then validates it against a model."""
     _check_content_type(request)
-    limit = request.app.state.gateway.settings.max_body_bytes
+    limit = gateway_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")

@@ -1147,12 +1147,13 @@ def route_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
 
 
 def _security(auth: Auth) -> list[dict[str, list[str]]]:
-    return {
+    schemes: dict[str, list[dict[str, list[str]]]] = {
         "none": [],
         "bearer": [{"bearer": []}],
         "stream": [{"bearer": []}, {"resumeToken": []}],
         "compat": [{"bearer": []}, {"apiKey": []}],
-    }[auth]
+    }
+    return schemes[auth]
 
 
 def _param(p: Param) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.access.principal import Principal
-from gateway.api.admin import admin_principal, org_scope
-from gateway.api.inputs import int_param, iso_param, ok, principal, read_json
+from gateway.api.admin import admin_principal, required_org
+from gateway.api.inputs import gateway_of, int_param, iso_param, ok, principal, read_json
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.policy import PolicySpec, error_lines
 
@@ -38,7 +38,7 @@ def _reads(caller: Principal, spec: PolicySpec) -> bool:
 
 
 def _policy_id(request: Request) -> str:
-    pid = request.path_params["policy_id"]
+    pid = str(request.path_params["policy_id"])
     if not POLICY_ID.match(pid):
         raise ValidationFailed("policy id: 1-200 characters of letters, digits, . _ : -")
     return pid
@@ -46,7 +46,7 @@ def _policy_id(request: Request) -> str:
 
 async def list_policies(request: Request) -> Response:
     caller = await admin_principal(request)
-    gov = request.app.state.gateway.governance
+    gov = gateway_of(request).governance
     rows = [policy_json(spec, source) for spec, source in gov.all_specs() if _reads(caller, spec)]
     return ok({"success": True, "policies": rows, "total": len(rows)})
 
@@ -54,7 +54,7 @@ async def list_policies(request: Request) -> Response:
 async def get_policy(request: Request) -> Response:
     caller = await admin_principal(request)
     pid = _policy_id(request)
-    for spec, source in request.app.state.gateway.governance.all_specs():
+    for spec, source in gateway_of(request).governance.all_specs():
         if spec.id == pid and _reads(caller, spec):
             return ok({"success": True, "policy": policy_json(spec, source)})
     raise NotFound(f"no policy {pid!r}", code="policy_not_found")
@@ -75,7 +75,7 @@ async def put_policy(request: Request) -> Response:
         spec = PolicySpec.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed(error_lines(exc)[0]) from None
-    gov = request.app.state.gateway.governance
+    gov = gateway_of(request).governance
     existing = next((s for s, _ in gov.all_specs() if s.id == pid), None)
     if existing is not None and not _manages(caller, existing):
         if _reads(caller, existing):
@@ -90,7 +90,7 @@ async def put_policy(request: Request) -> Response:
 async def delete_policy(request: Request) -> Response:
     caller = await admin_principal(request)
     pid = _policy_id(request)
-    gov = request.app.state.gateway.governance
+    gov = gateway_of(request).governance
     found = next(((s, src) for s, src in gov.all_specs() if s.id == pid), None)
     if found is None or not _reads(caller, found[0]):
         raise NotFound(f"no policy {pid!r}", code="policy_not_found")
@@ -118,7 +118,7 @@ def _visible(caller: Principal, v: dict[str, Any]) -> bool:
 
 async def violations(request: Request) -> Response:
     caller = await principal(request)
-    org = org_scope(request, caller, required=True)
+    org = required_org(request, caller)
     since, until = iso_param(request, "from"), iso_param(request, "to", end_of_day=True)
     if since is not None and until is not None and since > until:
         raise ValidationFailed("from: must not be after to")
@@ -133,9 +133,7 @@ async def violations(request: Request) -> Response:
         )
         if request.query_params.get(param)
     }
-    rows = await request.app.state.gateway.store.events.violations(
-        org, since_ms=since, until_ms=until
-    )
+    rows = await gateway_of(request).store.events.violations(org, since_ms=since, until_ms=until)
     matching = [
         v
         for v in rows
@@ -147,7 +145,7 @@ async def violations(request: Request) -> Response:
     ]
     counts = None
     if caller.role in ("admin", "org_admin"):
-        counts = await request.app.state.gateway.store.events.violation_counts(org)
+        counts = await gateway_of(request).store.events.violation_counts(org)
     return ok(
         {
             "success": True,

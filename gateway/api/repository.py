@@ -8,7 +8,7 @@ session on the repository's model, so both API styles show and prompt it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from gateway.access.visibility import ConversationFilter
 from gateway.api.conversation_service import creator_of, turn_stream
 from gateway.api.inputs import (
     Body,
+    gateway_of,
     int_param,
     iso_param,
     ok,
@@ -32,6 +33,9 @@ from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, Valida
 from gateway.storage.records import ChatSession, Conversation, Message, iso, new_id
 from gateway.turn import ChatEvent, collect
 from gateway.turn.prepare import Prompt
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 # a JSON answer's status when the stream behind it ended with an error event
 _ERROR_STATUS = {"provider_error": 502, "policy_blocked": 400}
@@ -82,7 +86,7 @@ def message_json(m: Message) -> dict[str, Any]:
 
 
 def conversation_id(request: Request) -> str:
-    cid = request.path_params["conversation_id"]
+    cid = str(request.path_params["conversation_id"])
     if len(cid) > 200:
         raise NotFound("conversation not found", code="conversation_not_found")
     return cid
@@ -102,7 +106,7 @@ def org_of_request(request: Request, caller: Principal) -> str:
 async def create(request: Request) -> Response:
     caller = await principal(request)
     body = await read_body(request, CreateConversation)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     repo = await gw.repositories.get(body.repoId)
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {body.repoId!r} not found", code="repository_not_found")
@@ -139,7 +143,7 @@ async def create(request: Request) -> Response:
     return ok({"success": True, "conversationId": conv.id})
 
 
-async def _session_for(gw: Any, conv: Conversation, default_session_id: str | None) -> str:
+async def _session_for(gw: Gateway, conv: Conversation, default_session_id: str | None) -> str:
     """The session a repository-style prompt goes to: the conversation's default one; for a
     conversation made through /api/conversation, its newest session, else a new one on the
     first served model."""
@@ -158,7 +162,7 @@ async def prompt(request: Request) -> Response:
     caller = await principal(request)
     cid = conversation_id(request)
     body = await read_body(request, SendPrompt)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     conv, default_session = await gw.store.conversations.get_with_default_session(cid)
     if conv is None or not caller.can_see(conv):
         raise NotFound("conversation not found", code="conversation_not_found")
@@ -227,7 +231,7 @@ async def messages(request: Request) -> Response:
     cid = conversation_id(request)
     take = int_param(request, "take", 50, lo=1, hi=100)
     skip = int_param(request, "skip", 0, lo=0, hi=10_000_000)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     conv = await gw.chat.visible_conversation(caller, cid)
     msgs, total = await gw.store.conversations.messages(conv.id, offset=skip, limit=take)
     return ok(
@@ -258,7 +262,7 @@ async def list_conversations(request: Request) -> Response:
         since_ms=since,
         until_ms=until,
     )
-    convs, total = await request.app.state.gateway.visibility.page(
+    convs, total = await gateway_of(request).visibility.page(
         caller, org, offset=skip, limit=take, filters=filters
     )
     return ok(
@@ -274,7 +278,7 @@ async def list_conversations(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     caller = await principal(request)
     cid = conversation_id(request)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     conv = await gw.chat.visible_conversation(caller, cid)
     if not caller.can_delete(conv):
         raise Forbidden("only the creator, their workspace admin or an org admin may delete it")

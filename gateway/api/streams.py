@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from gateway.access.resume_tokens import check_resume_token, resume_token
 from gateway.api import sse
-from gateway.api.inputs import Body, ok, org_param, principal, read_body, required_param
+from gateway.api.inputs import Body, gateway_of, ok, org_param, principal, read_body, required_param
 from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized
 from gateway.storage.records import Conversation
 from gateway.turn.resume_log import is_ended, last_seq, replay
@@ -26,7 +26,7 @@ async def _conversation_of(
 ) -> tuple[str, Conversation | None]:
     """The message's conversation id and the conversation, checked against the caller
     (None when a valid resume_token for this message stands in for a bearer token)."""
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     token = request.query_params.get("resume_token")
     if token and not stop and "authorization" not in request.headers:
         if not check_resume_token(gw.resume_secret, token, message_id):
@@ -54,7 +54,7 @@ async def _conversation_of(
 async def _attach(
     request: Request, message_id: str, conversation_id: str | None = None
 ) -> Response:
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     cid, _ = await _conversation_of(request, message_id, conversation_id=conversation_id)
     after = last_seq(
         request.headers.get("last-event-id") or request.query_params.get("last_event_id"),
@@ -73,7 +73,7 @@ async def _attach(
 
 
 async def _stop(request: Request, message_id: str, conversation_id: str | None = None) -> Response:
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     cid, _ = await _conversation_of(request, message_id, conversation_id=conversation_id, stop=True)
     if is_ended(await gw.store.resume_logs.last(cid, message_id)):
         raise Conflict("this message is not being generated", code="not_running")
@@ -94,14 +94,14 @@ async def service_stop(request: Request) -> Response:
 
 async def repository_stream(request: Request) -> Response:
     return await _attach(
-        request, request.path_params["message_id"], request.path_params["conversation_id"]
+        request, str(request.path_params["message_id"]), str(request.path_params["conversation_id"])
     )
 
 
 async def repository_stop(request: Request) -> Response:
     """Stops whatever answer the conversation is generating now (its one-turn lock says which)."""
-    gw = request.app.state.gateway
-    cid = request.path_params["conversation_id"]
+    gw = gateway_of(request)
+    cid = str(request.path_params["conversation_id"])
     caller = await principal(request)
     conv = await gw.chat.visible_conversation(caller, cid)
     holder = await gw.store.turns.lock_holder(conv.id)

@@ -4,7 +4,7 @@ repositories."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -23,7 +23,7 @@ class Policies:
         return version, raw
 
     async def version(self) -> str | None:
-        return await self.redis.get(keys.POLICIES_VERSION)
+        return cast(str | None, await self.redis.get(keys.POLICIES_VERSION))
 
     async def put(self, policy_id: str, spec_json: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -44,15 +44,15 @@ class Repositories:
         self.redis = redis
 
     async def get(self, rid: str) -> dict[str, Any] | None:
-        raw = await self.redis.hget(keys.REPOSITORIES, rid)  # type: ignore[misc]
+        raw = await self.redis.hget(keys.REPOSITORIES, rid)
         return json.loads(raw) if raw else None
 
     async def all(self) -> list[dict[str, Any]]:
-        return [json.loads(v) for v in await self.redis.hvals(keys.REPOSITORIES)]  # type: ignore[misc]
+        return [json.loads(v) for v in await self.redis.hvals(keys.REPOSITORIES)]
 
     async def put(self, record: dict[str, Any]) -> bool:
         """Create or replace; True when it was created."""
-        return bool(await self.redis.hset(keys.REPOSITORIES, record["id"], json.dumps(record)))  # type: ignore[misc]
+        return bool(await self.redis.hset(keys.REPOSITORIES, record["id"], json.dumps(record)))
 
     async def delete(self, rid: str) -> bool:
-        return bool(await self.redis.hdel(keys.REPOSITORIES, rid))  # type: ignore[misc]
+        return bool(await self.redis.hdel(keys.REPOSITORIES, rid))

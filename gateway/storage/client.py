@@ -119,8 +119,8 @@ def connect(
         }
         if target.sentinel_password:
             sentinel_kwargs["password"] = target.sentinel_password
-        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        primary: Redis = sentinel.master_for(
             target.service,
             db=target.db,
             username=target.username,
@@ -129,6 +129,7 @@ def connect(
             health_check_interval=30,
             **common,
         )
+        return primary
     if cluster:
         if not url.startswith(("redis://", "rediss://")):
             raise ValueError(

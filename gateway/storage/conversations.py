@@ -8,6 +8,7 @@ and removed when it is deleted, so a page costs O(log N + page size) whatever th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -94,7 +95,7 @@ class Conversations:
 
     async def create(self, conv: Conversation) -> Conversation:
         conv.created_at = conv.updated_at = conv.created_at or now_ms()
-        await self.redis.hset(keys.conversation(conv.id), mapping=conv.to_hash())  # type: ignore[misc]
+        await self.redis.hset(keys.conversation(conv.id), mapping=conv.to_hash())  # type: ignore[arg-type]  # dict is invariant
         # the org-tagged indexes live in another slot: a second, separate step
         pipe = self.redis.pipeline(transaction=False)
         for key in index_keys(conv):
@@ -114,9 +115,8 @@ class Conversations:
         conv.created_at = conv.updated_at = conv.created_at or now_ms()
         session.created_at = session.updated_at = conv.created_at
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(
-            keys.conversation(conv.id), mapping={**conv.to_hash(), "default_session_id": session.id}
-        )
+        fields = {**conv.to_hash(), "default_session_id": session.id}
+        pipe.hset(keys.conversation(conv.id), mapping=fields)  # type: ignore[arg-type]  # dict is invariant
         pipe.hset(keys.sessions(conv.id), session.id, session.to_json())
         if self.cluster:  # nodes answer in parallel there: the conversation lands first
             await pipe.execute()
@@ -129,7 +129,7 @@ class Conversations:
         return conv
 
     async def get(self, cid: str) -> Conversation | None:
-        h = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[misc]
+        h = cast(dict[str, str], await self.redis.hgetall(keys.conversation(cid)))
         return Conversation.from_hash(h) if h else None
 
     async def get_many(self, ids: list[str]) -> list[Conversation]:
@@ -141,7 +141,7 @@ class Conversations:
         return [Conversation.from_hash(h) for h in await pipe.execute() if h]
 
     async def get_with_default_session(self, cid: str) -> tuple[Conversation | None, str | None]:
-        h = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[misc]
+        h = cast(dict[str, str], await self.redis.hgetall(keys.conversation(cid)))
         if not h:
             return None, None
         return Conversation.from_hash(h), h.get("default_session_id") or None
@@ -252,7 +252,7 @@ class Conversations:
         A deleted conversation is still found gone by Turns.load_context."""
         cid = self._session_conversations.get(sid)
         if cid is None:
-            cid = await self.redis.get(keys.session_lookup(sid))
+            cid = cast(str | None, await self.redis.get(keys.session_lookup(sid)))
             if cid is not None:
                 if len(self._session_conversations) >= SESSION_CACHE_SIZE:
                     del self._session_conversations[next(iter(self._session_conversations))]
@@ -260,7 +260,7 @@ class Conversations:
         return cid
 
     async def sessions(self, cid: str) -> list[ChatSession]:
-        raw = await self.redis.hvals(keys.sessions(cid))  # type: ignore[misc]
+        raw = cast(list[str], await self.redis.hvals(keys.sessions(cid)))
         found = [ChatSession.from_json(r) for r in raw]
         found.sort(key=lambda s: (s.created_at, s.id))
         return found

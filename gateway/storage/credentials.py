@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -17,7 +17,7 @@ class Credentials:
         self.redis = redis
 
     async def admin_token_digest(self) -> str | None:
-        return await self.redis.get(keys.ADMIN_TOKEN)
+        return cast(str | None, await self.redis.get(keys.ADMIN_TOKEN))
 
     async def set_admin_token_digest(self, digest: str) -> bool:
         """First writer wins, so two workers starting together agree on one token."""
@@ -27,14 +27,14 @@ class Credentials:
         await self.redis.set(keys.api_key(digest), json.dumps(record))
         await self.redis.hset(
             keys.API_KEYS, record["key_id"], json.dumps({**record, "digest": digest})
-        )  # type: ignore[misc]
+        )
 
     async def api_key(self, digest: str) -> dict[str, Any] | None:
         raw = await self.redis.get(keys.api_key(digest))
         return json.loads(raw) if raw else None
 
     async def api_key_record(self, key_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hget(keys.API_KEYS, key_id)  # type: ignore[misc]
+        raw = await self.redis.hget(keys.API_KEYS, key_id)
         if raw is None:
             return None
         record: dict[str, Any] = json.loads(raw)
@@ -42,19 +42,19 @@ class Credentials:
         return record
 
     async def api_keys(self) -> list[dict[str, Any]]:
-        rows = [json.loads(v) for v in (await self.redis.hvals(keys.API_KEYS))]  # type: ignore[misc]
+        rows = [json.loads(v) for v in (await self.redis.hvals(keys.API_KEYS))]
         for row in rows:
             row.pop("digest", None)
         return sorted(rows, key=lambda r: r.get("created_at", 0))
 
     async def revoke_api_key(self, key_id: str) -> bool:
         """Deleted, then announced to every worker that keeps keys in memory."""
-        raw = await self.redis.hget(keys.API_KEYS, key_id)  # type: ignore[misc]
+        raw = await self.redis.hget(keys.API_KEYS, key_id)
         if raw is None:
             return False
         record = json.loads(raw)
         await self.redis.delete(keys.api_key(record["digest"]))
-        await self.redis.hdel(keys.API_KEYS, key_id)  # type: ignore[misc]
+        await self.redis.hdel(keys.API_KEYS, key_id)
         await self.redis.publish(keys.KEYS_REVOKED_CHANNEL, record["digest"])
         return True
 
@@ -62,4 +62,4 @@ class Credentials:
         """A random secret every worker and replica agrees on (first writer wins)."""
         key = keys.shared_secret(name)
         await self.redis.set(key, secrets.token_hex(32), nx=True)
-        return bytes.fromhex(await self.redis.get(key))
+        return bytes.fromhex(cast(str, await self.redis.get(key)))

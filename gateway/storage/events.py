@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -43,7 +43,8 @@ class Events:
 
     async def append(self, org: str, fields: dict[str, str], maxlen: int) -> str:
         """One audit event on the org's capped stream; the stream id carries the time."""
-        return await self.redis.xadd(keys.events(org), fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        stream_id = await self.redis.xadd(keys.events(org), fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]  # dict is invariant
+        return cast(str, stream_id)
 
     async def append_many(self, events: Sequence[QueuedEvent]) -> None:
         """Audit events in one round trip."""
@@ -56,7 +57,8 @@ class Events:
         self, org: str, *, newest: str = "+", oldest: str = "-", count: int
     ) -> list[tuple[str, dict[str, str]]]:
         """Newest first, between two stream ids (a leading "(" excludes that id)."""
-        return await self.redis.xrevrange(keys.events(org), newest, oldest, count=count)
+        rows = await self.redis.xrevrange(keys.events(org), newest, oldest, count=count)
+        return cast(list[tuple[str, dict[str, str]]], rows)
 
     # -- policy violations ---------------------------------------------------------------
 
@@ -72,9 +74,12 @@ class Events:
         """Newest first, within the time range (stream ids are times)."""
         hi = "+" if until_ms is None else str(until_ms)
         lo = "-" if since_ms is None else str(since_ms)
-        rows = await self.redis.xrevrange(keys.violations(org_id), hi, lo, count=limit)
+        rows = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrevrange(keys.violations(org_id), hi, lo, count=limit),
+        )
         return [json.loads(fields["v"]) for _, fields in rows]
 
     async def violation_counts(self, org_id: str) -> dict[str, int]:
-        raw = await self.redis.hgetall(keys.violation_counts(org_id))  # type: ignore[misc]
+        raw = cast(dict[str, str], await self.redis.hgetall(keys.violation_counts(org_id)))
         return {k: int(v) for k, v in raw.items()}

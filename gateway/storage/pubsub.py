@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -38,7 +39,7 @@ class PubSub:
             nodes = sorted(self.redis.get_nodes(), key=lambda n: n.name)
             node = nodes[self._turn % len(nodes)]
             self._turn += 1
-            pubsub = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+            pubsub: Any = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
         else:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
@@ -49,7 +50,7 @@ class PubSub:
                 if message.get("type") == "message":
                     yield message["data"]
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def listen(
         self,

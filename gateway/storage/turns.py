@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -128,7 +128,7 @@ class Turns:
         return bool(began)
 
     async def lock_holder(self, cid: str) -> str | None:
-        return await self.redis.get(keys.turn_lock(cid))
+        return cast(str | None, await self.redis.get(keys.turn_lock(cid)))
 
     async def break_lock(self, cid: str, value: str) -> bool:
         """Remove a lock whose holder is gone (compare-and-delete)."""
@@ -197,4 +197,4 @@ class Turns:
         return Totals(int(tin), int(tout), replicated=acked >= wait)
 
     async def message_conversation_id(self, message_id: str) -> str | None:
-        return await self.redis.get(keys.message_lookup(message_id))
+        return cast(str | None, await self.redis.get(keys.message_lookup(message_id)))

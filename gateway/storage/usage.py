@@ -5,7 +5,7 @@ after Redis came back does not count it twice."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 
@@ -82,5 +82,5 @@ class Usage:
         await pipe.execute()
 
     async def of_org(self, org: str) -> dict[str, int]:
-        raw = await self.redis.hgetall(keys.org_usage(org))  # type: ignore[misc]
+        raw = cast(dict[str, str], await self.redis.hgetall(keys.org_usage(org)))
         return {k: int(v) for k, v in raw.items()}

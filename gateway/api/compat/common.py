@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,10 +22,13 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.api.inputs import principal
+from gateway.api.inputs import gateway_of, principal
 from gateway.errors import GatewayError, PolicyBlocked, UpstreamFailed, ValidationFailed
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.compat")
 
@@ -71,7 +74,7 @@ async def caller(request: Request) -> Principal:
     Anthropic's API and older Anthropic clients use)."""
     key = request.headers.get("x-api-key")
     if key and "authorization" not in request.headers:
-        found = await request.app.state.gateway.auth.principal_for(key.strip())
+        found = await gateway_of(request).auth.principal_for(key.strip())
         request.state.principal = found  # for the access log line
         return found
     return await principal(request)
@@ -88,7 +91,7 @@ def conversation_id(request: Request) -> str | None:
     return value
 
 
-def audit_prompt(gw: Any, caller: Principal, turn: Turn, *, stream: bool) -> None:
+def audit_prompt(gw: Gateway, caller: Principal, turn: Turn, *, stream: bool) -> None:
     """The `prompt_sent` audit event every prompting route leaves."""
     gw.audit.record(
         turn.org_id,

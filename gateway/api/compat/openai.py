@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
+from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from pydantic import Field
@@ -25,7 +25,7 @@ from starlette.routing import Route
 from gateway.api import sse
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import common as compat
-from gateway.api.inputs import Body, read_body, request_timing
+from gateway.api.inputs import Body, gateway_of, read_body, request_timing
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
@@ -259,7 +259,7 @@ async def chat_completions(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, CompletionRequest)
     messages = to_messages(body)
-    gw = request.app.state.gateway
+    gw = gateway_of(request)
     turn = await gw.chat.prepare(
         Prompt(
             caller,
@@ -291,15 +291,15 @@ def model_json(m: ModelConfig) -> dict[str, Any]:
 @compat.provider_errors(error_response)
 async def _list_models(request: Request) -> Response:
     await compat.caller(request)
-    models = request.app.state.gateway.settings.served_models
+    models = gateway_of(request).settings.served_models
     return JSONResponse({"object": "list", "data": [model_json(m) for m in models]})
 
 
 @compat.provider_errors(error_response)
 async def _retrieve_model(request: Request) -> Response:
     await compat.caller(request)
-    model_id = request.path_params["model_id"]
-    model = request.app.state.gateway.settings.model(model_id)
+    model_id = str(request.path_params["model_id"])
+    model = gateway_of(request).settings.model(model_id)
     if model is None:
         raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
     return JSONResponse(model_json(model))
