@@ -89,52 +89,51 @@ async def metrics(request: Request) -> Response:
     return gateway_of(request).metrics.render()
 
 
-def create_app(settings: Settings) -> Starlette:
-    metrics_registry = Metrics()
+async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
+    """Everything one worker needs, connected and started."""
+    store = open_store(settings)
+    providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
+    auth = Authenticator(settings, store)
+    await auth.load()
+    resume_secret = await store.credentials.shared_secret("resume")
+    live = Live(store, shutdown_grace=settings.shutdown_grace)
+    await live.start()
+    governance = Governance(settings, store, metrics)
+    await governance.start()
+    auth.start()
+    return Gateway(
+        settings=settings,
+        store=store,
+        auth=auth,
+        chat=ChatService(settings, store, providers, metrics, live, governance),
+        governance=governance,
+        live=live,
+        resume_secret=resume_secret,
+        visibility=Visibility(store),
+        providers=providers,
+        metrics=metrics,
+        repositories=Repositories(settings, store),
+        audit=Audit(store.events),
+    )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings)
-        providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
-        auth = Authenticator(settings, store)
-        await auth.load()
-        resume_secret = await store.credentials.shared_secret("resume")
-        live = Live(store, shutdown_grace=settings.shutdown_grace)
-        await live.start()
-        governance = Governance(settings, store, metrics_registry)
-        await governance.start()
-        app.state.gateway = Gateway(
-            settings=settings,
-            store=store,
-            auth=auth,
-            chat=ChatService(settings, store, providers, metrics_registry, live, governance),
-            governance=governance,
-            live=live,
-            resume_secret=resume_secret,
-            visibility=Visibility(store),
-            providers=providers,
-            metrics=metrics_registry,
-            repositories=Repositories(settings, store),
-            audit=Audit(store.events),
-        )
-        auth.start()
-        try:
-            yield
-        finally:
-            live.stop_all("cancelled")  # streams still open after uvicorn's grace period
-            await live.close()
-            await auth.close()
-            await governance.close()
-            for provider in providers.values():
-                with contextlib.suppress(Exception):
-                    await provider.aclose()
-            await app.state.gateway.repositories.aclose()
-            await app.state.gateway.audit.aclose()
-            await store.aclose()
 
-    middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
+async def close_gateway(gw: Gateway) -> None:
+    gw.live.stop_all("cancelled")  # streams still open after uvicorn's grace period
+    await gw.live.close()
+    await gw.auth.close()
+    await gw.governance.close()
+    for provider in gw.providers.values():
+        with contextlib.suppress(Exception):
+            await provider.aclose()
+    await gw.repositories.aclose()
+    await gw.audit.aclose()
+    await gw.store.aclose()
+
+
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    found = [Middleware(RequestMiddleware, metrics=metrics)]
     if settings.cors_origins:
-        middleware.append(
+        found.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
@@ -150,22 +149,38 @@ def create_app(settings: Settings) -> Starlette:
                 allow_credentials=False,
             )
         )
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        *conversation_service.routes,
-        *streams.routes,
-        *repository.routes,
-        *admin.routes,
-        *policies.routes,
-        *openai_compat.routes,
-        *anthropic_compat.routes,
-        *pages.routes,  # /, /docs, /openapi.json, /static: no token
-    ]
+    return found
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    *conversation_service.routes,
+    *streams.routes,
+    *repository.routes,
+    *admin.routes,
+    *policies.routes,
+    *openai_compat.routes,
+    *anthropic_compat.routes,
+    *pages.routes,  # /, /docs, /openapi.json, /static: no token
+]
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics_registry = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.gateway = gateway = await open_gateway(settings, metrics_registry)
+        try:
+            yield
+        finally:
+            await close_gateway(gateway)
+
     return Starlette(
-        routes=routes,
-        middleware=middleware,
+        routes=ROUTES,
+        middleware=middleware(settings, metrics_registry),
         # every 403 also leaves an access_denied audit event
         exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},
         lifespan=lifespan,
