@@ -20,7 +20,7 @@ from gateway.access.audit import Audit, audited_gateway_error
 from gateway.access.auth import Authenticator
 from gateway.access.repositories import Repositories
 from gateway.access.visibility import Visibility
-from gateway.api import admin, conversation_service, pages, policies, repository, streams
+from gateway.api import admin, conversation_service, pages, policies, repository_style, streams
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
@@ -158,7 +158,7 @@ ROUTES = [
     Route("/metrics", metrics, methods=["GET"]),
     *conversation_service.routes,
     *streams.routes,
-    *repository.routes,
+    *repository_style.routes,
     *admin.routes,
     *policies.routes,
     *openai_compat.routes,
