@@ -26,7 +26,34 @@ log = logging.getLogger("gateway.sse")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# Line breaks that JSON leaves raw but some readers split lines on (JavaScript before ES2019,
+# Python's str.splitlines, old EventSource polyfills): escaped in every frame we write
+_ESCAPED = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def escape_line_breaks(text: str) -> str:
+    """JSON text with the three line breaks escaped. ASCII text cannot hold them, and
+    str.isascii() is O(1) in CPython: no second pass over an ASCII token; a non-ASCII one is
+    searched by `in` (C's fast search) and translated only when one is there
+    (bench/hotpath.py measures both)."""
+    if text.isascii() or not ("\u2028" in text or "\u2029" in text or "\x85" in text):
+        return text
+    return text.translate(_ESCAPED)
+
+
+def json_string(text: str) -> bytes:
+    """`text` as a JSON string literal for one `data:` line."""
+    return escape_line_breaks(encode_basestring(text)).encode()
+
+
+def json_line(data: Any) -> bytes:
+    """`data` as one line of JSON, non-ASCII text kept as UTF-8 (the providers' own style)
+    but for the three line breaks; for the frames other than content."""
+    return escape_line_breaks(json.dumps(data, ensure_ascii=False, separators=(",", ":"))).encode()
+
+
 def frame(event: str, data: dict[str, Any]) -> bytes:
+    # ensure_ascii (the default) escapes every non-ASCII character, the line breaks included
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
@@ -75,11 +102,7 @@ class ContentFrames:
 
     def __call__(self, text: str) -> bytes:
         self.seq += 1
-        return b'%s%d\ndata: {"delta":%s}\n\n' % (
-            self.prefix,
-            self.seq,
-            encode_basestring(text).encode(),
-        )
+        return b'%s%d\ndata: {"delta":%s}\n\n' % (self.prefix, self.seq, json_string(text))
 
 
 async def encode(

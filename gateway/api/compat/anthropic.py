@@ -14,10 +14,8 @@ not forwarded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from pydantic import Field
@@ -105,8 +103,7 @@ def message_id(turn_message_id: str) -> str:
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return b"event: %s\ndata: %s\n\n" % (name.encode(), body.encode())
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), sse.json_line(data))
 
 
 BLOCK_START = _event(
@@ -124,7 +121,7 @@ DELTA_TAIL = b"}}\n\n"
 
 
 def text_frame(text: str) -> bytes:
-    return DELTA_HEAD + encode_basestring(text).encode() + DELTA_TAIL
+    return DELTA_HEAD + sse.json_string(text) + DELTA_TAIL
 
 
 def message_start(ev: Start, input_tokens: int) -> bytes:

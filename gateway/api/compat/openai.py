@@ -11,10 +11,8 @@ max_tokens (top_p, stop, seed, penalties, ...) are accepted and not forwarded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from pydantic import Field
@@ -148,7 +146,7 @@ class ChunkFrames:
         self.content_tail = b'},"logprobs":null,"finish_reason":null}]' + self.tail
 
     def content(self, text: str) -> bytes:
-        return self.content_head + encode_basestring(text).encode() + self.content_tail
+        return self.content_head + sse.json_string(text) + self.content_tail
 
     def role(self) -> bytes:
         return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null")
@@ -175,7 +173,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def _str(value: str) -> bytes:
-    return encode_basestring(value).encode()
+    return sse.json_string(value)
 
 
 def error_json(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
@@ -186,7 +184,7 @@ def error_json(status: int, code: str, message: str, param: str | None = None) -
 def error_frame(ev: ErrorEvent) -> bytes:
     status = compat.failure(ev).status
     body = error_json(status, ev.code, ev.message)
-    return b"data: %s\n\n" % json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"data: %s\n\n" % sse.json_line(body)
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
