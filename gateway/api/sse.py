@@ -112,16 +112,30 @@ async def encode(
     start_extra: Callable[[Start], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     content: ContentFrames | None = None
-    async for ev in events:
-        if type(ev) is Delta:
-            yield content(ev.text)  # type: ignore[misc]
-        elif type(ev) is Start:
-            content = ContentFrames(ev.message_id, start_seq)
-            yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
-        elif type(ev) is ErrorEvent:
-            yield frame("error", {"code": ev.code, "message": ev.message})
-        elif type(ev) is End:
-            yield frame("end", end_data(ev))
+    started: Start | None = None
+    closed = errored = False
+    try:
+        async for ev in events:
+            if type(ev) is Delta:
+                yield content(ev.text)  # type: ignore[misc]
+            elif type(ev) is Start:
+                started, content = ev, ContentFrames(ev.message_id, start_seq)
+                yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
+            elif type(ev) is ErrorEvent:
+                errored = True
+                yield frame("error", {"code": ev.code, "message": ev.message})
+            elif type(ev) is End:
+                closed = True
+                yield frame("end", end_data(ev))
+    except Exception:
+        if started is None or closed:
+            raise
+        # a bug of ours past the turn's own end: the stream still ends by the contract, and
+        # says the answer may not be stored
+        log.exception("stream of message %s failed", started.message_id)
+        if not errored:
+            yield frame("error", {"code": "internal_error", "message": "the stream failed"})
+        yield frame("end", end_data(End(started.message_id, "error", 0, 0, stored=False)))
 
 
 PING = b": ping\n\n"

@@ -165,21 +165,21 @@ def error_frame(ev: ErrorEvent) -> bytes:
 
 async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> AsyncIterator[bytes]:
     """message_start, one text block (start, ping, deltas, stop), message_delta with the
-    stop reason and the usage, message_stop. A failed turn ends with `event: error`."""
+    stop reason and the usage, message_stop. A turn that did not finish (failed, blocked,
+    stopped, shut down, or a bug of ours) ends with `event: error`, which the SDK raises."""
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield text_frame(ev.text)
         elif type(ev) is Start:
             yield message_start(ev, input_tokens) + BLOCK_START + PING
-        elif type(ev) is ErrorEvent:
+        elif type(ev) is ErrorEvent and not failed:
             failed = True
             yield error_frame(ev)
         elif type(ev) is End and not failed:
             reason = STOP_REASONS.get(ev.finish_reason)
-            if reason is None:  # cancelled: nobody reads; a failure without its error event
-                if (error := compat.end_failure(ev)) is not None:
-                    yield error_frame(error)
+            if reason is None:
+                yield error_frame(compat.stream_failure(ev))
                 continue
             yield BLOCK_STOP + message_delta(reason, ev) + MESSAGE_STOP
 

@@ -122,6 +122,27 @@ def end_failure(end: End) -> ErrorEvent | None:
     return None
 
 
+CANCELLED = ErrorEvent("cancelled", "the answer was stopped before it finished")
+BROKEN = ErrorEvent("internal_error", "the gateway failed while streaming")
+
+
+def stream_failure(end: End) -> ErrorEvent:
+    """What a stream that ended without finishing says last: a stopped or shut-down answer
+    is an error too, or the SDKs take the cut text for a complete answer."""
+    return end_failure(end) or CANCELLED
+
+
+async def guarded(events: AsyncIterator[ChatEvent]) -> AsyncIterator[ChatEvent]:
+    """The turn's events; a bug of ours that escapes it (the turn's own end is past) still
+    ends the stream with an error, which each format frames as its terminal one."""
+    try:
+        async for ev in events:
+            yield ev
+    except Exception:
+        log.exception("a stream failed after its turn ended")
+        yield BROKEN
+
+
 @dataclass(slots=True)
 class Answer:
     message_id: str

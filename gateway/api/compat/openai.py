@@ -189,25 +189,25 @@ def error_frame(ev: ErrorEvent) -> bytes:
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
     """Role chunk, content chunks, the finish chunk, the usage chunk (when asked), [DONE].
-    A failed turn ends with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's
-    own streams do."""
+    A turn that did not finish (failed, blocked, stopped, shut down, or a bug of ours) ends
+    with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's own streams do: the
+    SDK raises it, where a stream that just stopped would look complete."""
     frames: ChunkFrames | None = None
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield frames.content(ev.text)  # type: ignore[union-attr]
         elif type(ev) is Start:
             cid = completion_id(ev.message_id)
             frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)
             yield frames.role()
-        elif type(ev) is ErrorEvent:
+        elif type(ev) is ErrorEvent and not failed:
             failed = True
             yield error_frame(ev)
         elif type(ev) is End and not failed:
             reason = FINISH.get(ev.finish_reason)
-            if reason is None:  # cancelled: nobody reads; a failure without its error event
-                if (error := compat.end_failure(ev)) is not None:
-                    yield error_frame(error)
+            if reason is None:
+                yield error_frame(compat.stream_failure(ev))
                 continue
             yield frames.finish(reason)  # type: ignore[union-attr]
             if include_usage:
