@@ -10,6 +10,7 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
+from gateway.storage.events import queue_violations
 from gateway.storage.records import Message
 from gateway.storage.scripts import Script
 
@@ -75,10 +76,13 @@ class Usage:
         key_id: str | None = None,
         *,
         token_windows: Sequence[tuple[str, int]] = (),
+        violations: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """A turn outside any conversation: only its usage is kept."""
+        """A turn outside any conversation: only its usage and violations are kept, in one
+        round trip (the usage counted once however often this is retried)."""
         pipe = self.redis.pipeline(transaction=False)
         self.queue(pipe, msg, org_id, key_id, token_windows)
+        queue_violations(pipe, org_id, violations)
         await pipe.execute()
 
     async def of_org(self, org: str) -> dict[str, int]:

@@ -88,6 +88,10 @@ class Preparation:
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
         rate_headers = await self.limits.admit(org_id, principal.user_id)
+        if conv is None and not rate_headers:
+            # a direct turn that has not spoken to Redis yet: its usage must be recordable,
+            # so a Redis that is away is a 503 now, before anything goes upstream
+            await self.store.ping()
         active = self.governance.active(
             org_id=org_id,
             workspace_id=conv.workspace_id if conv else None,

@@ -23,7 +23,14 @@ from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
 from gateway.api.inputs import gateway_of, principal
-from gateway.errors import GatewayError, PolicyBlocked, UpstreamFailed, ValidationFailed
+from gateway.errors import (
+    REDIS_DOWN,
+    GatewayError,
+    PolicyBlocked,
+    Unavailable,
+    UpstreamFailed,
+    ValidationFailed,
+)
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
 
@@ -38,6 +45,11 @@ ErrorShape = Callable[[Request, GatewayError], Response]
 CONVERSATION_HEADER = "x-conversation-id"
 MAX_OUTPUT_TOKENS = 1_000_000  # larger requests are refused here, not by the upstream as a 502
 _PARAM = re.compile(r"^([\w\[\].-]+): ")
+REDIS_AWAY = Unavailable(
+    "the gateway cannot reach its store; retry shortly",
+    code="redis_unavailable",
+    headers={"Retry-After": "1"},
+)
 
 
 def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
@@ -52,6 +64,9 @@ def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
                 if exc.status == 403:  # the audit trail of denials; its contract body is dropped
                     await audited_gateway_error(request, exc)
                 return shape(request, exc)
+            except REDIS_DOWN as exc:  # checked before the upstream is called (turn/prepare.py)
+                log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+                return shape(request, REDIS_AWAY)
             except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return shape(request, GatewayError("internal server error"))
