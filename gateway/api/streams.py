@@ -23,9 +23,10 @@ class StopBody(Body):
 
 async def _conversation_of(
     request: Request, message_id: str, *, conversation_id: str | None = None, stop: bool = False
-) -> tuple[str, Conversation | None]:
-    """The message's conversation id and the conversation, checked against the caller
-    (None when a valid resume_token for this message stands in for a bearer token)."""
+) -> tuple[str, Conversation]:
+    """The message's conversation id and the conversation, checked against the caller, or
+    against a resume_token for this message that stands in for a bearer token (valid only
+    while the conversation is not deleted)."""
     gw = gateway_of(request)
     token = request.query_params.get("resume_token")
     if token and not stop and "authorization" not in request.headers:
@@ -34,7 +35,10 @@ async def _conversation_of(
         cid = await gw.store.turns.message_conversation_id(message_id)
         if cid is None or (conversation_id and cid != conversation_id):
             raise NotFound("no stream for this message", code="stream_not_found")
-        return cid, None
+        found = await gw.store.conversations.get(cid)
+        if found is None or found.deleted_at is not None:
+            raise NotFound("no stream for this message", code="stream_not_found")
+        return cid, found
     caller = await principal(request)
     if "org_id" in request.query_params or conversation_id is None:
         org_id = org_param(request, caller)
