@@ -17,7 +17,18 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.repositories import ConfigOwned, Repository
-from gateway.api.inputs import Body, gateway_of, int_param, iso_param, ok, principal, read_body
+from gateway.api.inputs import (
+    Body,
+    OrgId,
+    WorkspaceId,
+    check_id,
+    gateway_of,
+    int_param,
+    iso_param,
+    ok,
+    principal,
+    read_body,
+)
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
@@ -25,8 +36,8 @@ EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 class PutRepository(Body):
-    org_id: str | None = Field(default=None, min_length=1, max_length=200)
-    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    org_id: OrgId | None = Field(default=None, min_length=1, max_length=200)
+    workspace_id: WorkspaceId | None = Field(default=None, min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -44,6 +55,7 @@ def org_scope(request: Request, caller: Principal) -> str | None:
     the caller's org (for the platform admin: every org)."""
     org = request.query_params.get("org_id")
     if org:
+        check_id("org_id", "org", org)
         caller.check_org(org)
         return org
     return caller.org_id

@@ -15,6 +15,7 @@ from gateway.access.resume_tokens import resume_token
 from gateway.api import sse
 from gateway.api.inputs import (
     Body,
+    WorkspaceId,
     gateway_of,
     int_param,
     ok,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 class CreateConversation(Body):
     title: str = Field(min_length=1, max_length=500)
     is_archived: bool = False
-    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    workspace_id: WorkspaceId | None = Field(default=None, min_length=1, max_length=200)
 
 
 class CreateSession(Body):

@@ -6,12 +6,14 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.access import ids
 from gateway.access.principal import Principal
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, ValidationFailed
 
@@ -54,8 +56,39 @@ def org_param(request: Request, caller: Principal) -> str:
     org_id = request.query_params.get("org_id")
     if not org_id:
         raise ValidationFailed("org_id: query parameter is required")
+    check_id("org_id", "org", org_id)
     caller.check_org(org_id)
     return org_id
+
+
+def check_id(name: str, kind: ids.Kind, value: str) -> str:
+    """An id from a query parameter or a path: 400 unless it is of its alphabet (access/ids.py)."""
+    found = ids.problem(kind, value)
+    if found is not None:
+        raise ValidationFailed(f"{name}: {found}", code="invalid_id")
+    return value
+
+
+def id_param(request: Request, name: str, kind: ids.Kind) -> str | None:
+    """An optional id query parameter (absent or empty: None)."""
+    value = request.query_params.get(name)
+    return check_id(name, kind, value) if value else None
+
+
+def _id_field(kind: ids.Kind) -> AfterValidator:
+    def check(value: str) -> str:
+        found = ids.problem(kind, value) if value else None  # "": the field's min_length
+        if found is not None:
+            raise PydanticCustomError("invalid_id", found)
+        return value
+
+    return AfterValidator(check)
+
+
+# body fields that hold ids
+OrgId = Annotated[str, _id_field("org")]
+WorkspaceId = Annotated[str, _id_field("workspace")]
+RepositoryId = Annotated[str, _id_field("repository")]
 
 
 def required_param(request: Request, name: str) -> str:
@@ -230,7 +263,8 @@ async def read_body(request: Request, model: type[B]) -> B:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+        code = "invalid_id" if err["type"] == "invalid_id" else None
+        raise ValidationFailed(f"{loc}: {err['msg']}", code=code) from None
 
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

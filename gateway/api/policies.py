@@ -16,13 +16,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.access import ids
 from gateway.access.principal import Principal
 from gateway.api.admin import admin_principal, required_org
-from gateway.api.inputs import gateway_of, int_param, iso_param, ok, principal, read_json
+from gateway.api.inputs import (
+    check_id,
+    gateway_of,
+    id_param,
+    int_param,
+    iso_param,
+    ok,
+    principal,
+    read_json,
+)
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.policy import PolicySpec, error_lines
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+SCOPE_IDS: tuple[tuple[str, ids.Kind], ...] = (
+    ("org_id", "org"),
+    ("workspace_id", "workspace"),
+    ("repo_id", "repository"),
+)
 
 
 def policy_json(spec: PolicySpec, source: str) -> dict[str, Any]:
@@ -67,6 +82,9 @@ async def put_policy(request: Request) -> Response:
     pid = _policy_id(request)
     body = await read_json(request)
     body["id"] = pid
+    for field, kind in SCOPE_IDS:
+        if body.get(field) is not None:
+            check_id(field, kind, body[field])
     if not caller.is_admin:
         if body.get("org_id") not in (None, caller.org_id):
             raise Forbidden("an org admin manages policies of their own org only")
@@ -125,13 +143,13 @@ async def violations(request: Request) -> Response:
     take = int_param(request, "take", 50, lo=1, hi=100)
     skip = int_param(request, "skip", 0, lo=0, hi=100_000)
     wanted = {
-        key: request.query_params.get(param)
-        for key, param in (
-            ("policy_id", "policyId"),
-            ("user_id", "userId"),
-            ("conversation_id", "conversationId"),
+        key: value
+        for key, value in (
+            ("policy_id", id_param(request, "policyId", "policy")),
+            ("user_id", id_param(request, "userId", "user")),
+            ("conversation_id", request.query_params.get("conversationId")),
         )
-        if request.query_params.get(param)
+        if value
     }
     rows = await gateway_of(request).store.events.violations(org, since_ms=since, until_ms=until)
     matching = [

@@ -21,7 +21,10 @@ from gateway.access.visibility import ConversationFilter
 from gateway.api.conversation_service import creator_of, turn_stream
 from gateway.api.inputs import (
     Body,
+    RepositoryId,
+    check_id,
     gateway_of,
+    id_param,
     int_param,
     iso_param,
     ok,
@@ -42,7 +45,7 @@ _ERROR_STATUS = {"provider_error": 502, "policy_blocked": 400}
 
 
 class CreateConversation(Body):
-    repoId: str = Field(min_length=1, max_length=200)
+    repoId: RepositoryId = Field(min_length=1, max_length=200)
 
 
 class SendPrompt(Body):
@@ -96,6 +99,7 @@ def org_of_request(request: Request, caller: Principal) -> str:
     """The caller's org; the platform admin names one with ?org_id=."""
     org = request.query_params.get("org_id") or request.query_params.get("orgId")
     if org:
+        check_id("org_id", "org", org)
         caller.check_org(org)
         return org
     if caller.org_id is None:
@@ -254,11 +258,10 @@ async def list_conversations(request: Request) -> Response:
     until = iso_param(request, "to", end_of_day=True)
     if since is not None and until is not None and since > until:
         raise ValidationFailed("from: must not be after to")
-    q = request.query_params
     filters = ConversationFilter(
-        user_id=q.get("userId") or None,
-        workspace_id=q.get("workspaceId") or None,
-        repo_id=q.get("repoId") or None,
+        user_id=id_param(request, "userId", "user"),
+        workspace_id=id_param(request, "workspaceId", "workspace"),
+        repo_id=id_param(request, "repoId", "repository"),
         since_ms=since,
         until_ms=until,
     )
