@@ -20,7 +20,7 @@ from gateway.embedded_redis import free_port
 from gateway.settings import Settings, load_settings
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-of-28-chars"
 
 
 class GatewayServer:
