@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -66,16 +67,25 @@ def bind_listeners(host: str, port: int, backlog: int = 2048) -> list[socket.soc
     listeners: list[socket.socket] = []
     try:
         for family, type_, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, type_, proto)
-            listeners.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(listeners) > 1:  # one port for every address
+            if port == 0 and listeners:  # one port for every address
                 address = (address[0], listeners[0].getsockname()[1], *address[2:])
-            sock.bind(address)
-            sock.listen(backlog)
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+            except OSError as exc:
+                sock.close()
+                # as asyncio does (bpo-30945): an address family the host has turned off
+                if exc.errno == errno.EADDRNOTAVAIL and len(infos) > 1:
+                    continue
+                raise
             sock.set_inheritable(True)  # the multiprocess supervisor hands them to its workers
+            listeners.append(sock)
+        if not listeners:
+            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
     except OSError:
         for sock in listeners:
             sock.close()
@@ -245,8 +255,8 @@ def locate_redis(settings: Settings, *, create: bool = False) -> tuple[str, str,
     for the command if it must. Never a new, empty embedded Redis unless `create`: a key
     minted there would be one the running gateway rejects."""
     if settings.redis_url:
-        source = "GATEWAY_REDIS_URL" if os.environ.get("GATEWAY_REDIS_URL") else "redis_url"
-        return settings.redis_url, f"from {source}", None
+        named = os.environ.get("GATEWAY_REDIS_URL")
+        return settings.redis_url, f"from {'GATEWAY_REDIS_URL' if named else 'the config file'}", None
     embedded = EmbeddedRedis(settings.data_dir)
     gateways = running_gateways(state_dir())
     for record in gateways:

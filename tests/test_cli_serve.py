@@ -4,6 +4,7 @@ the address, and it has started nothing (no embedded Redis, no admin token, no "
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -74,3 +75,24 @@ def test_a_busy_port_leaves_a_running_gateway_and_its_redis_alone(tmp_path):
         redis_pid = int((data / "redis.pid").read_text())
         os.kill(redis_pid, 0)  # still running
         assert httpx.get(f"{first.url}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_with_two_workers_serves_on_its_port_and_stops_its_redis(tmp_path, stop):
+    data, state = tmp_path / "data", tmp_path / "state"
+    serve = Serve(data, "--workers", "2", state=state)
+    try:
+        assert httpx.get(f"{serve.url}/healthz").status_code == 200
+        assert [line for line in serve.lines if "listening on" in line] == [
+            f"chat-gateway: listening on {serve.url}\n"]
+        assert len(list(state.glob("chat-gateway/serve-*.json"))) == 1
+        redis_pid = int((data / "redis.pid").read_text())
+    finally:
+        serve.proc.send_signal(stop)
+        out, _ = serve.proc.communicate(timeout=30)
+    assert serve.proc.returncode == 0, out
+    assert "embedded Redis stopped" in out and "Traceback" not in out
+    with pytest.raises(ProcessLookupError):
+        os.kill(redis_pid, 0)
+    assert processes_using(data) == []
+    assert list(state.glob("chat-gateway/serve-*.json")) == []
