@@ -25,6 +25,13 @@ def key_of(created) -> str:
     return created.stdout.split("only its hash is kept): ")[1].strip()
 
 
+def keys_in(data_dir: Path, state: Path) -> list[str]:
+    """The key ids the gateway whose data is in `data_dir` holds."""
+    listed = gateway("keys", "list", GATEWAY_DATA_DIR=str(data_dir), XDG_STATE_HOME=str(state))
+    assert listed.returncode == 0, listed.stderr
+    return [json.loads(line)["key_id"] for line in listed.stdout.splitlines()]
+
+
 def answers_with(serve: Serve, key: str) -> int:
     return httpx.get(f"{serve.url}/api/conversation/list?org_id=acme", headers=bearer(key)).status_code
 
@@ -59,6 +66,7 @@ def test_a_named_data_folder_wins_over_the_running_gateway(tmp_path):
             "`serve` first, or set GATEWAY_REDIS_URL or GATEWAY_DATA_DIR, or pass "
             "--create-data-dir to start a new embedded Redis there")]
         assert not elsewhere.exists()
+        assert keys_in(a / ".gateway", state) == []  # nor did it go to the running one
         # naming the running gateway's own folder reaches it too
         named = keys_create(b, state, GATEWAY_DATA_DIR=str(a / ".gateway"))
         assert answers_with(serve, key_of(named)) == 200
@@ -96,6 +104,7 @@ def test_two_running_gateways_make_keys_ask_which_one(tmp_path):
         assert refused.stderr.splitlines() == [
             (f"chat-gateway: 2 gateways are running (data in {a}/.gateway, {c}/.gateway): "
             "set GATEWAY_DATA_DIR to the one you mean")]
+        assert keys_in(a / ".gateway", state) == keys_in(c / ".gateway", state) == []
 
         key = key_of(keys_create(b, state, GATEWAY_DATA_DIR=str(c / ".gateway")))
         assert answers_with(in_c, key) == 200
