@@ -38,15 +38,23 @@ api_key_env = "REPO1_KEY"
 """
 
 WARNINGS = [
-    ("chat-gateway: warning: models[0] 'gpt': OPENAI_API_KEY is not set, so requests to "
-    "https://api.openai.com/v1 carry no key and will be refused unless that server needs none"),
-    ("chat-gateway: warning: models[1] 'llama': LLAMA_KEY is not set, so requests to "
-    "http://127.0.0.1:11434/v1 carry no key: fine for a local openai-compatible server that "
-    "needs none (vLLM, Ollama, ...)"),
-    ("chat-gateway: warning: models[2] 'claude': ANTHROPIC_API_KEY is not set, so requests to "
-    "https://api.anthropic.com carry no key and will be refused unless that server needs none"),
-    ("chat-gateway: warning: repositories[0] 'repo-1': REPO1_KEY is not set, so requests to "
-    "https://api.openai.com/v1 carry no key and will be refused unless that server needs none"),
+    (
+        "chat-gateway: warning: models[0] 'gpt': OPENAI_API_KEY is not set, so requests to "
+        "https://api.openai.com/v1 carry no key and will be refused unless that server needs none"
+    ),
+    (
+        "chat-gateway: warning: models[1] 'llama': LLAMA_KEY is not set, so requests to "
+        "http://127.0.0.1:11434/v1 carry no key: fine for a local openai-compatible server that "
+        "needs none (vLLM, Ollama, ...)"
+    ),
+    (
+        "chat-gateway: warning: models[2] 'claude': ANTHROPIC_API_KEY is not set, so requests to "
+        "https://api.anthropic.com carry no key and will be refused unless that server needs none"
+    ),
+    (
+        "chat-gateway: warning: repositories[0] 'repo-1': REPO1_KEY is not set, so requests to "
+        "https://api.openai.com/v1 carry no key and will be refused unless that server needs none"
+    ),
 ]
 KEYS = {"OPENAI_API_KEY": "sk-1", "LLAMA_KEY": "k", "ANTHROPIC_API_KEY": "sk-2", "REPO1_KEY": "r"}
 ADMIN = "an-admin-token-of-26-chars"
@@ -67,8 +75,14 @@ def test_config_check_warns_about_each_unset_provider_key(tmp_path):
 def test_serve_warns_about_unset_provider_keys_at_start(tmp_path, redis_url):
     cfg = tmp_path / "gw.toml"
     cfg.write_text(MODELS)
-    with Serve(None, "--config", str(cfg), cwd=tmp_path, GATEWAY_REDIS_URL=redis_url,
-               GATEWAY_ADMIN_TOKEN=ADMIN) as serve:
+    with Serve(
+        None,
+        "--config",
+        str(cfg),
+        cwd=tmp_path,
+        GATEWAY_REDIS_URL=redis_url,
+        GATEWAY_ADMIN_TOKEN=ADMIN,
+    ) as serve:
         *before_listening, listening = serve.lines  # what it printed until it was ready
     assert [line.rstrip("\n") for line in before_listening if "warning" in line] == WARNINGS
     assert "listening on" in listening
@@ -79,24 +93,41 @@ def test_the_default_demo_model_needs_no_key(tmp_path):
     assert r.returncode == 0 and r.stderr == ""
 
 
-@pytest.mark.parametrize("var, value, field", [
-    ("GATEWAY_JWT_SECRET", "a", "jwt_secret"),
-    ("GATEWAY_JWT_SECRET", "s" * 31, "jwt_secret"),
-    ("GATEWAY_JWT_SECRET", "€" * 10, "jwt_secret"),  # 10 characters, 30 bytes
-    ("GATEWAY_ADMIN_TOKEN", "x", "admin_token"),
-    ("GATEWAY_ADMIN_TOKEN", "t" * 23, "admin_token"),
-    ("GATEWAY_JWT_REQUIRE_EXP", "maybe", "jwt_require_exp"),
-    ("GATEWAY_JWT_ISSUER", "https://idp.example/ realm", "jwt_issuer"),
-    ("GATEWAY_JWT_ISSUER", "i" * 513, "jwt_issuer"),
-    ("GATEWAY_JWT_AUDIENCE", "api://a,api://b\x07", "jwt_audience"),
-    ("GATEWAY_JWT_AUDIENCE", ",".join(f"api://{i}" for i in range(17)), "jwt_audience"),
-    ("GATEWAY_JWT_AUDIENCE", "a" * 513, "jwt_audience"),
-], ids=["secret-1", "secret-31", "secret-30-bytes", "token-1", "token-23", "exp-maybe",
-        "issuer-space", "issuer-513", "audience-bell", "audiences-17", "audience-513"])
-@pytest.mark.parametrize("command", [["config", "check"], ["serve", "--port", "0"]],
-                         ids=["check", "serve"])
+@pytest.mark.parametrize(
+    "var, value, field",
+    [
+        ("GATEWAY_JWT_SECRET", "a", "jwt_secret"),
+        ("GATEWAY_JWT_SECRET", "s" * 31, "jwt_secret"),
+        ("GATEWAY_JWT_SECRET", "€" * 10, "jwt_secret"),  # 10 characters, 30 bytes
+        ("GATEWAY_ADMIN_TOKEN", "x", "admin_token"),
+        ("GATEWAY_ADMIN_TOKEN", "t" * 23, "admin_token"),
+        ("GATEWAY_JWT_REQUIRE_EXP", "maybe", "jwt_require_exp"),
+        ("GATEWAY_JWT_ISSUER", "https://idp.example/ realm", "jwt_issuer"),
+        ("GATEWAY_JWT_ISSUER", "i" * 513, "jwt_issuer"),
+        ("GATEWAY_JWT_AUDIENCE", "api://a,api://b\x07", "jwt_audience"),
+        ("GATEWAY_JWT_AUDIENCE", ",".join(f"api://{i}" for i in range(17)), "jwt_audience"),
+        ("GATEWAY_JWT_AUDIENCE", "a" * 513, "jwt_audience"),
+    ],
+    ids=[
+        "secret-1",
+        "secret-31",
+        "secret-30-bytes",
+        "token-1",
+        "token-23",
+        "exp-maybe",
+        "issuer-space",
+        "issuer-513",
+        "audience-bell",
+        "audiences-17",
+        "audience-513",
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["config", "check"], ["serve", "--port", "0"]], ids=["check", "serve"]
+)
 def test_weak_secrets_and_bad_jwt_settings_are_refused_naming_the_field(
-        tmp_path, command, var, value, field):
+    tmp_path, command, var, value, field
+):
     r = gateway(*command, timeout=20, GATEWAY_DATA_DIR=str(tmp_path / "data"), **{var: value})
     assert r.returncode == 2
     assert len(r.stderr.splitlines()) == 1, r.stderr
@@ -110,17 +141,33 @@ def test_weak_secrets_and_bad_jwt_settings_are_refused_naming_the_field(
 def test_long_enough_secrets_and_jwt_settings_pass(tmp_path):
     cfg = tmp_path / "gw.toml"
     cfg.write_text('jwt_audience = "api://chat"\n')
-    r = gateway("config", "check", "--config", str(cfg), GATEWAY_JWT_SECRET="€" * 11,  # 33 bytes
-                GATEWAY_ADMIN_TOKEN="t" * 24, GATEWAY_JWT_ISSUER="https://idp.example/realms/a")
+    r = gateway(
+        "config",
+        "check",
+        "--config",
+        str(cfg),
+        GATEWAY_JWT_SECRET="€" * 11,  # 33 bytes
+        GATEWAY_ADMIN_TOKEN="t" * 24,
+        GATEWAY_JWT_ISSUER="https://idp.example/realms/a",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["jwt"] == {
-        "hs256_secret": True, "public_key": False, "audience": ["api://chat"],
-        "issuer": "https://idp.example/realms/a", "require_exp": True,
+        "hs256_secret": True,
+        "public_key": False,
+        "audience": ["api://chat"],
+        "issuer": "https://idp.example/realms/a",
+        "require_exp": True,
     }
     assert "€" not in r.stdout and "t" * 24 not in r.stdout  # secrets are never printed
 
-    env_wins = gateway("config", "check", "--config", str(cfg),
-                       GATEWAY_JWT_AUDIENCE=" api://a , api://b ", GATEWAY_JWT_REQUIRE_EXP="false")
+    env_wins = gateway(
+        "config",
+        "check",
+        "--config",
+        str(cfg),
+        GATEWAY_JWT_AUDIENCE=" api://a , api://b ",
+        GATEWAY_JWT_REQUIRE_EXP="false",
+    )
     jwt = json.loads(env_wins.stdout)["jwt"]
     assert (jwt["audience"], jwt["require_exp"]) == (["api://a", "api://b"], False)
 

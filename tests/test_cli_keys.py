@@ -16,8 +16,20 @@ from tests.test_cli import Serve, gateway
 
 
 def keys_create(cwd: Path, state: Path, *flags: str, **env: str):
-    return gateway("keys", "create", "--org", "acme", "--user", "alice", "--role", "user", *flags,
-                   cwd=cwd, XDG_STATE_HOME=str(state), **env)
+    return gateway(
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--user",
+        "alice",
+        "--role",
+        "user",
+        *flags,
+        cwd=cwd,
+        XDG_STATE_HOME=str(state),
+        **env,
+    )
 
 
 def key_of(created) -> str:
@@ -33,7 +45,9 @@ def keys_in(data_dir: Path, state: Path) -> list[str]:
 
 
 def answers_with(serve: Serve, key: str) -> int:
-    return httpx.get(f"{serve.url}/api/conversation/list?org_id=acme", headers=bearer(key)).status_code
+    return httpx.get(
+        f"{serve.url}/api/conversation/list?org_id=acme", headers=bearer(key)
+    ).status_code
 
 
 def test_keys_create_from_another_folder_reaches_the_running_gateway(tmp_path):
@@ -48,8 +62,11 @@ def test_keys_create_from_another_folder_reaches_the_running_gateway(tmp_path):
 
         assert answers_with(serve, key_of(created)) == 200
         assert created.stderr.splitlines() == [
-            (f"chat-gateway: Redis: unix://{a}/.gateway/redis.sock (the gateway serving "
-            f"http://127.0.0.1:{serve.port}, pid {serve.proc.pid}, data in {a}/.gateway)")]
+            (
+                f"chat-gateway: Redis: unix://{a}/.gateway/redis.sock (the gateway serving "
+                f"http://127.0.0.1:{serve.port}, pid {serve.proc.pid}, data in {a}/.gateway)"
+            )
+        ]
         assert not (b / ".gateway").exists()  # no Redis was started in b
     assert not record.exists()  # withdrawn when serve ended
 
@@ -62,9 +79,12 @@ def test_a_named_data_folder_wins_over_the_running_gateway(tmp_path):
         refused = keys_create(b, state, GATEWAY_DATA_DIR=str(elsewhere))
         assert refused.returncode == 1
         assert refused.stderr.splitlines() == [
-            (f"chat-gateway: no running gateway found and no gateway data in {elsewhere}: start "
-            "`serve` first, or set GATEWAY_REDIS_URL or GATEWAY_DATA_DIR, or pass "
-            "--create-data-dir to start a new embedded Redis there")]
+            (
+                f"chat-gateway: no running gateway found and no gateway data in {elsewhere}: start "
+                "`serve` first, or set GATEWAY_REDIS_URL or GATEWAY_DATA_DIR, or pass "
+                "--create-data-dir to start a new embedded Redis there"
+            )
+        ]
         assert not elsewhere.exists()
         assert keys_in(a / ".gateway", state) == []  # nor did it go to the running one
         # naming the running gateway's own folder reaches it too
@@ -82,11 +102,13 @@ def test_no_gateway_anywhere_refuses_unless_told_to_create_the_data(tmp_path):
 
     first = keys_create(b, state, "--create-data-dir")
     assert first.stderr.splitlines()[0] == (
-        f"chat-gateway: Redis: unix://{b}/.gateway/redis.sock (a new embedded Redis in {b}/.gateway)")
+        f"chat-gateway: Redis: unix://{b}/.gateway/redis.sock (a new embedded Redis in {b}/.gateway)"
+    )
     # the data is there now: the next key goes into it without the flag
     second = keys_create(b, state)
     assert second.stderr.splitlines()[0].endswith(
-        f"(started for this command on the data in {b}/.gateway)")
+        f"(started for this command on the data in {b}/.gateway)"
+    )
     assert not list((b / ".gateway").glob("redis.sock"))  # stopped after each command
 
     with Serve(None, cwd=b, state=state) as serve:  # the gateway started there knows both
@@ -102,8 +124,11 @@ def test_two_running_gateways_make_keys_ask_which_one(tmp_path):
         refused = keys_create(b, state)
         assert refused.returncode == 1
         assert refused.stderr.splitlines() == [
-            (f"chat-gateway: 2 gateways are running (data in {a}/.gateway, {c}/.gateway): "
-            "set GATEWAY_DATA_DIR to the one you mean")]
+            (
+                f"chat-gateway: 2 gateways are running (data in {a}/.gateway, {c}/.gateway): "
+                "set GATEWAY_DATA_DIR to the one you mean"
+            )
+        ]
         assert keys_in(a / ".gateway", state) == keys_in(c / ".gateway", state) == []
 
         key = key_of(keys_create(b, state, GATEWAY_DATA_DIR=str(c / ".gateway")))
@@ -120,11 +145,19 @@ def test_junk_and_foreign_records_in_the_state_folder_are_never_followed(tmp_pat
     folder.mkdir(parents=True, mode=0o700)
     (folder / "serve-1.json").write_text("{not json")
     (folder / "serve-2.json").write_bytes(b"x" * 5_000_000)
-    remote = {"pid": os.getpid(), "redis_url": "redis://10.0.0.1:6379/0",
-              "data_dir": "/srv/x", "listen": "http://10.0.0.1:8000"}
+    remote = {
+        "pid": os.getpid(),
+        "redis_url": "redis://10.0.0.1:6379/0",
+        "data_dir": "/srv/x",
+        "listen": "http://10.0.0.1:8000",
+    }
     (folder / "serve-3.json").write_text(json.dumps(remote))
-    gone = {"pid": 2**22 + 12345, "redis_url": "unix:///nowhere/redis.sock",
-            "data_dir": "/nowhere", "listen": "http://127.0.0.1:1"}
+    gone = {
+        "pid": 2**22 + 12345,
+        "redis_url": "unix:///nowhere/redis.sock",
+        "data_dir": "/nowhere",
+        "listen": "http://127.0.0.1:1",
+    }
     (folder / "serve-4.json").write_text(json.dumps(gone))
     for i in range(500):
         (folder / f"serve-junk-{i:03}.json").write_text("[]")

@@ -42,24 +42,41 @@ def processes_using(folder: Path) -> list[str]:
 def test_serve_on_a_busy_port_exits_at_once_with_one_line(tmp_path, busy_port, workers):
     data = tmp_path / "data"
     started = time.monotonic()
-    r = gateway("serve", "--port", str(busy_port), "--workers", workers, timeout=20,
-                GATEWAY_DATA_DIR=str(data), XDG_STATE_HOME=str(tmp_path / "state"))
+    r = gateway(
+        "serve",
+        "--port",
+        str(busy_port),
+        "--workers",
+        workers,
+        timeout=20,
+        GATEWAY_DATA_DIR=str(data),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
     took = time.monotonic() - started
     assert r.returncode == 1, r.stdout + r.stderr
     assert took < 10
     assert r.stderr.splitlines() == [
-        f"chat-gateway: cannot listen on 127.0.0.1:{busy_port}: address already in use"]
+        f"chat-gateway: cannot listen on 127.0.0.1:{busy_port}: address already in use"
+    ]
     assert "listening on" not in r.stdout and "admin token" not in r.stdout
     assert not data.exists()  # no embedded Redis was started, so none is left running
     assert processes_using(data) == []
 
 
 def test_serve_names_a_host_it_cannot_bind(tmp_path):
-    r = gateway("serve", "--host", "192.0.2.1", "--port", "8000", timeout=20,
-                GATEWAY_DATA_DIR=str(tmp_path / "data"))
+    r = gateway(
+        "serve",
+        "--host",
+        "192.0.2.1",
+        "--port",
+        "8000",
+        timeout=20,
+        GATEWAY_DATA_DIR=str(tmp_path / "data"),
+    )
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
-        "chat-gateway: cannot listen on 192.0.2.1:8000: cannot assign requested address"]
+        "chat-gateway: cannot listen on 192.0.2.1:8000: cannot assign requested address"
+    ]
     assert not (tmp_path / "data").exists()
 
 
@@ -67,8 +84,14 @@ def test_a_busy_port_leaves_a_running_gateway_and_its_redis_alone(tmp_path):
     """The second `serve` on the first one's port and data must not touch either."""
     data = tmp_path / "data"
     with Serve(data) as first:
-        r = gateway("serve", "--port", str(first.port), timeout=20, GATEWAY_DATA_DIR=str(data),
-                    XDG_STATE_HOME=str(tmp_path / "state"))
+        r = gateway(
+            "serve",
+            "--port",
+            str(first.port),
+            timeout=20,
+            GATEWAY_DATA_DIR=str(data),
+            XDG_STATE_HOME=str(tmp_path / "state"),
+        )
         assert r.returncode == 1
         assert "address already in use" in r.stderr
         assert first.proc.poll() is None
@@ -84,7 +107,8 @@ def test_serve_with_two_workers_serves_on_its_port_and_stops_its_redis(tmp_path,
     try:
         assert httpx.get(f"{serve.url}/healthz").status_code == 200
         assert [line for line in serve.lines if "listening on" in line] == [
-            f"chat-gateway: listening on {serve.url}\n"]
+            f"chat-gateway: listening on {serve.url}\n"
+        ]
         assert len(list(state.glob("chat-gateway/serve-*.json"))) == 1
         redis_pid = int((data / "redis.pid").read_text())
     finally:
