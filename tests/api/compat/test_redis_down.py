@@ -18,7 +18,7 @@ from gateway.storage.store import Store
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.storage.test_redis_faults import own_redis  # noqa: F401  (a fixture)
-from tests.support import bearer
+from tests.support import ADMIN_TOKEN, bearer
 
 QUESTION = [{"role": "user", "content": "How do vector databases work?"}]
 
@@ -49,7 +49,7 @@ async def test_redis_down_is_503_in_openais_shape_and_the_provider_is_never_call
     async with gateway_factory(env={"GATEWAY_REDIS_URL": own_redis.url}) as client:
         own_redis.stop()
         sdk = openai.AsyncOpenAI(
-            base_url=f"{client.http.base_url}/v1", api_key="test-admin-token", max_retries=0
+            base_url=f"{client.http.base_url}/v1", api_key=ADMIN_TOKEN, max_retries=0
         )
         with pytest.raises(openai.APIStatusError) as err:
             await sdk.chat.completions.create(model="gpt", messages=QUESTION, stream=stream)
@@ -68,7 +68,7 @@ async def test_redis_down_is_503_in_anthropics_shape_and_the_provider_is_never_c
         r = await client.http.post(
             "/v1/messages",
             json={"model": "claude", "max_tokens": 50, "messages": QUESTION, "stream": stream},
-            headers={"x-api-key": "test-admin-token", "anthropic-version": "2023-06-01"},
+            headers={"x-api-key": ADMIN_TOKEN, "anthropic-version": "2023-06-01"},
         )
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.json() == {
@@ -77,7 +77,7 @@ async def test_redis_down_is_503_in_anthropics_shape_and_the_provider_is_never_c
         }
         assert "store" in r.json()["error"]["message"]  # ours, not redis-py's "Error 111 ..."
         sdk = anthropic.AsyncAnthropic(
-            base_url=str(client.http.base_url), api_key="test-admin-token", max_retries=0
+            base_url=str(client.http.base_url), api_key=ADMIN_TOKEN, max_retries=0
         )
         with pytest.raises(anthropic.APIStatusError) as err:
             await sdk.messages.create(model="claude", max_tokens=50, messages=QUESTION)
