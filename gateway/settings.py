@@ -6,6 +6,7 @@ nothing reads os.environ at import time or per request. The environment wins ove
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -146,6 +147,10 @@ class Settings(_Frozen):
     jwt_issuer: str | None = None
     jwt_require_exp: bool = True
     cors_origins: tuple[str, ...] = ()
+    # alert webhooks: only to these hosts ("hooks.example.com", "*.example.com"), only to
+    # public addresses unless one of these networks holds it (gateway/governance/webhooks.py)
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_allowed_networks: tuple[str, ...] = ()
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
@@ -190,6 +195,16 @@ class Settings(_Frozen):
             parse_sentinel_url(v)  # ValueError names what is wrong
         elif not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        return v
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network, e.g. 10.0.0.0/8") from None
         return v
 
     @field_validator("admin_token")
@@ -348,6 +363,8 @@ ENV_FIELDS = {
     "GATEWAY_JWT_ISSUER": "jwt_issuer",
     "GATEWAY_JWT_REQUIRE_EXP": "jwt_require_exp",
     "GATEWAY_CORS_ORIGINS": "cors_origins",
+    "GATEWAY_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
+    "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "webhook_allowed_networks",
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
     "GATEWAY_LOG_LEVEL": "log_level",
@@ -357,6 +374,9 @@ ENV_FIELDS = {
     "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
 }
+
+
+LIST_FIELDS = ("cors_origins", "jwt_audience", "webhook_allowed_hosts", "webhook_allowed_networks")
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -416,7 +436,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(var)
         if value is None or value == "":
             continue
-        if field in ("cors_origins", "jwt_audience"):
+        if field in LIST_FIELDS:
             data[field] = [o.strip() for o in value.split(",") if o.strip()]
         elif field == "redis_cluster":
             data[field] = value.strip().lower() in ("1", "true", "yes", "on")

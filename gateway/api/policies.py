@@ -30,6 +30,7 @@ from gateway.api.inputs import (
     read_json,
 )
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.governance.webhooks import MAX_WEBHOOKS, WebhookPolicy, WebhookRefused
 from gateway.policy import PolicySpec, error_lines
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
@@ -57,6 +58,21 @@ def _policy_id(request: Request) -> str:
     if not POLICY_ID.match(pid):
         raise ValidationFailed("policy id: 1-200 characters of letters, digits, . _ : -")
     return pid
+
+
+def check_webhooks(allowed: WebhookPolicy, urls: tuple[str, ...]) -> None:
+    """Alert webhooks only to the hosts the operator allows, never to a literal loopback,
+    private, link-local or otherwise non-public address (checked again at each delivery,
+    after DNS, by gateway/governance/webhooks.py)."""
+    if len(urls) > MAX_WEBHOOKS:
+        raise ValidationFailed(
+            f"webhooks: at most {MAX_WEBHOOKS} per policy", code="webhook_not_allowed"
+        )
+    for i, url in enumerate(urls):
+        try:
+            allowed.check(url)
+        except WebhookRefused as exc:
+            raise ValidationFailed(f"webhooks.{i}: {exc}", code="webhook_not_allowed") from None
 
 
 async def list_policies(request: Request) -> Response:
@@ -94,6 +110,7 @@ async def put_policy(request: Request) -> Response:
     except ValidationError as exc:
         raise ValidationFailed(error_lines(exc)[0]) from None
     gov = gateway_of(request).governance
+    check_webhooks(gov.webhooks, spec.webhooks)
     existing = next((s for s, _ in gov.all_specs() if s.id == pid), None)
     if existing is not None and not _manages(caller, existing):
         if _reads(caller, existing):
