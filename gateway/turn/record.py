@@ -79,6 +79,7 @@ class Recorder:
                 turn.principal.key_id,
                 token_windows=token_windows,
                 violations=records,
+                reservation=turn.reservation,
             )
             end.stored = await self._counted(count, message)
             return end
@@ -94,6 +95,7 @@ class Recorder:
             log_ttl_s=self.settings.resume_ttl,
             token_windows=token_windows,
             violations=records,
+            reservation=turn.reservation,
         )
         end.totals = await self._durably(write, message)
         end.stored = end.totals is not None
