@@ -81,6 +81,29 @@ def reservation_for(ask: Prompt, ctx: _Context) -> int:
     return estimate + (bound or OUTPUT_RESERVE)
 
 
+def provider_request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
+    """What the provider gets: the stored history plus the prompt (trimmed to the context
+    window) for a native route, the client's own messages for a compatible one; the
+    prompt as the pre stage left it (redacted, maybe)."""
+    model = ctx.model
+    if ask.text is not None:
+        messages = build_context(
+            ctx.history,
+            prompt,
+            context_window=model.context_window,
+            max_output=model.max_output_tokens,
+        )
+    else:
+        messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
+    limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+    return ChatRequest(
+        model=model.upstream_model,
+        messages=messages,
+        max_output_tokens=limit,
+        temperature=ask.temperature,
+    )
+
+
 class Preparation:
     def __init__(
         self,
@@ -150,7 +173,7 @@ class Preparation:
             org_id=org_id,
             model=model,
             provider=self.providers[model.id],
-            request=self._request(ask, ctx, prompt),
+            request=provider_request(ask, ctx, prompt),
             conversation=conv,
             session_id=session_id,
             on_disconnect=ask.on_disconnect,
@@ -176,29 +199,6 @@ class Preparation:
             )
             await self._begin(turn)
         return turn
-
-    @staticmethod
-    def _request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
-        """What the provider gets: the stored history plus the prompt (trimmed to the context
-        window) for a native route, the client's own messages for a compatible one; the
-        prompt as the pre stage left it (redacted, maybe)."""
-        model = ctx.model
-        if ask.text is not None:
-            messages = build_context(
-                ctx.history,
-                prompt,
-                context_window=model.context_window,
-                max_output=model.max_output_tokens,
-            )
-        else:
-            messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
-        limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
-        return ChatRequest(
-            model=model.upstream_model,
-            messages=messages,
-            max_output_tokens=limit,
-            temperature=ask.temperature,
-        )
 
     async def _stored_context(self, ask: Prompt) -> _Context:
         """A native route's turn: the session's conversation and its history."""
