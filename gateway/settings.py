@@ -151,6 +151,9 @@ class Settings(_Frozen):
     # public addresses unless one of these networks holds it (gateway/governance/webhooks.py)
     webhook_allowed_hosts: tuple[str, ...] = ()
     webhook_allowed_networks: tuple[str, ...] = ()
+    # resume followers per worker (gateway/turn/followers.py); beyond either: 429
+    resume_followers_per_user: int = Field(default=32, ge=1, le=100_000)
+    resume_followers_per_message: int = Field(default=256, ge=1, le=100_000)
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
@@ -365,6 +368,8 @@ ENV_FIELDS = {
     "GATEWAY_CORS_ORIGINS": "cors_origins",
     "GATEWAY_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
     "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "webhook_allowed_networks",
+    "GATEWAY_RESUME_FOLLOWERS_PER_USER": "resume_followers_per_user",
+    "GATEWAY_RESUME_FOLLOWERS_PER_MESSAGE": "resume_followers_per_message",
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
     "GATEWAY_LOG_LEVEL": "log_level",

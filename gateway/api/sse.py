@@ -167,8 +167,10 @@ class EventStream(Response):
         ping_interval: float,
         send_timeout: float,
         headers: dict[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.body_iterator = body
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
         self.ping_interval = ping_interval
@@ -176,6 +178,13 @@ class EventStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(scope, receive, send)
+        finally:
+            if self.on_close is not None:  # whatever happened, the body's resources go
+                self.on_close()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         if scope["method"] == "HEAD":  # headers only; never start an endless body
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -368,7 +377,11 @@ async def _listen(receive: Receive, task: asyncio.Task[Any], state: _StreamState
 
 
 def sse_response(
-    body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
+    body: AsyncIterator[bytes],
+    *,
+    settings: Settings,
+    headers: dict[str, str] | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> EventStream:
     """A vanished client cancels the body, whose `finally` (chat.run) stores the partial
     answer. A stalled reader is dropped after send_timeout (uvicorn's write buffer is
@@ -378,4 +391,5 @@ def sse_response(
         ping_interval=settings.ping_interval,
         send_timeout=settings.send_timeout,
         headers={**SSE_HEADERS, "Connection": "keep-alive", **(headers or {})},
+        on_close=on_close,
     )

@@ -28,6 +28,7 @@ from gateway.turn.context import (
     estimated_input_tokens,
 )
 from gateway.turn.live import Live
+from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 from gateway.turn.violations import violation_context
 from providers.base import ChatMessage, ChatRequest, Provider, estimate_tokens
@@ -113,7 +114,9 @@ class Preparation:
         governance: Governance,
         limits: RateLimits,
         live: Live,
+        salvage: Salvage,
     ) -> None:
+        self.salvage = salvage
         self.settings = settings
         self.store = store
         self.providers = providers
@@ -299,7 +302,16 @@ class Preparation:
         assert turn.conversation is not None and turn.user_message is not None
         cid = turn.conversation.id
         turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
-        start = resume_log.start_entry(turn.start_event(), self.live.worker_id)
+        held = turn.reservation
+        producer = resume_log.Producer(
+            worker=self.live.worker_id,
+            org_id=turn.org_id,
+            user_id=turn.principal.user_id,
+            key_id=turn.principal.key_id,
+            reserved_keys=held.keys if held else (),
+            reserved_tokens=held.tokens if held else 0,
+        )
+        start = resume_log.start_entry(turn.start_event(), producer)
         for attempt in (1, 2):
             try:
                 began = await self.store.turns.begin(
@@ -322,13 +334,14 @@ class Preparation:
             if began:
                 return
             holder = await self.store.turns.lock_holder(cid)
-            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
+            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL,
+            # once the answer it left half-written is stored in its place
             if (
                 attempt == 1
                 and holder
                 and not await self.store.pubsub.worker_alive(holder.split(":")[0])
             ):
-                await self.store.turns.break_lock(cid, holder)
+                await self.salvage.dead_lock(cid, holder)
                 continue
             break
         raise Conflict(
