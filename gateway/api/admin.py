@@ -76,8 +76,22 @@ def repository_id(request: Request) -> str:
     return rid
 
 
+async def repository_of(
+    request: Request, caller: Principal, rid: str, org: str | None
+) -> Repository | None:
+    """`org`'s repository of that id (ids are per org). The platform admin, naming no org,
+    gets the one repository of that id, or is asked to name its org when there are several."""
+    repos = gateway_of(request).repositories
+    if org is not None:
+        return await repos.get(rid, org)
+    found = await repos.find(rid)
+    if len(found) > 1:
+        raise ValidationFailed(f"org_id: repository {rid!r} exists in several orgs; name one")
+    return found[0] if found else None
+
+
 async def _visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
-    repo = await gateway_of(request).repositories.get(rid)
+    repo = await repository_of(request, caller, rid, org_scope(request, caller))
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
     return repo
@@ -108,17 +122,16 @@ async def put_repository(request: Request) -> Response:
     rid = repository_id(request)
     body = await read_body(request, PutRepository)
     gw = gateway_of(request)
-    existing = await gw.repositories.get(rid)
-    if existing is not None and not caller.in_org(existing.org_id):
-        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
+    if body.org_id is not None:
+        caller.check_org(body.org_id)
+    # the caller's own org's id: what another org holds under it changes nothing here
+    existing = await repository_of(request, caller, rid, body.org_id or org_scope(request, caller))
     org = body.org_id or (existing.org_id if existing else caller.org_id)
     if org is None:
         raise ValidationFailed("org_id: required when the platform admin creates a repository")
     caller.check_org(org)
-    if gw.repositories.declared(rid):
+    if gw.repositories.declared(rid, org):
         raise _config_owned(rid)
-    if existing is not None and existing.org_id != org:
-        raise Conflict("a repository cannot move to another org", code="repository_org_change")
     if body.model is not None and gw.settings.model(body.model) is None:
         raise ValidationFailed(f"model: {body.model!r} is not a served model")
     try:
@@ -145,7 +158,7 @@ async def delete_repository(request: Request) -> Response:
     gw = gateway_of(request)
     repo = await _visible_repository(request, caller, rid)
     try:
-        deleted = await gw.repositories.delete(rid)
+        deleted = await gw.repositories.delete(rid, repo.org_id)
     except ConfigOwned:
         raise _config_owned(rid) from None
     if not deleted:

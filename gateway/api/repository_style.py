@@ -18,6 +18,7 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.visibility import ConversationFilter
+from gateway.api.admin import repository_of
 from gateway.api.conversation_service import creator_of, turn_stream
 from gateway.api.inputs import (
     Body,
@@ -111,7 +112,10 @@ async def create(request: Request) -> Response:
     caller = await principal(request)
     body = await read_body(request, CreateConversation)
     gw = gateway_of(request)
-    repo = await gw.repositories.get(body.repoId)
+    org = caller.org_id or request.query_params.get("org_id") or None
+    if org is not None:
+        check_id("org_id", "org", org)
+    repo = await repository_of(request, caller, body.repoId, org)
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {body.repoId!r} not found", code="repository_not_found")
     if repo.workspace_id is None:
@@ -182,7 +186,7 @@ async def prompt(request: Request) -> Response:
             **request_timing(request),
         )
     )
-    own_key = gw.repositories.provider_for(conv.repo_id, turn.model.id)
+    own_key = gw.repositories.provider_for(conv.org_id, conv.repo_id, turn.model.id)
     if own_key is not None:
         turn.provider = own_key
     streaming = body.stream or "text/event-stream" in request.headers.get("accept", "").lower()

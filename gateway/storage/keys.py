@@ -124,9 +124,15 @@ def rate_window(org: str, kind: str, window_id: str, scope: str, user_id: str) -
 
 POLICIES = f"{P}{{policies}}"
 POLICIES_VERSION = f"{P}{{policies}}:version"
-REPOSITORIES = f"{P}repos"
+REPOSITORIES = f"{P}repos"  # fields: repository_field(org, id)
 API_KEYS = f"{P}keys"  # key id -> the key's record (with its digest)
 ADMIN_TOKEN = f"{P}admin_token_sha256"
+
+
+def repository_field(org: str, rid: str) -> str:
+    """An admin-managed repository's field in REPOSITORIES: ids are per org."""
+    return f"{part(org)}/{part(rid)}"
+
 
 # pub/sub channels
 KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"

@@ -384,7 +384,7 @@ async def test_policy_admin_rules(client, admin, alice, upstream):
     assert r.status_code == 400 and "keywords" in r.json()["message"]
     listed = (await client.http.get("/admin/policies", headers=bearer(org_admin))).json()
     ids = {p["id"]: p["source"] for p in listed["policies"]}
-    assert ids["ours"] == "api" and ids["payment-cards"] == "file"
+    assert ids["org-1:ours"] == "api" and ids["payment-cards"] == "file"  # ids are per org
     assert (
         await client.http.delete("/admin/policies/ours", headers=bearer(org_admin))
     ).status_code == 200
