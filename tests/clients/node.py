@@ -14,8 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "typescript"
-INSTALL_HINT = "Node 18+ and npm not found: install nodejs and npm (e.g. apt-get install -y nodejs npm)"
-_STAMP = CLIENT / "node_modules" / ".chat-gateway-lock-sha256"  # the lock file node_modules was installed from
+INSTALL_HINT = (
+    "Node 18+ and npm not found: install nodejs and npm (e.g. apt-get install -y nodejs npm)"
+)
+_STAMP = (
+    CLIENT / "node_modules" / ".chat-gateway-lock-sha256"
+)  # the lock file node_modules was installed from
 _built = False
 
 
@@ -27,7 +31,9 @@ def require_node() -> None:
     """Skips the calling test, with the install hint, on a machine without Node 18+."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip(INSTALL_HINT)
-    version = subprocess.run(["node", "--version"], check=False, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        ["node", "--version"], check=False, capture_output=True, text=True
+    ).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < 18:
         pytest.skip(f"Node {version} is too old: {INSTALL_HINT}")
 
@@ -35,15 +41,29 @@ def require_node() -> None:
 def npm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     """Runs npm in clients/typescript; its output (stdout and stderr, interleaved) is
     returned, or raised with the command when it fails."""
-    run_env = {**os.environ, "NO_COLOR": "1", "npm_config_update_notifier": "false",
-               "npm_config_fund": "false", "npm_config_audit": "false", **(env or {})}
+    run_env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+        **(env or {}),
+    }
     try:
         done = subprocess.run(
-            ["npm", *args], check=False, cwd=CLIENT, env=run_env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=timeout,
+            ["npm", *args],
+            check=False,
+            cwd=CLIENT,
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise NpmFailed(f"npm {' '.join(args)} took over {timeout:.0f} s:\n{exc.output or ''}") from None
+        raise NpmFailed(
+            f"npm {' '.join(args)} took over {timeout:.0f} s:\n{exc.output or ''}"
+        ) from None
     if done.returncode != 0:
         raise NpmFailed(f"npm {' '.join(args)} failed ({done.returncode}):\n{done.stdout}")
     return done.stdout

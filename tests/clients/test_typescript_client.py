@@ -9,6 +9,9 @@ and nothing else."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ import pytest
 import redis
 
 from gateway.embedded_redis import EmbeddedRedis, free_port
-from tests.clients.node import CLIENT, ensure_built, npm
+from tests.clients.node import CLIENT, ROOT, ensure_built, npm
 from tests.clients.served import ServedGateway
 from tests.fake_upstream import FakeUpstream
 from tests.support import ADMIN_TOKEN, JWT_SECRET, make_jwt
@@ -74,21 +77,35 @@ REPOSITORIES = {  # id: (workspace, model)
     "repo-list-ws2": ("ws-2", "demo"),
     "repo-ws3": ("ws-3", "demo"),
     "repo-broken": ("ws-1", "broken"),
+    "repo-readme": ("ws-1", "echo"),
 }
+# the README's runnable example: the block after this marker, in README.md once the section
+# is merged there, in docs/typescript-client.md until then
+EXAMPLE = re.compile(r"<!-- example: chat\.mjs[^>]*-->\n```js\n(.*?)```", re.DOTALL)
 
 
 def config(upstream: FakeUpstream) -> str:
     repos = "\n".join(
-        f'[[repositories]]\nid = "{rid}"\nworkspace_id = "{ws}"\norg_id = "{ORG}"\nmodel = "{model}"\n'
+        f'[[repositories]]\nid = "{rid}"\nworkspace_id = "{ws}"\n'
+        f'org_id = "{ORG}"\nmodel = "{model}"\n'
         for rid, (ws, model) in REPOSITORIES.items()
     )
-    return CONFIG.format(upstream=upstream.openai_base_url, closed_port=free_port(), repositories=repos)
+    return CONFIG.format(
+        upstream=upstream.openai_base_url, closed_port=free_port(), repositories=repos
+    )
 
 
 def tokens() -> dict[str, str]:
     return {
-        "alice": make_jwt("alice", ORG, "user", workspaces=["ws-1", "ws-2"], name="Alice",
-                          family_name="Doe", email="alice@example.com"),
+        "alice": make_jwt(
+            "alice",
+            ORG,
+            "user",
+            workspaces=["ws-1", "ws-2"],
+            name="Alice",
+            family_name="Doe",
+            email="alice@example.com",
+        ),
         "bob": make_jwt("bob", ORG, "user", workspaces=["ws-1"]),
         "admin": make_jwt("olga", ORG, "org_admin"),
         "mallory": make_jwt("mallory", "org-2", "user", workspaces=["ws-9"]),
@@ -114,7 +131,9 @@ class Gateways:
 
 
 @pytest.fixture(scope="module")
-def gateways(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
+def gateways(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateways]:
     ensure_built()  # first: skips without Node, before a gateway is started for nothing
     upstream_server.reset()
     text = config(upstream_server)
@@ -122,7 +141,9 @@ def gateways(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFac
     down_folder = tmp_path_factory.mktemp("ts-down")
     down_redis = EmbeddedRedis(down_folder / "redis", appendonly=False).start()
     try:
-        down = ServedGateway(down_folder, text, {**GATEWAY_ENV, "GATEWAY_REDIS_URL": down_redis.url}).start()
+        down = ServedGateway(
+            down_folder, text, {**GATEWAY_ENV, "GATEWAY_REDIS_URL": down_redis.url}
+        ).start()
     finally:
         down_redis.stop()
     try:
@@ -132,7 +153,9 @@ def gateways(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFac
         main.stop()
 
 
-def test_the_client_passes_its_node_tests_against_a_real_gateway(gateways: Gateways, tmp_path: Path) -> None:
+def test_the_client_passes_its_node_tests_against_a_real_gateway(
+    gateways: Gateways, tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger.jsonl"
     ledger.touch()
     env = {
@@ -152,9 +175,13 @@ def test_the_client_passes_its_node_tests_against_a_real_gateway(gateways: Gatew
     store = redis.Redis(unix_socket_path=str(gateways.main.redis_socket), decode_responses=True)
     try:
         for note in notes:
-            held = [json.loads(m) for m in store.lrange(f"gw:{{c:{note['conversation_id']}}}:m", 0, -1)]
-            seen = [{k: m[k] for k in ("role", "status", "content") if k in want}
-                    for m, want in zip(held, note["messages"])]
+            held = [
+                json.loads(m) for m in store.lrange(f"gw:{{c:{note['conversation_id']}}}:m", 0, -1)
+            ]
+            seen = [
+                {k: m[k] for k in ("role", "status", "content") if k in want}
+                for m, want in zip(held, note["messages"])
+            ]
             assert len(held) == len(note["messages"]) and seen == note["messages"], (
                 f"{note['why']}: Redis holds {held}, the node test expected {note['messages']}"
             )
@@ -170,11 +197,60 @@ def test_npm_pack_ships_the_builds_with_their_types_and_no_tests() -> None:
     assert packed["name"] == "@chat-gateway/client"
     assert {"package.json", "README.md", "dist/cjs/package.json"} <= files
     for build in ("esm", "cjs"):
-        for module in ("index", "client", "service", "stream", "sse", "errors", "http", "operations", "types"):
-            assert {f"dist/{build}/{module}.js", f"dist/{build}/{module}.d.ts"} <= files, (build, module)
-    assert not [f for f in files if not (f.startswith("dist/") or f in ("package.json", "README.md"))], files
-    assert not [f for f in files if "test" in f or f.endswith((".ts", ".map")) and not f.endswith(".d.ts")], files
+        for module in (
+            "index",
+            "client",
+            "service",
+            "stream",
+            "sse",
+            "errors",
+            "http",
+            "operations",
+            "types",
+        ):
+            assert {f"dist/{build}/{module}.js", f"dist/{build}/{module}.d.ts"} <= files, (
+                build,
+                module,
+            )
+    assert not [
+        f for f in files if not (f.startswith("dist/") or f in ("package.json", "README.md"))
+    ], files
+    assert not [
+        f for f in files if "test" in f or f.endswith((".ts", ".map")) and not f.endswith(".d.ts")
+    ], files
     manifest = json.loads((CLIENT / "package.json").read_text())
     assert manifest["exports"]["."]["import"]["types"] == "./dist/esm/index.d.ts"
     assert manifest["exports"]["."]["require"]["types"] == "./dist/cjs/index.d.ts"
     assert not manifest.get("dependencies"), "no runtime dependencies beyond the platform's fetch"
+
+
+def test_the_readme_example_runs_as_written(gateways: Gateways) -> None:
+    docs = [ROOT / "README.md", ROOT / "docs" / "typescript-client.md"]
+    found = next(
+        (m for m in (EXAMPLE.search(d.read_text()) for d in docs if d.exists()) if m), None
+    )
+    assert found, f"no `<!-- example: chat.mjs -->` block in {[str(d) for d in docs]}"
+    script = CLIENT / "build" / "readme-example.mjs"  # inside the package: its name resolves to it
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(found.group(1))
+    env = {
+        **os.environ,
+        "GW": gateways.main.url,
+        "TOKEN": tokens()["alice"],
+        "ORG": ORG,
+        "REPO": "repo-readme",
+    }
+
+    done = subprocess.run(
+        ["node", str(script)], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Echo: What is the best practice for securing API keys? (" in out, out
+    assert "Echo: And rotation?\n[stop]" in out, out
+    assert "1 conversations; the newest has" in out, out
+    assert "user: What is the best practice for securing" in out, out
+    assert "You asked: How do vector databases work" in out, out
+    assert "1 session, 2 messages" in out, out
+    assert out.rstrip().endswith("after the delete: 404 conversation_not_found"), out
