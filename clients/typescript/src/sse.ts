@@ -5,7 +5,11 @@
  * Lines end with CRLF, LF or CR, and nothing else: U+2028, U+2029 and U+0085 are text that
  * a model may well write, so nothing here uses a "lines" helper or a regex `.` that treats
  * them as breaks. Chunks may split a frame anywhere, even between the CR and LF of one break.
+ * A frame is bounded (`maxFrameLength`), so a stream that never ends a line cannot grow
+ * the client's memory without limit.
  */
+
+import { APIError } from "./errors.js";
 
 export interface SSEFrame {
   /** the `event:` field, "message" when absent */
@@ -18,16 +22,24 @@ export interface SSEFrame {
 
 const CR = 13;
 const LF = 10;
+/** characters a frame's unfinished line and data may hold: far above any event the gateway sends */
+export const MAX_FRAME_LENGTH = 4 * 1024 * 1024;
 
 export class SSEParser {
+  readonly #maxFrameLength: number;
   #buffer = "";
   #afterCR = false; // the last chunk ended in CR: a leading LF belongs to that break
   #atStart = true;
   #type = "";
   #data: string[] = [];
   #lastEventId = "";
+  #dataLength = 0;
   /** the last `retry:` value, in milliseconds */
   retry: number | null = null;
+
+  constructor(options: { maxFrameLength?: number } = {}) {
+    this.#maxFrameLength = options.maxFrameLength ?? MAX_FRAME_LENGTH;
+  }
 
   /** Feeds decoded text; returns the frames it completed. */
   push(chunk: string): SSEFrame[] {
@@ -57,6 +69,9 @@ export class SSEParser {
       start = i + 1;
     }
     this.#buffer = text.slice(start);
+    if (this.#buffer.length + this.#dataLength > this.#maxFrameLength) {
+      throw new APIError(`an event-stream frame is over ${this.#maxFrameLength} characters`, "invalid_stream");
+    }
     return frames;
   }
 
@@ -66,6 +81,7 @@ export class SSEParser {
     this.#buffer = "";
     this.#type = "";
     this.#data = [];
+    this.#dataLength = 0;
     return partial;
   }
 
@@ -85,6 +101,7 @@ export class SSEParser {
         break;
       case "data":
         this.#data.push(value);
+        this.#dataLength += value.length + 1;
         break;
       case "id":
         if (!value.includes("\0")) this.#lastEventId = value;
@@ -103,5 +120,6 @@ export class SSEParser {
     }
     this.#type = "";
     this.#data = [];
+    this.#dataLength = 0;
   }
 }

@@ -42,6 +42,7 @@ export interface ChatResult {
 export type ResolvedStreamOptions = Required<Omit<StreamOptions, "signal">> & Pick<StreamOptions, "signal">;
 
 const MAX_BACKOFF_MS = 4000;
+const MAX_RETRY_MS = 30_000; // a server's `retry:` is followed, up to this
 
 export function resolveStreamOptions(
   options: StreamOptions, defaults: { idleTimeout: number; maxResumes: number },
@@ -54,16 +55,46 @@ export function resolveStreamOptions(
 }
 
 export class ChatStream implements AsyncIterable<StreamEvent> {
+  #start: StreamStart | undefined;
+  #text = "";
+  #lastEventId: string | undefined;
+  #error: StreamError | undefined;
+  #end: StreamEnd | undefined;
+  #resumes = 0;
+
   /** the stream's start event: it has arrived when the stream is handed out */
-  readonly start!: StreamStart;
-  /** the answer so far (every content delta, once) */
-  text = "";
-  /** `<message_id>:<seq>` of the last content event */
-  lastEventId: string | undefined;
-  error: StreamError | undefined;
-  end: StreamEnd | undefined;
+  get start(): StreamStart {
+    return this.#start as StreamStart;
+  }
+
+  get messageId(): string {
+    return this.start.message_id;
+  }
+
+  /** the answer so far: every content delta, once */
+  get text(): string {
+    return this.#text;
+  }
+
+  /** `<message_id>:<seq>` of the last content event, where a later resume would continue */
+  get lastEventId(): string | undefined {
+    return this.#lastEventId;
+  }
+
+  /** the stream's error event, if it had one */
+  get error(): StreamError | undefined {
+    return this.#error;
+  }
+
+  /** the end event, once it has arrived */
+  get end(): StreamEnd | undefined {
+    return this.#end;
+  }
+
   /** how many times the connection was re-established */
-  resumes = 0;
+  get resumes(): number {
+    return this.#resumes;
+  }
 
   readonly #link: StreamLink;
   readonly #controller: AbortController;
@@ -118,13 +149,9 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
     return stream;
   }
 
-  get messageId(): string {
-    return this.start.message_id;
-  }
-
   /** Ends the generation on the gateway (whichever worker runs it): the stream then ends with `end` {cancelled}. Null when it has ended already. */
   async stop(): Promise<StopAccepted | null> {
-    if (this.end) return null;
+    if (this.#end) return null;
     return this.#link.stop(this.start);
   }
 
@@ -138,14 +165,14 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
    * in place of the bearer token and the events already read left out (`last_event_id`).
    */
   eventSourceUrl(): string {
-    return this.#link.eventSourceUrl(this.start, this.lastEventId);
+    return this.#link.eventSourceUrl(this.start, this.#lastEventId);
   }
 
   /** Reads the stream to its end. */
   async collect(): Promise<ChatResult> {
     for await (const event of this) void event;
-    if (!this.end) throw new APIError("the stream ended without an end event", "invalid_stream");
-    return { start: this.start, text: this.text, error: this.error, end: this.end };
+    if (!this.#end) throw new APIError("the stream ended without an end event", "invalid_stream");
+    return { start: this.start, text: this.#text, error: this.#error, end: this.#end };
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<StreamEvent> {
@@ -188,7 +215,7 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
           opened = null;
         }
         if (signal.aborted) throw abortError(signal, cause);
-        if (this.start === undefined) {
+        if (this.#start === undefined) {
           throw new APIConnectionError("the connection dropped before the stream started", { cause });
         }
         if (failures >= this.#maxResumes) {
@@ -197,8 +224,8 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
         failures += 1;
         await sleep(this.#backoff(failures), signal);
         try {
-          opened = await this.#link.reconnect(this.start, this.lastEventId, signal);
-          this.resumes += 1;
+          opened = await this.#link.reconnect(this.#start, this.#lastEventId, signal);
+          this.#resumes += 1;
         } catch (err) {
           if (signal.aborted) throw abortError(signal, err);
           if (!(err instanceof APIConnectionError || err instanceof ServiceUnavailableError)) throw err;
@@ -227,7 +254,7 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
         clearTimeout(idle);
       }
       const frames = parser.push(chunk.done ? decoder.decode() : decoder.decode(chunk.value, { stream: true }));
-      if (parser.retry !== null) this.#retryMs = parser.retry;
+      if (parser.retry !== null) this.#retryMs = Math.min(parser.retry, MAX_RETRY_MS);
       yield* frames;
       if (chunk.done) return;
     }
@@ -237,21 +264,21 @@ export class ChatStream implements AsyncIterable<StreamEvent> {
   #isNew(event: StreamEvent): boolean {
     switch (event.type) {
       case "start":
-        if (this.start !== undefined) return false;
-        (this as { start: StreamStart }).start = event.data;
+        if (this.#start !== undefined) return false;
+        this.#start = event.data;
         return true;
       case "content":
         if (event.seq <= this.#lastSeq) return false;
         this.#lastSeq = event.seq;
-        this.lastEventId = event.id;
-        this.text += event.data.delta;
+        this.#lastEventId = event.id;
+        this.#text += event.data.delta;
         return true;
       case "error":
-        if (this.error !== undefined) return false;
-        this.error = event.data;
+        if (this.#error !== undefined) return false;
+        this.#error = event.data;
         return true;
       case "end":
-        this.end = event.data;
+        this.#end = event.data;
         return true;
     }
   }

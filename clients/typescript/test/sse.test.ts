@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SSEParser, type SSEFrame } from "@chat-gateway/client";
+import { APIError, SSEParser, type SSEFrame } from "@chat-gateway/client";
 import { client, expectStored } from "./support/env.js";
 
 function parse(...chunks: string[]): SSEFrame[] {
@@ -45,6 +45,15 @@ test("the standard's other rules: BOM, comments, multi-line data, field without 
   assert.deepEqual(frames.map((f) => [f.type, f.data, f.id]), [["message", "x\ny\n", ""], ["message", "z", ""]]);
   assert.equal(parser.retry, 250);
   assert.equal(parser.finish(), true); // "data: w" never got its blank line: dropped
+});
+
+test("a frame that never ends is refused at maxFrameLength instead of growing without bound", () => {
+  const parser = new SSEParser({ maxFrameLength: 1000 });
+  parser.push("data: " + "x".repeat(900));
+  assert.throws(() => parser.push("x".repeat(200)), (err: unknown) => err instanceof APIError && err.code === "invalid_stream");
+  const lines = new SSEParser({ maxFrameLength: 1000 });
+  assert.throws(() => lines.push("data: y\n".repeat(600)), APIError); // many lines, no blank one
+  assert.equal(new SSEParser().push(`data: ${"z".repeat(100_000)}\n\n`)[0]?.data.length, 100_000);
 });
 
 test("a real answer with U+2028, U+2029 and U+0085 streams through the gateway and the client intact", async () => {
