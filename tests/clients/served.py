@@ -32,7 +32,8 @@ class ServedGateway:
         """The embedded Redis's socket (when no GATEWAY_REDIS_URL was given)."""
         return Path(self.env["GATEWAY_DATA_DIR"]) / "redis.sock"
 
-    def start(self, timeout: float = 30) -> ServedGateway:
+    def launch(self) -> ServedGateway:
+        """Starts the process; wait_ready() then waits for it (other work may go between)."""
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -49,10 +50,12 @@ class ServedGateway:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> ServedGateway:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
@@ -61,6 +64,9 @@ class ServedGateway:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the gateway did not become ready:\n{self.log.read_text()}")
+
+    def start(self, timeout: float = 30) -> ServedGateway:
+        return self.launch().wait_ready(timeout)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from gateway.embedded_redis import EmbeddedRedis, free_port
-from tests.clients.node import CLIENT, ROOT, ensure_built, npm
+from tests.clients.node import CLIENT, ROOT, ensure_built, npm, require_node
 from tests.clients.served import ServedGateway
 from tests.fake_upstream import FakeUpstream
 from tests.support import ADMIN_TOKEN, JWT_SECRET, make_jwt
@@ -36,9 +36,9 @@ pace_ms = 1
 answer_words = 12
 
 [[models]]
-id = "paced"                  # ~80 words, 20 ms apart: time to cut, stop or abort
+id = "paced"                  # ~80 words, 15 ms apart: time to cut, stop or abort
 provider = "demo"
-pace_ms = 20
+pace_ms = 15
 answer_words = 80
 
 [[models]]
@@ -134,18 +134,24 @@ class Gateways:
 def gateways(
     upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateways]:
-    ensure_built()  # first: skips without Node, before a gateway is started for nothing
+    require_node()  # skips without Node, before a gateway is started for nothing
     upstream_server.reset()
     text = config(upstream_server)
-    main = ServedGateway(tmp_path_factory.mktemp("ts-gateway"), text, GATEWAY_ENV).start()
+    main = ServedGateway(tmp_path_factory.mktemp("ts-gateway"), text, GATEWAY_ENV).launch()
     down_folder = tmp_path_factory.mktemp("ts-down")
     down_redis = EmbeddedRedis(down_folder / "redis", appendonly=False).start()
+    env = {**GATEWAY_ENV, "GATEWAY_REDIS_URL": down_redis.url}
+    down = ServedGateway(down_folder, text, env).launch()
     try:
-        down = ServedGateway(
-            down_folder, text, {**GATEWAY_ENV, "GATEWAY_REDIS_URL": down_redis.url}
-        ).start()
+        ensure_built()  # while the gateways start
+        main.wait_ready()
+        down.wait_ready()
+    except BaseException:
+        main.stop()
+        down.stop()
+        raise
     finally:
-        down_redis.stop()
+        down_redis.stop()  # once ready, its Redis goes away
     try:
         yield Gateways(main, down)
     finally:

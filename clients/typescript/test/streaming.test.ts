@@ -1,142 +1,17 @@
-// Streams that break for real (a TCP proxy resets or stalls the connection), streams that
-// are stopped and aborted, and attaching with a resume_token in place of the bearer token.
+// Streams that are stopped and aborted, and attached to again: with the bearer token, or
+// with the start event's resume_token in place of it (what a browser's EventSource does).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  APIConnectionError,
   APIUserAbortError,
   AuthenticationError,
-  type ChatStream,
   ConflictError,
   GatewayClient,
   SSEParser,
 } from "@chat-gateway/client";
-import { BreakingProxy, type Fault } from "./support/proxy.js";
-import { client, contiguousIds, expectStored, GW } from "./support/env.js";
-
-/** A session on the paced demo model (about 80 words, 20 ms apart). */
-async function pacedSession(gw: GatewayClient): Promise<{ conversationId: string; sessionId: string }> {
-  const cs = gw.conversationService;
-  const conversation = await cs.create({ title: "paced" });
-  const session = await cs.createSession({ conversation_id: conversation.id, model_id: "paced" });
-  return { conversationId: conversation.id, sessionId: session.id };
-}
-
-/** Reads a stream to its end, keeping each content event's id. */
-async function drain(stream: ChatStream, onContent?: (count: number) => void): Promise<string[]> {
-  const ids: string[] = [];
-  for await (const event of stream) {
-    if (event.type !== "content") continue;
-    ids.push(event.id);
-    onContent?.(ids.length);
-  }
-  return ids;
-}
-
-async function withProxy<T>(fault: Fault, after: number, run: (proxy: BreakingProxy) => Promise<T>): Promise<T> {
-  const proxy = await BreakingProxy.start(GW, fault, after);
-  try {
-    return await run(proxy);
-  } finally {
-    await proxy.close();
-  }
-}
-
-async function storedAnswer(gw: GatewayClient, conversationId: string) {
-  const page = await gw.conversationService.messages({ conversation_id: conversationId });
-  const answer = page.messages.at(-1);
-  assert.equal(answer?.role, "assistant");
-  return answer;
-}
-
-/** The gateway writes an answer when its turn ends; after a drop the client may be done first. */
-async function settledAnswer(gw: GatewayClient, conversationId: string, status: string) {
-  for (let i = 0; i < 100; i++) {
-    const page = await gw.conversationService.messages({ conversation_id: conversationId });
-    const answer = page.messages.at(-1);
-    if (answer?.role === "assistant" && answer.status === status) return answer;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`the answer was not stored as ${status}`);
-}
-
-test("a streamChat connection reset mid-answer is resumed: every token once, as stored", async () => {
-  await withProxy("cut", 3, async (proxy) => {
-    const gw = client("alice");
-    const { conversationId, sessionId } = await pacedSession(gw);
-    const viaProxy = client("alice", { baseUrl: proxy.url });
-
-    const stream = await viaProxy.conversationService.streamChat({ chat_session_id: sessionId, message: "count slowly" });
-    const ids = await drain(stream);
-
-    assert.equal(proxy.broken, 1);
-    assert.equal(stream.resumes, 1);
-    assert.ok(ids.length > 3, "the answer went on after the cut");
-    assert.ok(contiguousIds(stream.messageId, ids), `no gap, no repeat: ${ids.join(" ")}`);
-    assert.equal(stream.end?.finish_reason, "stop");
-    const stored = await storedAnswer(gw, conversationId);
-    assert.equal(stream.text, stored?.content);
-    expectStored(conversationId, [
-      { role: "user", status: "complete", content: "count slowly" },
-      { role: "assistant", status: "complete", content: stream.text },
-    ], "a stream resumed after a reset");
-  });
-});
-
-test("a sendPrompt stream reset mid-answer is resumed through the repository-style resume route", async () => {
-  await withProxy("cut", 3, async (proxy) => {
-    const gw = client("alice");
-    const { conversationId } = await gw.createConversation({ repoId: "repo-paced" });
-    const viaProxy = client("alice", { baseUrl: proxy.url });
-
-    const stream = await viaProxy.sendPrompt(conversationId, { prompt: "count slowly", stream: true });
-    const ids = await drain(stream);
-
-    assert.equal(proxy.broken, 1);
-    assert.equal(stream.resumes, 1);
-    assert.ok(contiguousIds(stream.messageId, ids), `no gap, no repeat: ${ids.join(" ")}`);
-    // this route takes no on_disconnect: the gateway ends the answer when the client goes,
-    // and the resumed stream shows exactly what it kept, with its finish reason
-    const [, stored] = (await gw.getMessages(conversationId)).messages;
-    assert.equal(stream.text, stored?.content);
-    assert.equal(stream.end?.finish_reason, stored?.finishReason);
-  });
-});
-
-test("a stalled connection (no byte, no close) counts as dropped after idleTimeout and is resumed", async () => {
-  await withProxy("stall", 3, async (proxy) => {
-    const gw = client("alice");
-    const { conversationId, sessionId } = await pacedSession(gw);
-    const viaProxy = client("alice", { baseUrl: proxy.url, idleTimeout: 1500 }); // the gateway pings every second
-
-    const stream = await viaProxy.conversationService.streamChat({ chat_session_id: sessionId, message: "count slowly" });
-    const ids = await drain(stream);
-
-    assert.equal(proxy.broken, 1);
-    assert.equal(stream.resumes, 1);
-    assert.ok(contiguousIds(stream.messageId, ids));
-    assert.equal(stream.text, (await storedAnswer(gw, conversationId))?.content);
-  });
-});
-
-test("when every resume fails the stream gives up with APIConnectionError, and the answer is still stored", async () => {
-  await withProxy("down", 3, async (proxy) => {
-    const gw = client("alice");
-    const { conversationId, sessionId } = await pacedSession(gw);
-    const viaProxy = client("alice", { baseUrl: proxy.url, maxResumes: 2 });
-
-    const stream = await viaProxy.conversationService.streamChat({ chat_session_id: sessionId, message: "count slowly" });
-    const failure = await drain(stream).then(() => null, (err: unknown) => err);
-
-    assert.ok(failure instanceof APIConnectionError, String(failure));
-    assert.match(failure.message, /2 resume\(s\) in a row/);
-    assert.equal(stream.resumes, 0);
-    assert.ok(stream.lastEventId, "the caller knows where to pick up");
-    const stored = await settledAnswer(gw, conversationId, "complete"); // on_disconnect: continue
-    assert.ok(stored.content.startsWith(stream.text) && stored.content.length > stream.text.length);
-  });
-});
+import { drain, pacedSession, settledAnswer, storedAnswer } from "./support/chat.js";
+import { client, expectStored, GW } from "./support/env.js";
 
 test("stop() ends the answer on the gateway: end {cancelled}, the partial answer stored", async () => {
   const gw = client("alice");
