@@ -75,6 +75,7 @@ export class Transport {
 
   constructor(options: ClientOptions) {
     if (typeof options.baseUrl !== "string") throw new TypeError("baseUrl is required");
+    if (options.token !== undefined && /[\r\n]/.test(options.token)) throw new TypeError("token holds a line break");
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.token = options.token;
     this.orgId = options.orgId;

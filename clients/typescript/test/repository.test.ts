@@ -2,8 +2,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NotFoundError, type StreamEvent } from "@chat-gateway/client";
-import { client, contiguousIds, expectStored } from "./support/env.js";
+import { GatewayClient, NotFoundError, type StreamEvent } from "@chat-gateway/client";
+import { client, contiguousIds, expectStored, GW } from "./support/env.js";
 
 const PROMPT = "What is the best practice for securing API keys?";
 
@@ -124,4 +124,20 @@ test("makeRequest speaks the seeds' way: a path, a method, data or null", async 
 
   assert.equal(created.success, true);
   assert.deepEqual(listed.conversations.map((c) => c.id), [created.conversationId]);
+});
+
+test("ids and filters cannot leave their place in the URL: they are encoded, and an empty id is refused", async () => {
+  const gw = client("alice");
+  const { conversationId } = await gw.createConversation({ repoId: "repo-seed" });
+
+  const traversal = await gw.getMessages(`../${conversationId}`).then(() => null, (err: unknown) => err);
+  const smuggled = await gw.getConversations({ repoId: "repo-seed&take=1", userId: "alice" });
+
+  // one path segment (%2F): no route takes it, and the read never reaches the conversation
+  assert.ok(traversal instanceof NotFoundError, String(traversal));
+  assert.ok(traversal.message.includes(`/conversation/../${conversationId}/messages`), traversal.message);
+  assert.deepEqual([smuggled.total, smuggled.conversations], [0, []]);
+  assert.throws(() => gw.deleteConversation(""), /conversation_id is required/);
+  assert.throws(() => new GatewayClient({ baseUrl: GW, token: "cgw_x\r\nX-Evil: 1" }), /line break/);
+  expectStored(conversationId, [], "nothing reached the conversation");
 });
