@@ -61,8 +61,11 @@ def npm(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
+        partial = (
+            exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output
+        )
         raise NpmFailed(
-            f"npm {' '.join(args)} took over {timeout:.0f} s:\n{exc.output or ''}"
+            f"npm {' '.join(args)} took over {timeout:.0f} s:\n{partial or ''}"
         ) from None
     if done.returncode != 0:
         raise NpmFailed(f"npm {' '.join(args)} failed ({done.returncode}):\n{done.stdout}")
