@@ -86,7 +86,7 @@ class Operation:
 
 LAST_EVENT_ID = Header(
     "Last-Event-ID",
-    {"type": "string"},
+    {"type": "string", "pattern": queries.LAST_EVENT_ID},
     "`<message_id>:<seq>` of the last content event seen: the replay continues after it "
     "(EventSource sends it on its own when it reconnects)",
 )

@@ -32,6 +32,9 @@ MAX_OFFSET = 10_000_000  # a page further than this is a scan, not a read
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")  # a Redis stream id
+# `<message_id>:<seq>`: checked where the replay reads it (resume_log.last_seq), for the query
+# parameter and the header alike, with its own code (tests/api/test_queries.py pins the two)
+LAST_EVENT_ID = "^.+:[0-9]{1,18}$"
 
 
 class Query(BaseModel):
@@ -160,8 +163,8 @@ class ResumeQuery(Query):
     )
     last_event_id: str | None = Field(
         None,
-        description="`<message_id>:<seq>` of the last content event seen, as the "
-        "Last-Event-ID header, for clients that cannot set headers",
+        json_schema_extra={"pattern": LAST_EVENT_ID},
+        description="the same as the Last-Event-ID header, for clients that cannot set headers",
     )
 
 

@@ -137,7 +137,7 @@ async def test_every_required_parameter_dates_and_patterns(
                 refused_for(await route.call(**{name: "2024-13-01"}), name, "not an ISO 8601")
                 not_refused_for(await route.call(**{name: "2024-01-15"}), name)
                 checked.add("date")
-            if "pattern" in schema:
+            if "pattern" in schema and name != "last_event_id":  # the stream checks that one
                 refused_for(await route.call(**{name: "not-an-id!"}), name, "")
                 not_refused_for(await route.call(**{name: "1700000000000-0"}), name)
                 checked.add("pattern")
@@ -163,3 +163,54 @@ def test_handlers_read_their_query_only_through_a_query_model():
     for module in API.rglob("*.py"):
         if module.name != "queries.py":
             assert not by_hand.search(module.read_text()), f"{module}: use read_query()"
+
+
+async def test_the_documented_last_event_id_pattern_is_what_a_replay_accepts(
+    client, alice, document, redis
+):
+    """The pattern is the format the replay checks (with its own code); beyond it, the id
+    must also name this stream's message."""
+    conv = await client.create_conversation(alice)
+    session = await client.create_session(alice, conv["id"], "demo")
+    mid = (await client.chat(alice, session["id"], "hi")).events[0].json["message_id"]
+    op = document["paths"]["/api/conversation/stream"]["get"]
+    patterns = {
+        p["name"]: p["schema"]["pattern"]
+        for p in op["parameters"]
+        if p["name"] in ("last_event_id", "Last-Event-ID")
+    }
+    assert len(set(patterns.values())) == 1 and len(patterns) == 2
+    pattern = patterns["last_event_id"]
+    before = await snapshot(redis)
+    for value in (
+        f"{mid}:1",
+        f"{mid}:0",
+        f"{mid}:" + "9" * 18,
+        f"{mid}:" + "9" * 19,
+        f"{mid}:-1",
+        f"{mid}:1a",
+        f"{mid}:",
+        f"{mid}:\u00b2",
+        ":1",
+        "no-colon",
+    ):
+        for where in ("query", "header"):
+            query = {"org_id": ORG, "message_id": mid}
+            headers = bearer(alice)
+            if where == "query":
+                query["last_event_id"] = value
+            else:
+                headers["Last-Event-ID"] = value.encode()  # raw bytes: ² is not ASCII
+            r = await client.http.get("/api/conversation/stream", params=query, headers=headers)
+            if re.fullmatch(pattern, value):
+                assert r.status_code == 200, (value, where, r.text)
+            else:
+                assert r.status_code == 400, (value, where)
+                assert r.json()["code"] == "invalid_last_event_id"
+    r = await client.http.get(
+        "/api/conversation/stream",
+        params={"org_id": ORG, "message_id": mid, "last_event_id": "another-message:1"},
+        headers=bearer(alice),
+    )
+    assert re.fullmatch(pattern, "another-message:1") and r.status_code == 400
+    assert await snapshot(redis) == before
