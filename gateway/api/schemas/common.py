@@ -12,9 +12,11 @@ from gateway.storage.records import iso
 
 class Schema(BaseModel):
     """An answer's shape. A field with a default is still always sent (and so `required` in
-    the document) unless it says `exclude_if`: then it is omitted while it has that value."""
+    the document) unless it says `exclude_if`: then it is omitted while it has that value.
+    A field the model does not know is an error, never dropped: the document says
+    `additionalProperties: false` and means it."""
 
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, extra="forbid")
 
 
 def _iso(ms: int) -> str:
