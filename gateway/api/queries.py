@@ -38,6 +38,9 @@ LAST_EVENT_ID = "^.+:[0-9]{1,18}$"
 
 
 class Query(BaseModel):
+    """A route's query: values arrive as strings and are converted by the field types below;
+    a parameter the route does not know is ignored, as it always was."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
