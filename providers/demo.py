@@ -8,7 +8,20 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 
-from providers.base import OPENED, ChatRequest, Finish, ModelSpec, ProviderEvent, TextDelta, Usage
+from providers.base import (
+    EXTENDED_FIELDS,
+    OPENED,
+    ChatRequest,
+    Finish,
+    ModelSpec,
+    ProviderEvent,
+    TextDelta,
+    UnsupportedParameter,
+    Usage,
+    estimate_tokens,
+)
+
+__all__ = ["DemoProvider", "estimate_tokens"]  # estimate_tokens: re-exported for the gateway
 
 _SENTENCES = (
     "A gateway keeps every turn of a conversation, so the model always sees the context.",
@@ -22,19 +35,17 @@ _SENTENCES = (
 )
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, the usual rule of thumb for English text."""
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
 class DemoProvider:
+    """Plain text only: every option beyond the limit and the temperature (which it has no
+    use for) is refused, as a real adapter refuses what its API cannot do."""
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.pace = float(spec.options.get("pace_ms", 20.0)) / 1000.0
         self.answer_words = int(spec.options.get("answer_words", 60))
 
     def answer(self, request: ChatRequest) -> list[str]:
-        last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        last = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
         seed = int.from_bytes(hashlib.sha256(last.encode()).digest()[:8], "big")
         rng = random.Random(seed)
         topic = " ".join(last.split()[:8]).rstrip("?.!,") or "nothing in particular"
@@ -45,12 +56,13 @@ class DemoProvider:
         return [w + " " for w in words[:-1]] + [words[-1]]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        _refuse_extensions(request)
         chunks = self.answer(request)
         limit = request.max_output_tokens or self.spec.max_output_tokens
         reason = "stop"
         if limit is not None and len(chunks) > limit:
             chunks, reason = chunks[:limit], "length"
-        input_tokens = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+        input_tokens = sum(estimate_tokens(m.text) + 4 for m in request.messages)
         yield OPENED
         for chunk in chunks:
             if self.pace:
@@ -61,3 +73,20 @@ class DemoProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _refuse_extensions(request: ChatRequest) -> None:
+    defaults = _DEFAULTS
+    for name in EXTENDED_FIELDS:
+        if getattr(request, name) != defaults[name]:
+            raise UnsupportedParameter(name, "the demo model writes plain text only")
+    for i, m in enumerate(request.messages):
+        if not isinstance(m.content, str) or m.tool_calls or m.role == "tool":
+            raise UnsupportedParameter(
+                f"messages[{i}]", "the demo model reads plain text turns only"
+            )
+
+
+_DEFAULTS = {
+    name: getattr(ChatRequest("", []), name) for name in EXTENDED_FIELDS
+}
