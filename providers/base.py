@@ -304,9 +304,9 @@ class Usage:
 
 @dataclass(slots=True)
 class Finish:
-    """The answer (of one choice) ended. native is the provider's own word for it
-    ("end_turn", "stop_sequence", "tool_use", "refusal", ...); stop_sequence the sequence
-    that stopped it, when the provider says which."""
+    """The answer (of one choice) ended. native is the provider's own word for it when that
+    is not `reason` ("end_turn", "stop_sequence", "tool_use", "refusal", "function_call",
+    ...); stop_sequence the sequence that stopped it, when the provider says which."""
 
     reason: FinishReason
     choice: int = 0
