@@ -377,6 +377,20 @@ class UnsupportedParameter(ProviderError):
         )
 
 
+def add_native_fields(request: ChatRequest, arguments: dict[str, Any], api: str) -> None:
+    """A body's own fields: sent to their own API, refused elsewhere, never overriding what
+    the normalized request set."""
+    if not request.native:
+        return
+    if request.native_api != api:
+        name = next(iter(request.native))
+        raise UnsupportedParameter(name, f"a field of the {request.native_api} API only")
+    for name, value in request.native.items():
+        if name in arguments:
+            raise ProviderError(f"native field {name!r} is set twice", kind="bad_request")
+        arguments[name] = value
+
+
 # -- the provider ----------------------------------------------------------------------------
 
 

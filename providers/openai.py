@@ -39,6 +39,7 @@ from providers.base import (
     ToolCallDelta,
     UnsupportedParameter,
     Usage,
+    add_native_fields,
 )
 from providers.transport import upstream_transport
 
@@ -142,7 +143,7 @@ class OpenAIProvider:
             effort = _effort_for(request.thinking, request.reasoning_effort)
             if effort is not None:
                 arguments["reasoning_effort"] = effort
-        _add_native(request, arguments, "openai")
+        add_native_fields(request, arguments, "openai")
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         body = self._arguments(request)  # refused before any upstream call
@@ -322,20 +323,6 @@ def _effort_for(thinking: Thinking, effort: str | None) -> str | None:
         raise UnsupportedParameter("thinking", f"OpenAI has no thinking type {thinking.type!r}")
     budget = thinking.budget_tokens or 0
     return next((e for limit, e in _EFFORT_BY_BUDGET if budget < limit), "high")
-
-
-def _add_native(request: ChatRequest, arguments: dict[str, Any], api: str) -> None:
-    """A body's own fields: sent to their own API, refused elsewhere, never overriding what
-    the normalized request set."""
-    if not request.native:
-        return
-    if request.native_api != api:
-        name = next(iter(request.native))
-        raise UnsupportedParameter(name, f"a field of the {request.native_api} API only")
-    for name, value in request.native.items():
-        if name in arguments:
-            raise ProviderError(f"native field {name!r} is set twice", kind="bad_request")
-        arguments[name] = value
 
 
 # -- the stream ------------------------------------------------------------------------------

@@ -769,8 +769,9 @@ class FakeUpstream:
                         output_index=position, delta=text,
                     )
             else:
-                name = "response.refusal.delta" if kind == "refusal" else "response.output_text.delta"
-                extra = {} if kind == "refusal" else {"logprobs": []}
+                refusal = kind == "refusal"
+                name = "response.refusal.delta" if refusal else "response.output_text.delta"
+                extra = {} if refusal else {"logprobs": []}
                 yield event(
                     name, item_id=item["id"], output_index=position, content_index=0,
                     delta=text, **extra,
@@ -890,7 +891,8 @@ class FakeUpstream:
         if reply.status != 200:
             return self._anthropic_error(reply.status, reply, reply.error_message)
         try:
-            _check_anthropic({**body, "max_tokens": 1 << 20}, ANTHROPIC_COUNT_FIELDS | {"max_tokens"})
+            known = ANTHROPIC_COUNT_FIELDS | {"max_tokens"}
+            _check_anthropic({**body, "max_tokens": 1 << 20}, known)
         except _Refused as exc:
             return self._anthropic_error(400, reply, str(exc))
         turn = self._turn(body, reply, "anthropic")

@@ -103,7 +103,10 @@ async def test_openai_stream_helper_accumulates_parallel_tool_calls(openai_clien
     async with openai_client.chat.completions.stream(
         model="m", messages=USER, tools=OPENAI_TOOLS
     ) as stream:
-        deltas = [e.arguments_delta async for e in stream if e.type == "tool_calls.function.arguments.delta"]
+        deltas = [
+            e.arguments_delta async for e in stream
+            if e.type == "tool_calls.function.arguments.delta"
+        ]
         final = await stream.get_final_completion()
 
     message = final.choices[0].message
@@ -179,7 +182,8 @@ async def test_openai_images_are_accepted_and_recorded(openai_client, upstream):
     content = [
         {"type": "text", "text": "what is this"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+        {"type": "image_url",
+         "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
     ]
 
     await openai_client.chat.completions.create(
@@ -188,7 +192,9 @@ async def test_openai_images_are_accepted_and_recorded(openai_client, upstream):
     with pytest.raises(openai.BadRequestError):
         await openai_client.chat.completions.create(
             model="m",
-            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+            ],
         )
 
     assert upstream.requests[0].images == [

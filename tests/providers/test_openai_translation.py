@@ -218,7 +218,8 @@ async def test_a_tool_round_trip_sends_calls_and_results_in_openai_shape(make_op
         "tool_calls": [
             {"id": "call_a", "type": "function",
              "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
-            {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            {"id": "call_b", "type": "function",
+             "function": {"name": "get_time", "arguments": "{}"}},
         ],
     }
     assert sent[2] == {"role": "tool", "tool_call_id": "call_a", "content": "4 degrees"}
