@@ -16,6 +16,7 @@ from providers.base import (
     ModelSpec,
     ProviderEvent,
     TextDelta,
+    TextPart,
     UnsupportedParameter,
     Usage,
     estimate_tokens,
@@ -76,17 +77,15 @@ class DemoProvider:
 
 
 def _refuse_extensions(request: ChatRequest) -> None:
-    defaults = _DEFAULTS
     for name in EXTENDED_FIELDS:
-        if getattr(request, name) != defaults[name]:
+        if getattr(request, name) != _DEFAULTS[name]:
             raise UnsupportedParameter(name, "the demo model writes plain text only")
     for i, m in enumerate(request.messages):
-        if not isinstance(m.content, str) or m.tool_calls or m.role == "tool":
+        parts = () if isinstance(m.content, str) else m.content
+        if m.tool_calls or m.role == "tool" or any(type(p) is not TextPart for p in parts):
             raise UnsupportedParameter(
                 f"messages[{i}]", "the demo model reads plain text turns only"
             )
 
 
-_DEFAULTS = {
-    name: getattr(ChatRequest("", []), name) for name in EXTENDED_FIELDS
-}
+_DEFAULTS = {name: getattr(ChatRequest("", []), name) for name in EXTENDED_FIELDS}
