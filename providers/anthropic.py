@@ -37,6 +37,7 @@ from providers.base import (
     ResponseFormat,
     TextDelta,
     TextPart,
+    TokenCount,
     Tool,
     ToolCallDelta,
     UnsupportedParameter,
@@ -57,6 +58,10 @@ OUTPUT_EFFORTS = {
     "max": "max",
 }
 JSON_TOOL = "json_response"  # the forced tool of a JSON answer when the format has no name
+# what the count_tokens endpoint takes: the fields that shape the input
+_COUNTED = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"}
+)
 SERVICE_TIERS = {"auto": "auto", "default": "standard_only", "standard_only": "standard_only"}
 
 # Error event types that mean "try again later" rather than "this stream is broken".
@@ -199,20 +204,43 @@ class AnthropicProvider:
                     yield event
             finally:  # ended, raised, or the consumer closed us at a yield
                 await response.aclose()
-        except anthropic.APIStatusError as exc:
-            message = exc.api_message or exc.message
-            raise wire.status_error(
-                exc.status_code, message, exc.response.headers, code=exc.error_code,
-                error_type=exc.type,
-            ) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderError("upstream timed out", kind="timeout") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(
-                f"upstream connection failed: {exc.message}", kind="connection"
-            ) from exc
+        except anthropic.APIError as exc:
+            raise _api_error(exc) from exc
         except wire.TRANSPORT_ERRORS as exc:
             raise wire.transport_error(exc) from exc
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount:
+        """The upstream's count of the request as stream() would send it (the fields that
+        shape the input: sampling and limits do not count, and the endpoint refuses them)."""
+        body, _ = self._arguments(request)
+        counted = {name: value for name, value in body.items() if name in _COUNTED}
+        try:
+            response = await self._client.post(
+                "/v1/messages/count_tokens", cast_to=httpx2.Response, body=counted
+            )
+            data = wire.json_object(response.content)
+        except anthropic.APIError as exc:
+            raise _api_error(exc) from exc
+        except wire.TRANSPORT_ERRORS as exc:
+            raise wire.transport_error(exc) from exc
+        tokens = data.get("input_tokens")
+        if not isinstance(tokens, int):
+            raise ProviderError(f"no input_tokens in the count: {data!r:.200}", kind="protocol")
+        return TokenCount(tokens, estimated=False)
+
+
+def _api_error(exc: anthropic.APIError) -> ProviderError:
+    """The SDK's failure, normalized: a status keeps the upstream's own message and type."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return wire.status_error(
+            exc.status_code, exc.api_message or exc.message, exc.response.headers,
+            code=exc.error_code, error_type=exc.type,
+        )
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderError("upstream timed out", kind="timeout")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderError(f"upstream connection failed: {exc.message}", kind="connection")
+    return ProviderError(f"unreadable answer from upstream: {exc.message}", kind="protocol")
 
 
 # -- the request: turns ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ UnsupportedParameter before calling the upstream, never dropping it silently.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any, Literal, Protocol
@@ -23,6 +24,9 @@ FinishReason = Literal[
 ]
 # the reasons of an answer that ended on the model's side and may be checked and kept whole
 ANSWERED_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "pause"})
+
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats count them
 
 
 def estimate_tokens(text: str) -> int:
@@ -391,6 +395,30 @@ def add_native_fields(request: ChatRequest, arguments: dict[str, Any], api: str)
         arguments[name] = value
 
 
+def estimate_request_tokens(request: ChatRequest) -> int:
+    """The rule of thumb for a whole request: each turn's text, tool calls and overhead, and
+    the tools' definitions. Images and documents are not counted (their cost is the
+    provider's to tell)."""
+    total = 0
+    for m in request.messages:
+        total += estimate_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS
+        for call in m.tool_calls:
+            total += estimate_tokens(call.name) + estimate_tokens(call.arguments)
+    for tool in request.tools:
+        schema = json.dumps(dict(tool.parameters or {}), separators=(",", ":"))
+        total += estimate_tokens(tool.name) + estimate_tokens(tool.description or "")
+        total += estimate_tokens(schema)
+    return total
+
+
+@dataclass(slots=True, frozen=True)
+class TokenCount:
+    """A request's input tokens: the provider's count, or (estimated) the rule of thumb's."""
+
+    input_tokens: int
+    estimated: bool
+
+
 # -- the provider ----------------------------------------------------------------------------
 
 
@@ -416,5 +444,10 @@ class Provider(Protocol):
     raised, or the consumer stopped and closed the iterator)."""
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount:
+        """The request's input tokens without running it: the upstream's count where it has
+        one (Anthropic's count_tokens), else the estimate. Raises what stream() would refuse."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -17,8 +17,10 @@ from providers.base import (
     ProviderEvent,
     TextDelta,
     TextPart,
+    TokenCount,
     UnsupportedParameter,
     Usage,
+    estimate_request_tokens,
     estimate_tokens,
 )
 
@@ -71,6 +73,10 @@ class DemoProvider:
             yield TextDelta(chunk)
         yield Usage(input_tokens, len(chunks))
         yield Finish(reason)
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount:
+        _refuse_extensions(request)
+        return TokenCount(estimate_request_tokens(request), estimated=True)
 
     async def aclose(self) -> None:
         return None

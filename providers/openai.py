@@ -35,11 +35,13 @@ from providers.base import (
     TextDelta,
     TextPart,
     Thinking,
+    TokenCount,
     TokenLogprob,
     ToolCallDelta,
     UnsupportedParameter,
     Usage,
     add_native_fields,
+    estimate_request_tokens,
 )
 from providers.transport import upstream_transport
 
@@ -144,6 +146,12 @@ class OpenAIProvider:
             if effort is not None:
                 arguments["reasoning_effort"] = effort
         add_native_fields(request, arguments, "openai")
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount:
+        """The estimate: Chat Completions has no counting endpoint (and compatible servers
+        none in common). What stream() would refuse is refused here too."""
+        self._arguments(request)
+        return TokenCount(estimate_request_tokens(request), estimated=True)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         body = self._arguments(request)  # refused before any upstream call

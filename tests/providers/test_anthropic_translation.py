@@ -502,3 +502,41 @@ async def test_pause_turn_and_a_tool_start_that_carries_its_input():
 
     assert events[1:] == [ToolCallDelta(0, "t1", "f", '{"q": 1}'), Usage(3, 4),
                           Finish("pause", native="pause_turn")]
+
+
+# -- counting tokens -------------------------------------------------------------------------
+
+
+async def test_count_tokens_asks_the_upstream_with_the_request_as_it_would_be_sent(
+    make_anthropic, upstream
+):
+    request = ChatRequest(
+        "c", [ChatMessage("system", "Be brief."), ChatMessage("user", "three words here")],
+        max_output_tokens=100, temperature=0.5, stop=("##",), tools=(CLOCK,),
+        response_format=None, user="u-1",
+    )
+
+    counted = await make_anthropic().count_tokens(request)
+
+    [sent] = upstream.requests
+    assert sent.path == "/v1/messages/count_tokens"
+    assert sent.body == {
+        "model": "c",
+        "messages": [{"role": "user", "content": "three words here"}],
+        "system": "Be brief.",
+        "tools": [{"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
+    }
+    tool_words = len(json.dumps(sent.body["tools"][0]).split())  # the fake counts words
+    assert (counted.input_tokens, counted.estimated) == (5 + tool_words, False)
+
+
+async def test_count_tokens_refuses_what_the_stream_would(make_anthropic, upstream):
+    upstream.script(Reply(status=429, retry_after=0.01))
+
+    with pytest.raises(UnsupportedParameter):
+        await make_anthropic().count_tokens(ask(n=3))
+    with pytest.raises(ProviderError) as caught:
+        await make_anthropic().count_tokens(ask())
+
+    assert (caught.value.status, caught.value.kind) == (429, "rate_limit")
+    assert len(upstream.requests) == 1

@@ -458,3 +458,15 @@ async def test_the_first_event_is_still_opened(make_openai, upstream):
     events = await collect(make_openai(), ask(tools=(CLOCK,)))
 
     assert events[0] == Opened()
+
+
+async def test_count_tokens_is_an_estimate_without_a_call(make_openai, upstream):
+    request = ChatRequest("m", [ChatMessage("user", "x" * 40)], tools=(CLOCK,))
+
+    counted = await make_openai().count_tokens(request)
+    with pytest.raises(UnsupportedParameter):
+        await make_openai().count_tokens(ask(top_k=3))
+
+    schema_tokens = 9  # '{"type":"object","properties":{}}' at four characters a token
+    assert (counted.input_tokens, counted.estimated) == (10 + 4 + 2 + schema_tokens, True)
+    assert upstream.requests == []
