@@ -23,6 +23,8 @@ from providers.base import (
     ChatRequest,
     ContentPart,
     DocumentPart,
+    EmbeddingRequest,
+    Embeddings,
     Finish,
     FinishReason,
     ForcedTool,
@@ -106,6 +108,9 @@ class AnthropicProvider:
                 transport=upstream_transport(spec.options, limits=limits),
             ),
         )
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        raise UnsupportedParameter("model", "Anthropic has no embeddings API")
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -419,6 +419,26 @@ class TokenCount:
     estimated: bool
 
 
+@dataclass(slots=True, frozen=True)
+class EmbeddingRequest:
+    """Texts (or token arrays) to embed, in order; encoding_format "base64" asks for each
+    vector as base64 of little-endian float32 (what the OpenAI SDK asks by default)."""
+
+    model: str
+    inputs: Sequence[str | Sequence[int]]
+    _: KW_ONLY
+    dimensions: int | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Embeddings:
+    vectors: tuple[list[float] | str, ...]  # one per input, in the inputs' order
+    input_tokens: int
+    model: str
+
+
 # -- the provider ----------------------------------------------------------------------------
 
 
@@ -448,6 +468,10 @@ class Provider(Protocol):
     async def count_tokens(self, request: ChatRequest) -> TokenCount:
         """The request's input tokens without running it: the upstream's count where it has
         one (Anthropic's count_tokens), else the estimate. Raises what stream() would refuse."""
+        ...
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Embeddings of the inputs; UnsupportedParameter where the provider has none."""
         ...
 
     async def aclose(self) -> None: ...

@@ -12,6 +12,8 @@ from providers.base import (
     EXTENDED_FIELDS,
     OPENED,
     ChatRequest,
+    EmbeddingRequest,
+    Embeddings,
     Finish,
     ModelSpec,
     ProviderEvent,
@@ -77,6 +79,9 @@ class DemoProvider:
     async def count_tokens(self, request: ChatRequest) -> TokenCount:
         _refuse_extensions(request)
         return TokenCount(estimate_request_tokens(request), estimated=True)
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        raise UnsupportedParameter("model", "the demo model has no embeddings")
 
     async def aclose(self) -> None:
         return None

@@ -21,6 +21,8 @@ from providers.base import (
     ChatMessage,
     ChatRequest,
     DocumentPart,
+    EmbeddingRequest,
+    Embeddings,
     Finish,
     FinishReason,
     ForcedTool,
@@ -153,6 +155,31 @@ class OpenAIProvider:
         self._arguments(request)
         return TokenCount(estimate_request_tokens(request), estimated=True)
 
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        body: dict[str, Any] = {"model": request.model, "input": [
+            item if isinstance(item, str) else list(item) for item in request.inputs
+        ]}
+        for name in ("dimensions", "encoding_format", "user"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        try:
+            response = await self._client.post(
+                "/embeddings", cast_to=httpx2.Response, body=body,
+                options={"security": {"bearer_auth": True}},
+            )
+            data = wire.json_object(response.content)
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderError(
+                f"upstream connection failed: {exc.message}", kind="connection"
+            ) from exc
+        except wire.TRANSPORT_ERRORS as exc:
+            raise wire.transport_error(exc) from exc
+        return _embeddings(data, request)
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         body = self._arguments(request)  # refused before any upstream call
         try:
@@ -195,6 +222,20 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
         code=exc.code,
         param=exc.param,
         error_type=exc.type,
+    )
+
+
+def _embeddings(data: dict[str, Any], request: EmbeddingRequest) -> Embeddings:
+    items = data.get("data")
+    if not isinstance(items, list) or len(items) != len(request.inputs):
+        raise ProviderError("the upstream answered another number of embeddings",
+                            kind="protocol")
+    ordered = sorted(items, key=lambda item: item.get("index", 0))
+    usage = data.get("usage") or {}
+    return Embeddings(
+        tuple(item.get("embedding") for item in ordered),
+        usage.get("prompt_tokens") or 0,
+        data.get("model") or request.model,
     )
 
 

@@ -17,6 +17,7 @@ from providers.base import (
     ChatMessage,
     ChatRequest,
     DocumentPart,
+    EmbeddingRequest,
     Finish,
     ForcedTool,
     ImagePart,
@@ -540,3 +541,11 @@ async def test_count_tokens_refuses_what_the_stream_would(make_anthropic, upstre
 
     assert (caught.value.status, caught.value.kind) == (429, "rate_limit")
     assert len(upstream.requests) == 1
+
+
+async def test_there_are_no_anthropic_embeddings(make_anthropic, upstream):
+    with pytest.raises(UnsupportedParameter) as caught:
+        await make_anthropic().embed(EmbeddingRequest("c", ["x"]))
+
+    assert caught.value.param == "model"
+    assert upstream.requests == []

@@ -15,6 +15,7 @@ from providers.base import (
     ChatMessage,
     ChatRequest,
     DocumentPart,
+    EmbeddingRequest,
     Finish,
     ForcedTool,
     ImagePart,
@@ -470,3 +471,31 @@ async def test_count_tokens_is_an_estimate_without_a_call(make_openai, upstream)
     schema_tokens = 9  # '{"type":"object","properties":{}}' at four characters a token
     assert (counted.input_tokens, counted.estimated) == (10 + 4 + 2 + schema_tokens, True)
     assert upstream.requests == []
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+async def test_embeddings_pass_through_in_order_with_their_usage(make_openai, upstream):
+    plain = await make_openai().embed(EmbeddingRequest("e", ["a b", "c"], dimensions=4))
+    packed = await make_openai().embed(
+        EmbeddingRequest("e", [[1, 2, 3]], encoding_format="base64", user="u-1")
+    )
+
+    first, second = upstream.requests
+    assert first.path == "/v1/embeddings"
+    assert first.body == {"model": "e", "input": ["a b", "c"], "dimensions": 4}
+    assert [len(v) for v in plain.vectors] == [4, 4] and plain.input_tokens == 3
+    assert second.body == {"model": "e", "input": [[1, 2, 3]], "encoding_format": "base64",
+                           "user": "u-1"}
+    assert len(base64.b64decode(packed.vectors[0])) == 8 * 4  # eight float32
+    assert packed.input_tokens == 3
+
+
+async def test_embeddings_keep_the_upstreams_refusal(make_openai, upstream):
+    upstream.script(Reply(status=400, error_message="'input' is too long"))
+
+    with pytest.raises(ProviderError) as caught:
+        await make_openai().embed(EmbeddingRequest("e", ["x"]))
+
+    assert (caught.value.status, caught.value.message) == (400, "'input' is too long")
