@@ -573,3 +573,19 @@ async def test_anthropic_count_tokens(anthropic_client, upstream):
 
     assert counted.input_tokens == 5
     assert upstream.requests[0].path == "/v1/messages/count_tokens"
+
+
+async def test_anthropic_whole_message_with_thinking_and_tool_use(anthropic_client, upstream):
+    upstream.script(
+        Reply(reasoning=["Use ", "it."], tool_calls=[FakeToolCall("get_time", "{}", id="toolu_7")])
+    )
+
+    message = await anthropic_client.messages.create(
+        model="c", max_tokens=2048, messages=USER, tools=ANTHROPIC_TOOLS,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+
+    assert [b.type for b in message.content] == ["thinking", "tool_use"]
+    assert message.content[0].signature == DEFAULT_SIGNATURE
+    assert (message.content[1].id, message.content[1].input) == ("toolu_7", {})
+    assert message.stop_reason == "tool_use"
