@@ -195,7 +195,10 @@ class OpenAIProvider:
             )
             try:
                 yield OPENED
-                async for event in _events(response.aiter_bytes(), bool(request.logprobs)):
+                events = _events(
+                    response.aiter_bytes(), bool(request.logprobs), (request.n or 1) > 1
+                )
+                async for event in events:
                     yield event
             finally:  # ended, raised, or the consumer closed us at a yield
                 await response.aclose()
@@ -378,11 +381,11 @@ def _effort_for(thinking: Thinking, effort: str | None) -> str | None:
 
 
 async def _events(
-    body: AsyncIterator[bytes], logprobs: bool = False
+    body: AsyncIterator[bytes], logprobs: bool = False, many: bool = False
 ) -> AsyncIterator[ProviderEvent]:
     """Deltas as they come; Usage and Finish held back to [DONE], so the order is fixed
     (the usage chunk arrives after the finish_reason chunk). logprobs: they were asked for
-    (else the chunks' logprobs, null, are not looked at)."""
+    (else the chunks' logprobs, null, are not looked at); many: n > 1 choices were."""
     finishes: dict[int, str] = {}  # choice -> the upstream's finish_reason
     usage: Usage | None = None
     done = False
@@ -399,24 +402,26 @@ async def _events(
             if event == "error" or chunk.get("error"):
                 raise _stream_error(chunk)
             choices = chunk.get("choices")
-            if choices:
-                for choice in choices:
-                    index = choice.get("index") or 0
-                    delta = choice.get("delta")
-                    if delta:
-                        text = delta.get("content")
-                        if text:
-                            yield TextDelta(text, index) if index else TextDelta(text)
-                        # the hot path is {"content": ...} alone: look further only if not
-                        if text is None or len(delta) > 1:
-                            for extra in _extras(delta, index):
-                                yield extra
-                    if logprobs and choice.get("logprobs"):
-                        for extra in _logprobs(choice["logprobs"], index):
+            if choices and many:
+                for extra in _choices(choices, logprobs, finishes):
+                    yield extra
+            elif choices:  # one choice: the hot path, as lean as plain text allows
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    text = delta.get("content")
+                    if text:
+                        yield TextDelta(text)
+                    # the hot path is {"content": ...} alone: look further only if not
+                    if text is None or len(delta) > 1:
+                        for extra in _extras(delta, 0):
                             yield extra
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        finishes[index] = reason
+                if logprobs and choice.get("logprobs"):
+                    for extra in _logprobs(choice["logprobs"], 0):
+                        yield extra
+                reason = choice.get("finish_reason")
+                if reason:
+                    finishes[0] = reason
             counts = chunk.get("usage")
             if counts:
                 usage = _usage(counts)
@@ -428,6 +433,28 @@ async def _events(
     if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
         for ending in _ending(finishes, usage):
             yield ending
+
+
+def _choices(
+    choices: list[dict[str, Any]], logprobs: bool, finishes: dict[int, str]
+) -> list[ProviderEvent]:
+    """The events of a chunk of n > 1 choices, each carrying its index."""
+    events: list[ProviderEvent] = []
+    for choice in choices:
+        index = choice.get("index") or 0
+        delta = choice.get("delta")
+        if delta:
+            text = delta.get("content")
+            if text:
+                events.append(TextDelta(text, index))
+            if text is None or len(delta) > 1:
+                events += _extras(delta, index)
+        if logprobs and choice.get("logprobs"):
+            events += _logprobs(choice["logprobs"], index)
+        reason = choice.get("finish_reason")
+        if reason:
+            finishes[index] = reason
+    return events
 
 
 def _extras(delta: dict[str, Any], index: int) -> list[ProviderEvent]:
