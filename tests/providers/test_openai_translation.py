@@ -321,9 +321,15 @@ def test_an_unknown_accepted_field_is_a_configuration_error(make_openai):
         make_openai(accepts=["top_k", "min_p"])
 
 
-async def test_a_native_field_cannot_override_a_normalized_one(make_openai, upstream):
+@pytest.mark.parametrize(
+    "native",
+    [{"stream": False}, {"model": "gpt-expensive"}, {"messages": []}, {"temperature": 2}],
+)
+async def test_a_native_field_cannot_override_a_normalized_one(make_openai, upstream, native):
+    # else a client could pick another (dearer) model than the one it was allowed, or swap
+    # the policy-checked messages
     with pytest.raises(ProviderError) as caught:
-        await collect(make_openai(), ask(native={"stream": False}, native_api="openai"))
+        await collect(make_openai(), ask(temperature=0.5, native=native, native_api="openai"))
 
     assert caught.value.kind == "bad_request"
     assert upstream.requests == []
