@@ -30,7 +30,8 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats 
 
 
 def estimate_tokens(text: str) -> int:
-    """About four characters a token, the usual rule of thumb for English text."""
+    """About four characters a token, the usual rule of thumb for English text: what the
+    gateway records when a provider never reports its counts."""
     return max(1, (len(text) + 3) // 4) if text else 0
 
 

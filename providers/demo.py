@@ -26,8 +26,6 @@ from providers.base import (
     estimate_tokens,
 )
 
-__all__ = ["DemoProvider", "estimate_tokens"]  # estimate_tokens: re-exported for the gateway
-
 _SENTENCES = (
     "A gateway keeps every turn of a conversation, so the model always sees the context.",
     "Streaming sends each token as soon as it exists instead of waiting for the whole answer.",

@@ -54,6 +54,5 @@ async def test_what_it_cannot_do_is_refused(request_, param):
     assert (caught.value.param, caught.value.code) == (param, "unsupported_parameter")
 
 
-def test_estimate_tokens_is_still_importable_from_demo():
-    assert demo.estimate_tokens is estimate_tokens
+def test_estimate_tokens_is_four_characters_a_token():
     assert (estimate_tokens(""), estimate_tokens("abcd"), estimate_tokens("abcde")) == (0, 1, 2)
