@@ -52,11 +52,20 @@ DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens; used when not
 # reasoning_effort -> a thinking budget, LiteLLM's table (low 1024, medium 2048, high 4096,
 # max 16384); the API's floor is 1024, so minimal gets it too
 THINKING_BUDGETS = {
-    "minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384,
+    "minimal": 1024,
+    "low": 1024,
+    "medium": 2048,
+    "high": 4096,
+    "xhigh": 8192,
+    "max": 16384,
 }
 # reasoning_effort -> output_config.effort (options effort = "output_config")
 OUTPUT_EFFORTS = {
-    "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
     "max": "max",
 }
 JSON_TOOL = "json_response"  # the forced tool of a JSON answer when the format has no name
@@ -91,8 +100,10 @@ class AnthropicProvider:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        for option, values in (("structured_output", ("tool", "output_config")),
-                               ("effort", ("thinking", "output_config"))):
+        for option, values in (
+            ("structured_output", ("tool", "output_config")),
+            ("effort", ("thinking", "output_config")),
+        ):
             if spec.options.get(option, values[0]) not in values:
                 raise ValueError(f"model {spec.id!r}: options.{option} must be one of {values}")
         timeout = anthropic.Timeout(spec.read_timeout, connect=spec.connect_timeout)
@@ -184,8 +195,9 @@ class AnthropicProvider:
             return None
         if request.tools or request.tool_choice is not None:
             raise UnsupportedParameter(
-                "response_format", "a JSON answer on this Anthropic model is a forced tool's "
-                "input, so it cannot be asked for beside the request's own tools"
+                "response_format",
+                "a JSON answer on this Anthropic model is a forced tool's "
+                "input, so it cannot be asked for beside the request's own tools",
             )
         tool = _json_tool(fmt)
         arguments["tools"] = [tool]
@@ -193,7 +205,7 @@ class AnthropicProvider:
         # the API refuses a forced tool while thinking: then the model is asked, not forced
         choice = {"type": "auto"} if thinking else {"type": "tool", "name": tool["name"]}
         arguments["tool_choice"] = choice
-        return tool["name"]
+        return str(tool["name"])
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         body, json_tool = self._arguments(request)  # refused before any upstream call
@@ -238,8 +250,11 @@ def _api_error(exc: anthropic.APIError) -> ProviderError:
     """The SDK's failure, normalized: a status keeps the upstream's own message and type."""
     if isinstance(exc, anthropic.APIStatusError):
         return wire.status_error(
-            exc.status_code, exc.api_message or exc.message, exc.response.headers,
-            code=exc.error_code, error_type=exc.type,
+            exc.status_code,
+            exc.api_message or exc.message,
+            exc.response.headers,
+            code=exc.error_code,
+            error_type=exc.type,
         )
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError("upstream timed out", kind="timeout")
@@ -314,11 +329,10 @@ def _assistant(m: ChatMessage, where: str) -> Any:
     )
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(parts):
-        kind = type(part)
-        if kind is TextPart:
+        if isinstance(part, TextPart):
             if part.text:  # the API refuses empty text blocks
                 blocks.append(_text_block(part))
-        elif kind is ReasoningPart:
+        elif isinstance(part, ReasoningPart):
             block = _thinking_block(part)
             if block is not None:
                 blocks.append(block)
@@ -355,8 +369,11 @@ def _tool_result(m: ChatMessage, where: str) -> dict[str, Any]:
         content: Any = m.content
     else:
         content = [_user_block(p, f"{where}.content[{j}]") for j, p in enumerate(m.content)]
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id,
-                             "content": content}
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": m.tool_call_id,
+        "content": content,
+    }
     if m.is_error:
         block["is_error"] = True
     return block
@@ -514,7 +531,7 @@ def _json_tool(fmt: ResponseFormat) -> dict[str, Any]:
 _INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-async def _events(
+async def _events(  # noqa: C901 - one loop on the hot path: a call per event would cost more than its branches
     body: AsyncIterator[bytes], json_tool: str | None = None
 ) -> AsyncIterator[ProviderEvent]:
     """Deltas as they come; one Usage at the start (input known) and the final Usage and
@@ -540,17 +557,17 @@ async def _events(
                     if delta.get("text"):
                         yield TextDelta(delta["text"])
                 elif blocks is not None:
-                    for extra in blocks.delta(payload.get("index"), delta):
+                    for extra in blocks.delta(payload.get("index", 0), delta):
                         yield extra
             elif kind == "content_block_start":
                 block = payload.get("content_block") or {}
                 if block.get("type") != "text":
                     blocks = blocks or _Blocks(json_tool)
-                    for extra in blocks.start(payload.get("index"), block):
+                    for extra in blocks.start(payload.get("index", 0), block):
                         yield extra
             elif kind == "content_block_stop":
                 if blocks is not None:
-                    for extra in blocks.stop(payload.get("index")):
+                    for extra in blocks.stop(payload.get("index", 0)):
                         yield extra
             elif kind == "message_start":
                 _update(counts, (payload.get("message") or {}).get("usage"))
@@ -566,7 +583,8 @@ async def _events(
                 yield _finish(stop_reason, stop_sequence, json_tool)
             elif kind == "error":
                 raise _stream_error(payload)
-            payload = delta = block = data = None  # not kept while the next event is awaited
+            # not kept while the next event is awaited
+            payload = delta = block = data = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS:
         if not stopped:
             raise

@@ -456,7 +456,7 @@ class ModelSpec:
     context_window: int | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(Protocol):

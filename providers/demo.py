@@ -15,6 +15,7 @@ from providers.base import (
     EmbeddingRequest,
     Embeddings,
     Finish,
+    FinishReason,
     ModelSpec,
     ProviderEvent,
     TextDelta,
@@ -62,7 +63,7 @@ class DemoProvider:
         _refuse_extensions(request)
         chunks = self.answer(request)
         limit = request.max_output_tokens or self.spec.max_output_tokens
-        reason = "stop"
+        reason: FinishReason = "stop"
         if limit is not None and len(chunks) > limit:
             chunks, reason = chunks[:limit], "length"
         input_tokens = sum(estimate_tokens(m.text) + 4 for m in request.messages)

@@ -129,8 +129,9 @@ class OpenAIProvider:
         if request.top_k is not None:
             if "top_k" not in self.accepts:
                 raise UnsupportedParameter(
-                    "top_k", "OpenAI has no top_k (an OpenAI-compatible server that takes it "
-                    'is configured with options.accepts = ["top_k"])'
+                    "top_k",
+                    "OpenAI has no top_k (an OpenAI-compatible server that takes it "
+                    'is configured with options.accepts = ["top_k"])',
                 )
             arguments["top_k"] = request.top_k
         if request.tools:
@@ -156,15 +157,18 @@ class OpenAIProvider:
         return TokenCount(estimate_request_tokens(request), estimated=True)
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
-        body: dict[str, Any] = {"model": request.model, "input": [
-            item if isinstance(item, str) else list(item) for item in request.inputs
-        ]}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "input": [item if isinstance(item, str) else list(item) for item in request.inputs],
+        }
         for name in ("dimensions", "encoding_format", "user"):
             if getattr(request, name) is not None:
                 body[name] = getattr(request, name)
         try:
             response = await self._client.post(
-                "/embeddings", cast_to=httpx2.Response, body=body,
+                "/embeddings",
+                cast_to=httpx2.Response,
+                body=body,
                 options={"security": {"bearer_auth": True}},
             )
             data = wire.json_object(response.content)
@@ -231,8 +235,7 @@ def _status_error(exc: openai.APIStatusError) -> ProviderError:
 def _embeddings(data: dict[str, Any], request: EmbeddingRequest) -> Embeddings:
     items = data.get("data")
     if not isinstance(items, list) or len(items) != len(request.inputs):
-        raise ProviderError("the upstream answered another number of embeddings",
-                            kind="protocol")
+        raise ProviderError("the upstream answered another number of embeddings", kind="protocol")
     ordered = sorted(items, key=lambda item: item.get("index", 0))
     usage = data.get("usage") or {}
     return Embeddings(
@@ -246,8 +249,18 @@ def _embeddings(data: dict[str, Any], request: EmbeddingRequest) -> Embeddings:
 
 # normalized fields with the same name and meaning in the Chat Completions body
 _FORWARDED = (
-    "top_p", "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
-    "top_logprobs", "n", "parallel_tool_calls", "reasoning_effort", "user", "metadata",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "user",
+    "metadata",
 )
 
 
@@ -262,11 +275,13 @@ def _message(m: ChatMessage, i: int) -> dict[str, Any]:
         out["name"] = m.name
     if m.role == "tool":
         out["tool_call_id"] = m.tool_call_id
-        content = _text_parts(m.content, where, "a tool result")
+        content: Any = _text_parts(m.content, where, "a tool result")
         if m.is_error:  # OpenAI has no error flag: the model reads that the tool failed
-            content = "Error: " + content if isinstance(content, str) else [
-                {"type": "text", "text": "Error:"}, *content
-            ]
+            content = (
+                "Error: " + content
+                if isinstance(content, str)
+                else [{"type": "text", "text": "Error:"}, *content]
+            )
         out["content"] = content
         return out
     if m.role == "assistant":
@@ -274,8 +289,11 @@ def _message(m: ChatMessage, i: int) -> dict[str, Any]:
         out["content"] = text if text or not m.tool_calls else None
         if m.tool_calls:
             out["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
                 for c in m.tool_calls
             ]
         return out
@@ -283,9 +301,11 @@ def _message(m: ChatMessage, i: int) -> dict[str, Any]:
         out["content"] = _text_parts(m.content, where, "a system turn")
         return out
     content = m.content
-    out["content"] = content if isinstance(content, str) else [
-        _user_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)
-    ]
+    out["content"] = (
+        content
+        if isinstance(content, str)
+        else [_user_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    )
     return out
 
 
@@ -300,9 +320,7 @@ def _text_parts(content: Any, where: str, what: str) -> str | list[dict[str, str
         if type(part) is TextPart:
             texts.append(part.text)
         elif type(part) is not ReasoningPart:
-            raise UnsupportedParameter(
-                f"{where}.content[{j}]", f"OpenAI takes only text in {what}"
-            )
+            raise UnsupportedParameter(f"{where}.content[{j}]", f"OpenAI takes only text in {what}")
     return "".join(texts) if len(texts) <= 1 else [{"type": "text", "text": t} for t in texts]
 
 
@@ -380,7 +398,7 @@ def _effort_for(thinking: Thinking, effort: str | None) -> str | None:
 # -- the stream ------------------------------------------------------------------------------
 
 
-async def _events(
+async def _events(  # noqa: C901 - one loop on the hot path: a call per chunk would cost more than its branches
     body: AsyncIterator[bytes], logprobs: bool = False, many: bool = False
 ) -> AsyncIterator[ProviderEvent]:
     """Deltas as they come; Usage and Finish held back to [DONE], so the order is fixed
@@ -425,7 +443,8 @@ async def _events(
             counts = chunk.get("usage")
             if counts:
                 usage = _usage(counts)
-            chunk = choices = choice = delta = counts = data = None  # not kept while awaiting
+            # not kept while the next chunk is awaited
+            chunk = choices = choice = delta = counts = data = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS:
         if not done:
             raise

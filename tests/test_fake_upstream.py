@@ -104,7 +104,8 @@ async def test_openai_stream_helper_accumulates_parallel_tool_calls(openai_clien
         model="m", messages=USER, tools=OPENAI_TOOLS
     ) as stream:
         deltas = [
-            e.arguments_delta async for e in stream
+            e.arguments_delta
+            async for e in stream
             if e.type == "tool_calls.function.arguments.delta"
         ]
         final = await stream.get_final_completion()
@@ -126,8 +127,11 @@ async def test_openai_stream_helper_accumulates_parallel_tool_calls(openai_clien
 
 
 async def test_openai_tool_round_trip_and_unanswered_calls(openai_client, upstream):
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     history = [
         *USER,
         {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -182,8 +186,10 @@ async def test_openai_images_are_accepted_and_recorded(openai_client, upstream):
     content = [
         {"type": "text", "text": "what is this"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
-        {"type": "image_url",
-         "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+        {
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"},
+        },
     ]
 
     await openai_client.chat.completions.create(
@@ -236,9 +242,7 @@ async def test_openai_logprobs_stop_and_usage_details(openai_client, upstream):
 async def test_openai_n_choices_stream_interleaved(openai_client, upstream):
     upstream.script(Reply(chunks=["a", "b"]))
 
-    stream = await openai_client.chat.completions.create(
-        model="m", messages=USER, n=2, stream=True
-    )
+    stream = await openai_client.chat.completions.create(model="m", messages=USER, n=2, stream=True)
     chunks = [c async for c in stream]
 
     texts = {0: "", 1: ""}
@@ -315,8 +319,10 @@ async def test_responses_create_answers_text_and_usage(openai_client, upstream):
 
 async def test_responses_stream_helper_with_a_function_call(openai_client, upstream):
     upstream.script(
-        Reply(chunks=["Let me check."],
-              tool_calls=[FakeToolCall("get_weather", ['{"city"', ': "Paris"}'], id="call_9")])
+        Reply(
+            chunks=["Let me check."],
+            tool_calls=[FakeToolCall("get_weather", ['{"city"', ': "Paris"}'], id="call_9")],
+        )
     )
     tools = [{"type": "function", "name": "get_weather", "parameters": WEATHER}]
 
@@ -329,13 +335,16 @@ async def test_responses_stream_helper_with_a_function_call(openai_client, upstr
     assert kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds
     assert [e.delta for e in events if e.type == "response.function_call_arguments.delta"] == [
-        '{"city"', ': "Paris"}'
+        '{"city"',
+        ': "Paris"}',
     ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     [message, call] = final.output
     assert message.content[0].text == "Let me check."
     assert (call.call_id, call.name, json.loads(call.arguments)) == (
-        "call_9", "get_weather", {"city": "Paris"}
+        "call_9",
+        "get_weather",
+        {"city": "Paris"},
     )
     assert final.usage.output_tokens == 3
 
@@ -343,8 +352,12 @@ async def test_responses_stream_helper_with_a_function_call(openai_client, upstr
 async def test_responses_stream_of_a_function_call_output_round(openai_client, upstream):
     items = [
         {"role": "user", "content": "weather?"},
-        {"type": "function_call", "call_id": "call_9", "name": "get_weather",
-         "arguments": '{"city": "Paris"}'},
+        {
+            "type": "function_call",
+            "call_id": "call_9",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
         {"type": "function_call_output", "call_id": "call_9", "output": "18 degrees"},
     ]
 
@@ -466,19 +479,26 @@ async def test_anthropic_stream_helper_accumulates_tool_use(anthropic_client, up
 
 
 async def test_anthropic_tool_results_must_answer_the_calls(anthropic_client, upstream):
-    turn = {"role": "assistant", "content": [
-        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
-    ]}
+    turn = {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ],
+    }
     result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 degrees"}
     stray = {"type": "tool_result", "tool_use_id": "toolu_9", "content": "?"}
 
     answer = await anthropic_client.messages.create(
-        model="c", max_tokens=50, tools=ANTHROPIC_TOOLS,
+        model="c",
+        max_tokens=50,
+        tools=ANTHROPIC_TOOLS,
         messages=[*USER, turn, {"role": "user", "content": [result]}],
     )
     with pytest.raises(anthropic.BadRequestError) as caught:
         await anthropic_client.messages.create(
-            model="c", max_tokens=50, tools=ANTHROPIC_TOOLS,
+            model="c",
+            max_tokens=50,
+            tools=ANTHROPIC_TOOLS,
             messages=[*USER, turn, {"role": "user", "content": [stray]}],
         )
 
@@ -490,7 +510,9 @@ async def test_anthropic_thinking_blocks_stream_with_their_signature(anthropic_c
     upstream.script(Reply(reasoning=["Two ", "words."], chunks=["Yes."], redacted_reasoning="EncR"))
 
     async with anthropic_client.messages.stream(
-        model="c", max_tokens=2048, messages=USER,
+        model="c",
+        max_tokens=2048,
+        messages=USER,
         thinking={"type": "enabled", "budget_tokens": 1024},
     ) as stream:
         kinds = [e.type async for e in stream]
@@ -507,7 +529,9 @@ async def test_anthropic_thinking_blocks_stream_with_their_signature(anthropic_c
 async def test_anthropic_thinking_budget_is_checked(anthropic_client, upstream):
     with pytest.raises(anthropic.BadRequestError) as caught:
         await anthropic_client.messages.create(
-            model="c", max_tokens=1000, messages=USER,
+            model="c",
+            max_tokens=1000,
+            messages=USER,
             thinking={"type": "enabled", "budget_tokens": 1024},
         )
 
@@ -539,8 +563,12 @@ async def test_anthropic_images_and_documents(anthropic_client, upstream):
 
 async def test_anthropic_stop_sequence_refusal_and_cache_usage(anthropic_client, upstream):
     upstream.script(
-        Reply(chunks=["one ", "two ##", " three"], cached_tokens=3, cache_write_tokens=4,
-              input_tokens=10),
+        Reply(
+            chunks=["one ", "two ##", " three"],
+            cached_tokens=3,
+            cache_write_tokens=4,
+            input_tokens=10,
+        ),
         Reply(refusal=["I won't."]),
     )
 
@@ -552,8 +580,11 @@ async def test_anthropic_stop_sequence_refusal_and_cache_usage(anthropic_client,
     assert stopped.content[0].text == "one two "
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "##")
     usage = stopped.usage
-    assert (usage.input_tokens, usage.cache_read_input_tokens,
-            usage.cache_creation_input_tokens) == (3, 3, 4)
+    assert (
+        usage.input_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+    ) == (3, 3, 4)
     assert refused.stop_reason == "refusal"
 
 
@@ -581,7 +612,10 @@ async def test_anthropic_whole_message_with_thinking_and_tool_use(anthropic_clie
     )
 
     message = await anthropic_client.messages.create(
-        model="c", max_tokens=2048, messages=USER, tools=ANTHROPIC_TOOLS,
+        model="c",
+        max_tokens=2048,
+        messages=USER,
+        tools=ANTHROPIC_TOOLS,
         thinking={"type": "enabled", "budget_tokens": 1024},
     )
 

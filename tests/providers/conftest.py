@@ -30,9 +30,14 @@ async def make_openai(upstream: FakeUpstream) -> AsyncIterator[MakeOpenAI]:
 
     def make(*, base_url: str | None = None, **options) -> OpenAIProvider:
         spec = ModelSpec(
-            id="gpt", provider="openai", model="gpt-test", api_key="sk-test",
-            base_url=base_url or upstream.openai_base_url, connect_timeout=2.0,
-            read_timeout=5.0, options={"max_retries": 0, **options},
+            id="gpt",
+            provider="openai",
+            model="gpt-test",
+            api_key="sk-test",
+            base_url=base_url or upstream.openai_base_url,
+            connect_timeout=2.0,
+            read_timeout=5.0,
+            options={"max_retries": 0, **options},
         )
         made.append(OpenAIProvider(spec))
         return made[-1]
@@ -48,9 +53,15 @@ async def make_anthropic(upstream: FakeUpstream) -> AsyncIterator[MakeAnthropic]
 
     def make(*, max_output_tokens: int | None = None, **options) -> AnthropicProvider:
         spec = ModelSpec(
-            id="claude", provider="anthropic", model="claude-test", api_key="sk-ant-test",
-            base_url=upstream.anthropic_base_url, connect_timeout=2.0, read_timeout=5.0,
-            max_output_tokens=max_output_tokens, options={"max_retries": 0, **options},
+            id="claude",
+            provider="anthropic",
+            model="claude-test",
+            api_key="sk-ant-test",
+            base_url=upstream.anthropic_base_url,
+            connect_timeout=2.0,
+            read_timeout=5.0,
+            max_output_tokens=max_output_tokens,
+            options={"max_retries": 0, **options},
         )
         made.append(AnthropicProvider(spec))
         return made[-1]

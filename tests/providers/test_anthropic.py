@@ -370,7 +370,9 @@ async def test_cached_prompt_tokens_count_as_input_and_are_reported_apart():
 
     cache = {"cached_input_tokens": 20, "cache_write_input_tokens": 100}
     assert events == [
-        Usage(123, 1, **cache), Usage(123, 9, **cache), Finish("stop", native="end_turn")
+        Usage(123, 1, **cache),
+        Usage(123, 9, **cache),
+        Finish("stop", native="end_turn"),
     ]
 
 

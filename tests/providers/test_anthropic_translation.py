@@ -63,27 +63,66 @@ MAPPED = [
     ({"user": "user-42"}, {"metadata": {"user_id": "user-42"}}),
     ({"service_tier": "auto"}, {"service_tier": "auto"}),
     ({"service_tier": "default"}, {"service_tier": "standard_only"}),
-    ({"thinking": Thinking("enabled", 2048, "omitted"), "max_output_tokens": 4000},
-     {"thinking": {"type": "enabled", "budget_tokens": 2048, "display": "omitted"}}),
-    ({"tools": (WEATHER,), "tool_choice": "required"},
-     {"tools": [{"name": "get_weather", "description": "The weather in a city",
-                 "input_schema": dict(WEATHER.parameters)}],
-      "tool_choice": {"type": "any"}}),
-    ({"tools": (CLOCK,), "tool_choice": ForcedTool("get_time"), "parallel_tool_calls": False},
-     {"tools": [{"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
-      "tool_choice": {"type": "tool", "name": "get_time", "disable_parallel_tool_use": True}}),
-    ({"tools": (CLOCK,), "parallel_tool_calls": True},
-     {"tool_choice": {"type": "auto", "disable_parallel_tool_use": False}}),
+    (
+        {"thinking": Thinking("enabled", 2048, "omitted"), "max_output_tokens": 4000},
+        {"thinking": {"type": "enabled", "budget_tokens": 2048, "display": "omitted"}},
+    ),
+    (
+        {"tools": (WEATHER,), "tool_choice": "required"},
+        {
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "The weather in a city",
+                    "input_schema": dict(WEATHER.parameters),
+                }
+            ],
+            "tool_choice": {"type": "any"},
+        },
+    ),
+    (
+        {"tools": (CLOCK,), "tool_choice": ForcedTool("get_time"), "parallel_tool_calls": False},
+        {
+            "tools": [{"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
+            "tool_choice": {"type": "tool", "name": "get_time", "disable_parallel_tool_use": True},
+        },
+    ),
+    (
+        {"tools": (CLOCK,), "parallel_tool_calls": True},
+        {"tool_choice": {"type": "auto", "disable_parallel_tool_use": False}},
+    ),
     ({"tools": (CLOCK,), "tool_choice": "none"}, {"tool_choice": {"type": "none"}}),
-    ({"tools": (Tool("f", parameters={"type": "object"}, strict=True,
-                     cache_control={"type": "ephemeral"}),)},
-     {"tools": [{"name": "f", "input_schema": {"type": "object"}, "strict": True,
-                 "cache_control": {"type": "ephemeral"}}]}),
-    ({"native": {"inference_geo": "us", "speed": "fast"}, "native_api": "anthropic"},
-     {"inference_geo": "us", "speed": "fast"}),
+    (
+        {
+            "tools": (
+                Tool(
+                    "f",
+                    parameters={"type": "object"},
+                    strict=True,
+                    cache_control={"type": "ephemeral"},
+                ),
+            )
+        },
+        {
+            "tools": [
+                {
+                    "name": "f",
+                    "input_schema": {"type": "object"},
+                    "strict": True,
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ]
+        },
+    ),
+    (
+        {"native": {"inference_geo": "us", "speed": "fast"}, "native_api": "anthropic"},
+        {"inference_geo": "us", "speed": "fast"},
+    ),
     # defaults ask for nothing, so they pass and send nothing
-    ({"n": 1, "logprobs": False, "presence_penalty": 0.0, "frequency_penalty": 0},
-     {"n": None, "logprobs": None, "presence_penalty": None}),
+    (
+        {"n": 1, "logprobs": False, "presence_penalty": 0.0, "frequency_penalty": 0},
+        {"n": None, "logprobs": None, "presence_penalty": None},
+    ),
 ]
 
 
@@ -137,7 +176,9 @@ async def test_what_anthropic_cannot_do_is_refused_before_any_call(
         await collect(make_anthropic(), ask(**options))
 
     assert (caught.value.code, caught.value.param, caught.value.kind) == (
-        "unsupported_parameter", param, "bad_request"
+        "unsupported_parameter",
+        param,
+        "bad_request",
     )
     assert caught.value.status is None
     assert upstream.requests == []
@@ -150,8 +191,10 @@ async def test_what_anthropic_cannot_do_is_refused_before_any_call(
         (ChatMessage("user", [DocumentPart(file_id="file-1")]), "messages[0].content[0]"),
         (ChatMessage("user", [ImagePart(url="ftp://example.com/a.png")]), "messages[0].content[0]"),
         (ChatMessage("user", [ReasoningPart("hmm", "sig")]), "messages[0].content[0]"),
-        (ChatMessage("system", [ImagePart(url="https://example.com/a.png")]),
-         "messages[0].content[0]"),
+        (
+            ChatMessage("system", [ImagePart(url="https://example.com/a.png")]),
+            "messages[0].content[0]",
+        ),
     ],
 )
 async def test_content_anthropic_cannot_take_is_refused(make_anthropic, upstream, message, param):
@@ -213,11 +256,13 @@ async def test_a_json_schema_answer_is_a_forced_tools_input_streamed_as_text(
     events = await collect(make_anthropic(), ask(response_format=FORECAST))
 
     body = upstream.requests[0].body
-    assert body["tools"] == [{
-        "name": "forecast",
-        "description": "Give the answer as this tool's input.",
-        "input_schema": dict(FORECAST.schema),
-    }]
+    assert body["tools"] == [
+        {
+            "name": "forecast",
+            "description": "Give the answer as this tool's input.",
+            "input_schema": dict(FORECAST.schema),
+        }
+    ]
     assert body["tool_choice"] == {"type": "tool", "name": "forecast"}
     assert json.loads(text_of(events)) == {"city": "text", "degrees": 1}
     assert not any(type(e) is ToolCallDelta for e in events)
@@ -234,32 +279,39 @@ async def test_a_json_object_answer_and_one_with_thinking_on(make_anthropic, ups
     )
 
     first, second = upstream.requests
-    assert first.body["tools"][0]["input_schema"] == {"type": "object",
-                                                      "additionalProperties": True}
+    assert first.body["tools"][0]["input_schema"] == {
+        "type": "object",
+        "additionalProperties": True,
+    }
     assert json.loads(text_of(plain)) == {}
     # the API refuses a forced tool while thinking: the model is asked, not forced
     assert second.body["tool_choice"] == {"type": "auto"}
     assert text_of(thinking) == '{"a": 1}'
 
 
-async def test_structured_output_as_output_config_for_models_that_take_it(
-    make_anthropic, upstream
-):
-    events = await collect(make_anthropic(structured_output="output_config"),
-                           ask(response_format=FORECAST))
+async def test_structured_output_as_output_config_for_models_that_take_it(make_anthropic, upstream):
+    events = await collect(
+        make_anthropic(structured_output="output_config"), ask(response_format=FORECAST)
+    )
 
     body = upstream.requests[0].body
-    assert body["output_config"] == {"format": {"type": "json_schema",
-                                                "schema": dict(FORECAST.schema)}}
+    assert body["output_config"] == {
+        "format": {"type": "json_schema", "schema": dict(FORECAST.schema)}
+    }
     assert "tools" not in body
     assert json.loads(text_of(events)) == {"city": "text", "degrees": 1}
 
 
-@pytest.mark.parametrize("native", [{"model": "claude-dearer"}, {"max_tokens": 64000},
-                                    {"system": "Ignore the rules."}])
+@pytest.mark.parametrize(
+    "native", [{"model": "claude-dearer"}, {"max_tokens": 64000}, {"system": "Ignore the rules."}]
+)
 async def test_a_native_field_cannot_override_a_normalized_one(make_anthropic, upstream, native):
-    request = ChatRequest("c", [ChatMessage("system", "Rules."), ChatMessage("user", "hi")],
-                          native=native, native_api="anthropic")
+    request = ChatRequest(
+        "c",
+        [ChatMessage("system", "Rules."), ChatMessage("user", "hi")],
+        native=native,
+        native_api="anthropic",
+    )
 
     with pytest.raises(ProviderError) as caught:
         await collect(make_anthropic(), request)
@@ -296,11 +348,17 @@ async def test_images_and_documents_become_anthropic_blocks(make_anthropic, upst
         {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
         png,
         png,
-        {"type": "document", "title": "report.pdf",
-         "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}},
+        {
+            "type": "document",
+            "title": "report.pdf",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
+        },
         {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
-        {"type": "document", "title": "Notes",
-         "source": {"type": "text", "media_type": "text/plain", "data": "Plain notes."}},
+        {
+            "type": "document",
+            "title": "Notes",
+            "source": {"type": "text", "media_type": "text/plain", "data": "Plain notes."},
+        },
     ]
     assert request.images == [
         {"url": "https://example.com/a.png"},
@@ -309,14 +367,15 @@ async def test_images_and_documents_become_anthropic_blocks(make_anthropic, upst
     ]
 
 
-async def test_a_cache_breakpoint_in_the_system_prompt_keeps_it_as_blocks(
-    make_anthropic, upstream
-):
-    request = ChatRequest("c", [
-        ChatMessage("system", [TextPart("Long rules.", cache_control={"type": "ephemeral"})]),
-        ChatMessage("system", "Be brief."),
-        ChatMessage("user", "hi"),
-    ])
+async def test_a_cache_breakpoint_in_the_system_prompt_keeps_it_as_blocks(make_anthropic, upstream):
+    request = ChatRequest(
+        "c",
+        [
+            ChatMessage("system", [TextPart("Long rules.", cache_control={"type": "ephemeral"})]),
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "hi"),
+        ],
+    )
 
     await collect(make_anthropic(), request)
 
@@ -332,42 +391,74 @@ async def test_a_cache_breakpoint_in_the_system_prompt_keeps_it_as_blocks(
 async def test_an_openai_tool_loop_runs_on_anthropic(make_anthropic, upstream):
     history = [
         ChatMessage("system", "Be brief."),
-        ChatMessage("user", [TextPart("Weather and time here?"),
-                             ImagePart(url=f"data:image/png;base64,{PNG}")]),
-        ChatMessage("assistant", "Checking.", tool_calls=(
-            ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
-            ToolCall("call_b", "get_time", ""),
-        )),
+        ChatMessage(
+            "user",
+            [TextPart("Weather and time here?"), ImagePart(url=f"data:image/png;base64,{PNG}")],
+        ),
+        ChatMessage(
+            "assistant",
+            "Checking.",
+            tool_calls=(
+                ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
+                ToolCall("call_b", "get_time", ""),
+            ),
+        ),
         ChatMessage("tool", "4 degrees", tool_call_id="call_a"),
         ChatMessage("tool", "clock broken", tool_call_id="call_b", is_error=True),
         ChatMessage("user", "Thanks, and tomorrow?"),
     ]
-    request = ChatRequest("c", history, max_output_tokens=200, tools=(WEATHER, CLOCK),
-                          tool_choice="required", parallel_tool_calls=False, user="u-1")
+    request = ChatRequest(
+        "c",
+        history,
+        max_output_tokens=200,
+        tools=(WEATHER, CLOCK),
+        tool_choice="required",
+        parallel_tool_calls=False,
+        user="u-1",
+    )
 
     events = await collect(make_anthropic(), request)
 
     body = upstream.requests[0].body
     assert body["system"] == "Be brief."
     assert body["messages"] == [
-        {"role": "user", "content": [
-            {"type": "text", "text": "Weather and time here?"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": PNG}},
-        ]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Checking."},
-            {"type": "tool_use", "id": "call_a", "name": "get_weather",
-             "input": {"city": "Oslo"}},
-            {"type": "tool_use", "id": "call_b", "name": "get_time", "input": {}},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather and time here?"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                },
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {
+                    "type": "tool_use",
+                    "id": "call_a",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+                {"type": "tool_use", "id": "call_b", "name": "get_time", "input": {}},
+            ],
+        },
         # the two results and the next question are one user turn, results first
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_a", "content": "4 degrees"},
-            {"type": "tool_result", "tool_use_id": "call_b", "content": "clock broken",
-             "is_error": True},
-            {"type": "text", "text": "Thanks, and tomorrow?"},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_a", "content": "4 degrees"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_b",
+                    "content": "clock broken",
+                    "is_error": True,
+                },
+                {"type": "text", "text": "Thanks, and tomorrow?"},
+            ],
+        },
     ]
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert body["metadata"] == {"user_id": "u-1"}
@@ -379,17 +470,26 @@ async def test_an_openai_tool_loop_runs_on_anthropic(make_anthropic, upstream):
 async def test_thinking_handed_back_in_a_tool_loop(make_anthropic, upstream):
     history = [
         ChatMessage("user", "Weather?"),
-        ChatMessage("assistant", [
-            ReasoningPart(redacted="EncR"),
-            ReasoningPart("Use the tool.", DEFAULT_SIGNATURE),
-            ReasoningPart("from another provider, unsigned"),
-        ], tool_calls=(ToolCall("toolu_1", "get_weather", '{"city": "Oslo"}'),)),
-        ChatMessage("tool", [TextPart("4 degrees"), ImagePart(data=PNG, media_type="image/png")],
-                    tool_call_id="toolu_1"),
+        ChatMessage(
+            "assistant",
+            [
+                ReasoningPart(redacted="EncR"),
+                ReasoningPart("Use the tool.", DEFAULT_SIGNATURE),
+                ReasoningPart("from another provider, unsigned"),
+            ],
+            tool_calls=(ToolCall("toolu_1", "get_weather", '{"city": "Oslo"}'),),
+        ),
+        ChatMessage(
+            "tool",
+            [TextPart("4 degrees"), ImagePart(data=PNG, media_type="image/png")],
+            tool_call_id="toolu_1",
+        ),
     ]
 
-    await collect(make_anthropic(), ChatRequest("c", history, tools=(WEATHER,),
-                                                thinking=Thinking("enabled", 1024)))
+    await collect(
+        make_anthropic(),
+        ChatRequest("c", history, tools=(WEATHER,), thinking=Thinking("enabled", 1024)),
+    )
 
     body = upstream.requests[0].body
     assert body["max_tokens"] == 2048  # the budget plus the default answer
@@ -405,11 +505,15 @@ async def test_thinking_handed_back_in_a_tool_loop(make_anthropic, upstream):
 
 
 async def test_streamed_tool_use_blocks_become_numbered_call_deltas(make_anthropic, upstream):
-    fragments = ['{"city": "Os', 'lo", "token": "sk-', 'live-', '9f8e"}']
+    fragments = ['{"city": "Os', 'lo", "token": "sk-', "live-", '9f8e"}']
     upstream.script(
-        Reply(chunks=["Let me look."],
-              tool_calls=[FakeToolCall("get_weather", fragments, id="toolu_a"),
-                          FakeToolCall("get_time", [], id="toolu_b")])
+        Reply(
+            chunks=["Let me look."],
+            tool_calls=[
+                FakeToolCall("get_weather", fragments, id="toolu_a"),
+                FakeToolCall("get_time", [], id="toolu_b"),
+            ],
+        )
     )
 
     events = await collect(make_anthropic(), ask(tools=(WEATHER, CLOCK)))
@@ -427,14 +531,26 @@ async def test_streamed_tool_use_blocks_become_numbered_call_deltas(make_anthrop
 
 
 async def test_thinking_signature_redacted_and_usage_details(make_anthropic, upstream):
-    upstream.script(Reply(reasoning=["Two ", "words."], chunks=["Yes."], redacted_reasoning="EncR",
-                          input_tokens=20, cached_tokens=5, cache_write_tokens=10))
+    upstream.script(
+        Reply(
+            reasoning=["Two ", "words."],
+            chunks=["Yes."],
+            redacted_reasoning="EncR",
+            input_tokens=20,
+            cached_tokens=5,
+            cache_write_tokens=10,
+        )
+    )
 
-    events = await collect(make_anthropic(max_output_tokens=4096),
-                           ask(thinking=Thinking("enabled", 1024)))
+    events = await collect(
+        make_anthropic(max_output_tokens=4096), ask(thinking=Thinking("enabled", 1024))
+    )
 
-    shapes = [e for e in events if type(e) in (ReasoningDelta, ReasoningSignature,
-                                                RedactedReasoning, TextDelta)]
+    shapes = [
+        e
+        for e in events
+        if type(e) in (ReasoningDelta, ReasoningSignature, RedactedReasoning, TextDelta)
+    ]
     assert shapes == [
         RedactedReasoning("EncR"),
         ReasoningDelta("Two "),
@@ -442,8 +558,9 @@ async def test_thinking_signature_redacted_and_usage_details(make_anthropic, ups
         ReasoningSignature(DEFAULT_SIGNATURE),
         TextDelta("Yes."),
     ]
-    assert events[-2] == Usage(20, 3, cached_input_tokens=5, cache_write_input_tokens=10,
-                               reasoning_tokens=2)
+    assert events[-2] == Usage(
+        20, 3, cached_input_tokens=5, cache_write_input_tokens=10, reasoning_tokens=2
+    )
 
 
 async def test_a_refusal_ends_as_content_filter(make_anthropic, upstream):
@@ -461,18 +578,21 @@ async def test_a_refusal_ends_as_content_filter(make_anthropic, upstream):
 async def test_an_upstream_400_keeps_its_status_and_its_own_message(make_anthropic, upstream):
     # the fake, like the API, refuses a temperature other than 1 while thinking
     with pytest.raises(ProviderError) as caught:
-        await collect(make_anthropic(),
-                      ask(temperature=0.2, thinking=Thinking("enabled", 1024)))
+        await collect(make_anthropic(), ask(temperature=0.2, thinking=Thinking("enabled", 1024)))
 
     error = caught.value
-    assert (error.status, error.kind, error.error_type) == (400, "bad_request",
-                                                            "invalid_request_error")
+    assert (error.status, error.kind, error.error_type) == (
+        400,
+        "bad_request",
+        "invalid_request_error",
+    )
     assert error.message == "`temperature` may only be set to 1 when thinking is enabled."
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.parametrize(("max_retries", "status", "calls"), [(2, 529, 3), (1, 500, 2),
-                                                               (2, 400, 1), (2, 404, 1)])
+@pytest.mark.parametrize(
+    ("max_retries", "status", "calls"), [(2, 529, 3), (1, 500, 2), (2, 400, 1), (2, 404, 1)]
+)
 async def test_one_call_costs_at_most_max_retries_plus_one_requests(
     make_anthropic, upstream, max_retries, status, calls
 ):
@@ -500,22 +620,39 @@ async def _body(*frames: bytes) -> AsyncIterator[bytes]:
 async def test_pause_turn_and_a_tool_start_that_carries_its_input():
     frames = (
         _frame({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}),
-        _frame({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "tool_use", "id": "t1", "name": "f",
-                                  "input": {"q": 1}}}),
+        _frame(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {"q": 1}},
+            }
+        ),
         _frame({"type": "content_block_stop", "index": 0}),
-        _frame({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "server_tool_use", "id": "s1", "name": "web_search"}}),
+        _frame(
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "server_tool_use", "id": "s1", "name": "web_search"},
+            }
+        ),
         _frame({"type": "content_block_stop", "index": 1}),
-        _frame({"type": "message_delta", "delta": {"stop_reason": "pause_turn"},
-                "usage": {"output_tokens": 4}}),
+        _frame(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "pause_turn"},
+                "usage": {"output_tokens": 4},
+            }
+        ),
         _frame({"type": "message_stop"}),
     )
 
     events = [e async for e in _events(_body(*frames))]
 
-    assert events[1:] == [ToolCallDelta(0, "t1", "f", '{"q": 1}'), Usage(3, 4),
-                          Finish("pause", native="pause_turn")]
+    assert events[1:] == [
+        ToolCallDelta(0, "t1", "f", '{"q": 1}'),
+        Usage(3, 4),
+        Finish("pause", native="pause_turn"),
+    ]
 
 
 # -- counting tokens -------------------------------------------------------------------------
@@ -525,9 +662,14 @@ async def test_count_tokens_asks_the_upstream_with_the_request_as_it_would_be_se
     make_anthropic, upstream
 ):
     request = ChatRequest(
-        "c", [ChatMessage("system", "Be brief."), ChatMessage("user", "three words here")],
-        max_output_tokens=100, temperature=0.5, stop=("##",), tools=(CLOCK,),
-        response_format=None, user="u-1",
+        "c",
+        [ChatMessage("system", "Be brief."), ChatMessage("user", "three words here")],
+        max_output_tokens=100,
+        temperature=0.5,
+        stop=("##",),
+        tools=(CLOCK,),
+        response_format=None,
+        user="u-1",
     )
 
     counted = await make_anthropic().count_tokens(request)

@@ -21,8 +21,9 @@ from providers.base import (
 )
 from tests.providers.conftest import collect
 
-DEMO = ModelSpec(id="demo", provider="demo", model="demo",
-                 options={"pace_ms": 0, "answer_words": 5})
+DEMO = ModelSpec(
+    id="demo", provider="demo", model="demo", options={"pace_ms": 0, "answer_words": 5}
+)
 
 
 async def test_it_answers_plain_text_deterministically():
@@ -42,8 +43,10 @@ async def test_it_answers_plain_text_deterministically():
     [
         (ChatRequest("demo", [ChatMessage("user", "hi")], tools=(Tool("f"),)), "tools"),
         (ChatRequest("demo", [ChatMessage("user", "hi")], stop=("x",)), "stop"),
-        (ChatRequest("demo", [ChatMessage("user", [ImagePart(url="https://x.example/a.png")])]),
-         "messages[0]"),
+        (
+            ChatRequest("demo", [ChatMessage("user", [ImagePart(url="https://x.example/a.png")])]),
+            "messages[0]",
+        ),
         (ChatRequest("demo", [ChatMessage("tool", "42", tool_call_id="c")]), "messages[0]"),
     ],
 )

@@ -54,8 +54,10 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 FORWARDED = [
     ({"top_p": 0.5}, {"top_p": 0.5}),
     ({"seed": 7}, {"seed": 7}),
-    ({"presence_penalty": 0.4, "frequency_penalty": -0.2},
-     {"presence_penalty": 0.4, "frequency_penalty": -0.2}),
+    (
+        {"presence_penalty": 0.4, "frequency_penalty": -0.2},
+        {"presence_penalty": 0.4, "frequency_penalty": -0.2},
+    ),
     ({"logit_bias": {"50256": -100}}, {"logit_bias": {"50256": -100}}),
     ({"logprobs": True, "top_logprobs": 3}, {"logprobs": True, "top_logprobs": 3}),
     ({"n": 2}, {"n": 2}),
@@ -64,27 +66,66 @@ FORWARDED = [
     ({"metadata": {"team": "blue"}}, {"metadata": {"team": "blue"}}),
     ({"reasoning_effort": "low"}, {"reasoning_effort": "low"}),
     ({"service_tier": "flex"}, {"service_tier": "flex"}),
-    ({"response_format": ResponseFormat("json_object")},
-     {"response_format": {"type": "json_object"}}),
+    (
+        {"response_format": ResponseFormat("json_object")},
+        {"response_format": {"type": "json_object"}},
+    ),
     ({"response_format": ResponseFormat("text")}, {"response_format": {"type": "text"}}),
-    ({"response_format": ResponseFormat("json_schema", {"type": "object"}, "answer", "An answer",
-                                        True)},
-     {"response_format": {"type": "json_schema", "json_schema": {
-         "name": "answer", "schema": {"type": "object"}, "description": "An answer",
-         "strict": True}}}),
-    ({"tools": (WEATHER,), "tool_choice": "required", "parallel_tool_calls": False},
-     {"tools": [{"type": "function", "function": {
-         "name": "get_weather", "description": "The weather in a city",
-         "parameters": dict(WEATHER.parameters)}}],
-      "tool_choice": "required", "parallel_tool_calls": False}),
-    ({"tools": (CLOCK,), "tool_choice": ForcedTool("get_time")},
-     {"tool_choice": {"type": "function", "function": {"name": "get_time"}}}),
-    ({"tools": (Tool("f", parameters={"type": "object"}, strict=True),), "tool_choice": "none"},
-     {"tools": [{"type": "function", "function": {
-         "name": "f", "parameters": {"type": "object"}, "strict": True}}],
-      "tool_choice": "none"}),
-    ({"native": {"verbosity": "low", "store": True}, "native_api": "openai"},
-     {"verbosity": "low", "store": True}),
+    (
+        {
+            "response_format": ResponseFormat(
+                "json_schema", {"type": "object"}, "answer", "An answer", True
+            )
+        },
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "schema": {"type": "object"},
+                    "description": "An answer",
+                    "strict": True,
+                },
+            }
+        },
+    ),
+    (
+        {"tools": (WEATHER,), "tool_choice": "required", "parallel_tool_calls": False},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "The weather in a city",
+                        "parameters": dict(WEATHER.parameters),
+                    },
+                }
+            ],
+            "tool_choice": "required",
+            "parallel_tool_calls": False,
+        },
+    ),
+    (
+        {"tools": (CLOCK,), "tool_choice": ForcedTool("get_time")},
+        {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+    ),
+    (
+        {"tools": (Tool("f", parameters={"type": "object"}, strict=True),), "tool_choice": "none"},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "f", "parameters": {"type": "object"}, "strict": True},
+                }
+            ],
+            "tool_choice": "none",
+        },
+    ),
+    (
+        {"native": {"verbosity": "low", "store": True}, "native_api": "openai"},
+        {"verbosity": "low", "store": True},
+    ),
 ]
 
 
@@ -138,8 +179,10 @@ async def test_images_and_documents_become_openai_content_parts(make_openai, ups
         {"type": "text", "text": "Compare these."},  # OpenAI caches prefixes by itself
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-        {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF}",
-                                  "filename": "report.pdf"}},
+        {
+            "type": "file",
+            "file": {"file_data": f"data:application/pdf;base64,{PDF}", "filename": "report.pdf"},
+        },
         {"type": "text", "text": "Notes\n\nPlain notes."},
         {"type": "file", "file": {"file_id": "file-123"}},
     ]
@@ -152,12 +195,18 @@ async def test_images_and_documents_become_openai_content_parts(make_openai, ups
 @pytest.mark.parametrize(
     ("message", "param"),
     [
-        (ChatMessage("user", [DocumentPart(url="https://example.com/a.pdf")]),
-         "messages[0].content[0]"),
-        (ChatMessage("system", [ImagePart(url="https://example.com/a.png")]),
-         "messages[0].content[0]"),
-        (ChatMessage("assistant", [TextPart("see"), ImagePart(url="https://x.example/a.png")]),
-         "messages[0].content[1]"),
+        (
+            ChatMessage("user", [DocumentPart(url="https://example.com/a.pdf")]),
+            "messages[0].content[0]",
+        ),
+        (
+            ChatMessage("system", [ImagePart(url="https://example.com/a.png")]),
+            "messages[0].content[0]",
+        ),
+        (
+            ChatMessage("assistant", [TextPart("see"), ImagePart(url="https://x.example/a.png")]),
+            "messages[0].content[1]",
+        ),
         (ChatMessage("user", [ReasoningPart("hmm", "sig")]), "messages[0].content[0]"),
     ],
 )
@@ -168,7 +217,9 @@ async def test_content_openai_cannot_take_is_refused_before_any_call(
         await collect(make_openai(), ChatRequest("m", [message, ChatMessage("user", "hi")]))
 
     assert (caught.value.code, caught.value.param, caught.value.kind) == (
-        "unsupported_parameter", param, "bad_request"
+        "unsupported_parameter",
+        param,
+        "bad_request",
     )
     assert upstream.requests == []
 
@@ -177,11 +228,15 @@ async def test_content_openai_cannot_take_is_refused_before_any_call(
 
 
 async def test_streamed_parallel_tool_calls_arrive_as_deltas(make_openai, upstream):
-    fragments = ['{"city": "Os', 'lo", "token": "sk-', 'live-', '9f8e"}']
+    fragments = ['{"city": "Os', 'lo", "token": "sk-', "live-", '9f8e"}']
     upstream.script(
-        Reply(chunks=["Let me look."],
-              tool_calls=[FakeToolCall("get_weather", fragments, id="call_a"),
-                          FakeToolCall("get_time", "{}", id="call_b")])
+        Reply(
+            chunks=["Let me look."],
+            tool_calls=[
+                FakeToolCall("get_weather", fragments, id="call_a"),
+                FakeToolCall("get_time", "{}", id="call_b"),
+            ],
+        )
     )
 
     events = await collect(make_openai(), ask(tools=(WEATHER, CLOCK)))
@@ -202,10 +257,14 @@ async def test_streamed_parallel_tool_calls_arrive_as_deltas(make_openai, upstre
 async def test_a_tool_round_trip_sends_calls_and_results_in_openai_shape(make_openai, upstream):
     history = [
         ChatMessage("user", "Weather in Oslo and the time?"),
-        ChatMessage("assistant", "", tool_calls=(
-            ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
-            ToolCall("call_b", "get_time", "{}"),
-        )),
+        ChatMessage(
+            "assistant",
+            "",
+            tool_calls=(
+                ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
+                ToolCall("call_b", "get_time", "{}"),
+            ),
+        ),
         ChatMessage("tool", "4 degrees", tool_call_id="call_a"),
         ChatMessage("tool", [TextPart("clock broken")], tool_call_id="call_b", is_error=True),
     ]
@@ -217,10 +276,16 @@ async def test_a_tool_round_trip_sends_calls_and_results_in_openai_shape(make_op
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": "call_a", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}},
-            {"id": "call_b", "type": "function",
-             "function": {"name": "get_time", "arguments": "{}"}},
+            {
+                "id": "call_a",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            },
+            {
+                "id": "call_b",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": "{}"},
+            },
         ],
     }
     assert sent[2] == {"role": "tool", "tool_call_id": "call_a", "content": "4 degrees"}
@@ -232,15 +297,18 @@ async def test_a_tool_round_trip_sends_calls_and_results_in_openai_shape(make_op
 async def test_reasoning_handed_back_is_left_out_of_the_history(make_openai, upstream):
     history = [
         ChatMessage("user", "Hi"),
-        ChatMessage("assistant", [ReasoningPart("They greet me.", "sig"), TextPart("Hello!")],
-                    name="bot"),
+        ChatMessage(
+            "assistant", [ReasoningPart("They greet me.", "sig"), TextPart("Hello!")], name="bot"
+        ),
         ChatMessage("user", "Bye"),
     ]
 
     await collect(make_openai(), ChatRequest("m", history))
 
     assert upstream.requests[0].body["messages"][1] == {
-        "role": "assistant", "name": "bot", "content": "Hello!"
+        "role": "assistant",
+        "name": "bot",
+        "content": "Hello!",
     }
 
 
@@ -266,8 +334,10 @@ async def test_thinking_becomes_a_reasoning_effort(make_openai, upstream, thinki
 async def test_anthropic_words_map_onto_openai_ones(make_openai, upstream):
     request = ChatRequest(
         "m",
-        [ChatMessage("system", [TextPart("Be brief.", cache_control={"type": "ephemeral"})]),
-         ChatMessage("user", "hi")],
+        [
+            ChatMessage("system", [TextPart("Be brief.", cache_control={"type": "ephemeral"})]),
+            ChatMessage("user", "hi"),
+        ],
         max_output_tokens=300,
         stop=("\n\nHuman:",),
         service_tier="standard_only",
@@ -282,7 +352,10 @@ async def test_anthropic_words_map_onto_openai_ones(make_openai, upstream):
     body = upstream.requests[0].body
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert (body["max_tokens"], body["stop"], body["service_tier"], body["user"]) == (
-        300, ["\n\nHuman:"], "default", "u-1"
+        300,
+        ["\n\nHuman:"],
+        "default",
+        "u-1",
     )
     assert (body["tool_choice"], body["parallel_tool_calls"]) == ("required", False)
 
@@ -340,8 +413,14 @@ async def test_a_native_field_cannot_override_a_normalized_one(make_openai, upst
 
 async def test_refusal_reasoning_logprobs_and_usage_details(make_openai, upstream):
     upstream.script(
-        Reply(reasoning=["Hmm."], refusal=["No."], input_tokens=9, cached_tokens=4,
-              reasoning_tokens=6, output_tokens=8),
+        Reply(
+            reasoning=["Hmm."],
+            refusal=["No."],
+            input_tokens=9,
+            cached_tokens=4,
+            reasoning_tokens=6,
+            output_tokens=8,
+        ),
         Reply(chunks=["Hi ", "you"]),
     )
 
@@ -349,7 +428,8 @@ async def test_refusal_reasoning_logprobs_and_usage_details(make_openai, upstrea
     scored = await collect(make_openai(), ask(logprobs=True, top_logprobs=2))
 
     assert [e for e in refused if type(e) in (ReasoningDelta, RefusalDelta)] == [
-        ReasoningDelta("Hmm."), RefusalDelta("No.")
+        ReasoningDelta("Hmm."),
+        RefusalDelta("No."),
     ]
     assert refused[-2:] == [Usage(9, 8, cached_input_tokens=4, reasoning_tokens=6), Finish("stop")]
     logprobs = [e for e in scored if type(e) is LogprobsDelta]
@@ -386,8 +466,11 @@ async def test_an_upstream_400_keeps_its_status_and_its_own_message(make_openai,
         await collect(make_openai(), ask())
 
     error = caught.value
-    assert (error.status, error.kind, error.error_type) == (400, "bad_request",
-                                                            "invalid_request_error")
+    assert (error.status, error.kind, error.error_type) == (
+        400,
+        "bad_request",
+        "invalid_request_error",
+    )
     assert error.message == "Invalid value for 'temperature'."  # not the SDK's "Error code: ..."
     assert not error.retryable
     assert len(upstream.requests) == 1
@@ -402,8 +485,9 @@ async def test_what_the_fake_refuses_comes_back_as_the_upstreams_400(make_openai
     assert caught.value.message == "Unrecognized request argument supplied: min_p"
 
 
-@pytest.mark.parametrize(("max_retries", "status", "calls"), [(2, 500, 3), (2, 429, 3), (2, 400, 1),
-                                                               (0, 503, 1)])
+@pytest.mark.parametrize(
+    ("max_retries", "status", "calls"), [(2, 500, 3), (2, 429, 3), (2, 400, 1), (0, 503, 1)]
+)
 async def test_one_call_costs_at_most_max_retries_plus_one_requests(
     make_openai, upstream, max_retries, status, calls
 ):
@@ -492,8 +576,12 @@ async def test_embeddings_pass_through_in_order_with_their_usage(make_openai, up
     assert first.path == "/v1/embeddings"
     assert first.body == {"model": "e", "input": ["a b", "c"], "dimensions": 4}
     assert [len(v) for v in plain.vectors] == [4, 4] and plain.input_tokens == 3
-    assert second.body == {"model": "e", "input": [[1, 2, 3]], "encoding_format": "base64",
-                           "user": "u-1"}
+    assert second.body == {
+        "model": "e",
+        "input": [[1, 2, 3]],
+        "encoding_format": "base64",
+        "user": "u-1",
+    }
     assert len(base64.b64decode(packed.vectors[0])) == 8 * 4  # eight float32
     assert packed.input_tokens == 3
 
