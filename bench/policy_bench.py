@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.policy import PolicySet, PolicySpec, default_policies
 from gateway.policy.credentials import secrets_detector
-from gateway.policy.detectors import KeywordDetector, RegexDetector
+from gateway.policy.detectors import KeywordDetector
 from gateway.policy.injection import injection_detector
+from gateway.policy.patterns import RegexDetector
 from gateway.policy.pii import ENTITIES, pii_detector
 
 # fmt: off

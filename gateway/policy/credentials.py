@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 from gateway.policy.detectors import Shape, ShapeDetector, Tail, last_space
 from gateway.policy.triggers import Trigger
@@ -63,7 +64,7 @@ _CREDENTIAL_TAIL = re.compile(
 )
 
 
-def _credential_spans(text: str, m: re.Match[str]):
+def _credential_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
     sep = m.start()
     if _KEY_BEFORE.search(text, max(0, sep - 40), sep) is None:
         return

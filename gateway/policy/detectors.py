@@ -17,15 +17,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from gateway.policy.partial import join_tails, required_prefix, tail_sources
+from gateway.policy.partial import join_tails, tail_sources
 from gateway.policy.triggers import Trigger, Triggers
-
-# User patterns see the text in windows: a pattern that backtracks badly pays for at most
-# one window at a time, and a match is at most REGEX_MAX_MATCH characters long.
-REGEX_WINDOW = 8192
-REGEX_MAX_MATCH = 1024
-# A user pattern still being matched is withheld for at most this many characters.
-REGEX_HOLD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +298,7 @@ class ShapeDetector:
         self.lookbehind = max((s.back for s in shapes), default=0) + 16
         self._casefold = any(s.casefold for s in shapes)
         self._extra = extra_holdback
-        alike: dict[tuple, list[Tail]] = {}
+        alike: dict[tuple[bool, bool, bool, int], list[Tail]] = {}
         for shape in shapes:
             t = shape.tail
             if t is not None:
@@ -337,62 +330,6 @@ class ShapeDetector:
         low = lower_same_length(text) if self._casefold else None
         for tail in self._tails:
             h = tail.holdback(text, low)
-            hold = max(hold, h)
-        return hold
-
-
-class RegexDetector:
-    """An operator's own pattern(s), compiled once, scanned in bounded windows."""
-
-    lookbehind = 64
-
-    def __init__(self, patterns: Sequence[str], *, label: str = "regex") -> None:
-        self.label = label
-        self.patterns = [re.compile(p) for p in patterns]
-        # A literal every match starts with (`ACME-` in `\bACME-\d+`): absent, skip the scan.
-        self._literals = [required_prefix(p) for p in self.patterns]
-        self._tails: list[Tail | None] = []
-        for pattern in self.patterns:
-            try:
-                self._tails.append(Tail.derive(pattern, reach=REGEX_HOLD).prepare())
-            except ValueError:  # a back-reference: hold the last REGEX_HOLD characters
-                self._tails.append(None)
-        # The scan reads windows of the text (an `endpos`): anchors and look-aheads there
-        # may pass where they fail on the whole text, so they do not narrow the triggers.
-        self.triggers: Triggers | None = None
-        if None not in self._tails:
-            self.triggers = Triggers(
-                tuple(Trigger(p, ahead=False) for p in self.patterns)
-                + tuple(Trigger(t.tail, tail=True) for t in self._tails if t is not None)
-            )
-
-    def find(self, text: str, start: int = 0) -> list[Match]:
-        found: list[Match] = []
-        for pattern, literal in zip(self.patterns, self._literals, strict=True):
-            if literal and text.find(literal, start) < 0:
-                continue
-            found.extend(self._scan(pattern, text, start))
-        return resolve(found)
-
-    def _scan(self, pattern: re.Pattern[str], text: str, start: int) -> Iterable[Match]:
-        n = len(text)
-        pos = start
-        while pos < n:
-            stop = min(n, pos + REGEX_WINDOW)
-            limit = min(n, stop + REGEX_MAX_MATCH)
-            last = stop
-            for m in pattern.finditer(text, pos, limit):
-                if m.start() >= stop:
-                    break
-                if m.end() > m.start():
-                    yield Match(m.start(), m.end(), self.label)
-                    last = max(last, m.end())
-            pos = last
-
-    def holdback(self, text: str) -> int:
-        hold = 0
-        for tail in self._tails:
-            h = tail.holdback(text, None) if tail is not None else min(len(text), REGEX_HOLD)
             hold = max(hold, h)
         return hold
 
@@ -445,17 +382,22 @@ _END = ""
 _WORD = re.compile(r"\w+")
 
 
+_Trie = dict[str, "_Trie | bool"]
+
+
 def _trie_source(words: Sequence[str]) -> str:
-    root: dict = {}
+    root: _Trie = {}
     for word in words:
         node = root
         for ch in word:
-            node = node.setdefault(ch, {})
+            child = node.setdefault(ch, {})
+            assert isinstance(child, dict)
+            node = child
         node[_END] = True
     return "(?:" + _trie_node(root, first=True) + ")"
 
 
-def _trie_node(node: dict, *, first: bool = False) -> str:
+def _trie_node(node: _Trie, *, first: bool = False) -> str:
     alternatives = []
     for ch in sorted(k for k in node if k != _END):
         atom = r"\s+" if ch == " " else re.escape(ch)
@@ -463,7 +405,9 @@ def _trie_node(node: dict, *, first: bool = False) -> str:
             # The start boundary, tested after the first character so that the regex engine
             # can still skip ahead to the characters that begin some keyword.
             atom += r"(?<!\w\w)"
-        alternatives.append(atom + _trie_node(node[ch]))
+        child = node[ch]
+        assert isinstance(child, dict)
+        alternatives.append(atom + _trie_node(child))
     if not alternatives:
         return ""
     body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"

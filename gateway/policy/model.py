@@ -7,6 +7,7 @@ Every mistake is reported against the field that holds it, so a config loader ca
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.policy.partial import nested_unbounded_repeat
+from gateway.policy.patterns import PatternError, check_pattern
 
 Stage = Literal["pre", "during", "post"]
 Action = Literal["log", "alert", "block", "redact"]
@@ -70,17 +71,9 @@ def _error(message: str, **context: Any) -> PydanticCustomError:
 
 def _regex(value: str) -> str:
     try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise _error("not a valid regular expression: {reason}", reason=exc) from None
-    if compiled.search("") is not None:
-        raise _error("the pattern matches the empty string, so it would match everywhere")
-    if nested_unbounded_repeat(value):
-        raise _error(
-            "a repeat inside a repeat (like (a+)+) can backtrack without end; "
-            "rewrite it, or make the inner repeat possessive (a++)"
-        )
-    return value
+        return check_pattern(value)
+    except PatternError as exc:
+        raise _error("{reason}", reason=_Raw(str(exc))) from None
 
 
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -205,7 +198,8 @@ class PolicySpec(BaseModel):
                     kind=kind,
                 )
             return value
-        return _CHECKS.get(field, _unchecked)(value, info.data)
+        check = _CHECKS.get(field, _unchecked)
+        return check(value, info.data)
 
     @field_validator("webhooks")
     @classmethod
@@ -269,7 +263,7 @@ def _check_limit(value: int | None, data: dict[str, Any]) -> int | None:
     return value
 
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "patterns": _check_patterns,
     "keywords": _check_keywords,
     "entities": _check_entities,

@@ -129,9 +129,27 @@ def test_errors_name_the_field(fields, line):
     assert line in errors(**fields)
 
 
-def test_runaway_patterns_are_refused():
-    (line,) = errors(**base(kind="regex", pattern=r"(a+)+$"))
-    assert line.startswith("policies[2].pattern: a repeat inside a repeat")
+NOT_ON_RE2 = "not supported by RE2, the linear-time engine policy patterns run on"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "line"),
+    [
+        (r"(\w)\1", f"policies[2].pattern: {NOT_ON_RE2}: back-references"),
+        (r"foo(?!bar)", f"policies[2].pattern: {NOT_ON_RE2}: look-ahead and look-behind"),
+        (r"a++b", f"policies[2].pattern: {NOT_ON_RE2}: possessive repeats"),
+        (r"(?>ab|a)c", f"policies[2].pattern: {NOT_ON_RE2}: atomic groups"),
+        ("x{1001}", "policies[2].pattern: RE2 refuses it: invalid repetition size"),
+        ("a" * 1001, "policies[2].pattern: a pattern has at most 1000 characters"),
+        (
+            r".{900}y|.{900}z|(?i:[a-zé]{1000}x)",
+            "policies[2].pattern: the pattern is too large once compiled",
+        ),
+    ],
+)
+def test_patterns_that_cannot_run_in_linear_time_are_refused_with_the_reason(pattern, line):
+    (shown,) = errors(**base(kind="regex", pattern=pattern))
+    assert shown.startswith(line)
 
 
 @pytest.mark.parametrize(
