@@ -88,6 +88,7 @@ class Shape:
     hints     substrings of which one must occur for the pattern to be worth running
     anchored  every match begins with one of the hints: try the pattern only where they occur
     back      how far before the reported span the pattern may start to match
+    context   how far before a candidate `check` or `spans` read (context words)
     reach     the longest tail this shape ever withholds
     spaceless matches never contain whitespace, so a tail starts after the last space
     non_ascii matches contain only non-ASCII characters: skipped at once on ASCII text
@@ -105,6 +106,7 @@ class Shape:
         hints: Sequence[str] = (),
         anchored: bool = False,
         back: int = 0,
+        context: int = 0,
         reach: int = 64,
         spaceless: bool = False,
         casefold: bool = False,
@@ -119,6 +121,7 @@ class Shape:
         self.hints = tuple(hints)
         self.anchored = anchored and bool(hints)
         self.back = back
+        self.context = context
         self.spaceless = spaceless
         self.casefold = casefold
         self.non_ascii = non_ascii
@@ -152,6 +155,9 @@ class Shape:
             return
         label, spans, group = self.label, self.spans, self.group
         pos = max(0, start - self.back)
+        if spans is not None and not self.anchored:
+            self._spanned(text, subject, pattern, pos, start, out)
+            return
         if self.anchored:
             candidates = self._anchored(text, subject, pattern, pos)
         elif self.check is None:
@@ -179,6 +185,22 @@ class Shape:
                 pos = m.end() if m.end() > pos else pos + 1
             else:
                 pos = m.start() + 1
+
+    def _spanned(
+        self, text: str, subject: str, pattern: re.Pattern[str], pos: int, start: int,
+        out: list[Match],
+    ) -> None:  # fmt: skip
+        # As in _checked: a candidate that holds no match must not hide one that starts
+        # inside it, so the scan goes on from its next character.
+        assert self.spans is not None
+        spans, label, search = self.spans, self.label, pattern.search
+        while (m := search(subject, pos)) is not None:
+            last = -1
+            for s, e in spans(text, m):
+                if s >= start:
+                    out.append(Match(s, e, label))
+                last = max(last, e)
+            pos = last if last > m.start() else m.start() + 1
 
     def _anchored(
         self, text: str, subject: str, pattern: re.Pattern[str], pos: int
@@ -283,6 +305,44 @@ class Tail:
         return n - m.start() if m is not None else 0
 
 
+class Hold:
+    """A value still arriving after the words that make it one (`password is hun`): the
+    pattern ends in `(?P<hold>...)\\Z`, and what that group matched is withheld. Only the
+    value is ever a match, so the key words before it go to the client at once.
+
+    casefold: the pattern is lower-case and runs on the lowered text (as Shape's).
+    hints: substrings of which one must occur in the last `reach` characters."""
+
+    def __init__(
+        self,
+        pattern: str,
+        *,
+        casefold: bool = False,
+        hints: Sequence[str] = (),
+        reach: int = 320,
+    ) -> None:
+        self.pattern = re.compile(pattern)
+        self.casefold = casefold
+        self.hints = tuple(hints)
+        self.reach = reach
+
+    @cached_property
+    def ci(self) -> re.Pattern[str]:
+        return re.compile(self.pattern.pattern, re.IGNORECASE) if self.casefold else self.pattern
+
+    def holdback(self, text: str, low: str | None) -> int:
+        if self.casefold and low is not None:
+            subject, pattern = low, self.pattern
+        else:
+            subject, pattern = text, self.ci
+        n = len(subject)
+        lo = n - self.reach if n > self.reach else 0
+        if self.hints and not any(subject.find(h, lo) >= 0 for h in self.hints):
+            return 0
+        m = pattern.search(subject, lo)
+        return n - m.start("hold") if m is not None else 0
+
+
 class ShapeDetector:
     """A detector made of shapes: pii, secrets, prompt injection."""
 
@@ -290,13 +350,16 @@ class ShapeDetector:
         self,
         shapes: Sequence[Shape],
         *,
+        holds: Sequence[Hold] = (),
         extra_holdback: Callable[[str], int] | None = None,
         extra_triggers: Sequence[Trigger] | None = None,
     ):
-        """extra_triggers: the regexes without a match of which extra_holdback is 0."""
+        """holds: values withheld by their key words (see Hold); extra_triggers: the
+        regexes without a match of which extra_holdback is 0."""
         self.shapes = tuple(shapes)
-        self.lookbehind = max((s.back for s in shapes), default=0) + 16
-        self._casefold = any(s.casefold for s in shapes)
+        self.holds = tuple(holds)
+        self.lookbehind = max((max(s.back, s.context) for s in shapes), default=0) + 16
+        self._casefold = any(s.casefold for s in shapes) or any(h.casefold for h in holds)
         self._extra = extra_holdback
         alike: dict[tuple[bool, bool, bool, int], list[Tail]] = {}
         for shape in shapes:
@@ -314,6 +377,8 @@ class ShapeDetector:
             (lowered if shape.casefold else raw).append(Trigger(shape.pattern))
         for tail in self._tails:
             (lowered if tail.casefold else raw).append(Trigger(tail.tail, tail=True))
+        for hold in self.holds:
+            (lowered if hold.casefold else raw).append(Trigger(hold.pattern, tail=True))
         self.triggers: Triggers | None = None
         if extra_holdback is None or extra_triggers is not None:
             self.triggers = Triggers(tuple(raw) + tuple(extra_triggers or ()), tuple(lowered))
@@ -330,6 +395,9 @@ class ShapeDetector:
         low = lower_same_length(text) if self._casefold else None
         for tail in self._tails:
             h = tail.holdback(text, low)
+            hold = max(hold, h)
+        for value in self.holds:
+            h = value.holdback(text, low)
             hold = max(hold, h)
         return hold
 

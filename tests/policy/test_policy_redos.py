@@ -57,6 +57,7 @@ def test_a_catastrophic_backtracking_pattern_runs_in_linear_time(name):
         [sys.executable, "-c", _CHILD, json.dumps([ATTACKS[name], PROMPTS])],
         capture_output=True,
         text=True,
+        check=False,
         timeout=120,  # a watchdog, not a measurement: the old engine never got here
     )
     assert child.returncode == 0, child.stderr

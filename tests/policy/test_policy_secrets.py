@@ -28,12 +28,12 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\nabcdef==\n-----END RS
         ("openai_key", "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_0-9"),
         ("openai_key", "sk-" + "a1B2c3D4e5" * 5),
         ("anthropic_key", "sk-ant-api03-" + "Zx9_Yw8-Vu7Ts6Rq5Po4" * 2),
-        ("aws_access_key", "AKIAIOSFODNN7EXAMPLE"),
+        ("aws_access_key", "AKIAZ3MHQ7RV4XKTB2WD"),
         ("aws_access_key", "ASIAY34FZKBOKMUTVV7A"),
         ("github_token", "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2),
-        ("github_token", "github_pat_11ABCDEFG0" + "x" * 60),
-        ("slack_token", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
-        ("slack_token", "xapp-1-A0123456789-1234567890123-abcdef"),
+        ("github_token", "github_pat_11AQZK7TY0" + "m4Rb9Xw2Lp" * 6),
+        ("slack_token", "xoxb-293847561029-4839201746352-Zq8YkP3mW7xR2tLb9VcN4hJs"),
+        ("slack_token", "xapp-1-A0K39D82HZQ-4729104638291-f3a9c7e1b2"),
         ("jwt", JWT),
         ("private_key", PEM),
     ],
@@ -56,6 +56,10 @@ def test_an_unterminated_private_key_runs_to_the_end():
         "eyJhbGciOi.eyJzdWIiOiIx.abc is not a JWT",  # the header does not decode to JSON
         f"{b64({'typ': 'JWT'})}.{b64({'sub': '1'})}.sig is not either",  # no "alg"
         "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+        "AKIAIOSFODNN7EXAMPLE is the key AWS's documentation uses",
+        "sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx, sk-...",
+        "xoxb-your-bot-token-goes-here",
+        "sk-1234567890abcdefghijklmnop (a made-up key counts up)",
         "Xsk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",  # glued to a word
     ],
 )
