@@ -116,18 +116,25 @@ def _private_key_ok(text: str, start: int, end: int) -> bool:
 _T = "[A-Za-z0-9_-]"
 
 
+# Boundaries are ASCII: a key pasted into Japanese or Chinese prose touches letters that
+# `\\w` counts as word characters (`このキーsk-proj-...を無効に`).
 def _shapes() -> list[Shape]:
     return [
-        _key("anthropic_key", rf"(?<![\w-])sk-ant-{_T}{{20,400}}(?!{_T})", ("sk-ant-",), reach=512),
+        _key(
+            "anthropic_key",
+            rf"(?<![A-Za-z0-9_-])sk-ant-{_T}{{20,400}}(?!{_T})",
+            ("sk-ant-",),
+            reach=512,
+        ),
         _key(
             "openai_key",
-            rf"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?{_T}{{20,400}}(?!{_T})",
+            rf"(?<![A-Za-z0-9_-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?{_T}{{20,400}}(?!{_T})",
             ("sk-",),
             reach=512,
         ),
         _key(
             "stripe_key",
-            r"(?<![\w-])(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}|whsec_[A-Za-z0-9]{32,64})"
+            r"(?<![A-Za-z0-9_-])(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}|whsec_[A-Za-z0-9]{32,64})"
             r"(?![A-Za-z0-9])",
             ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
             reach=300,
@@ -139,20 +146,20 @@ def _shapes() -> list[Shape]:
         ),
         _key(
             "github_token",
-            r"(?<![\w-])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])"
-            r"|(?<![\w-])github_pat_[A-Za-z0-9_]{22,251}(?![A-Za-z0-9_])",
+            r"(?<![A-Za-z0-9_-])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])"
+            r"|(?<![A-Za-z0-9_-])github_pat_[A-Za-z0-9_]{22,251}(?![A-Za-z0-9_])",
             ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
             reach=300,
         ),
         _key(
             "gitlab_token",
-            r"(?<![\w-])gl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])",
+            r"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])",
             ("glpat-", "gldt-", "glrt-", "glptt-", "glcbt-"),
             reach=96,
         ),
         _key(
             "slack_token",
-            r"(?<![\w-])x(?:ox[abposr]|app-[0-9])-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"
+            r"(?<![A-Za-z0-9_-])x(?:ox[abposr]|app-[0-9])-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"
             r"|hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}"
             r"/[A-Za-z0-9]{16,48}(?![A-Za-z0-9])",
             ("xox", "xapp-", "hooks.slack.com/"),
@@ -160,42 +167,42 @@ def _shapes() -> list[Shape]:
         ),
         _key(
             "google_api_key",
-            r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"
-            r"|(?<![\w-])GOCSPX-[0-9A-Za-z_-]{28}(?![\w-])"
-            r"|(?<![\w.-])ya29\.[0-9A-Za-z_-]{20,400}(?![\w-])",
+            r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"
+            r"|(?<![A-Za-z0-9_-])GOCSPX-[0-9A-Za-z_-]{28}(?![A-Za-z0-9_-])"
+            r"|(?<![A-Za-z0-9_.-])ya29\.[0-9A-Za-z_-]{20,400}(?![A-Za-z0-9_-])",
             ("AIza", "GOCSPX-", "ya29."),
             reach=420,
         ),
-        _key("npm_token", r"(?<![\w-])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])", ("npm_",)),
+        _key("npm_token", r"(?<![A-Za-z0-9_-])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])", ("npm_",)),
         _key(
             "pypi_token",
-            r"(?<![\w-])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,300}(?![A-Za-z0-9_-])",
+            r"(?<![A-Za-z0-9_-])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,300}(?![A-Za-z0-9_-])",
             ("pypi-AgEI",),
             reach=320,
         ),
-        _key("huggingface_token", r"(?<![\w-])hf_[A-Za-z]{34}(?![A-Za-z0-9])", ("hf_",)),
+        _key("huggingface_token", r"(?<![A-Za-z0-9_-])hf_[A-Za-z]{34}(?![A-Za-z0-9])", ("hf_",)),
         _key(
             "sendgrid_key",
-            r"(?<![\w.-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![\w-])",
+            r"(?<![A-Za-z0-9_.-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])",
             ("SG.",),
             reach=80,
         ),
         _key("twilio_key", r"(?<![A-Za-z0-9])SK[0-9a-f]{32}(?![A-Za-z0-9])", ("SK",)),
         _key(
             "shopify_token",
-            r"(?<![\w-])shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}(?![A-Za-z0-9])",
+            r"(?<![A-Za-z0-9_-])shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}(?![A-Za-z0-9])",
             ("shpat_", "shpca_", "shppa_", "shpss_"),
         ),
         _key(
             "digitalocean_token",
-            r"(?<![\w-])do[opr]_v1_[a-f0-9]{64}(?![A-Za-z0-9])",
+            r"(?<![A-Za-z0-9_-])do[opr]_v1_[a-f0-9]{64}(?![A-Za-z0-9])",
             ("dop_v1_", "doo_v1_", "dor_v1_"),
             reach=80,
         ),
-        _key("mailgun_key", r"(?<![\w-])key-[0-9a-f]{32}(?![A-Za-z0-9])", ("key-",)),
+        _key("mailgun_key", r"(?<![A-Za-z0-9_-])key-[0-9a-f]{32}(?![A-Za-z0-9])", ("key-",)),
         Shape(
             "jwt",
-            rf"(?<![\w-])eyJ{_T}{{5,8000}}\.{_T}{{5,16000}}\.{_T}{{0,2000}}(?!{_T})",
+            rf"(?<![A-Za-z0-9_-])eyJ{_T}{{5,8000}}\.{_T}{{5,16000}}\.{_T}{{0,2000}}(?!{_T})",
             check=_jwt_ok,
             hints=("eyJ",),
             anchored=True,

@@ -32,7 +32,7 @@ _LOCAL = r"(?:[\w.+'\-]|%[0-9A-Fa-f]{2}){0,63}"
 _EMAIL = (
     r"[^\W_](?<![0-9A-Za-z\u00c0-\u024f_.+'%\-][^\W_])" + _LOCAL + r"(?<![.'+\-])(?:@|%40)"
     r"(?:[^\W_][\w\-]{0,62}\.){1,8}(?:xn--[a-z0-9\-]{1,59}|[^\W\d_]{2,63})"
-    r"(?![\w\-]|:[\w~/])"
+    r"(?![\w\-]|\.[^\W_]|:[\w~/])"
 )
 # Extensions of files more often named than top-level domains that share them.
 _FILE_EXTENSIONS = frozenset(

@@ -59,6 +59,8 @@ _STRONG_WORDS = frozenset(
         "暗証番号",
     ]
 )
+# Words a key may end with, glued to another (PGPASSWORD, dbpasswd, adminpwd).
+_GLUED_STRONG = ("password", "passwd", "passwort", "passphrase", "pwd")
 _KEY_QUALIFIERS = frozenset(
     [
         "api",
@@ -145,7 +147,7 @@ def key_strength(key: str) -> str | None:
     words = [w.lower() for w in words]
     last = words[-1].rstrip("0123456789") or (words[-2] if len(words) > 1 else "")
     before = words[-2] if len(words) > 1 else ""
-    if last in _STRONG_WORDS and not (last == "pass" and len(words) == 1 and before):
+    if last in _STRONG_WORDS or any(last.endswith(w) for w in _GLUED_STRONG):
         return "strong"
     if last in ("secret", "credentials", "credential") or last in _JOINED_KEYS:
         return "weak"
@@ -162,7 +164,7 @@ def shannon_entropy(value: str) -> float:
 
 
 _REFERENCE = re.compile(
-    r"[(\[{]|\benviron\b|getenv|process\.env|\$\w|\$\{|%\w+%|^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$"
+    r"^[\w.]+[(\[]|\benviron\b|getenv|process\.env|^\$|^%\w+%$|^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$"
     r"|^(?:vault|secret|secrets|ssm|arn|env|file|keyvault)[:/]"
 )
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_]*[A-Za-z0-9_]*")
@@ -191,7 +193,7 @@ def value_ok(
     """Whether `value`, said to be a secret of `strength`, is a real one."""
     if len(value) < minimum or len(set(value)) < 3:
         return False
-    if is_placeholder(value, random=strength == "weak") or _PATH.match(value):
+    if is_placeholder(value, random=strength == "weak") or _is_path(value, strength):
         return False
     if _REFERENCE.search(value) and not quoted:
         return False
@@ -203,6 +205,23 @@ def value_ok(
     if strength == "weak":
         return shannon_entropy(value) >= ENTROPY_BITS and not value.isalpha()
     return True
+
+
+def _is_path(value: str, strength: str) -> bool:
+    """A file or URL (`/run/secrets/db`, `./key.pem`, `https://vault/...`). A random key may
+    start with `/` too (base64); a path's parts are words, a key's mix cases and digits."""
+    if not _PATH.match(value):
+        return False
+    if strength != "weak" or ":" in value:
+        return True
+    parts = [p for p in value.split("/") if len(p) > 2]
+    return not parts or not all(_mixed(p) for p in parts)
+
+
+def _mixed(part: str) -> bool:
+    classes = (any(c.islower() for c in part), any(c.isupper() for c in part),
+               any(c.isdigit() for c in part))  # fmt: skip
+    return sum(classes) >= 2 and not part.replace("_", "").replace("-", "").isalpha()
 
 
 def _has_digit(value: str) -> bool:
@@ -247,8 +266,8 @@ def _assignment_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
     e = s + len(value)
     before = text[max(0, sep - 1) : sep]
     after = text[m.end() : m.end() + 1]
-    code = (before == " " and after == " " and text[sep] == "=") or k.group(0)[:1] in "\"'"
-    if text[k.start() - 1 : k.start()] in "\"'" and not quoted:
+    code = before == " " and after == " " and text[sep] == "="
+    if k.start() > 0 and text[k.start() - 1] in ('"', "'") and not quoted:
         code = True  # a quoted key with a bare value: JSON or a dict, so a variable
     if value_ok(value, strength=strength, quoted=quoted, code=code):
         yield s, e
@@ -330,21 +349,22 @@ def _pair_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 # --- Prose ---------------------------------------------------------------------------------
 
+# Latin words start at a word boundary; Japanese ones follow any character (no spaces).
 _PROSE_KEY = (
-    r"(?:password|passwort|kennwort|passphrase|mot de passe|contraseña|contrasena|clave"
-    r"|wachtwoord|senha|palavra-passe|パスワード|暗証番号)"
+    r"(?:(?<![^\W_])(?:password|passwort|kennwort|passphrase|mot de passe|contraseña"
+    r"|contrasena|clave|wachtwoord|senha|palavra-passe)|パスワード|暗証番号)"
 )
 _FOR = (
     r"(?:[ \t]+(?:for|of|to|für|zum|pour|du|de|del|di|voor|van|do|da)[ \t]+"
     r"(?:(?:the|das|den|der|die|le|la|el|il|lo|het|o|a)[ \t]+)?[^\s:：]{1,30})?"
 )
 _COPULA = (
-    r"(?:[ \t]+(?:is|was|lautet|ist|est|es|era|è|é|e|blijft)[ \t]*[:：]?[ \t]*|[ \t]*は[ \t]*"
+    r"(?:[ \t]+(?:is|was|lautet|ist|est|es|era|è|é|e|blijft)(?![^\W_])[ \t]*[:：]?[ \t]*"
+    r"|[ \t]*は[ \t]*"
     r"|[ \t]*[:：][ \t]*)"
 )
 _PROSE = (
-    r"(?<![^\W_])"
-    + _PROSE_KEY
+    _PROSE_KEY
     + _FOR
     + _COPULA
     + r"(?:(?P<q>[\"'`“„«「])(?P<quoted>[^\"'`”“»」\n]{1,100})|(?P<value>[^\s\"'`”“»」]{1,100}))"
@@ -459,7 +479,8 @@ def password_holds() -> list[Hold]:
         ),
         Hold(_CLI.replace(_FLAG_VALUE, "") + r"(?P<hold>[\"']?[^\s\"']{0,200})\Z", hints=("-",)),
         Hold(
-            r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@\"'<>]{1,64}:(?P<hold>[^\s@/\"'<>]{0,128})\Z",
+            # Until the host's first character arrives, `@` may still end a password.
+            r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@\"'<>]{1,64}:(?P<hold>[^\s@/\"'<>]{0,128}@?)\Z",
             hints=("://",),
         ),
         Hold(
@@ -475,7 +496,7 @@ def password_holds() -> list[Hold]:
             hints=("(",),
         ),
         Hold(
-            r"(?<![^\W_])" + _PROSE_KEY + _FOR + _COPULA + _HOLD_VALUE,
+            _PROSE_KEY + _FOR + _COPULA + _HOLD_VALUE,
             casefold=True,
             hints=(
                 "passw",

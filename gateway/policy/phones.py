@@ -16,7 +16,8 @@ the area or mobile prefix and the number plan of its country. Rules and why:
 - After a word that names another kind of number (part number, SKU, order, IBAN, ISO 6709
   coordinates...), a run is not a phone, valid or not: "P/N 0117-496-0938" is a part.
 - Shapes that are something else are refused first: dates (`2024-01-15`, `15.01.2024`),
-  coordinates (`+40.7128-074.0060`), dotted quads, decimals and thousands (`1.234.567`).
+  coordinates (`+40.7128-074.0060`), dotted quads, decimals and thousands (`1.234.567`),
+  and the 3-2-4 grouping of a US SSN (`123-45-6789`), which no national plan prints.
 - The left boundary is ASCII: a `+` or digit right after Japanese or Chinese text starts a
   number (`電話+81 3-1234-5678`), after a Latin letter, `#`, `$`, `.` or `/` it does not.
 """
@@ -29,11 +30,11 @@ from functools import lru_cache
 
 import phonenumbers
 
-from gateway.policy.context import PHONE
+from gateway.policy.context import PHONE, SSN
 from gateway.policy.detectors import Shape
 
 DEFAULT_REGIONS: tuple[str, ...] = (
-    "US", "CA", "GB", "IE", "DE", "AT", "CH", "FR", "BE", "LU", "ES", "IT", "NL", "PT", "BR",
+    "US", "CA", "GB", "IE", "DE", "AT", "CH", "FR", "BE", "ES", "IT", "NL", "PT", "BR",
     "MX", "JP", "AU", "IN",
 )  # fmt: skip
 # Region codes libphonenumber knows: what `regions` may name.
@@ -45,7 +46,8 @@ _SEP = r"[ \u00a0./()\-]"
 # then skips quickly to the few characters that can start a run).
 _INTL = r"\+(?<![0-9A-Za-z_+]\+)\(?[0-9](?:" + _SEP + r"{0,3}[0-9]){5,17}(?![0-9])"
 _NATIONAL = (
-    r"[(0-9](?<![0-9A-Za-z_+.,/#$€£¥%(\-][(0-9])(?:(?<=\()[0-9]|(?<=[0-9]))"
+    r"[(0-9](?<![0-9A-Za-z_+./#$€£¥%(\-][(0-9])(?<![0-9][ \u00a0./\-)][(0-9])"
+    r"(?:(?<=\()[0-9]|(?<=[0-9]))"
     r"(?:" + _SEP + r"{0,3}[0-9]){5,17}(?![0-9])"
 )
 _DIGIT = re.compile(r"[0-9]")
@@ -56,6 +58,7 @@ _STARTS_OTHER = re.compile(
     r"\d{4}([-./])\d{1,2}\1\d{1,2}(?!\d)|\d{1,2}([-./])\d{1,2}\2\d{4}(?!\d)"
     r"|\d{1,3}\.\d{2,}[-+]\d{1,3}\.\d{2,}"
 )
+_SSN_SHAPE = re.compile(r"\d{3}([- ])\d{2}\1\d{4}")  # printed like a US SSN: 3-2-4
 _IS_OTHER = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d{1,3}(?:\.\d{3})+|\d+\.\d{4,}")
 
 
@@ -69,7 +72,7 @@ def _national_prefix_needed(region: str) -> str:
     if example is None:
         return ""
     shown = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return prefix if shown.startswith(prefix) else ""
+    return prefix if shown.lstrip("(").startswith(prefix) else ""
 
 
 @lru_cache(maxsize=512)
@@ -114,8 +117,10 @@ class PhoneRule:
         # group, the longest run of whole groups that is a valid number.
         start, end = m.span()
         cue = PHONE.nearest(text, start)
-        if cue is False:
+        if cue is False or _STARTS_OTHER.match(text, start + (text[start] in "+(")):
             return
+        if SSN.nearest(text, start) is True:
+            return  # "social security number 785 68 9430": the SSN detector's
         groups = [g.span() for g in _GROUP.finditer(text, start, end)]
         for j in range(len(groups), 0, -1):
             stop = groups[j - 1][1]
@@ -128,7 +133,7 @@ class PhoneRule:
         if value.startswith("(") and ")" not in value:
             return False
         bare = value.lstrip("(+")
-        if _STARTS_OTHER.match(bare) or _IS_OTHER.fullmatch(bare):
+        if _STARTS_OTHER.match(bare) or _IS_OTHER.fullmatch(bare) or _SSN_SHAPE.fullmatch(bare):
             return False
         international = value.startswith(("+", "00"))
         if not international and cue is None and value.isdigit():

@@ -4,12 +4,13 @@ A regex proposes candidates; arithmetic and structure decide, then context (the 
 before a candidate, see context.py) settles what arithmetic cannot. Rules and why:
 
 - card: 13 to 19 digits, grouped as printed (4-4-4-4, 4-6-5, 4-6-4) with one kind of
-  separator, Luhn-valid, and with the issuer prefix and length of a real scheme (Visa,
+  separator, Luhn-valid, and with the issuer prefix and length of a scheme in use (Visa,
   Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro, Mir): one random number in
   ten passes Luhn, far fewer also pass the scheme table. After an order, tracking, invoice
   or IMEI word it is that number, not a card. A bare digit run right after another long
-  integer in a list (`..., 2880067194370816120, 4660046610375530309`) is a sequence of
-  numbers (Fibonacci, ids), not a card, unless a card word says otherwise.
+  integer in a list (`..., 2880067194370816120, 4660046610375530309`), or opening an array
+  (`[4660046610375530309, ...`), is a sequence of numbers (Fibonacci, ids), not a card,
+  unless a card word says otherwise: code and JSON write card numbers as strings.
 - iban: country code, the length the IBAN registry gives that country, and mod 97 == 1.
 - ssn: `123-45-6789` with the SSA's rules (no area 000, 666 or 9xx, no group 00, no serial
   0000), unless an order or ticket word names it; `123456789` and `123 45 6789` only after
@@ -46,7 +47,7 @@ def luhn_valid(digits: str) -> bool:
 
 # (lowest prefix, highest prefix, lengths): the schemes' published issuer ranges.
 _SCHEMES: tuple[tuple[int, int, frozenset[int]], ...] = (
-    (4, 4, frozenset({13, 16, 19})),  # Visa
+    (4, 4, frozenset({16, 19})),  # Visa (13-digit numbers are no longer issued)
     (51, 55, frozenset({16})),  # Mastercard
     (2221, 2720, frozenset({16})),  # Mastercard 2-series
     (34, 34, frozenset({15})),  # American Express
@@ -108,15 +109,17 @@ def _groups(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 _GROUP = re.compile(r"[0-9A-Z]+")
-_LIST_BEFORE = re.compile(r"(?<![\w.])([0-9]{6,})[ \t]*[,;][ \t]*\Z")
+_LIST_BEFORE = re.compile(r"(?:(?<![\w.])([0-9]{6,})[ \t]*[,;]|\[)[ \t]*\Z")
 
 
 def _in_number_list(text: str, start: int) -> bool:
-    """The bare number at `start` follows another long integer in a list."""
+    """The bare number at `start` opens an array or follows another long integer in a list."""
     m = _LIST_BEFORE.search(text, max(0, start - 48), start)
     if m is None:
         return False
     before = m.group(1)
+    if before is None:
+        return True  # `[4052739537881, ...`: numbers in code are data, cards are strings
     return not (13 <= len(before) <= 19 and luhn_valid(before) and card_scheme_ok(before))
 
 
@@ -168,7 +171,7 @@ def _iban_spans(text: str, m: re.Match[str]) -> Iterable[tuple[int, int]]:
         compact += text[s:e]
         ends.append((len(compact), e))
     for length, end in reversed(ends):
-        if end < len(text) and text[end].isalnum():
+        if end < len(text) and text[end].isascii() and text[end].isalnum():
             continue  # the candidate stopped inside a longer word
         if iban_valid(compact[:length]):
             yield groups[0][0], end
@@ -192,7 +195,8 @@ def _ssn_plain_ok(text: str, start: int, end: int) -> bool:
     return _ssn_rules(value.replace(" ", "")) and SSN.nearest(text, start) is True
 
 
-_VERSION_OPERATOR = re.compile(r"(?:[=<>~!]=|[@^~])\s*\Z")
+# pip and npm pins (`==1.2.3.4`, `@1.2.3.4`), and user agents' `Product/1.2.3.4`.
+_VERSION_OPERATOR = re.compile(r"(?:[=<>~!]=|[@^~]|[A-Za-z]/)\s*\Z")
 
 
 def _ip_context_ok(text: str, start: int) -> bool:
@@ -232,10 +236,11 @@ _CARD = r"[0-9](?<![0-9][0-9])(?:[ -]?[0-9]){12,}"
 _IBAN = r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}"
 _SSN = r"[0-9](?<![\w-][0-9])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![0-9]|-[0-9])"
 _SSN_PLAIN = r"[0-9](?<![\w-][0-9])[0-9]{2} ?[0-9]{2} ?[0-9]{4}(?![0-9]|[ -][0-9])"
-_IPV4 = r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])"
+# Boundaries are ASCII: an address in Japanese prose touches letters `\w` counts.
+_IPV4 = r"[0-9](?<![A-Za-z0-9_.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])"
 _IPV6 = (
-    r"[0-9A-Fa-f:](?<![\w:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){1,7}"
-    r"(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?![\w:]|\.[0-9])"
+    r"[0-9A-Fa-f:](?<![A-Za-z0-9_:.][0-9A-Fa-f:])[0-9A-Fa-f]{0,3}(?::[0-9A-Fa-f]{0,4}){1,7}"
+    r"(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?![A-Za-z0-9_:]|\.[0-9])"
 )
 
 
