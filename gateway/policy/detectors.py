@@ -86,6 +86,8 @@ class Shape:
     spans     (text, match) -> spans, when one candidate may hold several matches (cards)
     group     the group whose span is reported (`password=` is context, the value is not)
     hints     substrings of which one must occur for the pattern to be worth running
+    requires  more such substrings, tested first (one find each; for anchored shapes, whose
+              hints are where matches start, a cheap test that rules most texts out)
     anchored  every match begins with one of the hints: try the pattern only where they occur
     back      how far before the reported span the pattern may start to match
     context   how far before a candidate `check` or `spans` read (context words)
@@ -104,6 +106,7 @@ class Shape:
         spans: Spans | None = None,
         group: int | str = 0,
         hints: Sequence[str] = (),
+        requires: Sequence[str] = (),
         anchored: bool = False,
         back: int = 0,
         context: int = 0,
@@ -119,6 +122,7 @@ class Shape:
         self.spans = spans
         self.group = group
         self.hints = tuple(hints)
+        self.requires = tuple(requires)
         self.anchored = anchored and bool(hints)
         self.back = back
         self.context = context
@@ -148,7 +152,10 @@ class Shape:
             subject, pattern = low, self.pattern
         else:
             subject, pattern = text, self.ci
-        hinted = self.hints and not self.anchored and (low is not None or not self.casefold)
+        exact = low is not None or not self.casefold  # substring tests are exact on `subject`
+        if exact and self.requires and not has_any(subject, self.requires):
+            return
+        hinted = self.hints and not self.anchored and exact
         if hinted and not has_any(subject, self.hints):
             return
         if self.non_ascii and subject.isascii():
@@ -205,16 +212,21 @@ class Shape:
     def _anchored(
         self, text: str, subject: str, pattern: re.Pattern[str], pos: int
     ) -> Iterator[re.Match[str]]:
-        """Leftmost-first matches, tried only where an anchor occurs (str.find is fast)."""
+        """Leftmost-first matches, tried only where an anchor occurs (str.find is fast).
+
+        With `spans`, a candidate may hold no match (the spans say so later): candidates may
+        then overlap, so that one never hides another, wherever the scan starts."""
         places = sorted({i for a in self.hints for i in _occurrences(subject, a, pos)})
         check, group, free = self.check, self.group, pos
+        overlap = self.spans is not None
         for i in places:
             if i < free:
                 continue
             m = pattern.match(subject, i)
             if m is None or (check is not None and not check(text, *m.span(group))):
                 continue
-            free = m.end()
+            if not overlap:
+                free = m.end()
             yield m
 
 

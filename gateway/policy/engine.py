@@ -24,6 +24,7 @@ from gateway.policy.injection import injection_detector
 from gateway.policy.limits import LengthLimit, ModelAllowlist, estimate_tokens
 from gateway.policy.model import PolicySpec, Stage
 from gateway.policy.patterns import RegexDetector
+from gateway.policy.phones import DEFAULT_REGIONS
 from gateway.policy.pii import pii_detector
 from gateway.policy.stream import StreamGuard, quiet_test
 
@@ -51,7 +52,7 @@ def compile_policy(
     elif spec.kind == "keywords":
         key = ("keywords", spec.keywords, spec.label)
     elif spec.kind == "pii":
-        key = ("pii", spec.entities)
+        key = ("pii", spec.entities, spec.regions)
     else:
         key = (spec.kind,)
     if key not in cache:
@@ -66,7 +67,7 @@ def _build_detector(spec: PolicySpec, key: DetectorKey) -> Detector:
     if spec.kind == "keywords":
         return KeywordDetector(spec.keywords, label=spec.label or "keyword")
     if spec.kind == "pii":
-        return pii_detector(spec.entities or ())
+        return pii_detector(spec.entities or (), regions=spec.regions or DEFAULT_REGIONS)
     if spec.kind == "secrets":
         return secrets_detector()
     return injection_detector()

@@ -228,33 +228,70 @@ def _has_digit(value: str) -> bool:
     return any(ch.isdigit() for ch in value)
 
 
-# --- Assignment: found from the separator (rare in prose), the key read before it ---------
+# --- Assignment: found from a key word and the separator after it; the whole key is read
+# back from there (DB_PASSWORD, "client_secret", apiKey) and judged by its last word ------
 
+# Words a key ends with (lower-case: the pattern runs on the lowered text).
+_KEY_WORDS = (
+    r"(?:password|passwd|pwd|passphrase|passwort|kennwort|wachtwoord|senha|contraseña"
+    r"|contrasena|clave|mdp|pass|passcode|mot de passe|palavra[- ]passe|パスワード|暗証番号"
+    r"|secret|token|key|credentials?)[0-9]{0,3}"
+)
+
+# Where a key word starts: every assignment match begins with one of these.
+_KEY_HINTS = (
+    "pass", "pwd", "kennwort", "wachtwoord", "senha", "contrase", "clave", "mdp", "mot de passe",
+    "palavra", "パスワード", "暗証番号", "secret", "token", "key", "credential",
+)  # fmt: skip
+_PROSE_HINTS = (
+    "password", "passwort", "kennwort", "passphrase", "mot de passe", "contraseña", "contrasena",
+    "clave", "wachtwoord", "senha", "palavra-passe", "パスワード", "暗証番号",
+)  # fmt: skip
 _VALUE = r"[^\s\"'`,;<>]"
 _SEP = r"(?:=>|:=|[:=：])"
 # The value sits in a look-ahead so that the match is the separator alone and the scan
 # goes on from the next character: a long value never swallows the next `password=`.
 _QUOTED = r"(?:\"(?P<d>[^\"\n]{1,200})\"|'(?P<s>[^'\n]{1,200})'|`(?P<b>[^`\n]{1,200})`)"
-_ASSIGNMENT = rf"{_SEP}(?=[ \t]{{0,3}}(?:{_QUOTED}|(?P<value>{_VALUE}{{1,200}})))"
+_ASSIGNMENT = (
+    _KEY_WORDS
+    + rf"s?[\"'`]?[ \t]{{0,3}}(?P<sep>{_SEP})[ \t]{{0,3}}(?:{_QUOTED}|(?P<value>{_VALUE}{{1,200}}))"
+)
 
 
 def _quoted_group(m: re.Match[str]) -> str | None:
     return next((g for g in ("d", "s", "b") if m.group(g) is not None), None)
 
 
-_KEY_BEFORE = re.compile(
-    r"(?:^|(?<=[\s{(,;\"'`\[]))(?P<key>(?:mot de passe|palavra[- ]passe|[\w.\-]{1,60}))"
-    r"[\"'`]?[ \t]{0,3}\Z",
-    re.IGNORECASE,
-)
+_KEY_CHARS = frozenset("_.-")
+_KEY_OPENERS = frozenset(" \t\n\r{(,;\"'`[")
+
+
+def key_before(text: str, sep: int) -> tuple[str, int] | None:
+    """The key that ends just before the separator at `sep` (quotes and spaces skipped),
+    and where it starts; None when what precedes is not a key."""
+    i = sep
+    while i > 0 and sep - i < 3 and text[i - 1] in " \t":
+        i -= 1
+    if i > 0 and text[i - 1] in "\"'`":
+        i -= 1
+    end = i
+    tail = text[max(0, end - 14) : end].lower()
+    for phrase in _PHRASE_KEYS:
+        if tail.endswith(phrase):
+            return text[end - len(phrase) : end], end - len(phrase)
+    while i > 0 and end - i < 60 and (text[i - 1].isalnum() or text[i - 1] in _KEY_CHARS):
+        i -= 1
+    if i == end or (i > 0 and text[i - 1] not in _KEY_OPENERS):
+        return None
+    return text[i:end], i
 
 
 def _assignment_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
-    sep = m.start()
-    k = _KEY_BEFORE.search(text, max(0, sep - 64), sep)
-    if k is None:
+    sep = m.start("sep")
+    found = key_before(text, sep)
+    if found is None:
         return
-    key = k.group("key")
+    key, key_start = found
     strength = key_strength(key)
     if strength is None:
         return
@@ -262,12 +299,13 @@ def _assignment_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
     quoted = quote is not None
     group = quote or "value"
     s, e = m.span(group)
-    value = m.group(group) if quoted else trim_value(m.group(group))
+    raw = text[s:e]  # the match ran on the lowered text: the value is read from the original
+    value = raw if quoted else trim_value(raw)
     e = s + len(value)
     before = text[max(0, sep - 1) : sep]
-    after = text[m.end() : m.end() + 1]
+    after = text[m.end("sep") : m.end("sep") + 1]
     code = before == " " and after == " " and text[sep] == "="
-    if k.start() > 0 and text[k.start() - 1] in ('"', "'") and not quoted:
+    if key_start > 0 and text[key_start - 1] in ('"', "'") and not quoted:
         code = True  # a quoted key with a bare value: JSON or a dict, so a variable
     if value_ok(value, strength=strength, quoted=quoted, code=code):
         yield s, e
@@ -277,20 +315,30 @@ def _assignment_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 _CMD_END = r"[^\n|;&]{0,160}?"
 _FLAG_VALUE = r"(?P<q>[\"']?)(?P<value>[^\s\"']{1,200})"
+
+
+def _word(word: str) -> str:
+    """`word` at a word start, the boundary tested after its first character (so that the
+    regex engine can skip ahead to the characters that begin some alternative)."""
+    first = re.escape(word[0])
+    return first + r"(?<![\w-]" + first + ")" + word[1:]
+
+
 _CLI = (
-    r"(?<![\w-])(?:"
-    r"--(?:db-|admin-|root-|user-|api-|auth-|access-|client-|bind-)?"
+    r"(?:" + _word("--") + r"(?:db-|admin-|root-|user-|api-|auth-|access-|client-|bind-)?"
     r"(?:password|passwd|pass|pwd|passphrase|secret|token|api-key|apikey|access-token"
     r"|auth-token|client-secret)(?:=|[ \t]+)"
-    rf"|redis-cli\b{_CMD_END}[ \t]-a[ \t]+"
-    r"|sshpass[ \t]+-p[ \t]*"
-    rf"|(?:mongo|mongosh)\b{_CMD_END}[ \t]-p[ \t]+"
-    rf"|ldap(?:search|modify|add|delete|whoami|passwd)\b{_CMD_END}[ \t]-w[ \t]+"
-    rf"|(?:docker|podman|buildah|helm|nerdctl)[ \t]+(?:registry[ \t]+)?login\b{_CMD_END}[ \t]-p[ \t]+"
-    rf"|zip\b{_CMD_END}[ \t]-P[ \t]*"
-    rf"|(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|7z|7za)\b{_CMD_END}[ \t]-p(?=[^\s-])"
-    rf"|curl\b{_CMD_END}[ \t](?:-u|--user)[ \t]+[\"']?[^\s:\"']{{1,64}}:"
-    rf"|smbclient\b{_CMD_END}[ \t]-U[ \t]+[^\s%]{{1,64}}%"
+    rf"|{_word('redis-cli')}\b{_CMD_END}[ \t]-a[ \t]+"
+    rf"|{_word('sshpass')}[ \t]+-p[ \t]*"
+    rf"|{_word('mongo')}(?:sh)?\b{_CMD_END}[ \t]-p[ \t]+"
+    rf"|{_word('ldap')}(?:search|modify|add|delete|whoami|passwd)\b{_CMD_END}[ \t]-w[ \t]+"
+    rf"|(?:{_word('docker')}|{_word('podman')}|{_word('buildah')}|{_word('helm')}|{_word('nerdctl')})"
+    rf"[ \t]+(?:registry[ \t]+)?login\b{_CMD_END}[ \t]-p[ \t]+"
+    rf"|{_word('zip')}\b{_CMD_END}[ \t]-P[ \t]*"
+    rf"|(?:{_word('mysql')}(?:dump|admin)?|{_word('mariadb')}(?:-dump)?|{_word('7z')}a?)\b"
+    rf"{_CMD_END}[ \t]-p(?=[^\s-])"
+    rf"|{_word('curl')}\b{_CMD_END}[ \t](?:-u|--user)[ \t]+[\"']?[^\s:\"']{{1,64}}:"
+    rf"|{_word('smbclient')}\b{_CMD_END}[ \t]-U[ \t]+[^\s%]{{1,64}}%"
     r")" + _FLAG_VALUE
 )
 
@@ -304,7 +352,7 @@ def _cli_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 # --- URL user info and HTTP Authorization ------------------------------------------------
 
-_URL = r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://(?P<user>[^\s:/@\"'<>]{1,64}):(?P<value>[^\s@/\"'<>]{1,128})@(?=[\w\[])"
+_URL = r"://(?P<user>[^\s:/@\"'<>]{1,64}):(?P<value>[^\s@/\"'<>]{1,128})@(?=[\w\[])"
 
 
 def _url_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
@@ -317,8 +365,8 @@ def _url_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 _AUTH = (
     r"authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:bearer|token|basic)[ \t]+"
-    r"(?P<value>[a-z0-9._~+/=\-]{8,2000})"
-    r"|(?<![\w-])bearer[ \t]+(?P<bare>[a-z0-9._~+/=\-]{16,2000})"
+    r"(?P<value>[a-z0-9._~+/=\-]{8,600})"
+    r"|b(?<![\w-]b)earer[ \t]+(?P<bare>[a-z0-9._~+/=\-]{16,600})"
 )
 
 
@@ -335,7 +383,7 @@ def _auth_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 # --- Pairs in code ---------------------------------------------------------------------
 
 _PAIR_HEAD = (
-    r"(?:(?<![\w.])auth[ \t]*=[ \t]*\(|basicauth\(|httpbasicauth\(|httpdigestauth\(|\.login\()"
+    r"(?:a(?<![\w.]a)uth[ \t]*=[ \t]*\(|basicauth\(|httpbasicauth\(|httpdigestauth\(|\.login\()"
     r"[ \t]*[\"'][^\"'\n]{1,64}[\"'][ \t]*,[ \t]*"
 )
 _PAIR = _PAIR_HEAD + r"(?:\"(?P<d>[^\"\n]{1,200})\"|'(?P<s>[^'\n]{1,200})')"
@@ -343,7 +391,7 @@ _PAIR = _PAIR_HEAD + r"(?:\"(?P<d>[^\"\n]{1,200})\"|'(?P<s>[^'\n]{1,200})')"
 
 def _pair_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
     group = _quoted_group(m) or "d"
-    if value_ok(m.group(group), strength="strong", quoted=True, minimum=4):
+    if value_ok(text[m.start(group) : m.end(group)], strength="strong", quoted=True, minimum=4):
         yield m.span(group)
 
 
@@ -392,10 +440,12 @@ def password_shapes() -> list[Shape]:
             "credential",
             _ASSIGNMENT,
             spans=_assignment_spans,
-            hints=(":", "=", "："),
+            casefold=True,
+            hints=_KEY_HINTS,
+            requires=(":", "=", "："),
             anchored=True,
-            back=8,
-            context=72,
+            back=40,
+            context=110,
             hold=False,
         ),
         Shape(
@@ -408,7 +458,11 @@ def password_shapes() -> list[Shape]:
                 "sshpass",
                 "mongo",
                 "ldap",
-                "login",
+                "docker",
+                "podman",
+                "buildah",
+                "helm",
+                "nerdctl",
                 "zip",
                 "mysql",
                 "mariadb",
@@ -416,16 +470,27 @@ def password_shapes() -> list[Shape]:
                 "curl",
                 "smbclient",
             ),
+            requires=(" -",),  # every form has a flag
+            anchored=True,
             back=260,
             hold=False,
         ),
-        Shape("credential", _URL, spans=_url_spans, hints=("://",), back=100, hold=False),
+        Shape(
+            "credential",
+            _URL,
+            spans=_url_spans,
+            hints=("://",),
+            anchored=True,
+            back=100,
+            hold=False,
+        ),
         Shape(
             "credential",
             _AUTH,
             spans=_auth_spans,
             casefold=True,
             hints=("bearer", "authorization"),
+            anchored=True,
             back=48,
             hold=False,
         ),
@@ -434,7 +499,8 @@ def password_shapes() -> list[Shape]:
             _PAIR,
             spans=_pair_spans,
             casefold=True,
-            hints=("(",),
+            hints=("auth", "basicauth(", "httpbasicauth(", "httpdigestauth(", ".login("),
+            anchored=True,
             back=100,
             hold=False,
         ),
@@ -443,29 +509,25 @@ def password_shapes() -> list[Shape]:
             _PROSE,
             spans=_prose_spans,
             casefold=True,
-            hints=(
+            hints=_PROSE_HINTS,
+            requires=(
                 "passw",
-                "kennwort",
-                "mot de passe",
+                "kennw",
+                "passe",
                 "contrase",
                 "clave",
-                "wachtwoord",
+                "wachtw",
                 "senha",
-                "palavra",
                 "パスワード",
                 "暗証番号",
             ),
+            anchored=True,
             back=100,
             hold=False,
         ),
     ]
 
 
-_HOLD_KEYS = (
-    r"(?:password|passwd|pwd|passphrase|passwort|kennwort|wachtwoord|senha|contraseña"
-    r"|contrasena|clave|mdp|pass|passcode|mot de passe|palavra[- ]passe|パスワード|暗証番号"
-    r"|secret|token|key|credentials?)[0-9]{0,3}"
-)
 _HOLD_VALUE = r"(?P<hold>[\"'`“„«「][^\"'`”“»」\n]{0,200}|[^\s\"'`,;<>]{0,200})\Z"
 
 
@@ -473,9 +535,9 @@ def password_holds() -> list[Hold]:
     """A value after each form's words, still arriving: withheld until it ends."""
     return [
         Hold(
-            _HOLD_KEYS + r"s?[\"'`]?[ \t]{0,3}" + _SEP + r"[ \t]{0,3}" + _HOLD_VALUE,
+            _KEY_WORDS + r"s?[\"'`]?[ \t]{0,3}" + _SEP + r"[ \t]{0,3}" + _HOLD_VALUE,
             casefold=True,
-            hints=(":", "=", "："),
+            hints=_KEY_HINTS,
         ),
         Hold(_CLI.replace(_FLAG_VALUE, "") + r"(?P<hold>[\"']?[^\s\"']{0,200})\Z", hints=("-",)),
         Hold(
@@ -485,15 +547,15 @@ def password_holds() -> list[Hold]:
         ),
         Hold(
             r"(?:authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:bearer|token|basic)|bearer)[ \t]+"
-            r"(?P<hold>[a-z0-9._~+/=\-]{0,2000})\Z",
+            r"(?P<hold>[a-z0-9._~+/=\-]{0,600})\Z",
             casefold=True,
-            hints=("bearer", "basic", "token"),
-            reach=2100,
+            hints=("bearer", "authorization"),
+            reach=700,
         ),
         Hold(
             _PAIR_HEAD + r"(?P<hold>[\"'][^\"'\n]{0,200})\Z",
             casefold=True,
-            hints=("(",),
+            hints=("auth", "login("),
         ),
         Hold(
             _PROSE_KEY + _FOR + _COPULA + _HOLD_VALUE,
