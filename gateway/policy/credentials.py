@@ -160,7 +160,7 @@ def _shapes() -> list[Shape]:
         _key(
             "slack_token",
             r"(?<![A-Za-z0-9_-])x(?:ox[abposr]|app-[0-9])-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9-])"
-            r"|hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}"
+            r"|(?<![A-Za-z0-9_.-])hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}"
             r"/[A-Za-z0-9]{16,48}(?![A-Za-z0-9])",
             ("xox", "xapp-", "hooks.slack.com/"),
             reach=300,

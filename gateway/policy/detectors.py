@@ -155,9 +155,8 @@ class Shape:
         exact = low is not None or not self.casefold  # substring tests are exact on `subject`
         if exact and self.requires and not has_any(subject, self.requires):
             return
-        hinted = self.hints and not self.anchored and exact
-        if hinted and not has_any(subject, self.hints):
-            return
+        if self.hints and exact and not has_any(subject, self.hints):
+            return  # for anchored shapes too: one `in` per hint before any list is built
         if self.non_ascii and subject.isascii():
             return
         label, spans, group = self.label, self.spans, self.group

@@ -279,7 +279,7 @@ def key_before(text: str, sep: int) -> tuple[str, int] | None:
     for phrase in _PHRASE_KEYS:
         if tail.endswith(phrase):
             return text[end - len(phrase) : end], end - len(phrase)
-    while i > 0 and end - i < 60 and (text[i - 1].isalnum() or text[i - 1] in _KEY_CHARS):
+    while i > 0 and end - i < 40 and (text[i - 1].isalnum() or text[i - 1] in _KEY_CHARS):
         i -= 1
     if i == end or (i > 0 and text[i - 1] not in _KEY_OPENERS):
         return None
@@ -313,7 +313,7 @@ def _assignment_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 # --- Command lines -------------------------------------------------------------------------
 
-_CMD_END = r"[^\n|;&]{0,160}?"
+_CMD_END = r"[^\n|;&]{0,64}?"
 _FLAG_VALUE = r"(?P<q>[\"']?)(?P<value>[^\s\"']{1,200})"
 
 
@@ -352,7 +352,7 @@ def _cli_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 # --- URL user info and HTTP Authorization ------------------------------------------------
 
-_URL = r"://(?P<user>[^\s:/@\"'<>]{1,64}):(?P<value>[^\s@/\"'<>]{1,128})@(?=[\w\[])"
+_URL = r"://(?P<user>[^\s:/@\"'<>]{1,48}):(?P<value>[^\s@/\"'<>]{1,128})@(?=[\w\[])"
 
 
 def _url_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
@@ -384,7 +384,7 @@ def _auth_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 _PAIR_HEAD = (
     r"(?:a(?<![\w.]a)uth[ \t]*=[ \t]*\(|basicauth\(|httpbasicauth\(|httpdigestauth\(|\.login\()"
-    r"[ \t]*[\"'][^\"'\n]{1,64}[\"'][ \t]*,[ \t]*"
+    r"[ \t]*[\"'][^\"'\n]{1,48}[\"'][ \t]*,[ \t]*"
 )
 _PAIR = _PAIR_HEAD + r"(?:\"(?P<d>[^\"\n]{1,200})\"|'(?P<s>[^'\n]{1,200})')"
 
@@ -445,7 +445,7 @@ def password_shapes() -> list[Shape]:
             requires=(":", "=", "："),
             anchored=True,
             back=40,
-            context=110,
+            context=84,
             hold=False,
         ),
         Shape(
@@ -472,7 +472,7 @@ def password_shapes() -> list[Shape]:
             ),
             requires=(" -",),  # every form has a flag
             anchored=True,
-            back=260,
+            back=100,
             hold=False,
         ),
         Shape(
@@ -481,7 +481,7 @@ def password_shapes() -> list[Shape]:
             spans=_url_spans,
             hints=("://",),
             anchored=True,
-            back=100,
+            back=64,
             hold=False,
         ),
         Shape(
@@ -501,7 +501,7 @@ def password_shapes() -> list[Shape]:
             casefold=True,
             hints=("auth", "basicauth(", "httpbasicauth(", "httpdigestauth(", ".login("),
             anchored=True,
-            back=100,
+            back=80,
             hold=False,
         ),
         Shape(
@@ -522,7 +522,7 @@ def password_shapes() -> list[Shape]:
                 "暗証番号",
             ),
             anchored=True,
-            back=100,
+            back=80,
             hold=False,
         ),
     ]
@@ -542,7 +542,7 @@ def password_holds() -> list[Hold]:
         Hold(_CLI.replace(_FLAG_VALUE, "") + r"(?P<hold>[\"']?[^\s\"']{0,200})\Z", hints=("-",)),
         Hold(
             # Until the host's first character arrives, `@` may still end a password.
-            r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/@\"'<>]{1,64}:(?P<hold>[^\s@/\"'<>]{0,128}@?)\Z",
+            r"://[^\s:/@\"'<>]{1,48}:(?P<hold>[^\s@/\"'<>]{0,128}@?)\Z",
             hints=("://",),
         ),
         Hold(
