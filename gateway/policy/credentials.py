@@ -71,15 +71,23 @@ def _key_ok(text: str, start: int, end: int) -> bool:
 
 
 def _key(
-    label: str, pattern: str, hints: tuple[str, ...], *, reach: int = 64, check: bool = True
+    label: str,
+    pattern: str,
+    hints: tuple[str, ...],
+    *,
+    reach: int = 64,
+    check: bool = True,
+    requires: tuple[str, ...] = (),
 ) -> Shape:
     # Each shape is worth running only where its prefix occurs (`hints`, a plain substring
-    # test), so its left boundary can come first, where the hold-back can see it.
+    # test), so its left boundary can come first, where the hold-back can see it. Shapes
+    # with several prefixes that share a character test that one first (`requires`).
     return Shape(
         label,
         pattern,
         check=_key_ok if check else None,
         hints=hints,
+        requires=requires,
         anchored=True,
         spaceless=True,
         reach=reach,
@@ -137,24 +145,28 @@ def _shapes() -> list[Shape]:
             r"(?<![A-Za-z0-9_-])(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}|whsec_[A-Za-z0-9]{32,64})"
             r"(?![A-Za-z0-9])",
             ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
+            requires=("_",),
             reach=300,
         ),
         _key(
             "aws_access_key",
             r"(?<![A-Za-z0-9])A(?:KIA|SIA|BIA|CCA)[A-Z2-7]{16}(?![A-Za-z0-9])",
             ("AKIA", "ASIA", "ABIA", "ACCA"),
+            requires=("A",),
         ),
         _key(
             "github_token",
             r"(?<![A-Za-z0-9_-])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])"
             r"|(?<![A-Za-z0-9_-])github_pat_[A-Za-z0-9_]{22,251}(?![A-Za-z0-9_])",
             ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+            requires=("_",),
             reach=300,
         ),
         _key(
             "gitlab_token",
             r"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])",
             ("glpat-", "gldt-", "glrt-", "glptt-", "glcbt-"),
+            requires=("gl",),
             reach=96,
         ),
         _key(
@@ -163,6 +175,7 @@ def _shapes() -> list[Shape]:
             r"|(?<![A-Za-z0-9_.-])hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{6,12}/[A-Z0-9]{6,14}"
             r"/[A-Za-z0-9]{16,48}(?![A-Za-z0-9])",
             ("xox", "xapp-", "hooks.slack.com/"),
+            requires=("x", "hooks."),
             reach=300,
         ),
         _key(
@@ -192,11 +205,13 @@ def _shapes() -> list[Shape]:
             "shopify_token",
             r"(?<![A-Za-z0-9_-])shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}(?![A-Za-z0-9])",
             ("shpat_", "shpca_", "shppa_", "shpss_"),
+            requires=("shp",),
         ),
         _key(
             "digitalocean_token",
             r"(?<![A-Za-z0-9_-])do[opr]_v1_[a-f0-9]{64}(?![A-Za-z0-9])",
             ("dop_v1_", "doo_v1_", "dor_v1_"),
+            requires=("_v1_",),
             reach=80,
         ),
         _key("mailgun_key", r"(?<![A-Za-z0-9_-])key-[0-9a-f]{32}(?![A-Za-z0-9])", ("key-",)),

@@ -155,8 +155,8 @@ class Shape:
         exact = low is not None or not self.casefold  # substring tests are exact on `subject`
         if exact and self.requires and not has_any(subject, self.requires):
             return
-        if self.hints and exact and not has_any(subject, self.hints):
-            return  # for anchored shapes too: one `in` per hint before any list is built
+        if self.hints and exact and not self.anchored and not has_any(subject, self.hints):
+            return
         if self.non_ascii and subject.isascii():
             return
         label, spans, group = self.label, self.spans, self.group
@@ -215,7 +215,11 @@ class Shape:
 
         With `spans`, a candidate may hold no match (the spans say so later): candidates may
         then overlap, so that one never hides another, wherever the scan starts."""
-        places = sorted({i for a in self.hints for i in _occurrences(subject, a, pos)})
+        places = [i for a in self.hints for i in _occurrences(subject, a, pos)]
+        if not places:
+            return
+        if len(places) > 1:
+            places = sorted(set(places))
         check, group, free = self.check, self.group, pos
         overlap = self.spans is not None
         for i in places:
