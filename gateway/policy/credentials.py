@@ -13,7 +13,12 @@ trufflehog, detect-secrets) key on, written here from the providers' own formats
 | slack_token | `xoxb- xoxp- xoxa- xoxr- xoxs- xoxo-`, `xapp-N-`; webhook URLs | prefix |
 | stripe_key | `sk_live_ sk_test_ rk_live_ rk_test_` + 10..; `whsec_` + 32.. | prefix |
 | google_api_key | `AIza` + exactly 35; OAuth `GOCSPX-` + 28, `ya29.` tokens | prefix + length |
-| npm_token, pypi_token, huggingface_token, sendgrid_key, twilio_key, shopify_token, digitalocean_token, mailgun_key | their prefixes (`npm_`, `pypi-AgEIcHlwaS5vcmc`, `hf_`, `SG.x.y`, `SK`+32 hex, `shpat_`..., `dop_v1_`..., `key-`+32 hex) | prefix + length/alphabet |
+| npm_token, pypi_token | `npm_` + 36, `pypi-AgEIcHlwaS5vcmc` + 50.. | prefix + length |
+| huggingface_token | `hf_` + 34 letters | prefix + length |
+| sendgrid_key, twilio_key | `SG.` + 22 `.` + 43, `SK` + 32 hex | prefix + alphabet |
+| mailgun_key | `key-` + 32 hex | prefix + alphabet |
+| shopify_token | `shpat_ shpca_ shppa_ shpss_` + 32 hex | prefix |
+| digitalocean_token | `dop_v1_ doo_v1_ dor_v1_` + 64 hex | prefix |
 | jwt | `eyJ` header `.` payload `.` signature, the header decoding to JSON with "alg" | structure |
 | private_key | a PEM `-----BEGIN ... PRIVATE KEY-----` block | structure |
 | credential | a value after password / secret / token words (passwords.py) | context |
@@ -126,7 +131,7 @@ _T = "[A-Za-z0-9_-]"
 
 # Boundaries are ASCII: a key pasted into Japanese or Chinese prose touches letters that
 # `\\w` counts as word characters (`このキーsk-proj-...を無効に`).
-def _shapes() -> list[Shape]:
+def _provider_keys() -> list[Shape]:  # long: a table, one entry per provider
     return [
         _key(
             "anthropic_key",
@@ -186,6 +191,11 @@ def _shapes() -> list[Shape]:
             ("AIza", "GOCSPX-", "ya29."),
             reach=420,
         ),
+    ]
+
+
+def _more_keys() -> list[Shape]:
+    return [
         _key("npm_token", r"(?<![A-Za-z0-9_-])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])", ("npm_",)),
         _key(
             "pypi_token",
@@ -215,6 +225,11 @@ def _shapes() -> list[Shape]:
             reach=80,
         ),
         _key("mailgun_key", r"(?<![A-Za-z0-9_-])key-[0-9a-f]{32}(?![A-Za-z0-9])", ("key-",)),
+    ]
+
+
+def _structures() -> list[Shape]:
+    return [
         Shape(
             "jwt",
             rf"(?<![A-Za-z0-9_-])eyJ{_T}{{5,8000}}\.{_T}{{5,16000}}\.{_T}{{0,2000}}(?!{_T})",
@@ -245,7 +260,7 @@ _PEM_TRIGGERS = (
 
 def secrets_detector() -> ShapeDetector:
     return ShapeDetector(
-        _shapes() + password_shapes(),
+        _provider_keys() + _more_keys() + _structures() + password_shapes(),
         holds=password_holds(),
         extra_holdback=_private_key_holdback,
         extra_triggers=_PEM_TRIGGERS,

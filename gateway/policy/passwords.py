@@ -435,6 +435,11 @@ def _prose_spans(text: str, m: re.Match[str]) -> Iterator[tuple[int, int]]:
 
 def password_shapes() -> list[Shape]:
     """The forms' shapes; what they withhold while a value arrives is password_holds()."""
+    return _keyed_forms() + _said_forms()
+
+
+def _keyed_forms() -> list[Shape]:
+    """Assignments, command lines and URL user info: a key, a flag or a URL names the value."""
     return [
         Shape(
             "credential",
@@ -484,6 +489,12 @@ def password_shapes() -> list[Shape]:
             back=64,
             hold=False,
         ),
+    ]
+
+
+def _said_forms() -> list[Shape]:
+    """HTTP authorization, pairs passed in code, and prose that says what the value is."""
+    return [
         Shape(
             "credential",
             _AUTH,

@@ -198,7 +198,7 @@ def _inside(node: Node) -> list[Seq]:
     return []
 
 
-def _openings(trigger: Trigger) -> list[Opening] | None:
+def _openings(trigger: Trigger) -> list[Opening] | None:  # noqa: C901, RUF100 - a case per node
     """(first character, its flags, look-behinds moved after it, what must follow) for
     every way a match can begin: walk the tree to each character consumed first."""
     pattern = trigger.pattern

@@ -36,9 +36,17 @@ SEED = 20261202
 
 LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_PT", "pt_BR", "ja_JP"]
 REGION = {
-    "en_US": "US", "en_GB": "GB", "de_DE": "DE", "fr_FR": "FR", "es_ES": "ES", "it_IT": "IT",
-    "nl_NL": "NL", "pt_PT": "PT", "pt_BR": "BR", "ja_JP": "JP",
-}  # fmt: skip
+    "en_US": "US",
+    "en_GB": "GB",
+    "de_DE": "DE",
+    "fr_FR": "FR",
+    "es_ES": "ES",
+    "it_IT": "IT",
+    "nl_NL": "NL",
+    "pt_PT": "PT",
+    "pt_BR": "BR",
+    "ja_JP": "JP",
+}
 LANG = {loc: loc.split("_")[0] for loc in LOCALES}
 
 Record = dict[str, object]
@@ -58,8 +66,16 @@ class Gen:
     def pick(self, seq: list[str] | tuple[str, ...]) -> str:
         return seq[self.rng.randrange(len(seq))]
 
-    def add(self, kind: str, label: str | None, text: str, value: str | None, loc: str,
-            fmt: str, note: str = "") -> None:  # fmt: skip
+    def add(
+        self,
+        kind: str,
+        label: str | None,
+        text: str,
+        value: str | None,
+        loc: str,
+        fmt: str,
+        note: str = "",
+    ) -> None:
         n = self.ids.get(kind, 0) + 1
         self.ids[kind] = n
         polarity = "pos" if value is not None else "neg"
@@ -91,11 +107,15 @@ def person(g: Gen, loc: str) -> str:
 # Our own cities: some of Faker's locales keep theirs in a set, whose order (and so what a
 # seeded Faker picks) changes with Python's hash seed.
 CITIES = {
-    "en": ["Leeds", "Austin", "Bristol", "Denver", "Cork"], "de": ["Köln", "Graz", "Bremen", "Zürich"],
-    "fr": ["Lyon", "Nantes", "Liège", "Genève"], "es": ["Sevilla", "Bilbao", "Málaga", "Valencia"],
-    "it": ["Torino", "Bologna", "Bari", "Perugia"], "nl": ["Utrecht", "Gent", "Delft", "Zwolle"],
-    "pt": ["Porto", "Braga", "Recife", "Curitiba"], "ja": ["札幌市", "京都市", "福岡市", "仙台市"],
-}  # fmt: skip
+    "en": ["Leeds", "Austin", "Bristol", "Denver", "Cork"],
+    "de": ["Köln", "Graz", "Bremen", "Zürich"],
+    "fr": ["Lyon", "Nantes", "Liège", "Genève"],
+    "es": ["Sevilla", "Bilbao", "Málaga", "Valencia"],
+    "it": ["Torino", "Bologna", "Bari", "Perugia"],
+    "nl": ["Utrecht", "Gent", "Delft", "Zwolle"],
+    "pt": ["Porto", "Braga", "Recife", "Curitiba"],
+    "ja": ["札幌市", "京都市", "福岡市", "仙台市"],
+}
 
 
 def city(g: Gen, loc: str) -> str:
@@ -104,36 +124,90 @@ def city(g: Gen, loc: str) -> str:
 
 PROSE: dict[str, dict[str, list[str]]] = {
     "phone": {
-        "en": ["Call me at {v} if anything changes.", "You can reach {name} on {v}.",
-               "Phone: {v}", "Our support line is {v} (Mon-Fri).", "Text me at {v} when you land."],
-        "de": ["Rufen Sie mich unter {v} an.", "Telefon: {v}", "Sie erreichen {name} unter {v}.",
-               "Meine Handynummer ist {v}."],
-        "fr": ["Appelez-moi au {v} demain.", "Téléphone : {v}", "Vous pouvez joindre {name} au {v}.",
-               "Mon portable : {v}"],
-        "es": ["Llámame al {v} mañana.", "Teléfono: {v}", "Puede contactar a {name} en el {v}.",
-               "Mi móvil es {v}."],
-        "it": ["Chiamami al {v} domani.", "Telefono: {v}", "Può contattare {name} al {v}.",
-               "Il mio cellulare è {v}."],
-        "nl": ["Bel me op {v} morgen.", "Telefoon: {v}", "U kunt {name} bereiken op {v}.",
-               "Mijn mobiel is {v}."],
-        "pt": ["Ligue para {v} amanhã.", "Telefone: {v}", "Pode contactar {name} pelo {v}.",
-               "O meu telemóvel é {v}."],
-        "ja": ["電話番号は{v}です。", "お問い合わせは{v}まで。", "{name}の携帯：{v}", "電話{v}までご連絡ください。"],
+        "en": [
+            "Call me at {v} if anything changes.",
+            "You can reach {name} on {v}.",
+            "Phone: {v}",
+            "Our support line is {v} (Mon-Fri).",
+            "Text me at {v} when you land.",
+        ],
+        "de": [
+            "Rufen Sie mich unter {v} an.",
+            "Telefon: {v}",
+            "Sie erreichen {name} unter {v}.",
+            "Meine Handynummer ist {v}.",
+        ],
+        "fr": [
+            "Appelez-moi au {v} demain.",
+            "Téléphone : {v}",
+            "Vous pouvez joindre {name} au {v}.",
+            "Mon portable : {v}",
+        ],
+        "es": [
+            "Llámame al {v} mañana.",
+            "Teléfono: {v}",
+            "Puede contactar a {name} en el {v}.",
+            "Mi móvil es {v}.",
+        ],
+        "it": [
+            "Chiamami al {v} domani.",
+            "Telefono: {v}",
+            "Può contattare {name} al {v}.",
+            "Il mio cellulare è {v}.",
+        ],
+        "nl": [
+            "Bel me op {v} morgen.",
+            "Telefoon: {v}",
+            "U kunt {name} bereiken op {v}.",
+            "Mijn mobiel is {v}.",
+        ],
+        "pt": [
+            "Ligue para {v} amanhã.",
+            "Telefone: {v}",
+            "Pode contactar {name} pelo {v}.",
+            "O meu telemóvel é {v}.",
+        ],
+        "ja": [
+            "電話番号は{v}です。",
+            "お問い合わせは{v}まで。",
+            "{name}の携帯：{v}",
+            "電話{v}までご連絡ください。",
+        ],
     },
     "email": {
-        "en": ["Send the report to {v} by Friday.", "Contact {name} <{v}> for access.",
-               "Email: {v}", "Reply to {v} with the signed copy."],
+        "en": [
+            "Send the report to {v} by Friday.",
+            "Contact {name} <{v}> for access.",
+            "Email: {v}",
+            "Reply to {v} with the signed copy.",
+        ],
         "de": ["Schicken Sie den Bericht an {v}.", "E-Mail: {v}", "Kontakt: {name} ({v})"],
-        "fr": ["Envoyez le rapport à {v} avant vendredi.", "Courriel : {v}", "Contact : {name}, {v}"],
-        "es": ["Envía el informe a {v} antes del viernes.", "Correo: {v}", "Contacto: {name} <{v}>"],
+        "fr": [
+            "Envoyez le rapport à {v} avant vendredi.",
+            "Courriel : {v}",
+            "Contact : {name}, {v}",
+        ],
+        "es": [
+            "Envía el informe a {v} antes del viernes.",
+            "Correo: {v}",
+            "Contacto: {name} <{v}>",
+        ],
         "it": ["Invia il rapporto a {v} entro venerdì.", "Email: {v}", "Contatto: {name} - {v}"],
         "nl": ["Stuur het rapport naar {v} voor vrijdag.", "E-mail: {v}", "Contact: {name} ({v})"],
         "pt": ["Envie o relatório para {v} até sexta.", "E-mail: {v}", "Contato: {name} <{v}>"],
-        "ja": ["メールは{v}までお願いします。", "連絡先：{v}", "{name}さん（{v}）に送ってください。"],
+        "ja": [
+            "メールは{v}までお願いします。",
+            "連絡先：{v}",
+            "{name}さん（{v}）に送ってください。",
+        ],
     },
     "card": {
-        "en": ["Please charge my card {v} for the order.", "Visa: {v}, expires 09/28.",
-               "Card number {v} was declined.", "My credit card is {v}."],
+        "en": [
+            "Please charge my card {v} for the order.",
+            "Visa: {v}, expires 09/28.",
+            "Card number {v} was declined.",
+            "My credit card is {v}.",
+        ],
         "de": ["Bitte belasten Sie meine Kreditkarte {v}.", "Kartennummer: {v}"],
         "fr": ["Veuillez débiter ma carte {v}.", "Numéro de carte : {v}"],
         "es": ["Cargue a mi tarjeta {v}, por favor.", "Número de tarjeta: {v}"],
@@ -153,8 +227,11 @@ PROSE: dict[str, dict[str, list[str]]] = {
         "ja": ["振込先IBAN：{v}", "IBANは{v}です。"],
     },
     "ip": {
-        "en": ["The server at {v} stopped answering.", "Connect to {v} with the VPN.",
-               "Whitelist {v} in the firewall."],
+        "en": [
+            "The server at {v} stopped answering.",
+            "Connect to {v} with the VPN.",
+            "Whitelist {v} in the firewall.",
+        ],
         "de": ["Der Server {v} antwortet nicht.", "Bitte {v} in der Firewall freigeben."],
         "fr": ["Le serveur {v} ne répond plus.", "Autorisez {v} dans le pare-feu."],
         "es": ["El servidor {v} no responde.", "Permita {v} en el cortafuegos."],
@@ -163,7 +240,7 @@ PROSE: dict[str, dict[str, list[str]]] = {
         "pt": ["O servidor {v} não responde.", "Libere {v} no firewall."],
         "ja": ["サーバー{v}が応答しません。", "ファイアウォールで{v}を許可してください。"],
     },
-}  # fmt: skip
+}
 
 
 def prose(g: Gen, kind: str, loc: str, value: str) -> str:
@@ -180,7 +257,10 @@ def structured(g: Gen, loc: str, key: str, value: str) -> tuple[str, str]:
     if fmt == "json":
         return json.dumps({"name": name, key: value, "city": city(g, loc)}, ensure_ascii=False), fmt
     if fmt == "log":
-        ts = f"2026-0{g.rng.randint(1, 9)}-1{g.rng.randint(0, 9)}T0{g.rng.randint(0, 9)}:1{g.rng.randint(0, 9)}:00Z"
+        ts = (
+            f"2026-0{g.rng.randint(1, 9)}-1{g.rng.randint(0, 9)}"
+            f"T0{g.rng.randint(0, 9)}:1{g.rng.randint(0, 9)}:00Z"
+        )
         return f"{ts} INFO svc=crm user_update {key}={value} by={f.user_name()}", fmt
     if fmt == "csv":
         return f"name,{key},city\n{name},{value},{city(g, loc)}", fmt
@@ -246,17 +326,25 @@ def gen_phones(g: Gen, n: int) -> None:
 # --- emails ----------------------------------------------------------------------------
 
 IDN_LOCAL = {
-    "de": ["jürgen.müller", "björn.weiß", "änne"], "fr": ["josé.lefèvre", "hélène", "françois.dupré"],
-    "es": ["josé.garcía", "íñigo", "begoña.núñez"], "it": ["niccolò", "andrea.cantù"],
-    "nl": ["chloë.de.vries", "joëlle"], "pt": ["joão.simões", "conceição"],
-    "ja": ["山田", "たなか", "佐藤花子"], "en": ["zoë", "renée.o'brien"],
-}  # fmt: skip
+    "de": ["jürgen.müller", "björn.weiß", "änne"],
+    "fr": ["josé.lefèvre", "hélène", "françois.dupré"],
+    "es": ["josé.garcía", "íñigo", "begoña.núñez"],
+    "it": ["niccolò", "andrea.cantù"],
+    "nl": ["chloë.de.vries", "joëlle"],
+    "pt": ["joão.simões", "conceição"],
+    "ja": ["山田", "たなか", "佐藤花子"],
+    "en": ["zoë", "renée.o'brien"],
+}
 IDN_DOMAIN = {
-    "de": ["bücher.de", "müller-bau.de", "grüße.at"], "fr": ["société.fr", "café-paris.fr"],
-    "es": ["españa.es", "añejo.com"], "it": ["caffè.it", "città.it"],
-    "nl": ["café.nl", "ëtiquette.nl"], "pt": ["açaí.com.br", "pão.pt"],
-    "ja": ["例え.jp", "テスト.jp", "日本語.jp"], "en": ["naïve.com", "résumé.io"],
-}  # fmt: skip
+    "de": ["bücher.de", "müller-bau.de", "grüße.at"],
+    "fr": ["société.fr", "café-paris.fr"],
+    "es": ["españa.es", "añejo.com"],
+    "it": ["caffè.it", "città.it"],
+    "nl": ["café.nl", "ëtiquette.nl"],
+    "pt": ["açaí.com.br", "pão.pt"],
+    "ja": ["例え.jp", "テスト.jp", "日本語.jp"],
+    "en": ["naïve.com", "résumé.io"],
+}
 
 
 def email_value(g: Gen, loc: str) -> str:
@@ -305,10 +393,16 @@ def luhn_complete(prefix: str, length: int, g: Gen) -> str:
 
 
 SCHEMES = [
-    ("visa", ["4"], 16), ("visa", ["4"], 19), ("mastercard", ["51", "52", "53", "54", "55", "2221", "2720"], 16),
-    ("amex", ["34", "37"], 15), ("discover", ["6011", "65", "644"], 16), ("jcb", ["3528", "3589"], 16),
-    ("diners", ["36"], 14), ("unionpay", ["62"], 16), ("maestro", ["5018", "6759"], 16),
-]  # fmt: skip
+    ("visa", ["4"], 16),
+    ("visa", ["4"], 19),
+    ("mastercard", ["51", "52", "53", "54", "55", "2221", "2720"], 16),
+    ("amex", ["34", "37"], 15),
+    ("discover", ["6011", "65", "644"], 16),
+    ("jcb", ["3528", "3589"], 16),
+    ("diners", ["36"], 14),
+    ("unionpay", ["62"], 16),
+    ("maestro", ["5018", "6759"], 16),
+]
 
 
 def card_value(g: Gen) -> str:
@@ -344,8 +438,18 @@ def gen_cards(g: Gen, n: int) -> None:
 
 # --- IBANs -----------------------------------------------------------------------------
 
-IBAN_BBAN = {"DE": "18n", "GB": "4a14n", "FR": "23n", "ES": "20n", "IT": "1a22n", "NL": "4a10n",
-             "PT": "21n", "BE": "12n", "AT": "16n", "CH": "17n"}  # fmt: skip
+IBAN_BBAN = {
+    "DE": "18n",
+    "GB": "4a14n",
+    "FR": "23n",
+    "ES": "20n",
+    "IT": "1a22n",
+    "NL": "4a10n",
+    "PT": "21n",
+    "BE": "12n",
+    "AT": "16n",
+    "CH": "17n",
+}
 
 
 def iban_value(g: Gen) -> str:
@@ -382,13 +486,21 @@ def gen_ibans(g: Gen, n: int) -> None:
 # --- SSNs ------------------------------------------------------------------------------
 
 SSN_WORDS = {
-    "en": ["SSN: {v}", "Social Security Number {v}", "my social security number is {v}",
-           "SSN#: {v}", "ssn={v}"],
-    "de": ["US-Sozialversicherungsnummer (SSN): {v}"], "fr": ["numéro de sécurité sociale américain : {v}"],
-    "es": ["número de seguro social: {v}"], "it": ["numero di previdenza sociale USA: {v}"],
-    "nl": ["Amerikaans social security number: {v}"], "pt": ["número de seguro social: {v}"],
+    "en": [
+        "SSN: {v}",
+        "Social Security Number {v}",
+        "my social security number is {v}",
+        "SSN#: {v}",
+        "ssn={v}",
+    ],
+    "de": ["US-Sozialversicherungsnummer (SSN): {v}"],
+    "fr": ["numéro de sécurité sociale américain : {v}"],
+    "es": ["número de seguro social: {v}"],
+    "it": ["numero di previdenza sociale USA: {v}"],
+    "nl": ["Amerikaans social security number: {v}"],
+    "pt": ["número de seguro social: {v}"],
     "ja": ["社会保障番号：{v}"],
-}  # fmt: skip
+}
 
 
 def ssn_digits(g: Gen) -> str:
@@ -447,7 +559,10 @@ def gen_ips(g: Gen, n: int) -> None:
             text, fmt = prose(g, "ip", loc, value), "prose"
         elif roll < 0.7:
             host = f"[{value}]" if label == "ipv6" else value
-            text = f'{value} - - [12/Mar/2026:10:0{i % 10}:11 +0000] "GET /api/v1/items HTTP/1.1" 200 512'
+            text = (
+                f"{value} - - [12/Mar/2026:10:0{i % 10}:11 +0000] "
+                '"GET /api/v1/items HTTP/1.1" 200 512'
+            )
             if g.rng.random() < 0.5:
                 text = f"2026-03-12 10:04:11 WARN conn refused peer={host}:5432 retry=3"
             fmt = "log"
@@ -466,26 +581,75 @@ def key_values(g: Gen) -> Iterator[tuple[str, str, str]]:
     """(kind, label, value) for each key shape, in turn, forever."""
     makers: list[Callable[[], tuple[str, str, str]]] = [
         lambda: ("openai_key", "openai_key", "sk-proj-" + g.chars(B64URL, 100)),
-        lambda: ("openai_key", "openai_key", "sk-" + g.chars(ALNUM, 20) + "T3BlbkFJ" + g.chars(ALNUM, 20)),
+        lambda: (
+            "openai_key",
+            "openai_key",
+            "sk-" + g.chars(ALNUM, 20) + "T3BlbkFJ" + g.chars(ALNUM, 20),
+        ),
         lambda: ("anthropic_key", "anthropic_key", "sk-ant-api03-" + g.chars(B64URL, 93) + "AA"),
-        lambda: ("aws_access_key", "aws_access_key", g.pick(["AKIA", "ASIA"]) + g.chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
-        lambda: ("github_token", "github_token", g.pick(["ghp_", "gho_", "ghs_"]) + g.chars(ALNUM, 36)),
-        lambda: ("github_token", "github_token", "github_pat_11" + g.chars(string.ascii_uppercase + string.digits, 20) + "_" + g.chars(ALNUM, 59)),
+        lambda: (
+            "aws_access_key",
+            "aws_access_key",
+            g.pick(["AKIA", "ASIA"]) + g.chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16),
+        ),
+        lambda: (
+            "github_token",
+            "github_token",
+            g.pick(["ghp_", "gho_", "ghs_"]) + g.chars(ALNUM, 36),
+        ),
+        lambda: (
+            "github_token",
+            "github_token",
+            "github_pat_11"
+            + g.chars(string.ascii_uppercase + string.digits, 20)
+            + "_"
+            + g.chars(ALNUM, 59),
+        ),
         lambda: ("gitlab_token", "gitlab_token", "glpat-" + g.chars(ALNUM + "_-", 20)),
-        lambda: ("slack_token", "slack_token", g.pick(["xoxb-", "xoxp-"]) + g.chars(string.digits, 12) + "-" + g.chars(string.digits, 13) + "-" + g.chars(ALNUM, 24)),
-        lambda: ("slack_token", "slack_token", "hooks.slack.com/services/T" + g.chars(string.ascii_uppercase + string.digits, 8) + "/B" + g.chars(string.ascii_uppercase + string.digits, 10) + "/" + g.chars(ALNUM, 24)),
-        lambda: ("stripe_key", "stripe_key", g.pick(["sk_live_", "rk_live_", "sk_test_"]) + g.chars(ALNUM, 24)),
+        lambda: (
+            "slack_token",
+            "slack_token",
+            g.pick(["xoxb-", "xoxp-"])
+            + g.chars(string.digits, 12)
+            + "-"
+            + g.chars(string.digits, 13)
+            + "-"
+            + g.chars(ALNUM, 24),
+        ),
+        lambda: (
+            "slack_token",
+            "slack_token",
+            "hooks.slack.com/services/T"
+            + g.chars(string.ascii_uppercase + string.digits, 8)
+            + "/B"
+            + g.chars(string.ascii_uppercase + string.digits, 10)
+            + "/"
+            + g.chars(ALNUM, 24),
+        ),
+        lambda: (
+            "stripe_key",
+            "stripe_key",
+            g.pick(["sk_live_", "rk_live_", "sk_test_"]) + g.chars(ALNUM, 24),
+        ),
         lambda: ("google_api_key", "google_api_key", "AIza" + g.chars(B64URL, 35)),
         lambda: ("google_api_key", "google_api_key", "GOCSPX-" + g.chars(B64URL, 28)),
         lambda: ("npm_token", "npm_token", "npm_" + g.chars(ALNUM, 36)),
         lambda: ("pypi_token", "pypi_token", "pypi-AgEIcHlwaS5vcmc" + g.chars(B64URL, 60)),
-        lambda: ("huggingface_token", "huggingface_token", "hf_" + g.chars(string.ascii_letters, 34)),
-        lambda: ("sendgrid_key", "sendgrid_key", "SG." + g.chars(B64URL, 22) + "." + g.chars(B64URL, 43)),
+        lambda: (
+            "huggingface_token",
+            "huggingface_token",
+            "hf_" + g.chars(string.ascii_letters, 34),
+        ),
+        lambda: (
+            "sendgrid_key",
+            "sendgrid_key",
+            "SG." + g.chars(B64URL, 22) + "." + g.chars(B64URL, 43),
+        ),
         lambda: ("twilio_key", "twilio_key", "SK" + g.chars(HEX, 32)),
         lambda: ("shopify_token", "shopify_token", g.pick(["shpat_", "shpss_"]) + g.chars(HEX, 32)),
         lambda: ("digitalocean_token", "digitalocean_token", "dop_v1_" + g.chars(HEX, 64)),
         lambda: ("jwt", "jwt", jwt(g)),
-    ]  # fmt: skip
+    ]
     while True:
         for make in makers:
             yield make()
@@ -525,7 +689,7 @@ KEY_CONTEXTS = [
 
 def gen_keys(g: Gen, n: int) -> None:
     values = key_values(g)
-    for i in range(n):
+    for _ in range(n):
         kind, label, value = next(values)
         fmt, template = KEY_CONTEXTS[g.rng.randrange(len(KEY_CONTEXTS))]
         if kind == "slack_token" and value.startswith("hooks."):
@@ -536,8 +700,13 @@ def gen_keys(g: Gen, n: int) -> None:
         g.add(kind, label, text, value, "en_US", fmt)
 
 
-PEM_KINDS = ["RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY",
-             "ENCRYPTED PRIVATE KEY"]  # fmt: skip
+PEM_KINDS = [
+    "RSA PRIVATE KEY",
+    "EC PRIVATE KEY",
+    "OPENSSH PRIVATE KEY",
+    "PRIVATE KEY",
+    "ENCRYPTED PRIVATE KEY",
+]
 
 
 def gen_private_keys(g: Gen, n: int) -> None:
@@ -545,20 +714,38 @@ def gen_private_keys(g: Gen, n: int) -> None:
         kind = g.pick(PEM_KINDS)
         lines = [g.chars(ALNUM + "+/", 64) for _ in range(g.rng.randint(3, 12))]
         value = f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----"
-        template = g.pick([
-            "Here's the deploy key:\n{v}\nDon't share it.",
-            "```\n{v}\n```",
-            "key: |\n  " + "{v}",
-            "echo '{v}' > ~/.ssh/id_rsa",
-        ])  # fmt: skip
+        template = g.pick(
+            [
+                "Here's the deploy key:\n{v}\nDon't share it.",
+                "```\n{v}\n```",
+                "key: |\n  " + "{v}",
+                "echo '{v}' > ~/.ssh/id_rsa",
+            ]
+        )
         if template.startswith("key: |"):
             value = value.replace("\n", "\n  ")
         g.add("private_key", "private_key", template.format(v=value), value, "en_US", "code")
 
 
 def password_value(g: Gen) -> str:
-    words = ["Sommer", "Blume", "soleil", "Luna", "tigre", "Koala", "winter", "sunshine", "dragon",
-             "Amsterdam", "Lisboa", "sakura", "Falcon", "mango", "Rocket", "azul"]  # fmt: skip
+    words = [
+        "Sommer",
+        "Blume",
+        "soleil",
+        "Luna",
+        "tigre",
+        "Koala",
+        "winter",
+        "sunshine",
+        "dragon",
+        "Amsterdam",
+        "Lisboa",
+        "sakura",
+        "Falcon",
+        "mango",
+        "Rocket",
+        "azul",
+    ]
     style = g.rng.random()
     if style < 0.4:
         return g.pick(words) + str(g.rng.randint(10, 9999)) + g.pick(["!", "#", "$", "", "?", "*"])
@@ -645,9 +832,16 @@ def gen_api_secrets(g: Gen, n: int) -> None:
 # --- hard negatives --------------------------------------------------------------------
 
 ORDER_WORDS = {
-    "en": ["Order #{v} has shipped.", "Tracking number: {v}", "Your parcel {v} is out for delivery.",
-           "Invoice no. {v} is attached.", "Ref: {v}", "Shipment {v} delayed at customs.",
-           "IMEI: {v}", "Transaction id {v} completed."],
+    "en": [
+        "Order #{v} has shipped.",
+        "Tracking number: {v}",
+        "Your parcel {v} is out for delivery.",
+        "Invoice no. {v} is attached.",
+        "Ref: {v}",
+        "Shipment {v} delayed at customs.",
+        "IMEI: {v}",
+        "Transaction id {v} completed.",
+    ],
     "de": ["Bestellnummer: {v}", "Ihre Sendungsnummer lautet {v}.", "Rechnung Nr. {v}"],
     "fr": ["Numéro de commande : {v}", "Votre colis {v} est en cours de livraison.", "Facture {v}"],
     "es": ["Número de pedido: {v}", "Número de seguimiento {v}", "Factura {v}"],
@@ -655,7 +849,7 @@ ORDER_WORDS = {
     "nl": ["Bestelnummer: {v}", "Track & trace: {v}", "Factuurnummer {v}"],
     "pt": ["Número da encomenda: {v}", "Código de rastreio: {v}", "Fatura {v}"],
     "ja": ["注文番号：{v}", "追跡番号{v}で確認できます。", "伝票番号：{v}"],
-}  # fmt: skip
+}
 
 
 def luhn_number(g: Gen, length: int) -> str:
@@ -712,7 +906,13 @@ def gen_negatives_numbers(g: Gen) -> None:
 
 def gen_negatives_phones(g: Gen) -> None:
     part_words = {
-        "en": ["Part number {v}", "P/N {v}", "SKU: {v}", "Model {v} is discontinued.", "Serial number {v}"],
+        "en": [
+            "Part number {v}",
+            "P/N {v}",
+            "SKU: {v}",
+            "Model {v} is discontinued.",
+            "Serial number {v}",
+        ],
         "de": ["Artikelnummer: {v}", "Teilenummer {v}", "Seriennummer {v}"],
         "fr": ["Référence pièce : {v}", "Numéro de série {v}"],
         "es": ["Referencia de pieza: {v}", "Número de serie {v}"],
@@ -720,7 +920,7 @@ def gen_negatives_phones(g: Gen) -> None:
         "nl": ["Onderdeelnummer: {v}", "Serienummer {v}"],
         "pt": ["Referência da peça: {v}", "Número de série {v}"],
         "ja": ["品番：{v}", "型番{v}は販売終了です。", "製造番号：{v}"],
-    }  # fmt: skip
+    }
     for i in range(120):
         loc = LOCALES[i % len(LOCALES)]
         value, _ = phone_text(g, loc)
@@ -734,8 +934,14 @@ def gen_negatives_phones(g: Gen) -> None:
         g.add("phone", None, f"Location (ISO 6709): {iso}", None, "en_US", "prose", "coordinates")
     for _ in range(30):
         y, m, d = g.rng.randint(1990, 2030), g.rng.randint(1, 12), g.rng.randint(1, 28)
-        text = g.pick([f"released on {y}-{m:02d}-{d:02d} 10:30", f"Datum: {d:02d}.{m:02d}.{y}",
-                       f"due {m:02d}/{d:02d}/{y}", f"{y}-{m:02d}-{d:02d}T08:15:00Z ok"])  # fmt: skip
+        text = g.pick(
+            [
+                f"released on {y}-{m:02d}-{d:02d} 10:30",
+                f"Datum: {d:02d}.{m:02d}.{y}",
+                f"due {m:02d}/{d:02d}/{y}",
+                f"{y}-{m:02d}-{d:02d}T08:15:00Z ok",
+            ]
+        )
         g.add("phone", None, text, None, "en_US", "log", "a date")
     for _ in range(30):
         amount = f"{g.rng.randint(1, 999)}.{g.rng.randint(100, 999)}.{g.rng.randint(100, 999)}"
@@ -749,14 +955,22 @@ def gen_negatives_phones(g: Gen) -> None:
             "money",
         )
     for _ in range(30):
-        text = g.pick([
-            f"timeout_ms = {g.rng.randint(1000000, 99999999)}",
-            f"SELECT * FROM events WHERE id > {g.rng.randint(10**8, 10**10)};",
-            f"build {g.rng.randint(1000, 9999)}-{g.rng.randint(100, 999)}-{g.rng.randint(1000, 9999)} passed",
-            f"pages {g.rng.randint(100, 400)}-{g.rng.randint(401, 900)}, vol. {g.rng.randint(1, 40)}",
-            f"epoch {g.rng.randint(1600000000, 1800000000)} seconds",
-            f"ports {g.rng.randint(1000, 3000)}-{g.rng.randint(3001, 9000)} open",
-        ])  # fmt: skip
+        text = g.pick(
+            [
+                f"timeout_ms = {g.rng.randint(1000000, 99999999)}",
+                f"SELECT * FROM events WHERE id > {g.rng.randint(10**8, 10**10)};",
+                (
+                    f"build {g.rng.randint(1000, 9999)}-{g.rng.randint(100, 999)}-"
+                    f"{g.rng.randint(1000, 9999)} passed"
+                ),
+                (
+                    f"pages {g.rng.randint(100, 400)}-{g.rng.randint(401, 900)}, "
+                    f"vol. {g.rng.randint(1, 40)}"
+                ),
+                f"epoch {g.rng.randint(1600000000, 1800000000)} seconds",
+                f"ports {g.rng.randint(1000, 3000)}-{g.rng.randint(3001, 9000)} open",
+            ]
+        )
         g.add("phone", None, text, None, "en_US", "code", "numbers in code and logs")
 
 
@@ -766,50 +980,60 @@ def gen_negatives_emails(g: Gen) -> None:
         f = g.fakers[loc]
         org, repo, user = f.user_name(), f.word() + "-" + f.word(), f.user_name()
         host = f.domain_name()
-        text = g.pick([
-            f"git clone git@github.com:{org}/{repo}.git",
-            f"git remote add origin git@gitlab.{host}:{org}/{repo}.git",
-            f"ssh {user}@{host}",
-            f"ssh -i ~/.ssh/id_ed25519 -p 2222 {user}@build.{host}",
-            f"scp backup.tar.gz {user}@{host}:/srv/backups/",
-            f"rsync -avz ./dist/ deploy@{host}:/var/www/",
-            '<img src="logo@2x.png" srcset="logo@3x.png 3x">',
-            "background: url(icons/arrow@2x.webp);",
-            f"npm install lodash@4.17.{g.rng.randint(1, 21)} @types/node@20.{g.rng.randint(1, 9)}.0",
-            f"docker pull nginx@sha256:{g.chars(HEX, 64)}",
-            f"@{user} can you review this?",
-            "@app.route('/users/<id>')",
-            f"pip install git+https://{user}@github.com/{org}/{repo}.git",
-            f"git+ssh://git@github.com/{org}/{repo}.git#egg=pkg",
-            f"Mail server rejected {user}@localhost",
-            "@media (max-width: 600px) { .a { color: red; } }",
-            "result = a @ b  # matrix product",
-            f"https://{user}@{host}/dashboard",
-        ])  # fmt: skip
+        text = g.pick(
+            [
+                f"git clone git@github.com:{org}/{repo}.git",
+                f"git remote add origin git@gitlab.{host}:{org}/{repo}.git",
+                f"ssh {user}@{host}",
+                f"ssh -i ~/.ssh/id_ed25519 -p 2222 {user}@build.{host}",
+                f"scp backup.tar.gz {user}@{host}:/srv/backups/",
+                f"rsync -avz ./dist/ deploy@{host}:/var/www/",
+                '<img src="logo@2x.png" srcset="logo@3x.png 3x">',
+                "background: url(icons/arrow@2x.webp);",
+                (
+                    f"npm install lodash@4.17.{g.rng.randint(1, 21)} "
+                    f"@types/node@20.{g.rng.randint(1, 9)}.0"
+                ),
+                f"docker pull nginx@sha256:{g.chars(HEX, 64)}",
+                f"@{user} can you review this?",
+                "@app.route('/users/<id>')",
+                f"pip install git+https://{user}@github.com/{org}/{repo}.git",
+                f"git+ssh://git@github.com/{org}/{repo}.git#egg=pkg",
+                f"Mail server rejected {user}@localhost",
+                "@media (max-width: 600px) { .a { color: red; } }",
+                "result = a @ b  # matrix product",
+                f"https://{user}@{host}/dashboard",
+            ]
+        )
         g.add("email", None, text, None, loc, "code", "looks like an address")
 
 
 def gen_negatives_ips(g: Gen) -> None:
     for _ in range(150):
         a, b, c, d = (g.rng.randint(0, 20) for _ in range(4))
-        text = g.pick([
-            f"Version {a}.{b}.{c}.{d} fixes the crash.",
-            f"pip install package=={a}.{b}.{c}.{d}",
-            f'<AssemblyVersion>{a}.{b}.{c}.{d}</AssemblyVersion>',
-            f'"version": "{a}.{b}.{c}.{d}"',
-            f"Mozilla/5.0 (X11; Linux x86_64) Chrome/{a + 100}.0.{c}.{d} Safari/537.36",
-            f"See section {a + 1}.{b + 1}.{c + 1}.{d + 1} of the spec.",
-            f"§ {a + 1}.{b}.{c}.{d} BGB",
-            f"firmware v{a}.{b}.{c}.{d}",
-            f"evens = items[{a}::2]",
-            f"x = arr[::{b + 1}]",
-            f"std::chrono::seconds({a})",
-            f"MAC 00:1a:{g.chars(HEX, 2)}:{g.chars(HEX, 2)}:{g.chars(HEX, 2)}:{g.chars(HEX, 2)}",
-            f"at 12:{b + 10}:{c + 10} the job ran",
-            f"OID 1.3.6.1.4.1.{a}.{b}",
-            f"Versión {a}.{b}.{c}.{d} disponible",
-            f"バージョン{a}.{b}.{c}.{d}をインストール",
-        ])  # fmt: skip
+        text = g.pick(
+            [
+                f"Version {a}.{b}.{c}.{d} fixes the crash.",
+                f"pip install package=={a}.{b}.{c}.{d}",
+                f"<AssemblyVersion>{a}.{b}.{c}.{d}</AssemblyVersion>",
+                f'"version": "{a}.{b}.{c}.{d}"',
+                f"Mozilla/5.0 (X11; Linux x86_64) Chrome/{a + 100}.0.{c}.{d} Safari/537.36",
+                f"See section {a + 1}.{b + 1}.{c + 1}.{d + 1} of the spec.",
+                f"§ {a + 1}.{b}.{c}.{d} BGB",
+                f"firmware v{a}.{b}.{c}.{d}",
+                f"evens = items[{a}::2]",
+                f"x = arr[::{b + 1}]",
+                f"std::chrono::seconds({a})",
+                (
+                    f"MAC 00:1a:{g.chars(HEX, 2)}:{g.chars(HEX, 2)}:"
+                    f"{g.chars(HEX, 2)}:{g.chars(HEX, 2)}"
+                ),
+                f"at 12:{b + 10}:{c + 10} the job ran",
+                f"OID 1.3.6.1.4.1.{a}.{b}",
+                f"Versión {a}.{b}.{c}.{d} disponible",
+                f"バージョン{a}.{b}.{c}.{d}をインストール",
+            ]
+        )
         g.add("ip", None, text, None, "en_US", "code", "a version, section, slice or time")
 
 
@@ -822,14 +1046,27 @@ def gen_negatives_ssn_iban(g: Gen) -> None:
         g.add("ssn", None, text, None, loc, "prose", "an order number in an SSN's shape")
     for _ in range(40):
         d = ssn_digits(g)
-        text = g.pick([f"routing number {d}", f"ZIP {d[:5]}-{d[5:9]}", f"count={d} rows",
-                       f"SSN format: XXX-XX-{d[5:]}", f"ssn 000-{d[3:5]}-{d[5:]}", f"ssn 666-{d[3:5]}-{d[5:]}"])  # fmt: skip
+        text = g.pick(
+            [
+                f"routing number {d}",
+                f"ZIP {d[:5]}-{d[5:9]}",
+                f"count={d} rows",
+                f"SSN format: XXX-XX-{d[5:]}",
+                f"ssn 000-{d[3:5]}-{d[5:]}",
+                f"ssn 666-{d[3:5]}-{d[5:]}",
+            ]
+        )
         g.add("ssn", None, text, None, "en_US", "prose", "not an SSN")
     for _ in range(60):
         iban = iban_value(g).replace(" ", "")
         wrong = iban[:2] + f"{(int(iban[2:4]) + g.rng.randint(1, 50)) % 97 + 2:02d}" + iban[4:]
-        text = g.pick([f"IBAN: {wrong}", f"BIC {g.chars(string.ascii_uppercase, 6)}2L",
-                       f"token {iban[:2]}{g.chars(string.ascii_uppercase, 20)}"])  # fmt: skip
+        text = g.pick(
+            [
+                f"IBAN: {wrong}",
+                f"BIC {g.chars(string.ascii_uppercase, 6)}2L",
+                f"token {iban[:2]}{g.chars(string.ascii_uppercase, 20)}",
+            ]
+        )
         g.add("iban", None, text, None, "en_US", "prose", "a wrong check digit or not an IBAN")
 
 
@@ -876,8 +1113,14 @@ def gen_negatives_secrets(g: Gen) -> None:
         "We use scikit-learn (sk-learn) for the model.",
         "The task-force met on Monday; risk-free and sk-8 ramps.",
         "AKIA is the prefix of long-term AWS access keys.",
-        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA7\n-----END PUBLIC KEY-----",
-        "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n-----END CERTIFICATE-----",
+        (
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA7\n"
+            "-----END PUBLIC KEY-----"
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n"
+            "-----END CERTIFICATE-----"
+        ),
         "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
         "docker login --password-stdin < token.txt",
         "mysql -u root -p app_db",
@@ -897,19 +1140,27 @@ def gen_negatives_secrets(g: Gen) -> None:
     for text in fixed:
         g.add("secrets", None, text, None, "en_US", "code", "placeholder, example or code")
     for _ in range(60):
-        text = g.pick([
-            f"commit {g.chars(HEX, 40)}",
-            f"sha256: {g.chars(HEX, 64)}",
-            f"checksum={g.chars(HEX, 32)}",
-            f"request_id: {g.chars(HEX, 8)}-{g.chars(HEX, 4)}-4{g.chars(HEX, 3)}-a{g.chars(HEX, 3)}-{g.chars(HEX, 12)}",
-            f"Merge pull request #{g.rng.randint(10, 9999)} from {g.chars(string.ascii_lowercase, 6)}/fix-{g.chars(string.ascii_lowercase, 5)}",
-            f"data:image/png;base64,iVBORw0KGgo{g.chars(ALNUM, 40)}",
-            f"next_page_token: {g.chars(ALNUM, 32)}",
-            f"\"nextToken\": \"{g.chars(ALNUM, 40)}\"",
-            f"etag: \"{g.chars(HEX, 32)}\"",
-            f"cache_key = \"user:{g.rng.randint(1000, 9999)}:profile\"",
-            f"primary_key: {g.chars(ALNUM, 12)}",
-        ])  # fmt: skip
+        text = g.pick(
+            [
+                f"commit {g.chars(HEX, 40)}",
+                f"sha256: {g.chars(HEX, 64)}",
+                f"checksum={g.chars(HEX, 32)}",
+                (
+                    f"request_id: {g.chars(HEX, 8)}-{g.chars(HEX, 4)}-4{g.chars(HEX, 3)}"
+                    f"-a{g.chars(HEX, 3)}-{g.chars(HEX, 12)}"
+                ),
+                (
+                    f"Merge pull request #{g.rng.randint(10, 9999)} from "
+                    f"{g.chars(string.ascii_lowercase, 6)}/fix-{g.chars(string.ascii_lowercase, 5)}"
+                ),
+                f"data:image/png;base64,iVBORw0KGgo{g.chars(ALNUM, 40)}",
+                f"next_page_token: {g.chars(ALNUM, 32)}",
+                f'"nextToken": "{g.chars(ALNUM, 40)}"',
+                f'etag: "{g.chars(HEX, 32)}"',
+                f'cache_key = "user:{g.rng.randint(1000, 9999)}:profile"',
+                f"primary_key: {g.chars(ALNUM, 12)}",
+            ]
+        )
         g.add("secrets", None, text, None, "en_US", "code", "random but not a secret")
 
 
