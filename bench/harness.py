@@ -21,11 +21,11 @@ from typing import Any, Self
 
 from bench.loadgen import Connection, call, open_many
 from bench.upstream import raise_fd_limit
-from gateway.embedded_redis import EmbeddedRedis, free_port
+from gateway.storage.embedded import EmbeddedRedis, free_port
 
 ORG = "bench"
 WORKSPACE = "ws-bench"
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-0123456789"
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 

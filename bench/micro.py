@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.harness import HOST, REPO, pinned, set_affinity, wait_port
 from bench.loadgen import OPENAI, Connection, Recorder, http_request
-from gateway.embedded_redis import free_port
+from gateway.storage.embedded import free_port
 
 
 async def per_call(

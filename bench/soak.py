@@ -23,6 +23,7 @@ from collections import Counter
 import httpx
 
 from bench.harness import ORG, Env
+from gateway.storage import keys
 
 MODEL = "openai-soak"
 ACTIONS = ("complete", "leave", "stop", "resume")
@@ -93,7 +94,7 @@ def redis_memory(env: Env) -> tuple[int, int, int]:
     try:
         used = int(client.info("memory")["used_memory"])
         keys = client.dbsize()
-        kept = sum(client.memory_usage(k) or 0 for k in client.scan_iter("gw:{c:*}:m", count=1000))
+        kept = sum(client.memory_usage(k) or 0 for k in client.scan_iter(keys.messages("*"), count=1000))
         return used, keys, kept
     finally:
         client.close()

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis.asyncio import Redis, RedisCluster
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -17,29 +16,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit import Audit, audited_gateway_error
-from gateway.auth import Authenticator
-from gateway.chat import ChatService
-from gateway.governance import Governance
-from gateway.live import Live
-from gateway.conversations import Conversations
+from gateway.access.audit import Audit, audited_gateway_error
+from gateway.access.auth import Authenticator
+from gateway.access.repositories import Repositories
+from gateway.access.visibility import Visibility
+from gateway.api import admin, conversation_service, pages, policies, repository_style, streams
+from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import openai as openai_compat
+from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
+from gateway.governance import Governance
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
-from gateway.repositories import Repositories
-from gateway.routes import (
-    admin,
-    anthropic_compat,
-    conversation_service,
-    openai_compat,
-    pages,
-    policies,
-    repository,
-    streams,
-)
-from gateway.routes.common import principal
 from gateway.settings import Settings, load_settings
-from gateway import redis_client
-from gateway.store import Durability, Store
+from gateway.storage.durability import Durability
+from gateway.storage.store import Store
+from gateway.turn import ChatService
+from gateway.turn.live import Live
 from providers import build_provider
 from providers.base import Provider
 
@@ -57,24 +49,22 @@ class Gateway:
     live: Live
     governance: Governance
     resume_secret: bytes
-    conversations: Conversations
+    visibility: Visibility
     providers: dict[str, Provider]
     metrics: Metrics
     repositories: Repositories
     audit: Audit
 
 
-def connect_redis(settings: Settings) -> Redis | RedisCluster:
-    """The one client of this worker: a single Redis, a Redis Cluster or a Sentinel-managed
-    primary (gateway/redis_client.py)."""
-    if not settings.redis_url:
-        raise RuntimeError("no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL")
-    return redis_client.connect(settings.redis_url, cluster=settings.redis_cluster)
-
-
 def open_store(settings: Settings) -> Store:
+    """The one Redis client of this worker: a single Redis, a Redis Cluster or a
+    Sentinel-managed primary (gateway/storage/client.py)."""
+    if not settings.redis_url:
+        raise RuntimeError(
+            "no Redis URL: `serve` starts an embedded Redis, or set GATEWAY_REDIS_URL"
+        )
     durability = Durability(settings.durability_replicas, settings.durability_timeout_ms)
-    return Store(connect_redis(settings), durability=durability)
+    return Store.connect(settings.redis_url, cluster=settings.redis_cluster, durability=durability)
 
 
 async def healthz(request: Request) -> Response:
@@ -84,9 +74,11 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     try:
         async with asyncio.timeout(1.0):
-            await request.app.state.gateway.store.ping()
+            await gateway_of(request).store.ping()
     except Exception as exc:  # any failure to answer means "not ready"
-        return error_response(503, "redis_unavailable", f"Redis does not answer: {type(exc).__name__}")
+        return error_response(
+            503, "redis_unavailable", f"Redis does not answer: {type(exc).__name__}"
+        )
     return JSONResponse({"status": "ready"})
 
 
@@ -94,7 +86,85 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format; the admin token (Prometheus' `authorization` setting)."""
     if not (await principal(request)).is_admin:
         raise Forbidden("metrics are for the platform admin")
-    return request.app.state.gateway.metrics.render()
+    return gateway_of(request).metrics.render()
+
+
+async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
+    """Everything one worker needs, connected and started."""
+    store = open_store(settings)
+    providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
+    auth = Authenticator(settings, store)
+    await auth.load()
+    resume_secret = await store.credentials.shared_secret("resume")
+    live = Live(store, shutdown_grace=settings.shutdown_grace)
+    await live.start()
+    governance = Governance(settings, store, metrics)
+    await governance.start()
+    auth.start()
+    return Gateway(
+        settings=settings,
+        store=store,
+        auth=auth,
+        chat=ChatService(settings, store, providers, metrics, live, governance),
+        governance=governance,
+        live=live,
+        resume_secret=resume_secret,
+        visibility=Visibility(store),
+        providers=providers,
+        metrics=metrics,
+        repositories=Repositories(settings, store),
+        audit=Audit(store.events),
+    )
+
+
+async def close_gateway(gw: Gateway) -> None:
+    gw.live.stop_all("cancelled")  # streams still open after uvicorn's grace period
+    await gw.live.close()
+    await gw.auth.close()
+    await gw.governance.close()
+    for provider in gw.providers.values():
+        with contextlib.suppress(Exception):
+            await provider.aclose()
+    await gw.repositories.aclose()
+    await gw.audit.aclose()
+    await gw.store.aclose()
+
+
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    found = [Middleware(RequestMiddleware, metrics=metrics)]
+    if settings.cors_origins:
+        found.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
+                expose_headers=[  # readable by the page's script
+                    "Retry-After",
+                    "X-Request-Id",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                ],
+                allow_credentials=False,
+            )
+        )
+    return found
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    *conversation_service.routes,
+    *streams.routes,
+    *repository_style.routes,
+    *admin.routes,
+    *policies.routes,
+    *openai_compat.routes,
+    *anthropic_compat.routes,
+    *pages.routes,  # /, /docs, /openapi.json, /static: no token
+]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -102,77 +172,17 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings)
-        providers = {
-            m.id: build_provider(settings.model_spec(m)) for m in settings.served_models
-        }
-        auth = Authenticator(settings, store)
-        await auth.load()
-        resume_secret = await store.shared_secret("resume")
-        live = Live(store, shutdown_grace=settings.shutdown_grace)
-        await live.start()
-        governance = Governance(settings, store, metrics_registry)
-        await governance.start()
-        app.state.gateway = Gateway(
-            settings=settings,
-            store=store,
-            auth=auth,
-            chat=ChatService(settings, store, providers, metrics_registry, live, governance),
-            governance=governance,
-            live=live,
-            resume_secret=resume_secret,
-            conversations=Conversations(store),
-            providers=providers,
-            metrics=metrics_registry,
-            repositories=Repositories(settings, store),
-            audit=Audit(store),
-        )
-        auth.start()
+        app.state.gateway = gateway = await open_gateway(settings, metrics_registry)
         try:
             yield
         finally:
-            live.stop_all("cancelled")  # streams still open after uvicorn's grace period
-            await live.close()
-            await auth.close()
-            await governance.close()
-            for provider in providers.values():
-                with contextlib.suppress(Exception):
-                    await provider.aclose()
-            await app.state.gateway.repositories.aclose()
-            await app.state.gateway.audit.aclose()
-            await store.aclose()
+            await close_gateway(gateway)
 
-    middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
-    if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
-            expose_headers=[  # readable by the page's script
-                "Retry-After", "X-Request-Id",
-                "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-            ],
-            allow_credentials=False,
-        ))
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        *conversation_service.routes,
-        *streams.routes,
-        *repository.routes,
-        *admin.routes,
-        *policies.routes,
-        *openai_compat.routes,
-        *anthropic_compat.routes,
-        *pages.routes,  # /, /docs, /openapi.json, /static: no token
-    ]
     return Starlette(
-        routes=routes,
-        middleware=middleware,
+        routes=ROUTES,
+        middleware=middleware(settings, metrics_registry),
         # every 403 also leaves an access_denied audit event
-        exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},  # type: ignore[dict-item]
+        exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},
         lifespan=lifespan,
     )
 

@@ -94,13 +94,21 @@ def error_body(code: str, message: str) -> bytes:
     return json.dumps({"success": False, "code": code, "message": message}).encode()
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return Response(error_body(code, message), status, headers, media_type="application/json")
 
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 429: "rate_limited",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    429: "rate_limited",
 }
 
 
@@ -121,8 +129,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 async def handle_redis_down(request: Request, exc: Exception) -> Response:
     """Nothing was recorded, so nothing was sent upstream: the client may simply retry."""
     log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "redis_unavailable", "the gateway cannot reach its store; retry shortly",
-                          {"Retry-After": "1"})
+    return error_response(
+        503,
+        "redis_unavailable",
+        "the gateway cannot reach its store; retry shortly",
+        {"Retry-After": "1"},
+    )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

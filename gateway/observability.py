@@ -22,11 +22,26 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
@@ -35,26 +50,57 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("gateway_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("gateway_request_duration_seconds", "HTTP request duration",
-                                         ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "gateway_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "gateway_request_duration_seconds",
+            "HTTP request duration",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.active_streams = Gauge("gateway_active_streams", "Streams in flight", registry=r)
-        self.ttft = Histogram("gateway_ttft_seconds", "Time to first token sent to the client",
-                              ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "gateway_ttft_seconds",
+            "Time to first token sent to the client",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.overhead = Histogram(
             "gateway_overhead_seconds",
             "The gateway's own share of time to first token: time to first byte sent minus "
-            "the upstream's time to first token", ["model"], buckets=OVERHEAD_BUCKETS, registry=r)
-        self.tokens = Counter("gateway_tokens_total", "Tokens by model and direction",
-                              ["model", "direction"], registry=r)
-        self.violations = Counter("gateway_policy_violations_total", "Policy violations",
-                                  ["policy", "action"], registry=r)
-        self.provider_errors = Counter("gateway_provider_errors_total", "Provider errors",
-                                       ["model", "kind"], registry=r)
-        self.redis_seconds = Histogram("gateway_redis_seconds", "Redis round trips of a turn",
-                                       ["op"], buckets=LATENCY_BUCKETS, registry=r)
-        self.streams = Counter("gateway_streams_total", "Finished streams by finish reason",
-                               ["model", "finish_reason"], registry=r)
+            "the upstream's time to first token",
+            ["model"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gateway_tokens_total",
+            "Tokens by model and direction",
+            ["model", "direction"],
+            registry=r,
+        )
+        self.violations = Counter(
+            "gateway_policy_violations_total", "Policy violations", ["policy", "action"], registry=r
+        )
+        self.provider_errors = Counter(
+            "gateway_provider_errors_total", "Provider errors", ["model", "kind"], registry=r
+        )
+        self.redis_seconds = Histogram(
+            "gateway_redis_seconds",
+            "Redis round trips of a turn",
+            ["op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.streams = Counter(
+            "gateway_streams_total",
+            "Finished streams by finish reason",
+            ["model", "finish_reason"],
+            registry=r,
+        )
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -62,11 +108,14 @@ class Metrics:
 
 # -- JSON logs ----------------------------------------------------------------------------
 
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 3), "level": record.levelname.lower(),
-            "logger": record.name, "msg": record.getMessage(),
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
         fields = getattr(record, "fields", None)
         if fields:
@@ -91,6 +140,7 @@ stream_log = logging.getLogger("gateway.stream")
 
 
 # -- request id + access line + request metrics ---------------------------------------------
+
 
 def route_name(scope: Scope) -> str:
     route = scope.get("route")
@@ -133,22 +183,29 @@ class RequestMiddleware:
             self.metrics.request_seconds.labels(route).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 caller = state.get("principal")
-                access_log.info("request", extra={"fields": {
-                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
-                    "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3),
-                    "user": getattr(caller, "user_id", None), "org": getattr(caller, "org_id", None),
-                }})
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "user": getattr(caller, "user_id", None),
+                            "org": getattr(caller, "org_id", None),
+                        }
+                    },
+                )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1").strip()
+            text: str = value.decode("latin-1").strip()
             # echo only a sane id: bounded, printable, no header injection
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
     return None
 
-
-async def metrics_endpoint(request: Request) -> Response:
-    return request.app.state.gateway.metrics.render()

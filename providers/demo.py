@@ -8,7 +8,16 @@ import hashlib
 import random
 from collections.abc import AsyncIterator
 
-from providers.base import OPENED, ChatRequest, Finish, ModelSpec, ProviderEvent, TextDelta, Usage
+from providers.base import (
+    OPENED,
+    ChatRequest,
+    Finish,
+    ModelSpec,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+    estimate_tokens,
+)
 
 _SENTENCES = (
     "A gateway keeps every turn of a conversation, so the model always sees the context.",
@@ -20,11 +29,6 @@ _SENTENCES = (
     "Short answers arrive quickly; long ones arrive steadily, one word after another.",
     "This reply comes from the built-in demo model; configure a real provider to go further.",
 )
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, the usual rule of thumb for English text."""
-    return max(1, (len(text) + 3) // 4) if text else 0
 
 
 class DemoProvider:

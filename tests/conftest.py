@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.embedded_redis import EmbeddedRedis
+from gateway.storage.embedded import EmbeddedRedis
 from tests.fake_upstream import FakeUpstream
 
 pytest_plugins = ["tests.gateway_fixtures", "tests.repo_fixtures"]

@@ -70,7 +70,9 @@ answer_words = 12
 
 @pytest.fixture(scope="session")
 def gateway_server(
-    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    redis_url: str,
+    redis_env: dict[str, str],
+    upstream_server: FakeUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
@@ -147,7 +149,11 @@ async def client(
 
 @pytest.fixture
 def gateway_factory(
-    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream, tmp_path: Any, redis: Any
+    redis_url: str,
+    redis_env: dict[str, str],
+    upstream_server: FakeUpstream,
+    tmp_path: Any,
+    redis: Any,
 ):
     """Another gateway, for one test, with an extra model "slow" whose fields the test sets
     (timeouts, base_url, ...), extra environment (GATEWAY_* settings) and extra TOML tables
@@ -157,8 +163,14 @@ def gateway_factory(
     async def make(
         env: dict[str, str] | None = None, extra_toml: str = "", **fields: Any
     ) -> AsyncIterator[Client]:
-        model = {"id": "slow", "provider": "openai", "model": "slow-model",
-                 "base_url": upstream_server.openai_base_url, "max_retries": 0, **fields}
+        model = {
+            "id": "slow",
+            "provider": "openai",
+            "model": "slow-model",
+            "base_url": upstream_server.openai_base_url,
+            "max_retries": 0,
+            **fields,
+        }
         extra = "\n[[models]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in model.items())
         extra += "\n" + extra_toml
         settings = gateway_settings(

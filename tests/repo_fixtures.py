@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway.redis_client import connect
-from gateway.store import Store
+
+from gateway.storage import keys
+from gateway.storage.client import connect
+from gateway.storage.store import Store
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import ORG, test_config
 from tests.support import ADMIN_TOKEN, GatewayServer, bearer, gateway_settings, make_jwt
@@ -87,26 +89,42 @@ CAST = Cast(
     admin=ADMIN_TOKEN,
     org_admin=make_jwt("olivia", ORG, "org_admin", name="Olivia", email="olivia@example.com"),
     ws_admin=make_jwt("walter", ORG, "workspace_admin", workspaces=["ws-1"], managed=["ws-1"]),
-    alice=make_jwt("alice", ORG, "user", workspaces=["ws-1"], name="Alice", family_name="Doe",
-                   email="alice@example.com"),
+    alice=make_jwt(
+        "alice",
+        ORG,
+        "user",
+        workspaces=["ws-1"],
+        name="Alice",
+        family_name="Doe",
+        email="alice@example.com",
+    ),
     bob=make_jwt("bob", ORG, "user", workspaces=["ws-1"]),
     carol=make_jwt("carol", ORG, "user", workspaces=["ws-2"]),
     mallory=make_jwt("mallory", OTHER_ORG, "user", workspaces=["ws-9"]),
 )
 USER_IDS = {
-    "admin": "admin", "org_admin": "olivia", "ws_admin": "walter", "alice": "alice",
-    "bob": "bob", "carol": "carol", "mallory": "mallory",
+    "admin": "admin",
+    "org_admin": "olivia",
+    "ws_admin": "walter",
+    "alice": "alice",
+    "bob": "bob",
+    "carol": "carol",
+    "mallory": "mallory",
 }
 
 
 @pytest.fixture(scope="session")
 def repo_gateway(
-    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    redis_url: str,
+    redis_env: dict[str, str],
+    upstream_server: FakeUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
-        tmp_path_factory.mktemp("gw-repo"), redis_url,
-        test_config(upstream_server, REPOSITORIES), env={"REPO_KEYED_OPENAI_KEY": REPO_KEY, **redis_env},
+        tmp_path_factory.mktemp("gw-repo"),
+        redis_url,
+        test_config(upstream_server, REPOSITORIES),
+        env={"REPO_KEYED_OPENAI_KEY": REPO_KEY, **redis_env},
     )
     server = GatewayServer(settings).start()
     yield server
@@ -152,7 +170,9 @@ class RepoClient:
 
 
 @pytest.fixture
-async def api(repo_gateway: GatewayServer, redis: Any, upstream: FakeUpstream) -> AsyncIterator[RepoClient]:
+async def api(
+    repo_gateway: GatewayServer, redis: Any, upstream: FakeUpstream
+) -> AsyncIterator[RepoClient]:
     async with httpx.AsyncClient(base_url=repo_gateway.url, timeout=20) as http:
         yield RepoClient(http)
 
@@ -171,13 +191,15 @@ async def store(redis_url: str, redis_env: dict[str, str], redis: Any) -> AsyncI
 
 
 async def conv_hash(redis: Any, cid: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in (await redis.hgetall(f"gw:{{c:{cid}}}")).items()}
+    return {
+        k.decode(): v.decode() for k, v in (await redis.hgetall(keys.conversation(cid))).items()
+    }
 
 
 async def indexes_holding(redis: Any, cid: str, org: str = ORG) -> list[str]:
-    keys = [k.decode() for k in await redis.keys(f"gw:{{o:{org}}}:convs*")]
-    return sorted([k for k in keys if await redis.zscore(k, cid) is not None])
+    found = [k.decode() for k in await redis.keys(keys.org_index_pattern(org))]
+    return sorted([k for k in found if await redis.zscore(k, cid) is not None])
 
 
 async def message_count(redis: Any, cid: str) -> int:
-    return await redis.llen(f"gw:{{c:{cid}}}:m")
+    return await redis.llen(keys.messages(cid))

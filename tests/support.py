@@ -16,11 +16,12 @@ import uvicorn
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
-from gateway.embedded_redis import free_port
 from gateway.settings import Settings, load_settings
+from gateway.storage import keys
+from gateway.storage.embedded import free_port
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-of-28-chars"
 
 
 class GatewayServer:
@@ -67,7 +68,7 @@ class GatewayServer:
     async def restore_heartbeat(self, redis: Any) -> None:
         """Tests FLUSHALL between each other; put back what a live worker keeps in Redis."""
         gateway = self.app.state.gateway
-        await redis.set(f"gw:worker:{gateway.live.worker_id}", "1", px=6000)
+        await redis.set(keys.worker(gateway.live.worker_id), "1", px=6000)
         await self.call(gateway.governance.reload())  # policies an earlier test put via the API
 
     def stop(self) -> None:
@@ -208,4 +209,6 @@ async def commands_for(redis: Any, request: Any, repeat: int = 3) -> dict[str, i
         after = await command_calls(redis)
         seen.append({name: calls - before.get(name, 0) for name, calls in after.items()})
     names = {n for s in seen for n, calls in s.items() if calls} - IGNORED
-    return {n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)}
+    return {
+        n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)
+    }

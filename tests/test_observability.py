@@ -53,7 +53,12 @@ async def test_one_log_line_per_request_and_per_stream(client, alice, upstream, 
     stream_lines = [x for x in logs.lines if x["msg"] == "stream"]
     assert len(stream_lines) == 1
     line = stream_lines[0]
-    assert (line["user"], line["org"], line["model"], line["finish_reason"]) == ("alice", "org-1", "gpt", "stop")
+    assert (line["user"], line["org"], line["model"], line["finish_reason"]) == (
+        "alice",
+        "org-1",
+        "gpt",
+        "stop",
+    )
     assert (line["input_tokens"], line["output_tokens"]) == (5, 2)
     assert line["duration_ms"] > 0 and line["overhead_ms"] is not None
     assert line["request_id"] == r.headers["x-request-id"]
@@ -63,7 +68,10 @@ async def test_one_log_line_per_request_and_per_stream(client, alice, upstream, 
             break
         await asyncio.sleep(0.01)
     assert [a["route"] for a in access] == [
-        "/api/conversation/create", "/api/conversation/create_session", "/api/conversation/stream_chat"]
+        "/api/conversation/create",
+        "/api/conversation/create_session",
+        "/api/conversation/stream_chat",
+    ]
     assert access[-1]["status"] == 200 and access[-1]["user"] == "alice"
 
 
@@ -86,7 +94,10 @@ async def _metrics_for_the_admin_only(client, admin, alice, upstream):
     r = await client.http.get("/metrics", headers=bearer(admin))
     assert r.status_code == 200
     text = r.text
-    assert 'gateway_requests_total{method="POST",route="/api/conversation/stream_chat",status="200"}' in text
+    assert (
+        'gateway_requests_total{method="POST",route="/api/conversation/stream_chat",status="200"}'
+        in text
+    )
     assert 'gateway_tokens_total{direction="in",model="gpt"}' in text
     assert 'gateway_provider_errors_total{kind="server",model="gpt"}' in text
     assert 'gateway_overhead_seconds_count{model="gpt"}' in text

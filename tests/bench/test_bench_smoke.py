@@ -26,8 +26,13 @@ async def upstream() -> AsyncIterator[tuple[Upstream, int]]:
     await server.stop()
 
 
-def stream_request(port: int, path: str, model: str, headers: dict[str, str] | None = None,
-                   include_usage: bool = True) -> bytes:
+def stream_request(
+    port: int,
+    path: str,
+    model: str,
+    headers: dict[str, str] | None = None,
+    include_usage: bool = True,
+) -> bytes:
     body: dict = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     if include_usage:
         body["stream_options"] = {"include_usage": True}
@@ -54,7 +59,9 @@ async def test_openai_stream_is_counted_frame_by_frame(upstream: tuple[Upstream,
         usage = json.loads(events[-2].removeprefix("data: "))["usage"]
         assert usage["completion_tokens"] == 7
         text = "".join(
-            (json.loads(e.removeprefix("data: "))["choices"] or [{}])[0].get("delta", {}).get("content", "")
+            (json.loads(e.removeprefix("data: "))["choices"] or [{}])[0]
+            .get("delta", {})
+            .get("content", "")
             for e in events[:-1]
         )
         assert len(text.split()) == 7
@@ -65,20 +72,31 @@ async def test_anthropic_stream_and_pacing_headers(upstream: tuple[Upstream, int
     _, port = upstream
     conn = await Connection.open(HOST, port)
     rec = Recorder(ANTHROPIC, keep_body=True)
-    raw = stream_request(port, "/v1/messages", "bench", include_usage=False,
-                         headers={"X-Bench-Tokens": "4", "X-Bench-Pace-Ms": "2"})
+    raw = stream_request(
+        port,
+        "/v1/messages",
+        "bench",
+        include_usage=False,
+        headers={"X-Bench-Tokens": "4", "X-Bench-Pace-Ms": "2"},
+    )
     await conn.request(raw, rec)
     conn.close()
     assert rec.ok, rec.error
     assert rec.frames == 4
     assert len(rec.gaps) == 3
-    names = [line.removeprefix("event: ") for line in rec.body.decode().splitlines()
-             if line.startswith("event: ")]
+    names = [
+        line.removeprefix("event: ")
+        for line in rec.body.decode().splitlines()
+        if line.startswith("event: ")
+    ]
     assert names[:2] == ["message_start", "content_block_start"]
     assert names[2:6] == ["content_block_delta"] * 4
     assert names[6:] == ["content_block_stop", "message_delta", "message_stop"]
-    delta = next(json.loads(line[6:]) for line in rec.body.decode().splitlines()
-                 if line.startswith("data: ") and '"message_delta"' in line)
+    delta = next(
+        json.loads(line[6:])
+        for line in rec.body.decode().splitlines()
+        if line.startswith("data: ") and '"message_delta"' in line
+    )
     assert delta["usage"]["output_tokens"] == 4
 
 

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import RedisCluster
 
-from gateway.embedded_cluster import EmbeddedCluster
 from tests.cluster.support import ClusterTestClient
 from tests.fake_upstream import FakeUpstream
 from tests.gateway_fixtures import test_config
 from tests.repo_fixtures import REPO_KEY, REPOSITORIES
 from tests.support import GatewayServer, gateway_settings
+from tests.topologies import EmbeddedCluster
 
 CLUSTER_ENV = {"GATEWAY_REDIS_CLUSTER": "true"}
 
@@ -51,7 +51,9 @@ async def redis(redis_url: str) -> AsyncIterator[RedisCluster]:
 
 @pytest.fixture(scope="session")
 def gateway_server(
-    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    redis_url: str,
+    redis_env: dict[str, str],
+    upstream_server: FakeUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
@@ -64,12 +66,16 @@ def gateway_server(
 
 @pytest.fixture(scope="session")
 def repo_gateway(
-    redis_url: str, redis_env: dict[str, str], upstream_server: FakeUpstream,
+    redis_url: str,
+    redis_env: dict[str, str],
+    upstream_server: FakeUpstream,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayServer]:
     settings = gateway_settings(
-        tmp_path_factory.mktemp("gw-repo-cluster"), redis_url,
-        test_config(upstream_server, REPOSITORIES), env={"REPO_KEYED_OPENAI_KEY": REPO_KEY, **redis_env},
+        tmp_path_factory.mktemp("gw-repo-cluster"),
+        redis_url,
+        test_config(upstream_server, REPOSITORIES),
+        env={"REPO_KEYED_OPENAI_KEY": REPO_KEY, **redis_env},
     )
     server = GatewayServer(settings).start()
     yield server

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.embedded_cluster import EmbeddedCluster
-from gateway.store import conv_key, messages_key
+from gateway.storage import keys
 from tests.cluster.support import ClusterTestClient
 from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
+from tests.topologies import EmbeddedCluster
 
 CONFIG = """
 [[models]]
@@ -48,20 +48,30 @@ class Load:
 
 
 async def user(http: httpx.AsyncClient, token: str, load: Load) -> None:
-    conv = (await http.post(f"/api/conversation/create?org_id={ORG}", json={"title": "load"},
-                            headers=bearer(token))).json()
-    session = (await http.post(f"/api/conversation/create_session?org_id={ORG}",
-                               json={"conversation_id": conv["id"], "model_id": "paced"},
-                               headers=bearer(token))).json()
+    conv = (
+        await http.post(
+            f"/api/conversation/create?org_id={ORG}", json={"title": "load"}, headers=bearer(token)
+        )
+    ).json()
+    session = (
+        await http.post(
+            f"/api/conversation/create_session?org_id={ORG}",
+            json={"conversation_id": conv["id"], "model_id": "paced"},
+            headers=bearer(token),
+        )
+    ).json()
     n = 0
     while load.running:
         n += 1
         out = Outcome(conv["id"], time.monotonic())
         load.outcomes.append(out)
         try:
-            async with http.stream("POST", f"/api/conversation/stream_chat?org_id={ORG}",
-                                   json={"chat_session_id": session["id"], "message": f"prompt {n}"},
-                                   headers=bearer(token)) as r:
+            async with http.stream(
+                "POST",
+                f"/api/conversation/stream_chat?org_id={ORG}",
+                json={"chat_session_id": session["id"], "message": f"prompt {n}"},
+                headers=bearer(token),
+            ) as r:
                 raw = await r.aread()
             if r.status_code != 200:
                 out.failure = f"HTTP {r.status_code}: {raw[:80]!r}"
@@ -82,7 +92,9 @@ async def user(http: httpx.AsyncClient, token: str, load: Load) -> None:
 
 @pytest.fixture
 async def doomed_cluster(tmp_path: Path):
-    cluster = await asyncio.to_thread(EmbeddedCluster(tmp_path / "cluster", node_timeout_ms=1000).start)
+    cluster = await asyncio.to_thread(
+        EmbeddedCluster(tmp_path / "cluster", node_timeout_ms=1000).start
+    )
     yield cluster
     await asyncio.to_thread(cluster.stop)
 
@@ -91,9 +103,15 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
     doomed_cluster: EmbeddedCluster, tmp_path: Path
 ):
     cluster = doomed_cluster
-    settings = gateway_settings(tmp_path, cluster.url, CONFIG, {
-        "GATEWAY_REDIS_CLUSTER": "true", "GATEWAY_FINAL_WRITE_TIMEOUT": "20",
-    })
+    settings = gateway_settings(
+        tmp_path,
+        cluster.url,
+        CONFIG,
+        {
+            "GATEWAY_REDIS_CLUSTER": "true",
+            "GATEWAY_FINAL_WRITE_TIMEOUT": "20",
+        },
+    )
     server = await asyncio.to_thread(GatewayServer(settings).start)
     token = make_jwt("loader", ORG, "org_admin")
     redis = ClusterTestClient.from_url(cluster.url, decode_responses=True)
@@ -105,8 +123,11 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
             try:
                 await asyncio.sleep(1.5)  # load running, every conversation has answers
                 victim = cluster.primary_ports()[0]
-                victim_slots = {c.conversation_id for c in load.outcomes
-                                if redis.get_node_from_key(conv_key(c.conversation_id)).port == victim}
+                victim_slots = {
+                    c.conversation_id
+                    for c in load.outcomes
+                    if redis.get_node_from_key(keys.conversation(c.conversation_id)).port == victim
+                }
                 killed_at = time.monotonic()
                 cluster.kill(victim)
                 promoted = await asyncio.to_thread(cluster.wait_failover, victim)
@@ -125,17 +146,22 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
     ended = [o for o in load.outcomes if o.end is not None]
     confirmed = [o for o in ended if o.end.get("stored", True)]
     on_victim = [o for o in confirmed if o.conversation_id in victim_slots]
-    summary = (f"{len(load.outcomes)} streams, {len(ended)} ended, {len(confirmed)} confirmed, "
-               f"{len(on_victim)} on the killed primary's slots; failover to :{promoted} took "
-               f"{recovered_at - killed_at:.1f}s; failures: "
-               f"{sorted({o.failure for o in load.outcomes if o.failure})}")
+    summary = (
+        f"{len(load.outcomes)} streams, {len(ended)} ended, {len(confirmed)} confirmed, "
+        f"{len(on_victim)} on the killed primary's slots; failover to :{promoted} took "
+        f"{recovered_at - killed_at:.1f}s; failures: "
+        f"{sorted({o.failure for o in load.outcomes if o.failure})}"
+    )
     print(summary)
 
     # every answer a client was told is stored is there, on the promoted replica too
     await redis.initialize()
     missing = []
     for o in confirmed:
-        kept = {m["id"]: m for m in map(json.loads, await redis.lrange(messages_key(o.conversation_id), 0, -1))}
+        kept = {
+            m["id"]: m
+            for m in map(json.loads, await redis.lrange(keys.messages(o.conversation_id), 0, -1))
+        }
         m = kept.get(o.message_id)  # type: ignore[arg-type]
         if m is None or m["content"] != o.text or m["status"] != "complete":
             missing.append(o.message_id)

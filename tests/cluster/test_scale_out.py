@@ -17,15 +17,15 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from gateway.embedded_cluster import EmbeddedCluster
-from gateway.embedded_redis import free_port
-from gateway.store import conv_key, messages_key
+from gateway.storage import keys
+from gateway.storage.embedded import free_port
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.faults.test_streams import read_until
 from tests.gateway_fixtures import ORG
 from tests.gateway_fixtures import test_config as gateway_config
 from tests.support import ADMIN_TOKEN, JWT_SECRET, bearer, make_jwt, parse_sse
 from tests.test_cli import clean_env
+from tests.topologies import EmbeddedCluster
+from tests.turn.test_stream_faults import read_until
 
 LIMITS = "\n[limits]\nuser_requests_per_minute = 3\n"
 
@@ -37,8 +37,20 @@ class GatewayProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--config", str(config)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--port",
+                str(self.port),
+                "--config",
+                str(config),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     async def ready(self, timeout: float = 30.0) -> None:
@@ -46,7 +58,9 @@ class GatewayProcess:
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"gateway exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                    raise RuntimeError(
+                        f"gateway exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                    )
                 try:
                     if (await http.get("/readyz")).status_code == 200:
                         return
@@ -74,15 +88,22 @@ async def replicas(
     config = folder / "gateway.toml"
     config.write_text(gateway_config(upstream_server, LIMITS))
     env = clean_env(
-        GATEWAY_REDIS_URL=redis_url, GATEWAY_REDIS_CLUSTER="true", GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
-        GATEWAY_JWT_SECRET=JWT_SECRET, GATEWAY_PING_INTERVAL="1", GATEWAY_LOG_LEVEL="warning",
-        OPENAI_API_KEY="sk-test-openai", ANTHROPIC_API_KEY="sk-ant-test",
+        GATEWAY_REDIS_URL=redis_url,
+        GATEWAY_REDIS_CLUSTER="true",
+        GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
+        GATEWAY_JWT_SECRET=JWT_SECRET,
+        GATEWAY_PING_INTERVAL="1",
+        GATEWAY_LOG_LEVEL="warning",
+        OPENAI_API_KEY="sk-test-openai",
+        ANTHROPIC_API_KEY="sk-ant-test",
     )
     procs = [GatewayProcess(config, env), GatewayProcess(config, env)]
     try:
         await asyncio.gather(*(p.ready() for p in procs))
-        async with httpx.AsyncClient(base_url=procs[0].url, timeout=20) as a, \
-                httpx.AsyncClient(base_url=procs[1].url, timeout=20) as b:
+        async with (
+            httpx.AsyncClient(base_url=procs[0].url, timeout=20) as a,
+            httpx.AsyncClient(base_url=procs[1].url, timeout=20) as b,
+        ):
             yield a, b
     finally:
         for p in procs:
@@ -90,20 +111,25 @@ async def replicas(
 
 
 async def conversation_on(http: httpx.AsyncClient, token: str) -> dict:
-    r = await http.post(f"/api/conversation/create?org_id={ORG}", json={"title": "t"}, headers=bearer(token))
+    r = await http.post(
+        f"/api/conversation/create?org_id={ORG}", json={"title": "t"}, headers=bearer(token)
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def session_on(http: httpx.AsyncClient, token: str, cid: str, model: str = "gpt") -> dict:
-    r = await http.post(f"/api/conversation/create_session?org_id={ORG}",
-                        json={"conversation_id": cid, "model_id": model}, headers=bearer(token))
+    r = await http.post(
+        f"/api/conversation/create_session?org_id={ORG}",
+        json={"conversation_id": cid, "model_id": model},
+        headers=bearer(token),
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def stored(redis, cid: str) -> list[dict]:
-    return [json.loads(m) for m in await redis.lrange(messages_key(cid), 0, -1)]
+    return [json.loads(m) for m in await redis.lrange(keys.messages(cid), 0, -1)]
 
 
 async def test_a_stream_started_on_one_gateway_is_resumed_and_stopped_through_the_other(
@@ -116,9 +142,12 @@ async def test_a_stream_started_on_one_gateway_is_resumed_and_stopped_through_th
     words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26 % 26)} " for i in range(400)]
     upstream.script(Reply(chunks=words, delay=0.02))
 
-    async with a.stream("POST", f"/api/conversation/stream_chat?org_id={ORG}",
-                        json={"chat_session_id": session["id"], "message": "count"},
-                        headers=bearer(carol)) as first:
+    async with a.stream(
+        "POST",
+        f"/api/conversation/stream_chat?org_id={ORG}",
+        json={"chat_session_id": session["id"], "message": "count"},
+        headers=bearer(carol),
+    ) as first:
         chunks = first.aiter_bytes()
         got = await read_until(chunks, b"event: content", 5)
         seen = parse_sse(got[: got.rindex(b"\n\n") + 2])
@@ -126,13 +155,19 @@ async def test_a_stream_started_on_one_gateway_is_resumed_and_stopped_through_th
         last_id = seen.of("content")[-1].id
 
         # the other replica attaches from Last-Event-ID: exactly what came after it, live
-        async with b.stream("GET", f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
-                            headers={**bearer(carol), "Last-Event-ID": last_id}) as resumed:
+        async with b.stream(
+            "GET",
+            f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
+            headers={**bearer(carol), "Last-Event-ID": last_id},
+        ) as resumed:
             tail = resumed.aiter_bytes()
             later = await read_until(tail, b"event: content", 3)
             # ... and stops it, though the turn runs on the first replica
-            stop = await b.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid},
-                                headers=bearer(carol))
+            stop = await b.post(
+                f"/api/conversation/stop?org_id={ORG}",
+                json={"message_id": mid},
+                headers=bearer(carol),
+            )
             assert stop.status_code == 202, stop.text
             async for chunk in tail:
                 later += chunk
@@ -153,8 +188,11 @@ async def test_a_stream_started_on_one_gateway_is_resumed_and_stopped_through_th
     assert assistant["status"] == "cancelled" and assistant["content"] == origin.text
     # either replica reads the same history
     for http in (a, b):
-        r = await http.get("/api/conversation/messages", headers=bearer(carol),
-                           params={"org_id": ORG, "conversation_id": conv["id"]})
+        r = await http.get(
+            "/api/conversation/messages",
+            headers=bearer(carol),
+            params={"org_id": ORG, "conversation_id": conv["id"]},
+        )
         assert [m["id"] for m in r.json()["messages"]][1] == mid
 
 
@@ -173,32 +211,46 @@ async def test_rate_limits_hold_across_both_gateways(replicas, upstream, redis):
     await wait_for_a_fresh_minute()
     remaining = []
     for http in (a, b, a):  # 3 prompts a minute, wherever they land
-        r = await http.post(f"/api/conversation/stream_chat?org_id={ORG}", headers=bearer(dave),
-                            json={"chat_session_id": session["id"], "message": "hi"})
+        r = await http.post(
+            f"/api/conversation/stream_chat?org_id={ORG}",
+            headers=bearer(dave),
+            json={"chat_session_id": session["id"], "message": "hi"},
+        )
         assert r.status_code == 200, r.text
         remaining.append(r.headers["x-ratelimit-remaining"])
     assert remaining == ["2", "1", "0"]
     for http in (b, a):
-        r = await http.post(f"/api/conversation/stream_chat?org_id={ORG}", headers=bearer(dave),
-                            json={"chat_session_id": session["id"], "message": "one more"})
+        r = await http.post(
+            f"/api/conversation/stream_chat?org_id={ORG}",
+            headers=bearer(dave),
+            json={"chat_session_id": session["id"], "message": "one more"},
+        )
         assert r.status_code == 429 and r.json()["code"] == "rate_limited"
     assert len(await stored(redis, conv["id"])) == 6  # the refused prompts left nothing
     # one counter, under the org's tag, whichever replica counted
-    [key] = await redis.keys(f"gw:{{o:{ORG}}}:rl:req:min:*:u:dave")
+    [key] = await redis.keys(keys.rate_window(ORG, "requests", "min:*", "user", "dave"))
     assert await redis.get(key) == b"3"
 
 
-async def test_policies_set_through_one_gateway_apply_on_the_other_at_once(replicas, upstream, redis):
+async def test_policies_set_through_one_gateway_apply_on_the_other_at_once(
+    replicas, upstream, redis
+):
     a, b = replicas
     erin = make_jwt("erin", ORG, "user", workspaces=["ws-1"])
     conv = await conversation_on(b, erin)
     session = await session_on(b, erin, conv["id"])
-    r = await a.put("/admin/policies/no-bluebird", headers=bearer(ADMIN_TOKEN), json={
-        "stages": ["pre"], "action": "block", "kind": "keywords", "keywords": ["bluebird"]})
+    r = await a.put(
+        "/admin/policies/no-bluebird",
+        headers=bearer(ADMIN_TOKEN),
+        json={"stages": ["pre"], "action": "block", "kind": "keywords", "keywords": ["bluebird"]},
+    )
     assert r.status_code in (200, 201), r.text
     try:
-        r = await b.post(f"/api/conversation/stream_chat?org_id={ORG}", headers=bearer(erin),
-                         json={"chat_session_id": session["id"], "message": "about bluebird"})
+        r = await b.post(
+            f"/api/conversation/stream_chat?org_id={ORG}",
+            headers=bearer(erin),
+            json={"chat_session_id": session["id"], "message": "about bluebird"},
+        )
         assert r.status_code == 400 and r.json()["code"] == "policy_blocked"
     finally:
         await a.delete("/admin/policies/no-bluebird", headers=bearer(ADMIN_TOKEN))
@@ -210,7 +262,7 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
     conv = await client.create_conversation(alice)
     session = await client.create_session(alice, conv["id"], "gpt")
     upstream.script(Reply(chunks=["kept ", "twice"]))
-    node = redis.get_node_from_key(conv_key(conv["id"]))
+    node = redis.get_node_from_key(keys.conversation(conv["id"]))
     primary = Redis(host=node.host, port=node.port)
     waits = (await primary.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
     stream = await client.chat(alice, session["id"], "hi")
@@ -221,7 +273,7 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
     [replica_port] = redis_cluster.replica_ports(node.port)
     replica = Redis(port=replica_port)
     await replica.execute_command("READONLY")  # a cluster replica serves its slots only then
-    on_replica = [json.loads(m) for m in await replica.lrange(messages_key(conv["id"]), 0, -1)]
+    on_replica = [json.loads(m) for m in await replica.lrange(keys.messages(conv["id"]), 0, -1)]
     await replica.aclose()
     assert [m["id"] for m in on_replica][1] == mid and on_replica[1]["content"] == "kept twice"
 
@@ -229,9 +281,9 @@ async def test_an_answer_whose_end_was_sent_is_already_on_a_replica(
 async def test_the_cluster_suite_really_runs_on_the_cluster(gateway_server, client, alice, redis):
     """Guard for tests/cluster/*_on_cluster.py: their gateway holds a cluster client, and
     conversations spread over every primary."""
-    assert gateway_server.app.state.gateway.store.cluster is True
+    assert gateway_server.app.state.gateway.store.replication.cluster is True
     ids = [(await client.create_conversation(alice))["id"] for _ in range(24)]
-    nodes = {redis.get_node_from_key(conv_key(cid)).name for cid in ids}
+    nodes = {redis.get_node_from_key(keys.conversation(cid)).name for cid in ids}
     assert len(nodes) == 3
 
 
@@ -240,13 +292,30 @@ async def test_the_cli_uses_the_same_cluster_client(redis_url, redis, replicas):
     `serve` mints its admin token the same way (the first writer wins)."""
     env = clean_env(GATEWAY_REDIS_URL=redis_url, GATEWAY_REDIS_CLUSTER="true")
     created = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway", "keys", "create", "--org", ORG, "--user", "kim",
-                         "--role", "user", "--workspace", "ws-1"],
-        env=env, capture_output=True, text=True, timeout=60,
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "keys",
+            "create",
+            "--org",
+            ORG,
+            "--user",
+            "kim",
+            "--role",
+            "user",
+            "--workspace",
+            "ws-1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert created.returncode == 0, created.stderr
     key = created.stdout.split("only its hash is kept): ")[1].strip()
     for http in replicas:
         r = await http.get(f"/api/conversation/list?org_id={ORG}", headers=bearer(key))
         assert r.status_code == 200, r.text
-    assert await redis.hlen("gw:keys") == 1
+    assert await redis.hlen(keys.API_KEYS) == 1

@@ -1,4 +1,4 @@
 """tests/faults/test_streams.py again, every test unchanged, against the Redis
 Cluster: streams under faults: stop, resume, locks, retries."""
 
-from tests.faults.test_streams import *
+from tests.turn.test_stream_faults import *

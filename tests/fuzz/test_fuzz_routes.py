@@ -23,8 +23,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_route_answers_500_or_hangs(case):
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {ADMIN_TOKEN}"}
     response = case.call(timeout=TIMEOUT)

@@ -1,0 +1,163 @@
+"""Rate limits and token budgets per user and per org, shared by every worker and replica
+through Redis; the `[limits]` table of the config file sets them (none set: no Redis call).
+
+Windows are fixed and UTC: the minute (epoch seconds // 60), the day and the calendar month.
+`RateLimits.admit()` runs one Lua script per prompt, once the request is valid and before
+the pre-policy, anything stored or anything sent upstream (so a blocked prompt, a 409 busy
+or a 502 still counts: a limited caller cannot make the gateway write). The script reads
+every window that applies; only when none is full does it count the prompt in the request
+windows, so a refused prompt costs nothing. Token windows are only
+read there: a turn's tokens (input + output, as recorded) are added when it ends, in the
+end-of-turn round trip (gateway/storage/usage.py), so one turn may overshoot a budget by its own
+size and the next prompt is refused until the window resets.
+
+Keys, all under the org's hash tag (one slot per org, ready for Redis Cluster):
+
+    gw:{o:<org>}:rl:req:min:<epoch minute>:o            prompts of the org in that minute
+    gw:{o:<org>}:rl:req:min:<epoch minute>:u:<user>     prompts of one user
+    gw:{o:<org>}:rl:tok:<min|day|mon>:<window>:o        tokens (window: epoch minute,
+    gw:{o:<org>}:rl:tok:<min|day|mon>:<window>:u:<user>  YYYYMMDD or YYYYMM)
+
+Each key expires a minute after its window ends (EXPIREAT: every writer sets the same
+instant). Windows follow each gateway's own clock, so replicas should keep theirs in sync.
+The script that checks and counts them is gateway/storage/quotas.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.errors import RateLimited
+from gateway.settings import LimitsConfig, LimitValues
+from gateway.storage import keys
+from gateway.storage.quotas import Quotas
+
+EXPIRY_GRACE = 60  # seconds a window's key outlives the window
+# config field -> (kind, scope, period); requests first, as the script expects
+LIMITS = {
+    "user_requests_per_minute": ("requests", "user", "minute"),
+    "org_requests_per_minute": ("requests", "org", "minute"),
+    "user_tokens_per_minute": ("tokens", "user", "minute"),
+    "org_tokens_per_minute": ("tokens", "org", "minute"),
+    "user_tokens_per_day": ("tokens", "user", "day"),
+    "org_tokens_per_day": ("tokens", "org", "day"),
+    "user_tokens_per_month": ("tokens", "user", "month"),
+    "org_tokens_per_month": ("tokens", "org", "month"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    kind: str  # requests | tokens
+    scope: str  # user | org
+    period: str  # minute | day | month
+    limit: int
+    key: str
+    reset_at: int  # epoch seconds when the window ends
+
+    def describe(self) -> str:
+        whose = "your" if self.scope == "user" else "your organization's"
+        if self.kind == "requests":
+            return f"{whose} limit of {self.limit} prompts per {self.period} is reached"
+        return f"{whose} budget of {self.limit} tokens per {self.period} is used up"
+
+
+def window_ids(now: float) -> dict[str, tuple[str, int]]:
+    """period -> (window id, epoch second the window ends), for the UTC instant `now`."""
+    minute = int(now // 60)
+    t = datetime.fromtimestamp(now, UTC)
+    day_start = datetime(t.year, t.month, t.day, tzinfo=UTC)
+    next_month = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
+    return {
+        "minute": (f"min:{minute}", (minute + 1) * 60),
+        "day": (f"day:{t:%Y%m%d}", int(day_start.timestamp()) + 86_400),
+        "month": (f"mon:{t:%Y%m}", int(next_month.timestamp())),
+    }
+
+
+def headers_for(window: Window, used: int, now: float) -> dict[str, str]:
+    """X-RateLimit-Reset is in seconds from now (like Retry-After), not an epoch instant:
+    it does not depend on the client's clock."""
+    return {
+        "X-RateLimit-Limit": str(window.limit),
+        "X-RateLimit-Remaining": str(max(0, window.limit - used)),
+        "X-RateLimit-Reset": str(max(1, math.ceil(window.reset_at - now))),
+    }
+
+
+class RateLimits:
+    def __init__(self, config: LimitsConfig, quotas: Quotas) -> None:
+        self.config = config
+        self.quotas = quotas if config.any_set() else None  # none set: no Redis call at all
+        self._per_org: dict[str, LimitValues] = {}
+
+    def _values(self, org_id: str) -> LimitValues:
+        values = self._per_org.get(org_id)
+        if values is None:
+            values = self._per_org[org_id] = self.config.for_org(org_id)
+        return values
+
+    def windows(
+        self, org_id: str, user_id: str, now: float, *, kind: str | None = None
+    ) -> list[Window]:
+        """The windows that apply to one prompt of `user_id` in `org_id`; requests first."""
+        values = self._values(org_id)
+        ids = window_ids(now)
+        found = []
+        for name, (k, scope, period) in LIMITS.items():
+            limit = getattr(values, name)
+            if limit is None or (kind is not None and k != kind):
+                continue
+            window_id, reset_at = ids[period]
+            key = keys.rate_window(org_id, k, window_id, scope, user_id)
+            found.append(Window(k, scope, period, limit, key, reset_at))
+        return found
+
+    async def admit(self, org_id: str, user_id: str) -> dict[str, str]:
+        """Count one prompt, or raise RateLimited (429) naming the limit that is full.
+        Returns the X-RateLimit-* headers of the tightest window (request windows first)."""
+        if self.quotas is None:
+            return {}
+        now = time.time()
+        windows = self.windows(org_id, user_id, now)
+        if not windows:
+            return {}
+        n_requests = sum(1 for w in windows if w.kind == "requests")
+        admission = await self.quotas.admit(
+            [(w.key, w.limit, w.reset_at + EXPIRY_GRACE) for w in windows[:n_requests]],
+            [(w.key, w.limit) for w in windows[n_requests:]],
+        )
+        used = admission.used
+        if not admission.admitted:
+            raise refusal(windows, used, now)
+        pairs = list(zip(windows, used, strict=True))
+        if n_requests:
+            window, count = min(pairs[:n_requests], key=lambda p: p[0].limit - p[1])
+        else:
+            window, count = min(pairs, key=lambda p: (p[0].limit - p[1]) / p[0].limit)
+        return headers_for(window, count, now)
+
+    def token_windows(self, org_id: str, user_id: str) -> list[tuple[str, int]]:
+        """(key, EXPIREAT instant) of each token window a finished turn adds its tokens to."""
+        if self.quotas is None:
+            return []
+        return [
+            (w.key, w.reset_at + EXPIRY_GRACE)
+            for w in self.windows(org_id, user_id, time.time(), kind="tokens")
+        ]
+
+
+def refusal(windows: list[Window], used: list[int], now: float) -> RateLimited:
+    """The 429 for the full window that frees up last (waiting for it clears them all)."""
+    full = [(w, u) for w, u in zip(windows, used, strict=True) if u >= w.limit]
+    window, count = max(full, key=lambda p: p[0].reset_at)
+    headers = headers_for(window, count, now)
+    retry = headers["X-RateLimit-Reset"]
+    return RateLimited(
+        f"{window.describe()}; retry in {retry} s",
+        code="rate_limited" if window.kind == "requests" else "token_budget_exceeded",
+        headers={"Retry-After": retry, **headers},
+    )

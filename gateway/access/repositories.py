@@ -1,0 +1,139 @@
+"""The repository registry: what a repository-style conversation belongs to and which model
+answers it. Repositories come from the config file ([[repositories]]) and the admin API.
+
+Config wins: an id the file declares is served from the (frozen) settings, never read from
+Redis, and the admin API refuses to change it (409). Every other repository lives in one
+Redis hash, written by the admin API. A repository named in the file may carry its own
+provider key (`api_key_env`, the seeds' "AI API Keys"): its prompts go through a provider
+client built with that key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from gateway.settings import ModelConfig, RepositoryConfig, Settings
+from gateway.storage.records import iso, now_ms
+from gateway.storage.store import Store
+from providers import build_provider
+from providers.base import Provider
+
+Source = Literal["config", "api"]
+
+
+@dataclass(slots=True, frozen=True)
+class Repository:
+    id: str
+    org_id: str
+    workspace_id: str | None
+    model: str | None = None
+    source: Source = "api"
+    api_key_env: str | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+    @classmethod
+    def from_config(cls, r: RepositoryConfig) -> Repository:
+        return cls(
+            id=r.id,
+            org_id=r.org_id,
+            workspace_id=r.workspace_id,
+            model=r.model,
+            source="config",
+            api_key_env=r.api_key_env,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "org_id": self.org_id,
+            "workspace_id": self.workspace_id,
+            "model": self.model,
+            "source": self.source,
+            "has_own_api_key": self.api_key_env is not None,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+class ConfigOwned(Exception):
+    """The id is declared in the config file; the admin API may not change it."""
+
+
+class Repositories:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._config = {r.id: Repository.from_config(r) for r in settings.repositories}
+        # repository id -> (model id, a client of that model holding the repository's key)
+        self._providers: dict[str, tuple[str, Provider]] = {}
+        for repo in self._config.values():
+            model = self.model_for(repo)
+            if repo.api_key_env and model is not None:
+                spec = settings.model_spec(model, api_key_env=repo.api_key_env)
+                self._providers[repo.id] = (model.id, build_provider(spec))
+
+    def declared(self, rid: str) -> bool:
+        return rid in self._config
+
+    async def get(self, rid: str) -> Repository | None:
+        if rid in self._config:
+            return self._config[rid]
+        record = await self.store.repositories.get(rid)
+        return Repository(**record) if record else None
+
+    async def list(self, org_id: str | None = None) -> list[Repository]:
+        stored = [Repository(**r) for r in await self.store.repositories.all()]
+        repos = [*self._config.values(), *(r for r in stored if r.id not in self._config)]
+        if org_id is not None:
+            repos = [r for r in repos if r.org_id == org_id]
+        return sorted(repos, key=lambda r: (r.org_id, r.id))
+
+    async def put(
+        self,
+        rid: str,
+        *,
+        org_id: str,
+        workspace_id: str | None,
+        model: str | None,
+        existing: Repository | None,
+    ) -> tuple[Repository, bool]:
+        """Create or replace an admin-managed repository; (repository, created)."""
+        if rid in self._config:
+            raise ConfigOwned(rid)
+        at = now_ms()
+        repo = Repository(
+            id=rid,
+            org_id=org_id,
+            workspace_id=workspace_id,
+            model=model,
+            created_at=existing.created_at if existing else at,
+            updated_at=at,
+        )
+        record = asdict(repo)
+        del record["api_key_env"]  # only the config file may name environment variables
+        created = await self.store.repositories.put(record)
+        return repo, created
+
+    async def delete(self, rid: str) -> bool:
+        if rid in self._config:
+            raise ConfigOwned(rid)
+        return await self.store.repositories.delete(rid)
+
+    def model_for(self, repo: Repository) -> ModelConfig | None:
+        """The repository's model; without one, the first served model."""
+        if repo.model is None:
+            return self.settings.served_models[0]
+        return self.settings.model(repo.model)
+
+    def provider_for(self, repo_id: str | None, model_id: str) -> Provider | None:
+        """A client holding the repository's own key, when it has one for that model."""
+        entry = self._providers.get(repo_id) if repo_id else None
+        return entry[1] if entry is not None and entry[0] == model_id else None
+
+    async def aclose(self) -> None:
+        for _, provider in self._providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()

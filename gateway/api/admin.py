@@ -1,0 +1,175 @@
+"""The admin API: repositories (/admin/repositories) and the audit trail (/admin/events).
+
+The platform admin manages every org (naming it with ?org_id= or in the body); an org admin
+manages their own org only; anyone else gets 403. Another org's repository answers 404.
+Field names follow the config file's [[repositories]] (snake_case).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.access import audit
+from gateway.access.principal import Principal
+from gateway.access.repositories import ConfigOwned, Repository
+from gateway.api.inputs import Body, gateway_of, int_param, iso_param, ok, principal, read_body
+from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+class PutRepository(Body):
+    org_id: str | None = Field(default=None, min_length=1, max_length=200)
+    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+async def admin_principal(request: Request) -> Principal:
+    caller = await principal(request)
+    if caller.role not in ("admin", "org_admin"):
+        raise Forbidden(
+            "the admin API is for org admins and the platform admin", code="forbidden_role"
+        )
+    return caller
+
+
+def org_scope(request: Request, caller: Principal) -> str | None:
+    """?org_id=, which must be the caller's own unless they are the platform admin; absent:
+    the caller's org (for the platform admin: every org)."""
+    org = request.query_params.get("org_id")
+    if org:
+        caller.check_org(org)
+        return org
+    return caller.org_id
+
+
+def required_org(request: Request, caller: Principal) -> str:
+    """org_scope(), where the platform admin must name one org."""
+    org = org_scope(request, caller)
+    if org is None:
+        raise ValidationFailed("org_id: query parameter is required for the platform admin")
+    return org
+
+
+def repository_id(request: Request) -> str:
+    rid = str(request.path_params["repo_id"])
+    if not REPO_ID.match(rid):
+        raise ValidationFailed("repository id: 1-200 characters of letters, digits, . _ : -")
+    return rid
+
+
+async def _visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
+    repo = await gateway_of(request).repositories.get(rid)
+    if repo is None or not caller.in_org(repo.org_id):
+        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
+    return repo
+
+
+def _config_owned(rid: str) -> Conflict:
+    return Conflict(
+        f"repository {rid!r} is declared in the config file; change it there",
+        code="repository_in_config",
+    )
+
+
+async def list_repositories(request: Request) -> Response:
+    caller = await admin_principal(request)
+    org = org_scope(request, caller)
+    repos = await gateway_of(request).repositories.list(org)
+    return ok({"success": True, "repositories": [r.to_json() for r in repos]})
+
+
+async def get_repository(request: Request) -> Response:
+    caller = await admin_principal(request)
+    repo = await _visible_repository(request, caller, repository_id(request))
+    return ok({"success": True, "repository": repo.to_json()})
+
+
+async def put_repository(request: Request) -> Response:
+    caller = await admin_principal(request)
+    rid = repository_id(request)
+    body = await read_body(request, PutRepository)
+    gw = gateway_of(request)
+    existing = await gw.repositories.get(rid)
+    if existing is not None and not caller.in_org(existing.org_id):
+        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
+    org = body.org_id or (existing.org_id if existing else caller.org_id)
+    if org is None:
+        raise ValidationFailed("org_id: required when the platform admin creates a repository")
+    caller.check_org(org)
+    if gw.repositories.declared(rid):
+        raise _config_owned(rid)
+    if existing is not None and existing.org_id != org:
+        raise Conflict("a repository cannot move to another org", code="repository_org_change")
+    if body.model is not None and gw.settings.model(body.model) is None:
+        raise ValidationFailed(f"model: {body.model!r} is not a served model")
+    try:
+        repo, created = await gw.repositories.put(
+            rid, org_id=org, workspace_id=body.workspace_id, model=body.model, existing=existing
+        )
+    except ConfigOwned:
+        raise _config_owned(rid) from None
+    gw.audit.record(
+        org,
+        audit.REPOSITORY_SAVED,
+        caller,
+        repo_id=rid,
+        workspace_id=body.workspace_id,
+        model=body.model,
+        created=int(created),
+    )
+    return ok({"success": True, "repository": repo.to_json()}, 201 if created else 200)
+
+
+async def delete_repository(request: Request) -> Response:
+    caller = await admin_principal(request)
+    rid = repository_id(request)
+    gw = gateway_of(request)
+    repo = await _visible_repository(request, caller, rid)
+    try:
+        deleted = await gw.repositories.delete(rid)
+    except ConfigOwned:
+        raise _config_owned(rid) from None
+    if not deleted:
+        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
+    gw.audit.record(repo.org_id, audit.REPOSITORY_DELETED, caller, repo_id=rid)
+    return ok({"success": True, "repositoryId": rid})
+
+
+async def list_events(request: Request) -> Response:
+    caller = await admin_principal(request)
+    org = required_org(request, caller)
+    take = int_param(request, "take", 50, lo=1, hi=1000)
+    since = iso_param(request, "from")
+    until = iso_param(request, "to", end_of_day=True)
+    if since is not None and until is not None and since > until:
+        raise ValidationFailed("from: must not be after to")
+    before = request.query_params.get("before") or None
+    if before is not None and not EVENT_ID.match(before):
+        raise ValidationFailed("before: an event id, e.g. 1700000000000-0")
+    events = await gateway_of(request).audit.read(
+        org, since_ms=since, until_ms=until, before=before, take=take
+    )
+    return ok(
+        {
+            "success": True,
+            "events": [e.to_json(org) for e in events],
+            # pass as ?before= for the next (older) page
+            "next_before": events[-1].id if len(events) == take else None,
+        }
+    )
+
+
+routes = [
+    Route("/admin/repositories", list_repositories, methods=["GET"]),
+    Route("/admin/repositories/{repo_id}", get_repository, methods=["GET"]),
+    Route("/admin/repositories/{repo_id}", put_repository, methods=["PUT"]),
+    Route("/admin/repositories/{repo_id}", delete_repository, methods=["DELETE"]),
+    Route("/admin/events", list_events, methods=["GET"]),
+]

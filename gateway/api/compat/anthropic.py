@@ -1,0 +1,284 @@
+"""The Anthropic-compatible API: POST /v1/messages (JSON or SSE), and GET /v1/models when
+the request carries `anthropic-version` (openai_compat owns the path and defers here).
+
+A request becomes a direct turn (ChatService.prepare_direct: policies, limits and usage
+accounting as everywhere else); the turn's events become Messages API stream events, byte
+for byte as Anthropic sends them. Errors use Anthropic's shape
+{"type": "error", "error": {"type", "message"}} instead of the contract's, so the official
+SDK raises its own classes (see gateway/api/compat/common.py). The input token count is known only
+when the answer ends: message_start carries the gateway's estimate and message_delta the
+provider's count, which the SDK's accumulated message takes. Tools, images and documents
+are refused with 400; top_p, top_k, stop_sequences, metadata and thinking are accepted and
+not forwarded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from json.encoder import encode_basestring  # C-accelerated
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.api import sse
+from gateway.api.compat import common as compat
+from gateway.api.inputs import Body, gateway_of, read_body, request_timing
+from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.settings import ModelConfig
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn.context import estimated_input_tokens
+from gateway.turn.prepare import Prompt
+from providers.base import ChatMessage
+
+VERSION_HEADER = "anthropic-version"
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+MODELS_CREATED_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # when serving began
+
+
+# -- the request ---------------------------------------------------------------------------
+
+
+class ContentBlock(Body):
+    type: str
+    text: str | None = None
+
+
+class InMessage(Body):
+    role: str
+    content: str | list[ContentBlock]
+
+
+class MessagesRequest(Body):
+    model: str = Field(min_length=1, max_length=200)
+    max_tokens: int = Field(ge=1, le=compat.MAX_OUTPUT_TOKENS)
+    messages: list[InMessage] = Field(min_length=1)
+    system: str | list[ContentBlock] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    stream: bool = False
+    tools: list[Any] | None = None
+
+
+def to_messages(body: MessagesRequest) -> list[ChatMessage]:
+    if body.tools:
+        raise BadRequest("tools: tool use is not supported by this gateway")
+    messages = []
+    if body.system:
+        messages.append(ChatMessage("system", text_of(body.system, "system")))
+    for i, m in enumerate(body.messages):
+        if m.role not in ("user", "assistant"):
+            raise BadRequest(
+                f"messages.{i}.role: must be 'user' or 'assistant'"
+                " (a system prompt goes in the top-level system parameter)"
+            )
+        text = text_of(m.content, f"messages.{i}.content")
+        messages.append(ChatMessage(m.role, text))  # type: ignore[arg-type]
+    return messages
+
+
+def text_of(content: str | list[ContentBlock], param: str) -> str:
+    if isinstance(content, str):
+        return content
+    for j, block in enumerate(content):
+        if block.type != "text" or block.text is None:
+            raise BadRequest(f"{param}.{j}: only text blocks are supported, not {block.type!r}")
+    return "\n".join(b.text for b in content if b.text is not None)
+
+
+# -- the answer ----------------------------------------------------------------------------
+
+
+def message_id(turn_message_id: str) -> str:
+    return "msg_" + compat.hex_id(turn_message_id)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), body.encode())
+
+
+BLOCK_START = _event(
+    "content_block_start",
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+)
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'  # sic: Anthropic's ping has the space
+BLOCK_STOP = _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+MESSAGE_STOP = _event("message_stop", {"type": "message_stop"})
+DELTA_HEAD = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":'
+)
+DELTA_TAIL = b"}}\n\n"
+
+
+def text_frame(text: str) -> bytes:
+    return DELTA_HEAD + encode_basestring(text).encode() + DELTA_TAIL
+
+
+def message_start(ev: Start, input_tokens: int) -> bytes:
+    return _event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": message_id(ev.message_id),
+                "type": "message",
+                "role": "assistant",
+                "model": ev.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 0},
+            },
+        },
+    )
+
+
+def message_delta(stop_reason: str, end: End) -> bytes:
+    return _event(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
+        },
+    )
+
+
+def error_json(status: int, message: str) -> dict[str, Any]:
+    kind = ERROR_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_frame(ev: ErrorEvent) -> bytes:
+    return _event("error", error_json(compat.failure(ev).status, ev.message))
+
+
+async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> AsyncIterator[bytes]:
+    """message_start, one text block (start, ping, deltas, stop), message_delta with the
+    stop reason and the usage, message_stop. A failed turn ends with `event: error`."""
+    failed = False
+    async for ev in events:
+        if type(ev) is Delta:
+            yield text_frame(ev.text)
+        elif type(ev) is Start:
+            yield message_start(ev, input_tokens) + BLOCK_START + PING
+        elif type(ev) is ErrorEvent:
+            failed = True
+            yield error_frame(ev)
+        elif type(ev) is End and not failed:
+            reason = STOP_REASONS.get(ev.finish_reason)
+            if reason is None:  # cancelled: nobody reads; a failure without its error event
+                if (error := compat.end_failure(ev)) is not None:
+                    yield error_frame(error)
+                continue
+            yield BLOCK_STOP + message_delta(reason, ev) + MESSAGE_STOP
+
+
+def message_json(answer: compat.Answer) -> dict[str, Any]:
+    end = answer.end
+    return {
+        "id": message_id(answer.message_id),
+        "type": "message",
+        "role": "assistant",
+        "model": answer.model,
+        "content": [{"type": "text", "text": answer.text}],
+        "stop_reason": STOP_REASONS.get(end.finish_reason, end.finish_reason),
+        "stop_sequence": None,
+        "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
+    }
+
+
+def request_id_header(request: Request) -> dict[str, str]:
+    """Anthropic's SDK exposes `request-id` as `_request_id`: the gateway's X-Request-Id."""
+    rid = request.scope.get("state", {}).get("request_id")
+    return {"request-id": rid} if rid else {}
+
+
+def error_response(request: Request, exc: GatewayError) -> Response:
+    headers = {**exc.headers, **request_id_header(request)}
+    return JSONResponse(error_json(exc.status, exc.message), exc.status, headers)
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+@compat.provider_errors(error_response)
+async def messages(request: Request) -> Response:
+    caller = await compat.caller(request)
+    body = await read_body(request, MessagesRequest)
+    chat_messages = to_messages(body)
+    gw = gateway_of(request)
+    turn = await gw.chat.prepare(
+        Prompt(
+            caller,
+            model_id=body.model,
+            messages=chat_messages,
+            conversation_id=compat.conversation_id(request),
+            max_output_tokens=body.max_tokens,
+            temperature=body.temperature,
+            **request_timing(request),
+        )
+    )
+    compat.audit_prompt(gw, caller, turn, stream=body.stream)
+    await gw.chat.open(turn)  # an upstream refusal before any byte is still an HTTP error
+    events = gw.chat.run(turn)
+    headers = {**request_id_header(request), **turn.rate_headers}
+    if body.stream:
+        frames = encode(events, input_tokens=estimated_input_tokens(turn.request.messages))
+        return sse.sse_response(frames, settings=gw.settings, headers=headers)
+    return JSONResponse(message_json(await compat.collect(events)), headers=headers)
+
+
+def model_json(m: ModelConfig) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": m.id,
+        "display_name": m.id,
+        "created_at": MODELS_CREATED_AT,
+        "lifecycle": "active",
+        "max_input_tokens": m.context_window,
+        "max_tokens": m.max_output_tokens,
+    }
+
+
+@compat.provider_errors(error_response)
+async def list_models(request: Request) -> Response:
+    await compat.caller(request)
+    data = [model_json(m) for m in gateway_of(request).settings.served_models]
+    return JSONResponse(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        },
+        headers=request_id_header(request),
+    )
+
+
+@compat.provider_errors(error_response)
+async def retrieve_model(request: Request) -> Response:
+    await compat.caller(request)
+    model_id = str(request.path_params["model_id"])
+    model = gateway_of(request).settings.model(model_id)
+    if model is None:
+        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    return JSONResponse(model_json(model), headers=request_id_header(request))
+
+
+routes = [
+    Route("/v1/messages", messages, methods=["POST"]),
+]

@@ -1,0 +1,256 @@
+"""What every handler needs: the caller, a validated JSON body, bounded query integers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.access.principal import Principal
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, ValidationFailed
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+B = TypeVar("B", bound=BaseModel)
+MAX_JSON_DEPTH = 32  # nested objects and arrays
+MAX_JSON_INT = 2**53 - 1  # I-JSON (RFC 7493): the integers every JSON parser holds exactly
+# in any string or key: C0 controls but tab, LF and CR; DEL; unpaired surrogates ("\ud800")
+BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Body(BaseModel):
+    """Request bodies: strict types (no "1" for 1), unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+def gateway_of(request: Request) -> Gateway:
+    """Everything the lifespan built for this worker (gateway/app.py)."""
+    return cast("Gateway", request.app.state.gateway)
+
+
+async def principal(request: Request) -> Principal:
+    caller = await gateway_of(request).auth.authenticate(request.headers.get("authorization"))
+    request.state.principal = caller  # for the access log line
+    return caller
+
+
+def request_timing(request: Request) -> dict[str, Any]:
+    """When the request arrived and its id (set by RequestMiddleware), for the turn's metrics."""
+    state = request.scope.get("state", {})
+    return {"started": state.get("started"), "request_id": state.get("request_id")}
+
+
+def org_param(request: Request, caller: Principal) -> str:
+    org_id = request.query_params.get("org_id")
+    if not org_id:
+        raise ValidationFailed("org_id: query parameter is required")
+    caller.check_org(org_id)
+    return org_id
+
+
+def required_param(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise ValidationFailed(f"{name}: query parameter is required")
+    return value
+
+
+def int_param(request: Request, name: str, default: int, *, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _INTEGER.fullmatch(raw):  # ASCII digits only: int() also takes " 1_0" and "１２"
+        raise ValidationFailed(f"{name}: must be an integer")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name}: must be between {lo} and {hi}")
+    return value
+
+
+class _Refused(ValueError):
+    """A body refused while it is parsed, with the code to answer."""
+
+    def __init__(self, message: str, code: str = "invalid_json") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 17 or abs(value := int(text)) > MAX_JSON_INT:
+        raise _Refused(
+            f"integer {text[:20]}{'...' if len(text) > 20 else ''} is out of range "
+            f"(at most {MAX_JSON_INT} in absolute value)",
+            "number_out_of_range",
+        )
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"number {text[:20]} is out of range", "number_out_of_range")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number", "number_out_of_range")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # json.loads would keep the last one silently
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _Refused(f"duplicate key {dup[:50]!r}")
+    return obj
+
+
+def _where(path: Any) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(BAD_CHARS.sub("?", str(key)))  # never echo what we refuse
+    return ".".join(reversed(parts)) or "body"
+
+
+def _bad_char(text: str, path: Any, what: str = "") -> BadRequest:
+    char = BAD_CHARS.search(text).group()  # type: ignore[union-attr]
+    kind = "an unpaired surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    return BadRequest(
+        f"{_where(path)}: {what}contains {kind} (U+{ord(char):04X}); "
+        "only tab, line feed and carriage return are allowed",
+        code="invalid_characters",
+    )
+
+
+def _check_tree(data: Any) -> None:
+    """Nesting depth, and no control characters or unpaired surrogates in any string or
+    key (Redis could not even encode the latter). Paths are kept as (parent, key) links."""
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
+    while stack:
+        value, depth, path = stack.pop()
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if type(key) is str and BAD_CHARS.search(key):
+                raise _bad_char(key, (path, key), "key ")
+            if isinstance(item, str):
+                if BAD_CHARS.search(item):
+                    raise _bad_char(item, (path, key))
+            elif isinstance(item, dict | list):
+                if depth >= MAX_JSON_DEPTH:
+                    raise BadRequest(
+                        f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json"
+                    )
+                stack.append((item, depth + 1, (path, key)))
+
+
+def _check_content_type(request: Request) -> None:
+    """JSON, or text/plain (what fetch() sends when no type is set); absent is fine too.
+    Bodies are read as UTF-8, the only encoding JSON allows (RFC 8259)."""
+    raw = request.headers.get("content-type")
+    if not raw:
+        return
+    media, *params = (p.strip().lower() for p in raw.split(";"))
+    json_like = media in ("application/json", "text/plain") or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    charset = next(
+        (p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")), "utf-8"
+    )
+    if not json_like or charset not in ("utf-8", "utf8"):
+        raise GatewayError(
+            f"Content-Type {raw[:100]!r} is not accepted; send application/json (UTF-8)",
+            code="unsupported_media_type",
+            status=415,
+        )
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, after every input limit (size, UTF-8, nesting, numbers,
+    control characters); read_body() then validates it against a model."""
+    _check_content_type(request)
+    limit = gateway_of(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not raw:
+        raise BadRequest("request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_json"
+        ) from None
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except _Refused as exc:
+        raise BadRequest(f"request body: {exc}", code=exc.code) from None
+    except json.JSONDecodeError as exc:
+        # a raw control character in a string: the same refusal as its \u escape
+        code = (
+            "invalid_characters"
+            if exc.msg.startswith("Invalid control character")
+            else "invalid_json"
+        )
+        raise BadRequest(f"request body is not valid JSON: {exc}", code=code) from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    _check_tree(data)
+    return data
+
+
+async def read_body(request: Request, model: type[B]) -> B:
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+
+
+def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(data, status, headers)
+
+
+def iso_param(request: Request, name: str, *, end_of_day: bool = False) -> int | None:
+    """An ISO 8601 date or date-time query parameter as epoch milliseconds (no zone: UTC).
+    A bare date means its first millisecond, or with end_of_day its last, so that
+    `from=2024-01-15&to=2024-01-15` covers the whole day."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValidationFailed(f"{name}: not an ISO 8601 date or date-time: {raw!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    ms = (value - EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
+    if end_of_day and "T" not in raw.upper() and " " not in raw.strip():
+        ms += 86_400_000 - 1
+    return ms

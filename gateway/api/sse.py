@@ -1,0 +1,344 @@
+"""Normalized chat events -> SSE frames. The event contract lives here only.
+
+Every stream is exactly: one `start`, zero or more `content`, at most one `error`, one
+`end`; `data` is one line of JSON. A content frame is built from a per-stream prefix and
+the JSON-escaped delta, with no dict and no general-purpose encoder per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from json.encoder import encode_basestring  # C-accelerated
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.settings import Settings
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+
+log = logging.getLogger("gateway.sse")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def start_data(ev: Start, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = {
+        "message_id": ev.message_id,
+        "conversation_id": ev.conversation_id,
+        "chat_session_id": ev.chat_session_id,
+        "model": ev.model,
+        "user_message_id": ev.user_message_id,
+    }
+    if extra:
+        data.update(extra)
+    return data
+
+
+def end_data(ev: End) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "message_id": ev.message_id,
+        "finish_reason": ev.finish_reason,
+        "usage": {"input_tokens": ev.input_tokens, "output_tokens": ev.output_tokens},
+    }
+    if ev.usage_estimated:
+        data["usage"]["estimated"] = True
+    if ev.totals is not None:
+        data["conversation_usage"] = {
+            "tokens_in": ev.totals.tokens_in,
+            "tokens_out": ev.totals.tokens_out,
+        }
+    if ev.policy:
+        data["policy"] = ev.policy
+    if not ev.stored:
+        data["stored"] = False  # Redis was away: the gateway keeps retrying the write
+    return data
+
+
+class ContentFrames:
+    """`event: content` frames of one message, numbered from 1 (or after `seq`, when a
+    resumed stream continues where the client's Last-Event-ID left off)."""
+
+    __slots__ = ("prefix", "seq")
+
+    def __init__(self, message_id: str, seq: int = 0) -> None:
+        self.prefix = b"event: content\nid: " + message_id.encode() + b":"
+        self.seq = seq
+
+    def __call__(self, text: str) -> bytes:
+        self.seq += 1
+        return b'%s%d\ndata: {"delta":%s}\n\n' % (
+            self.prefix,
+            self.seq,
+            encode_basestring(text).encode(),
+        )
+
+
+async def encode(
+    events: AsyncIterator[ChatEvent],
+    *,
+    start_seq: int = 0,
+    start_extra: Callable[[Start], dict[str, Any]] | None = None,
+) -> AsyncIterator[bytes]:
+    content: ContentFrames | None = None
+    async for ev in events:
+        if type(ev) is Delta:
+            yield content(ev.text)  # type: ignore[misc]
+        elif type(ev) is Start:
+            content = ContentFrames(ev.message_id, start_seq)
+            yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
+        elif type(ev) is ErrorEvent:
+            yield frame("error", {"code": ev.code, "message": ev.message})
+        elif type(ev) is End:
+            yield frame("end", end_data(ev))
+
+
+PING = b": ping\n\n"
+COALESCE_BYTES = 16 * 1024  # frames ready together go out in one write, up to this much
+
+
+class EventStream(Response):
+    """The SSE response. Frames are sent from the request's own task; one small listener
+    task per stream waits for the client's disconnect, and one timer callback sends
+    `: ping` on idle connections and drops a reader that has not accepted a frame for
+    send_timeout. Whichever ends first wins:
+
+    | what happens            | who notices          | effect                                   |
+    | ----------------------- | -------------------- | ---------------------------------------- |
+    | the body ends           | the sending loop     | final empty frame; listener cancelled    |
+    | the client disconnects  | the listener         | the body is cancelled (its finally runs) |
+    | a send stalls           | the timer            | the body is cancelled, a warning logged  |
+    | a ping is due           | the timer            | `: ping`, unless a frame is being sent   |
+
+    Shutdown needs nothing here: Live ends open turns after shutdown_grace, so their
+    bodies end with `end` {cancelled} and the responses complete normally."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        ping_interval: float,
+        send_timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if scope["method"] == "HEAD":  # headers only; never start an endless body
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        state = _StreamState(loop.time())
+        listener = asyncio.create_task(_listen(receive, task, state))
+        state.timer = loop.call_later(self.ping_interval, self._on_tick, loop, task, send, state)
+        body = self.body_iterator
+
+        async def flush(chunks: list[bytes]) -> None:
+            state.sending_since = loop.time()
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            state.sending_since = None
+            state.last_sent = loop.time()
+            chunks.clear()
+
+        try:
+            await _pump(body, flush)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if state.ended_by is None:
+                raise  # not ours: the server is cancelling the request
+            task.uncancel()
+            if state.ended_by == "send_timeout":
+                log.warning("client stopped reading: stream dropped after %ss", self.send_timeout)
+        finally:
+            state.closed = True
+            if state.timer is not None:
+                state.timer.cancel()
+            listener.cancel()
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()  # the body's finally runs now (chat.run stores the answer)
+
+    def _on_tick(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        send: Send,
+        state: _StreamState,
+    ) -> None:
+        if state.closed:
+            return
+        now = loop.time()
+        if state.sending_since is not None and now - state.sending_since > self.send_timeout:
+            state.ended_by = "send_timeout"
+            task.cancel()
+            return
+        if (
+            state.sending_since is None
+            and not state.pinging
+            and now - state.last_sent >= self.ping_interval
+        ):
+            state.pinging = True
+            state.last_sent = now
+            ping = loop.create_task(_ping(send, state))
+            _pings.add(ping)
+            ping.add_done_callback(_pings.discard)
+        # wake exactly when something can be due: the send deadline while a frame is being
+        # sent, else the moment the connection will have been idle for ping_interval
+        if state.sending_since is not None:
+            due = state.sending_since + self.send_timeout
+        else:
+            due = state.last_sent + self.ping_interval
+        state.timer = loop.call_later(
+            max(due - loop.time(), 0.01), self._on_tick, loop, task, send, state
+        )
+
+
+async def _pump(
+    body: AsyncIterator[bytes], flush: Callable[[list[bytes]], Awaitable[None]]
+) -> None:
+    """Send the body's frames. A frame the body produced after waiting (the first delta of
+    an upstream read) goes out at once; the frames it has ready right after that one (the
+    rest of the read) are gathered into one write, sent before the body waits again. So the
+    first token is never delayed and no frame is held back."""
+    buffered: list[bytes] = []
+    size = 0
+    while True:
+        step = body.__anext__()
+        try:
+            waiting_on = step.send(None)  # type: ignore[attr-defined]
+        except StopIteration as ready:
+            chunk = ready.value
+        except StopAsyncIteration:
+            break
+        else:
+            if buffered:
+                try:
+                    await flush(buffered)
+                except BaseException:
+                    await _abandon(step, waiting_on)  # begun: it must end first
+                    raise
+                size = 0
+            try:
+                chunk = await _Rest(step, waiting_on)
+            except StopAsyncIteration:
+                break
+            await flush([chunk])
+            continue
+        buffered.append(chunk)
+        size += len(chunk)
+        chunk = b""  # an idle stream's frame does not keep its last frame alive
+        if size >= COALESCE_BYTES:
+            await flush(buffered)
+            size = 0
+    if buffered:
+        await flush(buffered)
+
+
+class _Rest:
+    """Awaits the rest of a step that was started by hand (`step.send(None)`) and turned
+    out to wait for `waiting_on`: the same protocol `await` speaks, resumed from there, so
+    cancellation and the step's result reach it exactly as if it had been awaited whole."""
+
+    __slots__ = ("step", "waiting_on")
+
+    def __init__(self, step: Any, waiting_on: Any) -> None:
+        self.step = step
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        step, waiting_on = self.step, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                step.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001  # cancellation goes to the step
+                try:
+                    waiting_on = step.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = step.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _abandon(step: Any, waiting_on: Any) -> None:
+    """End a step of the body that had begun to wait when the write before it failed (a
+    send timeout, a vanished client): the body is cancelled at that wait, so its own
+    cleanup runs, and it can be closed afterwards."""
+    try:
+        waiting_on = step.throw(asyncio.CancelledError())
+        await _Rest(step, waiting_on)
+    except (asyncio.CancelledError, Exception):
+        pass  # the body ended, which is all that is wanted here
+
+
+class _StreamState:
+    __slots__ = ("last_sent", "sending_since", "ended_by", "closed", "pinging", "timer")
+
+    def __init__(self, now: float) -> None:
+        self.last_sent = now
+        self.sending_since: float | None = None
+        self.ended_by: str | None = None
+        self.closed = False
+        self.pinging = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+_pings: set[asyncio.Task[None]] = set()
+
+
+async def _ping(send: Send, state: _StreamState) -> None:
+    try:
+        if not state.closed and state.sending_since is None:
+            await send({"type": "http.response.body", "body": PING, "more_body": True})
+    except Exception:
+        pass  # the client is gone: the listener ends the stream
+    finally:
+        state.pinging = False
+
+
+async def _listen(receive: Receive, task: asyncio.Task[Any], state: _StreamState) -> None:
+    while not state.closed:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not state.closed:
+                state.ended_by = "disconnect"
+                task.cancel()
+            return
+
+
+def sse_response(
+    body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
+) -> EventStream:
+    """A vanished client cancels the body, whose `finally` (chat.run) stores the partial
+    answer. A stalled reader is dropped after send_timeout (uvicorn's write buffer is
+    bounded, so it cannot grow our memory meanwhile)."""
+    return EventStream(
+        body,
+        ping_interval=settings.ping_interval,
+        send_timeout=settings.send_timeout,
+        headers={**SSE_HEADERS, "Connection": "keep-alive", **(headers or {})},
+    )

@@ -1,1 +1,0 @@
-"""Thin HTTP handlers, one module per API style: parse -> authorize -> service -> response."""

@@ -1,0 +1,127 @@
+"""The Redis key layout: every key and channel name the gateway uses, in one place.
+
+Every key of one conversation shares the hash tag {c:<id>}, every org-wide index and counter
+the tag {o:<org>}, so a Redis Cluster needs no data migration and no atomic operation spans
+two slots. Keys without a tag (gw:sess:, gw:msg:, gw:key:, gw:worker:, gw:stop:, ...) are
+only ever used by single-key commands. Tests read Redis through these functions, never
+through names of their own.
+"""
+
+from __future__ import annotations
+
+P = "gw:"
+
+
+# -- one conversation: {c:<id>} -------------------------------------------------------------
+
+
+def conversation(cid: str) -> str:
+    return f"{P}{{c:{cid}}}"
+
+
+def sessions(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:s"
+
+
+def messages(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:m"
+
+
+def turn_lock(cid: str) -> str:
+    return f"{P}{{c:{cid}}}:lock"
+
+
+def resume_log(cid: str, message_id: str) -> str:
+    return f"{P}{{c:{cid}}}:r:{message_id}"
+
+
+# -- lookups by id (single-key commands only) -------------------------------------------------
+
+
+def session_lookup(sid: str) -> str:
+    return f"{P}sess:{sid}"
+
+
+def message_lookup(message_id: str) -> str:
+    return f"{P}msg:{message_id}"
+
+
+def api_key(digest: str) -> str:
+    return f"{P}key:{digest}"
+
+
+def worker(worker_id: str) -> str:
+    return f"{P}worker:{worker_id}"
+
+
+def stop_request(message_id: str) -> str:
+    """A stop request that outlives a missed pub/sub message (see PubSub.request_stop)."""
+    return f"{P}stop:{message_id}"
+
+
+def shared_secret(name: str) -> str:
+    return f"{P}secret:{name}"
+
+
+# -- one org: {o:<org>} -----------------------------------------------------------------------
+
+
+def org_index(org: str, dimension: str = "", value: str = "") -> str:
+    suffix = f":{dimension}:{value}" if dimension else ""
+    return f"{P}{{o:{org}}}:convs{suffix}"
+
+
+def org_usage(org: str) -> str:
+    return f"{P}{{o:{org}}}:usage"
+
+
+def counted_once(org: str, message_id: str) -> str:
+    """The marker that a message's usage was counted (a retried write counts it once)."""
+    return f"{P}{{o:{org}}}:counted:{message_id}"
+
+
+def violations(org: str) -> str:
+    return f"{P}{{o:{org}}}:violations"
+
+
+def violation_counts(org: str) -> str:
+    return f"{P}{{o:{org}}}:violation_counts"
+
+
+def events(org: str) -> str:
+    return f"{P}{{o:{org}}}:events"
+
+
+def rate_window(org: str, kind: str, window_id: str, scope: str, user_id: str) -> str:
+    """A rate-limit window: kind "requests" or "tokens", scope "org" or "user",
+    window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
+    who = "o" if scope == "org" else f"u:{user_id}"
+    return f"{P}{{o:{org}}}:rl:{'req' if kind == 'requests' else 'tok'}:{window_id}:{who}"
+
+
+# -- the platform ---------------------------------------------------------------------------
+
+POLICIES = f"{P}{{policies}}"
+POLICIES_VERSION = f"{P}{{policies}}:version"
+REPOSITORIES = f"{P}repos"
+API_KEYS = f"{P}keys"  # key id -> the key's record (with its digest)
+ADMIN_TOKEN = f"{P}admin_token_sha256"
+
+# pub/sub channels
+KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"
+STOP_CHANNEL = f"{P}stop"
+POLICY_CHANNEL = f"{P}policies"
+ALERT_CHANNEL = f"{P}alerts"
+
+
+# -- glob patterns, for scans (tests and tools) --------------------------------------------
+
+CONVERSATION_KEYS = f"{P}{{c:*"  # every key of every conversation
+
+
+def org_index_pattern(org: str = "*") -> str:
+    return f"{P}{{o:{org}}}:convs*"
+
+
+def rate_window_pattern(org: str = "*") -> str:
+    return f"{P}{{o:{org}}}:rl:*"

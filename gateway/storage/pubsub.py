@@ -1,0 +1,111 @@
+"""Pub/sub, and what workers tell each other through Redis: heartbeats, stop requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+
+from gateway.storage import keys
+
+log = logging.getLogger("gateway.storage")
+
+STOP_REQUEST_TTL = 600  # seconds a stop request waits for a worker that missed the message
+RESUBSCRIBE_DELAY = 1.0  # seconds before subscribing again after Redis went away
+
+
+class PubSub:
+    def __init__(self, redis: Redis | RedisCluster) -> None:
+        self.redis = redis
+        self.cluster = isinstance(redis, RedisCluster)
+        self._turn = secrets.randbelow(1 << 16)  # workers spread their subscriptions
+
+    async def publish(self, channel: str, message: str) -> int:
+        return await self.redis.publish(channel, message)
+
+    async def subscribe(
+        self, channel: str, on_ready: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[str]:
+        """Messages of `channel` until the connection fails (the caller subscribes again).
+        `on_ready` runs once subscribed: the moment to catch up on what was missed.
+        On a cluster PUBLISH reaches every node, so any node will do: each new
+        subscription takes the next one, and a dead node is left behind by the retry."""
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()
+            nodes = sorted(self.redis.get_nodes(), key=lambda n: n.name)
+            node = nodes[self._turn % len(nodes)]
+            self._turn += 1
+            pubsub: Any = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+        else:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py 8.1's subscribe() swallows a cancellation that arrives while it
+                # connects; without this, a listener cancelled at start-up listens forever
+                raise asyncio.CancelledError
+            if on_ready is not None:
+                await on_ready()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield message["data"]
+        finally:
+            await pubsub.aclose()
+
+    async def listen(
+        self,
+        channel: str,
+        on_message: Callable[[str], Awaitable[None] | None],
+        *,
+        what: str,
+        on_ready: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """Forever (until cancelled): on_message for each message of `channel` (awaited when
+        it is a coroutine function), subscribing again whenever the subscription ends;
+        on_ready runs on each new subscription, on_lost as soon as one ends (before any
+        wait), and a Redis that went away is retried every RESUBSCRIBE_DELAY."""
+        while True:
+            try:
+                async for message in self.subscribe(channel, on_ready):
+                    result = on_message(message)
+                    if result is not None:
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if on_lost is not None:
+                    on_lost()
+                log.warning("%s lost Redis (%s); retrying", what, type(exc).__name__)
+                await asyncio.sleep(RESUBSCRIBE_DELAY)
+                continue
+            if on_lost is not None:
+                on_lost()
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, ttl_ms: int) -> None:
+        await self.redis.set(keys.worker(worker_id), "1", px=ttl_ms)
+
+    async def worker_alive(self, worker_id: str) -> bool:
+        return bool(await self.redis.exists(keys.worker(worker_id)))
+
+    async def request_stop(self, message_id: str) -> None:
+        """A stop for a turn another worker runs: a key it finds even if it missed the
+        message (its subscription was reconnecting), then the message itself."""
+        await self.redis.set(keys.stop_request(message_id), "1", ex=STOP_REQUEST_TTL)
+        await self.redis.publish(keys.STOP_CHANNEL, message_id)
+
+    async def stops_requested(self, message_ids: Sequence[str]) -> list[str]:
+        if not message_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in message_ids:
+            pipe.exists(keys.stop_request(mid))
+        found = await pipe.execute()
+        return [mid for mid, hit in zip(message_ids, found, strict=True) if hit]

@@ -1,0 +1,134 @@
+"""The records the gateway keeps in Redis, and how each is encoded there."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class Creator:
+    id: str
+    name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    org_id: str
+    title: str
+    created_by: str
+    creator: Creator
+    workspace_id: str | None = None
+    repo_id: str | None = None
+    is_archived: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    deleted_at: int | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "org_id": self.org_id,
+            "title": self.title,
+            "created_by": self.created_by,
+            "creator": json.dumps(asdict(self.creator)),
+            "workspace_id": self.workspace_id or "",
+            "repo_id": self.repo_id or "",
+            "is_archived": "1" if self.is_archived else "0",
+            "created_at": str(self.created_at),
+            "updated_at": str(self.updated_at),
+            "tokens_in": str(self.tokens_in),
+            "tokens_out": str(self.tokens_out),
+        }
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Conversation:
+        return cls(
+            id=h["id"],
+            org_id=h["org_id"],
+            title=h.get("title", ""),
+            created_by=h["created_by"],
+            creator=Creator(**json.loads(h.get("creator") or '{"id": ""}')),
+            workspace_id=h.get("workspace_id") or None,
+            repo_id=h.get("repo_id") or None,
+            is_archived=h.get("is_archived") == "1",
+            created_at=int(h.get("created_at", 0)),
+            updated_at=int(h.get("updated_at", 0)),
+            tokens_in=int(h.get("tokens_in", 0)),
+            tokens_out=int(h.get("tokens_out", 0)),
+            deleted_at=int(h["deleted_at"]) if h.get("deleted_at") else None,
+        )
+
+
+@dataclass(slots=True)
+class ChatSession:
+    id: str
+    conversation_id: str
+    model_id: str
+    status: str = "active"
+    created_at: int = 0
+    updated_at: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> ChatSession:
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    role: str  # user | assistant
+    content: str
+    status: str  # complete | error | cancelled | blocked
+    created_at: int
+    chat_session_id: str | None = None
+    model_id: str | None = None
+    user_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    usage_estimated: bool = False
+    policy: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, str] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Message:
+        return cls(**json.loads(raw))
+
+
+@dataclass(slots=True)
+class Totals:
+    """A conversation's running token counts after a turn's write."""
+
+    tokens_in: int
+    tokens_out: int
+    replicated: bool = True  # False: the replicas WAIT asked for did not acknowledge in time

@@ -1,0 +1,50 @@
+"""What the model sees of a conversation: its earlier messages plus the new prompt, trimmed
+oldest-first to the model's context window, and the token estimate that trimming uses."""
+
+from __future__ import annotations
+
+from gateway.errors import BadRequest
+from gateway.storage.records import Message
+from providers.base import ChatMessage, estimate_tokens
+
+HISTORY_LIMIT = 1000  # messages loaded per turn before trimming to the context window
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats count them
+
+
+def estimated_input_tokens(messages: list[ChatMessage]) -> int:
+    """What a turn records when the provider never reports its count."""
+    return sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def build_context(
+    history: list[Message], prompt: str, *, context_window: int | None, max_output: int | None
+) -> list[ChatMessage]:
+    """Earlier messages of the conversation (all sessions, oldest first) plus the new
+    prompt, trimmed oldest-first so the estimate fits the model's context window."""
+    usable = [
+        m
+        for m in history
+        if m.content
+        and (
+            (m.role == "user" and m.status == "complete")
+            or (m.role == "assistant" and m.status in ("complete", "cancelled"))
+        )
+    ]
+    messages = [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in usable]
+    messages.append(ChatMessage("user", prompt))
+    if context_window is None:
+        return messages
+    budget = context_window - (max_output or 0)
+    cost = [estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages]
+    if cost[-1] > budget:
+        raise BadRequest(
+            f"prompt needs about {cost[-1]} tokens; the model's context window leaves {budget}",
+            code="prompt_too_long",
+        )
+    keep, used = 0, 0
+    for c in reversed(cost):
+        if used + c > budget:
+            break
+        used += c
+        keep += 1
+    return messages[-keep:]

@@ -1,0 +1,289 @@
+"""Everything a turn does before the provider is called, all of which can still be an HTTP
+error: lookup and access, size, quotas, the pre-stage policies, and the one atomic step that
+takes the conversation's lock and stores the user's message."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from gateway.access.principal import Principal
+from gateway.access.quotas import RateLimits
+from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
+from gateway.governance import Governance
+from gateway.policy import ActivePolicies, Violation
+from gateway.settings import ModelConfig, Settings
+from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
+from gateway.storage.store import Store
+from gateway.turn import resume_log
+from gateway.turn.context import HISTORY_LIMIT, build_context
+from gateway.turn.live import Live
+from gateway.turn.turn import Turn
+from gateway.turn.violations import violation_context
+from providers.base import ChatMessage, ChatRequest, Provider
+
+NO_ORG = "_platform"  # where the usage of callers without an org (the admin) is counted
+
+
+@dataclass(slots=True, frozen=True)
+class Prompt:
+    """What a route asks for. The native routes send `text` to a stored conversation's
+    session; the compatible routes send the whole `messages` list for `model_id`, appended
+    to `conversation_id` when they name one."""
+
+    principal: Principal
+    text: str | None = None
+    session_id: str | None = None
+    org_id: str | None = None  # the org the native route names: another org's session is 404
+    messages: list[ChatMessage] | None = None
+    model_id: str | None = None
+    conversation_id: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    on_disconnect: str = "cancel"
+    started: float | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Context:
+    conversation: Conversation | None
+    session: ChatSession | None
+    history: list[Message]
+    model: ModelConfig
+
+
+class Preparation:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        governance: Governance,
+        limits: RateLimits,
+        live: Live,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.governance = governance
+        self.limits = limits
+        self.live = live
+
+    async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
+        conv = await self.store.conversations.get(cid)
+        if conv is None or not principal.can_see(conv):
+            raise NotFound("conversation not found", code="conversation_not_found")
+        return conv
+
+    async def prepare(self, ask: Prompt) -> Turn:
+        if ask.text is not None:
+            ctx = await self._stored_context(ask)
+        else:
+            ctx = await self._direct_context(ask)
+        conv, model, principal = ctx.conversation, ctx.model, ask.principal
+        org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+        # the rate limits: counted once the prompt is known to be valid, before the
+        # pre-policy (which may store a blocked prompt) and before anything else is stored
+        rate_headers = await self.limits.admit(org_id, principal.user_id)
+        active = self.governance.active(
+            org_id=org_id,
+            workspace_id=conv.workspace_id if conv else None,
+            repo_id=conv.repo_id if conv else None,
+            model_id=model.id,
+        )
+        session_id = ctx.session.id if ctx.session else None
+        asked = ask.text if ask.text is not None else (ask.messages or [])[-1].content
+        prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
+        turn = Turn(
+            principal=principal,
+            org_id=org_id,
+            model=model,
+            provider=self.providers[model.id],
+            request=self._request(ask, ctx, prompt),
+            conversation=conv,
+            session_id=session_id,
+            on_disconnect=ask.on_disconnect,
+            rate_headers=rate_headers,
+            active=active,
+            violations=pre,
+            request_id=ask.request_id,
+        )
+        if ask.started is not None:
+            turn.started = ask.started
+        if conv is not None:
+            turn.user_message = Message(
+                id=new_id(),
+                conversation_id=conv.id,
+                chat_session_id=session_id,
+                role="user",
+                content=prompt,
+                status="complete",
+                created_at=now_ms(),
+                model_id=model.id,
+                user_id=principal.user_id,
+            )
+            await self._begin(turn)
+        return turn
+
+    @staticmethod
+    def _request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
+        """What the provider gets: the stored history plus the prompt (trimmed to the context
+        window) for a native route, the client's own messages for a compatible one; the
+        prompt as the pre stage left it (redacted, maybe)."""
+        model = ctx.model
+        if ask.text is not None:
+            messages = build_context(
+                ctx.history,
+                prompt,
+                context_window=model.context_window,
+                max_output=model.max_output_tokens,
+            )
+        else:
+            messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
+        limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+        return ChatRequest(
+            model=model.upstream_model,
+            messages=messages,
+            max_output_tokens=limit,
+            temperature=ask.temperature,
+        )
+
+    async def _stored_context(self, ask: Prompt) -> _Context:
+        """A native route's turn: the session's conversation and its history."""
+        assert ask.session_id is not None and ask.text is not None
+        principal = ask.principal
+        cid = await self.store.conversations.session_conversation_id(ask.session_id)
+        if cid is None:
+            raise NotFound("chat session not found", code="session_not_found")
+        conv, session, history = await self.store.turns.load_context(
+            cid, ask.session_id, HISTORY_LIMIT
+        )
+        if (
+            conv is None
+            or session is None
+            or not principal.can_see(conv)
+            or (ask.org_id is not None and conv.org_id != ask.org_id)
+        ):
+            raise NotFound("chat session not found", code="session_not_found")
+        if not principal.can_prompt(conv):
+            raise Forbidden("only the conversation's creator may prompt it")
+        model = self._model(session.model_id)
+        if len(ask.text) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"prompt is longer than {self.settings.max_prompt_chars} characters",
+                code="prompt_too_long",
+            )
+        return _Context(conv, session, history, model)
+
+    async def _direct_context(self, ask: Prompt) -> _Context:
+        """A compatible route's turn: the client sends the history itself."""
+        assert ask.model_id is not None
+        model = self._model(ask.model_id)
+        messages = ask.messages or []
+        if not messages or messages[-1].role != "user":
+            raise BadRequest("the last message must be the user's", code="validation_error")
+        if sum(len(m.content) for m in messages) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"messages are longer than {self.settings.max_prompt_chars} characters in all",
+                code="prompt_too_long",
+            )
+        conv = None
+        if ask.conversation_id is not None:
+            conv = await self.visible_conversation(ask.principal, ask.conversation_id)
+            if not ask.principal.can_prompt(conv):
+                raise Forbidden("only the conversation's creator may prompt it")
+        return _Context(conv, None, [], model)
+
+    def _model(self, model_id: str) -> ModelConfig:
+        model = self.settings.model(model_id)
+        if model is None:
+            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+        return model
+
+    async def _pre_check(
+        self,
+        active: ActivePolicies,
+        principal: Principal,
+        model: ModelConfig,
+        prompt: str,
+        conv: Conversation | None,
+        session_id: str | None,
+    ) -> tuple[str, list[Violation]]:
+        """Pre stage: the prompt as the provider and the store may see it (redacted), or
+        400 policy_blocked with the provider never called and the prompt kept as blocked."""
+        if not active.pre:
+            return prompt, []
+        decision = active.check_prompt(prompt)
+        if decision.blocked is None:
+            return decision.text, list(decision.violations)
+        org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+        blocked = Message(
+            id=new_id(),
+            conversation_id=conv.id if conv else "",
+            chat_session_id=session_id,
+            role="user",
+            content=decision.text,
+            status="blocked",
+            created_at=now_ms(),
+            model_id=model.id,
+            user_id=principal.user_id,
+            policy=[
+                {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
+            ],
+        )
+        context = violation_context(principal, org_id, conv, blocked.id, model.id)
+        records = self.governance.records(decision.violations, context)
+        if conv is not None:
+            await self.store.conversations.append_message(blocked)
+        await self.store.events.record_violations(org_id, records)
+        raise PolicyBlocked(
+            f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
+            f"({decision.blocked.label})"
+        )
+
+    async def _begin(self, turn: Turn) -> None:
+        """The lock, the user's message (stored before the provider is called) and the
+        resume log's start entry, atomically; 409 while another turn holds the lock."""
+        assert turn.conversation is not None and turn.user_message is not None
+        cid = turn.conversation.id
+        turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
+        start = resume_log.start_entry(turn.start_event(), self.live.worker_id)
+        for attempt in (1, 2):
+            try:
+                began = await self.store.turns.begin(
+                    turn.user_message,
+                    answer_id=turn.message_id,
+                    lock_value=turn.lock_value,
+                    lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000),
+                    start_entry=start,
+                    log_ttl_s=self.settings.resume_ttl,
+                )
+            except RedisError:
+                # the script may have run before its reply was lost (a failover, a cut
+                # connection): release the lock it may hold, now or once Redis is back,
+                # or the conversation stays busy for turn_lock_ttl
+                self.live.retry_until_stored(
+                    functools.partial(self.store.turns.break_lock, cid, turn.lock_value),
+                    turn.message_id,
+                )
+                raise
+            if began:
+                return
+            holder = await self.store.turns.lock_holder(cid)
+            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
+            if (
+                attempt == 1
+                and holder
+                and not await self.store.pubsub.worker_alive(holder.split(":")[0])
+            ):
+                await self.store.turns.break_lock(cid, holder)
+                continue
+            break
+        raise Conflict(
+            "another prompt of this conversation is still being answered",
+            code="conversation_busy",
+            headers={"Retry-After": "1"},
+        )

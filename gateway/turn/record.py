@@ -1,0 +1,209 @@
+"""The end of a turn: the assistant's message, its usage, violations and resume-log tail in
+one write, made durable even when Redis goes away mid-stream."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from gateway.access.quotas import RateLimits
+from gateway.backoff import Backoff
+from gateway.governance import Governance, fired
+from gateway.observability import Metrics, stream_log
+from gateway.settings import Settings
+from gateway.storage.records import Message, Totals, now_ms
+from gateway.storage.store import Store
+from gateway.turn import resume_log
+from gateway.turn.context import estimated_input_tokens
+from gateway.turn.events import End, ErrorEvent
+from gateway.turn.live import Live, Running
+from gateway.turn.turn import Turn
+from gateway.turn.violations import violation_records
+from providers.base import Usage, estimate_tokens
+
+log = logging.getLogger("gateway.chat")
+
+FINAL_WRITE = Backoff(first=0.05, factor=2.0, cap=1.0)  # within final_write_timeout
+STATUS = {"stop": "complete", "length": "complete", "policy_blocked": "blocked"}
+
+
+class Recorder:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        live: Live,
+        governance: Governance,
+        limits: RateLimits,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.live = live
+        self.governance = governance
+        self.limits = limits
+        self.metrics = metrics
+
+    async def record(
+        self,
+        turn: Turn,
+        handle: Running | None,
+        text: str,
+        usage: Usage | None,
+        reason: str,
+        error: ErrorEvent | None,
+    ) -> End:
+        estimated = usage is None
+        if usage is None:
+            usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
+        message = answer_message(turn, text, usage, reason, error, estimated=estimated)
+        end = End(
+            message_id=turn.message_id,
+            finish_reason=reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            usage_estimated=estimated,
+            policy=fired(turn.violations),
+        )
+        records = violation_records(self.governance, turn)
+        token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
+        if turn.conversation is None:
+            await self.store.usage.record(
+                message, turn.org_id, turn.principal.key_id, token_windows=token_windows
+            )
+            await self.store.events.record_violations(turn.org_id, records)
+            return end
+        write = functools.partial(
+            self.store.turns.end,
+            message,
+            turn.org_id,
+            turn.principal.key_id,
+            lock_value=turn.lock_value,
+            log=True,
+            log_entries=await self._log_tail(handle, error),
+            end_data=resume_log.end_data(end),
+            log_ttl_s=self.settings.resume_ttl,
+            token_windows=token_windows,
+            violations=records,
+        )
+        end.totals = await self._durably(write, message)
+        end.stored = end.totals is not None
+        return end
+
+    async def _log_tail(
+        self, handle: Running | None, error: ErrorEvent | None
+    ) -> list[resume_log.LogEntry]:
+        """The resume log's entries still to write before its end: the last deltas, the error."""
+        entries: list[resume_log.LogEntry] = []
+        if handle is not None and handle.log is not None:
+            await self.live.writer.settle()  # a batch in flight lands before this turn's last one
+            batch = self.live.writer.take(handle.log)
+            if batch is not None:
+                entries.append(batch)
+        if error is not None:
+            entries.append(resume_log.error_entry(error))
+        return entries
+
+    async def _durably(
+        self, write: Callable[[], Awaitable[Totals]], message: Message
+    ) -> Totals | None:
+        """Redis may vanish mid-stream: retry the final write for final_write_timeout;
+        then hand it to a background retry that lasts until Redis is back (the client's
+        `end` says stored=false, so nothing it was told is stored can be lost).
+        A write that the replicas did not acknowledge in time (see Durability) is confirmed
+        the same way, without writing it twice."""
+        deadline = time.monotonic() + self.settings.final_write_timeout
+        try:
+            totals = await FINAL_WRITE.run(write, retry_on=(RedisError,), deadline=deadline)
+        except RedisError as exc:
+            log.error(
+                "STORAGE: message %s of conversation %s not stored yet (%s); "
+                "retrying in the background until Redis is back",
+                message.id,
+                message.conversation_id,
+                type(exc).__name__,
+            )
+            self.live.retry_until_stored(write, message.id)
+            return None
+        if not totals.replicated:
+            confirm = functools.partial(
+                self.store.replication.confirm, message.conversation_id, required=True
+            )
+            try:
+                await FINAL_WRITE.run(confirm, retry_on=(RedisError,), deadline=deadline)
+            except RedisError as exc:
+                log.error(
+                    "STORAGE: message %s is on the primary but no replica acknowledged "
+                    "it (%s); asking again in the background",
+                    message.id,
+                    type(exc).__name__,
+                )
+                self.live.retry_until_stored(confirm, message.id)
+                return None
+            totals.replicated = True
+        return totals
+
+    def observe(self, turn: Turn, end: End) -> None:
+        m, model = self.metrics, (turn.answering or turn.model).id
+        m.tokens.labels(model, "in").inc(end.input_tokens)
+        m.tokens.labels(model, "out").inc(end.output_tokens)
+        m.streams.labels(model, end.finish_reason).inc()
+        if turn.first_sent is not None:
+            m.ttft.labels(model).observe(turn.first_sent - turn.started)
+            m.overhead.labels(model).observe(max(turn.overhead, 0.0))
+        if stream_log.isEnabledFor(logging.INFO):
+            p = turn.principal
+            ms = (
+                None
+                if turn.first_sent is None
+                else round((turn.first_sent - turn.started) * 1000, 3)
+            )
+            stream_log.info(
+                "stream",
+                extra={
+                    "fields": {
+                        "message_id": end.message_id,
+                        "conversation_id": turn.conversation.id if turn.conversation else None,
+                        "user": p.user_id,
+                        "org": turn.org_id,
+                        "model": model,
+                        "key_id": p.key_id,
+                        "finish_reason": end.finish_reason,
+                        "input_tokens": end.input_tokens,
+                        "output_tokens": end.output_tokens,
+                        "duration_ms": round((time.perf_counter() - turn.started) * 1000, 3),
+                        "ttft_ms": ms,
+                        "overhead_ms": None
+                        if turn.first_sent is None
+                        else round(turn.overhead * 1000, 3),
+                        "request_id": turn.request_id,
+                    }
+                },
+            )
+
+
+def answer_message(
+    turn: Turn, text: str, usage: Usage, reason: str, error: ErrorEvent | None, *, estimated: bool
+) -> Message:
+    """The assistant's message as it is stored."""
+    return Message(
+        id=turn.message_id,
+        conversation_id=turn.conversation.id if turn.conversation else "",
+        chat_session_id=turn.session_id,
+        role="assistant",
+        content=text,
+        status=STATUS.get(reason, reason),
+        created_at=now_ms(),
+        model_id=(turn.answering or turn.model).id,
+        user_id=turn.principal.user_id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        finish_reason=reason,
+        usage_estimated=estimated,
+        error={"code": error.code, "message": error.message} if error else None,
+        policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
+    )

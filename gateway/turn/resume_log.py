@@ -1,0 +1,234 @@
+"""The resume log: every answer of a stored conversation, as a Redis stream its clients can
+replay from any worker or replica (gateway/storage/resume_log.py runs the commands).
+
+This module owns the log's format, its writer and its reader. An entry has three fields:
+`t` its kind, `s` a sequence number, `d` its data (JSON):
+
+    t=start  s=0      d={message_id, conversation_id, chat_session_id, model,
+                         user_message_id, worker}
+    t=c      s=<seq>  d=["text", ...]  the content deltas numbered seq, seq+1, ...
+    t=error  s=0      d={code, message}
+    t=end    s=0      d={message_id, finish_reason, input_tokens, output_tokens,
+                         usage_estimated[, policy], totals}
+                      (the totals are added by the end-of-turn script)
+
+The start entry is written with the user's message (one script), the end with the answer
+(another); deltas in between are batched: every FLUSH_INTERVAL, or at FLUSH_BYTES, never per
+token. If the producing worker dies, its heartbeat key expires and a reader ends the stream
+with `error` {producer_lost} + `end` {error} instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.errors import BadRequest
+from gateway.storage.records import Totals
+from gateway.storage.store import Store
+from gateway.turn.events import ChatEvent, Delta, End, ErrorEvent, Start
+
+log = logging.getLogger("gateway.resume")
+
+FLUSH_INTERVAL = 0.05  # seconds: deltas reach the resume log within this, never per token
+# ...or as soon as this much text is waiting (only a stream faster than 1 MB/s gets
+# there; below it a turn costs one XADD per 50 ms of streaming, whatever its token count)
+FLUSH_BYTES = 64 * 1024
+FOLLOW_BLOCK_MS = 1000
+PRODUCER_CHECK_AFTER = 3.0  # seconds without a new entry before asking whether the producer lives
+
+LogEntry = tuple[str, str, str]  # (t, s, d)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+# -- the format --------------------------------------------------------------------------
+
+
+def start_entry(start: Start, worker: str) -> list[str]:
+    """The start entry's fields, flat, as the begin-of-turn script appends them."""
+    return ["t", "start", "s", "0", "d", json.dumps({**asdict(start), "worker": worker})]
+
+
+def deltas_entry(first_seq: int, texts: list[str]) -> LogEntry:
+    return ("c", str(first_seq), _json(texts))
+
+
+def error_entry(error: ErrorEvent) -> LogEntry:
+    return ("error", "0", _json({"code": error.code, "message": error.message}))
+
+
+def end_data(end: End) -> str:
+    """The end entry's data before the end-of-turn script adds the conversation's totals."""
+    data = {k: v for k, v in asdict(end).items() if k not in ("totals", "policy", "stored")}
+    if end.policy:
+        data["policy"] = end.policy
+    return json.dumps(data)
+
+
+def _event(kind: str, data: dict[str, Any]) -> ChatEvent:
+    if kind == "start":
+        data.pop("worker", None)
+        return Start(**data)
+    if kind == "error":
+        return ErrorEvent(**data)
+    totals = data.pop("totals", None)
+    policy = data.pop("policy", None) or []
+    return End(**data, totals=Totals(**totals) if totals else None, policy=list(policy))
+
+
+def is_ended(last: dict[str, str] | None) -> bool:
+    return last is None or last.get("t") == "end"
+
+
+# -- the writer --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LogBuffer:
+    """One answer's deltas not yet in Redis."""
+
+    conversation_id: str
+    message_id: str
+    first_seq: int = 1
+    pending: list[str] = field(default_factory=list)
+    pending_bytes: int = 0
+
+
+class LogWriter:
+    """Batches every running answer's deltas: one pipeline per FLUSH_INTERVAL for all of
+    them. The answer's last batch rides in its end-of-turn write (take() it there)."""
+
+    def __init__(self, store: Store) -> None:
+        self.logs = store.resume_logs
+        self._dirty: dict[str, LogBuffer] = {}
+        self._wake = asyncio.Event()
+        self._flush_done: asyncio.Future[None] | None = None
+
+    def append(self, buffer: LogBuffer, text: str) -> None:
+        """O(1) and no I/O: the flusher writes the batch."""
+        buffer.pending.append(text)
+        buffer.pending_bytes += len(text)
+        if buffer.message_id not in self._dirty:
+            self._dirty[buffer.message_id] = buffer
+            self._wake.set()
+        elif buffer.pending_bytes >= FLUSH_BYTES:
+            self._wake.set()
+
+    def take(self, buffer: LogBuffer) -> LogEntry | None:
+        """The buffer's pending deltas as one entry, removed."""
+        if not buffer.pending:
+            return None
+        entry = deltas_entry(buffer.first_seq, buffer.pending)
+        buffer.first_seq += len(buffer.pending)
+        buffer.pending, buffer.pending_bytes = [], 0
+        self._dirty.pop(buffer.message_id, None)
+        return entry
+
+    def forget(self, buffer: LogBuffer) -> None:
+        self._dirty.pop(buffer.message_id, None)
+
+    async def settle(self) -> None:
+        """Wait for a flush in flight, so a turn's last batch lands after it."""
+        if self._flush_done is not None:
+            await asyncio.shield(self._flush_done)
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not any(b.pending_bytes >= FLUSH_BYTES for b in self._dirty.values()):
+                await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        batches = []
+        for buffer in list(self._dirty.values()):
+            entry = self.take(buffer)
+            if entry is not None:
+                t, s, d = entry
+                batches.append(
+                    (buffer.conversation_id, buffer.message_id, {"t": t, "s": s, "d": d})
+                )
+        if not batches:
+            return
+        done = self._flush_done = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        try:
+            await self.logs.append_many(batches)
+        except Exception as exc:
+            # the client already has this text and the final write carries the whole
+            # answer; only a resume in the meantime would miss it
+            log.warning(
+                "resume log flush failed (%s): %d streams", type(exc).__name__, len(batches)
+            )
+        finally:
+            done.set_result(None)
+            if self._flush_done is done:
+                self._flush_done = None
+        if time.perf_counter() - started > 0.5:
+            log.warning("resume log flush took %.3fs", time.perf_counter() - started)
+
+
+# -- the reader --------------------------------------------------------------------------
+
+
+def last_seq(last_event_id: str | None, message_id: str) -> int:
+    """`<message_id>:<seq>` -> seq; none -> 0 (replay everything)."""
+    if not last_event_id:
+        return 0
+    mid, _, seq = last_event_id.rpartition(":")
+    if mid != message_id or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        raise BadRequest(
+            "Last-Event-ID does not belong to this message", code="invalid_last_event_id"
+        )
+    return int(seq)
+
+
+async def replay(
+    store: Store, cid: str, message_id: str, after: int, entries: list[tuple[str, dict[str, str]]]
+) -> AsyncIterator[ChatEvent]:
+    """Start, the content events with seq > after, then error/end when they come.
+    `entries` is the log as already read (the route reads it to answer 404 early)."""
+    last_id = "0-0"
+    worker: str | None = None
+    quiet_since = time.monotonic()
+    while True:
+        for last_id, fields in entries:  # noqa: B007  # the last id read is where to follow on
+            kind = fields["t"]
+            if kind == "c":
+                seq = int(fields["s"])
+                for text in json.loads(fields["d"]):
+                    if seq > after:
+                        yield Delta(text)
+                        after = seq
+                    seq += 1
+                continue
+            data = json.loads(fields["d"])
+            if kind == "start":
+                worker = data.get("worker")
+            yield _event(kind, data)
+            if kind == "end":
+                return
+        if entries:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > PRODUCER_CHECK_AFTER:
+            if worker is None or not await store.pubsub.worker_alive(worker):
+                yield ErrorEvent("producer_lost", "the worker producing this stream is gone")
+                yield End(
+                    message_id=message_id,
+                    finish_reason="error",
+                    input_tokens=0,
+                    output_tokens=0,
+                    usage_estimated=True,
+                )
+                return
+            quiet_since = time.monotonic()
+        entries = await store.resume_logs.follow(cid, message_id, last_id, FOLLOW_BLOCK_MS)

@@ -1,0 +1,54 @@
+"""The turn as the routes use it: prepare (every check that can still be an HTTP error),
+open (the upstream accepts), run (the events that each API style frames)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from gateway.access.principal import Principal
+from gateway.access.quotas import RateLimits
+from gateway.governance import Governance
+from gateway.observability import Metrics
+from gateway.settings import Settings
+from gateway.storage.records import Conversation
+from gateway.storage.store import Store
+from gateway.turn.events import ChatEvent
+from gateway.turn.live import Live
+from gateway.turn.prepare import Preparation, Prompt
+from gateway.turn.record import Recorder
+from gateway.turn.run import Runner
+from gateway.turn.turn import Turn
+from gateway.turn.upstream import Upstream
+from providers.base import Provider
+
+
+class ChatService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        metrics: Metrics,
+        live: Live,
+        governance: Governance,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.live = live
+        self.limits = RateLimits(settings.limits, store.quotas)
+        recorder = Recorder(settings, store, live, governance, self.limits, metrics)
+        self.upstream = Upstream(settings, providers, metrics, recorder)
+        self.preparation = Preparation(settings, store, providers, governance, self.limits, live)
+        self.runner = Runner(self.upstream, recorder, live, metrics)
+
+    async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
+        return await self.preparation.visible_conversation(principal, cid)
+
+    async def prepare(self, ask: Prompt) -> Turn:
+        return await self.preparation.prepare(ask)
+
+    async def open(self, turn: Turn) -> None:
+        await self.upstream.open(turn)
+
+    def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        return self.runner.run(turn)

@@ -1,0 +1,167 @@
+"""The SSE response's sending loop, driven through its ASGI interface: what goes out in
+one write, what is never held back, and how a vanished client ends the body."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.api.sse import COALESCE_BYTES, EventStream
+
+SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+class Wire:
+    """The server side of one response: what was sent, and a client that may leave."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.sent = asyncio.Event()
+        self.gone = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            self.bodies.append(message["body"])
+            self.sent.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+
+def stream(body: AsyncIterator[bytes]) -> EventStream:
+    return EventStream(body, ping_interval=30, send_timeout=30)
+
+
+async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
+    read = asyncio.Event()
+    release = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"start\n\n"
+        await read.wait()  # the upstream read
+        for i in range(50):  # its deltas, all ready together
+            yield b"frame %d\n\n" % i
+        await release.wait()
+        yield b"last\n\n"
+
+    wire = Wire()
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    await asyncio.wait_for(wire.sent.wait(), 5)
+    assert wire.bodies == [b"start\n\n"]  # sent when the body began to wait
+    read.set()
+    for _ in range(100):
+        if len(wire.bodies) == 3:
+            break
+        await asyncio.sleep(0.001)
+    # the first delta alone (time to first token), then the other 49 in one write, sent
+    # before the body waited again, not held until it went on
+    assert wire.bodies[1:] == [b"frame 0\n\n", b"".join(b"frame %d\n\n" % i for i in range(1, 50))]
+    release.set()
+    await asyncio.wait_for(response, 5)
+    assert wire.bodies[3:] == [b"last\n\n"]
+
+
+async def test_a_frame_after_a_wait_is_sent_before_the_body_goes_on():
+    writes_seen: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(5):
+            await asyncio.sleep(0.001)  # paced: one delta per upstream read
+            yield b"frame %d\n\n" % i
+            writes_seen.append(len(wire.bodies))  # writes done when the body resumes
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    assert wire.bodies == [b"frame %d\n\n" % i for i in range(5)]
+    assert writes_seen == [1, 2, 3, 4, 5]
+
+
+async def test_one_write_holds_at_most_the_coalescing_limit():
+    piece = b"x" * 1000 + b"\n\n"
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield piece
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    assert b"".join(wire.bodies) == piece * 100
+    assert len(wire.bodies) > 1
+    assert all(len(b) < COALESCE_BYTES + len(piece) for b in wire.bodies)
+
+
+async def test_a_vanished_client_cancels_the_waiting_body_and_its_finally_runs():
+    cleaned = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first\n\n"
+            waiting.set()
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)  # the body may still await while it cleans up
+            cleaned.set()
+
+    wire = Wire()
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    await asyncio.wait_for(waiting.wait(), 5)
+    wire.gone.set()
+    await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
+    assert cleaned.is_set()
+    assert wire.bodies == [b"first\n\n"]
+
+
+async def test_an_error_in_the_body_reaches_the_server():
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first\n\n"
+        await asyncio.sleep(0)
+        raise RuntimeError("broken body")
+
+    wire = Wire()
+    try:
+        await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    except RuntimeError as exc:
+        assert str(exc) == "broken body"
+    else:
+        raise AssertionError("the body's error was swallowed")
+    assert wire.bodies == [b"first\n\n"]
+
+
+async def test_a_reader_that_stops_reading_mid_write_ends_the_waiting_body_cleanly():
+    """Regression: the send timeout fired while a gathered write was blocked and the body's
+    next step had already begun waiting; closing the body then raised "asynchronous
+    generator is already running" and its finally never ran."""
+    cleaned = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"start\n\n"
+            await asyncio.sleep(0)
+            yield b"one\n\n"  # sent alone: it came after a wait
+            yield b"two\n\n"  # gathered...
+            await asyncio.Event().wait()  # ...and flushed as the body starts this wait
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)
+            cleaned.set()
+
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            if len(sent) == 2:
+                await asyncio.Event().wait()  # the client's window is full: never drains
+            sent.append(message["body"])
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    response = EventStream(body(), ping_interval=0.05, send_timeout=0.05)
+    await asyncio.wait_for(response(SCOPE, receive, send), 5)
+    assert cleaned.is_set()
+    assert sent == [b"start\n\n", b"one\n\n"]
