@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.embedded_redis import free_port
+from gateway.storage.embedded import free_port
 
 
 class ServedGateway:

@@ -74,9 +74,10 @@ export class GatewayClient {
     if (data.stream !== true) {
       return this.#http.json({ method: route.method, path, body: data, accept: "application/json" }, options);
     }
+    const body: SendPromptRequest = { ...data, on_disconnect: data.on_disconnect ?? "continue" };
     return ChatStream.open(
       this.#link(conversationId),
-      (signal) => this.#http.open({ method: route.method, path, body: data, accept: "text/event-stream" }, { ...options, signal }),
+      (signal) => this.#http.open({ method: route.method, path, body, accept: "text/event-stream" }, { ...options, signal }),
       resolveStreamOptions(options, this.#http),
     );
   }

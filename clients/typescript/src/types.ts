@@ -37,6 +37,12 @@ export interface SendPrompt {
   prompt: string;
   /** true: the answer streams as server-sent events */
   stream?: boolean;
+  /**
+   * A streamed answer: what the gateway does when the connection drops, `cancel` it or
+   * `continue` generating it for a later resume. The client sends `continue` for streams
+   * unless told otherwise, since it resumes dropped streams by itself.
+   */
+  on_disconnect?: "cancel" | "continue";
 }
 
 export interface PromptAnswer {
