@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from json.encoder import encode_basestring  # C-accelerated
-from typing import Any
+from typing import Any, cast
 
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.schemas.common import FinishReason, PolicyEvent
+from gateway.api.schemas.stream import (
+    ConversationUsage,
+    StreamEnd,
+    StreamError,
+    StreamStart,
+    StreamUsage,
+)
 from gateway.settings import Settings
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 
@@ -29,6 +37,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # Line breaks that JSON leaves raw but some readers split lines on (JavaScript before ES2019,
 # Python's str.splitlines, old EventSource polyfills): escaped in every frame we write
 _ESCAPED = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+_RAW = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
 
 
 def escape_line_breaks(text: str) -> str:
@@ -41,53 +50,56 @@ def escape_line_breaks(text: str) -> str:
     return text.translate(_ESCAPED)
 
 
+def escape_line_break_bytes(raw: bytes) -> bytes:
+    """The same for JSON already encoded as UTF-8 (pydantic's serializer keeps non-ASCII
+    text raw); for the frames other than content, a few per stream."""
+    for sep, escaped in _RAW:
+        if sep in raw:
+            raw = raw.replace(sep, escaped)
+    return raw
+
+
 def json_string(text: str) -> bytes:
     """`text` as a JSON string literal for one `data:` line."""
     return escape_line_breaks(encode_basestring(text)).encode()
 
 
-def json_line(data: Any) -> bytes:
-    """`data` as one line of JSON, non-ASCII text kept as UTF-8 (the providers' own style)
-    but for the three line breaks; for the frames other than content."""
-    return escape_line_breaks(json.dumps(data, ensure_ascii=False, separators=(",", ":"))).encode()
+def frame(event: str, data: BaseModel) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (
+        event.encode(),
+        escape_line_break_bytes(data.__pydantic_serializer__.to_json(data)),
+    )
 
 
-def frame(event: str, data: dict[str, Any]) -> bytes:
-    # ensure_ascii (the default) escapes every non-ASCII character, the line breaks included
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def start_data(ev: Start, extra: dict[str, Any] | None = None) -> StreamStart:
+    return StreamStart(
+        message_id=ev.message_id,
+        conversation_id=ev.conversation_id,
+        chat_session_id=ev.chat_session_id,
+        model=ev.model,
+        user_message_id=ev.user_message_id,
+        **(extra or {}),
+    )
 
 
-def start_data(ev: Start, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = {
-        "message_id": ev.message_id,
-        "conversation_id": ev.conversation_id,
-        "chat_session_id": ev.chat_session_id,
-        "model": ev.model,
-        "user_message_id": ev.user_message_id,
-    }
-    if extra:
-        data.update(extra)
-    return data
-
-
-def end_data(ev: End) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "message_id": ev.message_id,
-        "finish_reason": ev.finish_reason,
-        "usage": {"input_tokens": ev.input_tokens, "output_tokens": ev.output_tokens},
-    }
-    if ev.usage_estimated:
-        data["usage"]["estimated"] = True
-    if ev.totals is not None:
-        data["conversation_usage"] = {
-            "tokens_in": ev.totals.tokens_in,
-            "tokens_out": ev.totals.tokens_out,
-        }
-    if ev.policy:
-        data["policy"] = ev.policy
-    if not ev.stored:
-        data["stored"] = False  # Redis was away: the gateway keeps retrying the write
-    return data
+def end_data(ev: End) -> StreamEnd:
+    totals = ev.totals
+    return StreamEnd(
+        message_id=ev.message_id,
+        finish_reason=cast(FinishReason, ev.finish_reason),  # and validated as one
+        usage=StreamUsage(
+            input_tokens=ev.input_tokens,
+            output_tokens=ev.output_tokens,
+            estimated=ev.usage_estimated,
+        ),
+        conversation_usage=(
+            ConversationUsage(tokens_in=totals.tokens_in, tokens_out=totals.tokens_out)
+            if totals is not None
+            else None
+        ),
+        policy=[PolicyEvent(**p) for p in ev.policy],
+        stored=ev.stored,  # false: Redis was away; the gateway keeps retrying the write
+    )
 
 
 class ContentFrames:
@@ -123,7 +135,7 @@ async def encode(
                 yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
             elif type(ev) is ErrorEvent:
                 errored = True
-                yield frame("error", {"code": ev.code, "message": ev.message})
+                yield frame("error", StreamError(code=ev.code, message=ev.message))
             elif type(ev) is End:
                 closed = True
                 yield frame("end", end_data(ev))
@@ -134,7 +146,7 @@ async def encode(
         # says the answer may not be stored
         log.exception("stream of message %s failed", started.message_id)
         if not errored:
-            yield frame("error", {"code": "internal_error", "message": "the stream failed"})
+            yield frame("error", StreamError(code="internal_error", message="the stream failed"))
         yield frame("end", end_data(End(started.message_id, "error", 0, 0, stored=False)))
 
 
