@@ -259,7 +259,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400, 401, 403, 404, 413, 500),
         body=repository_style.CreateConversation,
         body_name="CreateRepoConversation",
-        query=queries.AdminOrgQuery,  # the platform admin names the repository's org
     ),
     ("GET", "/conversation"): Operation(
         "List conversations, newest first",

@@ -77,6 +77,8 @@ async def create(request: Request) -> Response:
     caller = await principal(request)
     body = await read_body(request, CreateConversation)
     gw = gateway_of(request)
+    # the platform admin, naming no org, gets the one repository of that id (ids are per
+    # org; ?org_id= picks one where several orgs have it)
     org = caller.org_id or read_query(request, queries.AdminOrgQuery).org_id
     repo = await repository_of(request, caller, body.repoId, org)
     if repo is None or not caller.in_org(repo.org_id):

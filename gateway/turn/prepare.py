@@ -21,17 +21,18 @@ from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
 from gateway.storage.store import Store
 from gateway.turn import resume_log
-from gateway.turn.context import (
-    HISTORY_LIMIT,
-    MESSAGE_OVERHEAD_TOKENS,
-    build_context,
-    estimated_input_tokens,
-)
+from gateway.turn.context import HISTORY_LIMIT, build_context, estimated_input_tokens
 from gateway.turn.live import Live
 from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 from gateway.turn.violations import violation_context
-from providers.base import ChatMessage, ChatRequest, Provider, estimate_tokens
+from providers.base import (
+    MESSAGE_OVERHEAD_TOKENS,
+    ChatMessage,
+    ChatRequest,
+    Provider,
+    estimate_tokens,
+)
 
 log = logging.getLogger("gateway.chat")
 

@@ -14,10 +14,10 @@ from gateway.settings import Settings
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import Message, now_ms
 from gateway.storage.store import Store
-from gateway.turn.context import HISTORY_LIMIT, MESSAGE_OVERHEAD_TOKENS
+from gateway.turn.context import HISTORY_LIMIT
 from gateway.turn.events import End, ErrorEvent
 from gateway.turn.resume_log import Entry, Producer, end_data, error_entry, is_ended, text_of
-from providers.base import estimate_tokens
+from providers.base import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 
 log = logging.getLogger("gateway.chat")
 

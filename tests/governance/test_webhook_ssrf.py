@@ -170,7 +170,7 @@ async def test_an_allowed_internal_network_gets_the_post_at_the_checked_address_
             await asyncio.sleep(0.5)
         (hit,) = receiver.hits
         assert hit["host"] == f"localhost:{receiver.port}"  # the URL's name, on the checked IP
-        assert hit["body"]["policy_id"] == "escalations" and hit["body"]["org_id"] == ORG
+        assert hit["body"]["policy_id"] == "org-1:escalations" and hit["body"]["org_id"] == ORG
         assert len(bouncer.hits) == 1  # a 307 is not retried...
         assert elsewhere.hits == []  # ...and never followed
     finally:
