@@ -89,7 +89,7 @@ def org_index(org: str, dimension: str = "", *values: str) -> str:
     and its ids (user, workspace, repository), each escaped on its own."""
     if not dimension:
         return f"{_org(org)}:convs"
-    return f"{_org(org)}:convs:{dimension}:{':'.join(part(v) for v in values)}"
+    return f"{_org(org)}:convs:{dimension}:{':'.join([part(v) for v in values])}"
 
 
 def org_usage(org: str) -> str:
