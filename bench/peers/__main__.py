@@ -1,4 +1,4 @@
-"""`python -m bench.peers [--quick] [--only ROW,...] [--no-profile]`: the side-by-side table,
+"""`python -m bench.peers [--quick] [--only ROW,...] [--rounds N] [--no-profile]`: the table,
 printed and written to bench/results/peers-<UTC time>.json (profiles beside it)."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="shorter loads (about a third)")
     p.add_argument("--clients", type=int, help=f"concurrent clients (default {FULL.clients})")
     p.add_argument("--seconds", type=float, help=f"saturation window (default {FULL.seconds:g})")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every row this many times, interleaved; the table shows medians")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on our two rows")
     p.add_argument("--profile-seconds", type=float, default=15.0)
     p.add_argument("--cache", type=Path, default=DEFAULT_ROOT,
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, seconds=args.seconds)
     path, report = run(only=only, sizes=sizes, profile=not args.no_profile,
                        profile_seconds=args.profile_seconds, cache_root=args.cache.resolve(),
-                       out=args.out, keep=args.keep, quick=args.quick)
+                       out=args.out, keep=args.keep, quick=args.quick,
+                       rounds=max(1, args.rounds))
     print(table.text(report["rows"]))
     for res in report["rows"]:
         for note in [*res.get("notes", []), *res.get("warnings", [])]:

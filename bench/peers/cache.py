@@ -63,8 +63,8 @@ class Cache:
         """Portkey's start script, installed from bench/peers/portkey/ with `npm ci`."""
         folder = self.root / "portkey"
         script = folder / "node_modules/@portkey-ai/gateway/build/start-server.js"
-        manifest = [(HERE / "portkey" / n).read_bytes() for n in ("package.json", "package-lock.json")]
-        stamp = digest(*manifest)
+        names = ("package.json", "package-lock.json")
+        stamp = digest(*((HERE / "portkey" / n).read_bytes() for n in names))
         if self._fresh(folder, stamp) and script.is_file():
             return script
         if shutil.which("npm") is None or shutil.which("node") is None:
@@ -72,7 +72,7 @@ class Cache:
         self._say(f"installing Portkey's gateway into {folder} (npm ci)")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        for name in ("package.json", "package-lock.json"):
+        for name in names:
             shutil.copy(HERE / "portkey" / name, folder / name)
         run(["npm", "ci", "--no-audit", "--no-fund", "--omit=dev"], folder, "npm ci")
         if not script.is_file():

@@ -33,7 +33,6 @@ class Context:
     sessions: int = 2000  # conversations made for the conversation route
     turns: int = 5  # prompts per conversation before a client takes a fresh one
     commit: str = ""  # the measured tree's, for the rows' version column
-    pools: dict[str, SessionPool] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +46,7 @@ class Running:
     command: str
     version: str
     notes: list[str] = field(default_factory=list)
+    pool: SessionPool | None = None  # the conversations a row prompts, if it does
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,8 @@ async def start_conversation(ctx: Context) -> Running:
     turn recorded in Redis. Each client keeps a conversation for `turns` prompts."""
     env = ctx.env
     gw, command = await _our_gateway(ctx)
-    pool = ctx.pools.get("conversation")
-    if pool is None:  # made once per run: the conversations outlive a gateway restart
-        pool = ctx.pools["conversation"] = SessionPool(await env.sessions(MODEL, ctx.sessions),
-                                                       ctx.turns)
+    # fresh conversations for every start: each measurement loads the same short histories
+    pool = SessionPool(await env.sessions(MODEL, ctx.sessions), ctx.turns)
     token, host = env.jwt(), f"{HOST}:{gw.port}"
     path = f"/api/conversation/stream_chat?org_id={ORG}"
 
@@ -118,7 +116,7 @@ async def start_conversation(ctx: Context) -> Running:
               f"{len(pool.ids)} conversations; {env.policies_note}")]
     return Running(Target("conversation", gw.port, GATEWAY, make), cpu=gw.cpu,
                    stop=env.stop_gateway, pid=gw.process.pid, command=command,
-                   version=_gateway_version(ctx), notes=notes)
+                   version=_gateway_version(ctx), notes=notes, pool=pool)
 
 
 async def start_openai_compat(ctx: Context) -> Running:

@@ -15,7 +15,7 @@ from typing import Any
 from bench.cli import RESULTS, loadavg, run_loop
 from bench.harness import machine_info
 from bench.peers.cache import DEFAULT_ROOT, Cache, Unavailable
-from bench.peers.measure import FULL, Sizes, measure
+from bench.peers.measure import FULL, Sizes, combine, measure
 from bench.peers.profile import profile_row
 from bench.peers.rows import ROWS, Context, Row, node_version
 from bench.peers.servers import PeerEnv
@@ -45,23 +45,33 @@ def skipped_row(row: Row, why: str) -> dict[str, Any]:
     return {"id": row.id, "label": row.label, "skipped": why}
 
 
-async def measure_rows(ctx: Context, rows: list[Row], s: Sizes,
-                       skipped: dict[str, str]) -> list[dict[str, Any]]:
-    results = []
-    for row in rows:
-        if row.id in skipped:
-            results.append(skipped_row(row, skipped[row.id]))
-            continue
-        say(f"measuring {row.id} ...")
-        try:
-            res = await measure(ctx, row, s)
-        except Exception as exc:  # noqa: BLE001 - one row failing must not hide the others
-            traceback.print_exc()
-            results.append(skipped_row(row, f"failed: {type(exc).__name__}: {exc}"))
-            continue
-        say(f"{row.id}: {res['saturation']['streams_per_s']} streams/s in {res['seconds']} s")
-        results.append(res)
-    return results
+def order(rows: list[Row], k: int) -> list[Row]:
+    """Round k's order: direct first (the harness's state before the rows), the others
+    rotated by k, so no row always runs right after a given other one."""
+    rest = [r for r in rows if r.id != "direct"]
+    shift = k % len(rest) if rest else 0
+    return [r for r in rows if r.id == "direct"] + rest[shift:] + rest[:shift]
+
+
+async def measure_rows(ctx: Context, rows: list[Row], s: Sizes, skipped: dict[str, str],
+                       rounds: int = 1) -> list[dict[str, Any]]:
+    runs: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+    failed: dict[str, str] = dict(skipped)
+    for k in range(rounds):
+        for row in order(rows, k):
+            if row.id in failed:
+                continue
+            say(f"measuring {row.id}" + (f" (round {k + 1} of {rounds})" if rounds > 1 else ""))
+            try:
+                res = await measure(ctx, row, s)
+            except Exception as exc:  # noqa: BLE001 - one row failing must not hide the others
+                traceback.print_exc()
+                failed[row.id] = f"failed: {type(exc).__name__}: {exc}"
+                continue
+            say(f"{row.id}: {res['saturation']['streams_per_s']} streams/s in {res['seconds']} s")
+            runs[row.id].append(res)
+    return [skipped_row(r, failed[r.id]) if r.id in failed else combine(runs[r.id])
+            for r in rows]
 
 
 async def profile_rows(ctx: Context, rows: list[Row], s: Sizes, *, py_spy: str, out: Path,
@@ -80,7 +90,7 @@ async def profile_rows(ctx: Context, rows: list[Row], s: Sizes, *, py_spy: str, 
 
 def run(*, only: list[str] | None = None, sizes: Sizes = FULL, profile: bool = True,
         profile_seconds: float = 15.0, cache_root: Path = DEFAULT_ROOT,
-        out: Path = RESULTS, keep: bool = False, quick: bool = False,
+        out: Path = RESULTS, keep: bool = False, quick: bool = False, rounds: int = 1,
         pin: bool = True) -> tuple[Path, dict[str, Any]]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows = [ROWS[i] for i in (only or list(ROWS))]
@@ -100,7 +110,7 @@ def run(*, only: list[str] | None = None, sizes: Sizes = FULL, profile: bool = T
         ctx = Context(env, cache, sessions=sizes.sessions, commit=str(machine.get("commit", "")))
 
         async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-            results = await measure_rows(ctx, rows, sizes, skipped)
+            results = await measure_rows(ctx, rows, sizes, skipped, rounds)
             profiles: dict[str, Any] = {}
             if py_spy:
                 profiles = await profile_rows(ctx, rows, sizes, py_spy=py_spy, out=out,
@@ -110,7 +120,7 @@ def run(*, only: list[str] | None = None, sizes: Sizes = FULL, profile: bool = T
         load0 = loadavg()
         results, profiles = run_loop(go())
         report = {
-            "started": stamp, "quick": quick, "sizes": asdict(sizes),
+            "started": stamp, "quick": quick, "rounds": rounds, "sizes": asdict(sizes),
             "machine": {**machine, "node": node_version()},
             "placement": {
                 "gateway_cpus": sorted(env.gateway_cpus or []),

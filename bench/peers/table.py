@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 HEADER = ("", "added TTFT p50", "added TTFT p99", "TTFT p50 / p99", "streams/s @{n}",
-          "CPU per stream", "cores used", "Redis commands per stream")
+          "CPU per stream", "cores used", "Redis commands per stream", "core taken by others")
 
 
 def num(v: float | None, unit: str = "", digits: int = 2) -> str:
@@ -15,23 +15,43 @@ def num(v: float | None, unit: str = "", digits: int = 2) -> str:
     return text + unit
 
 
+def ranged(res: dict[str, Any], name: str, value: str, unit: str = "", digits: int = 2) -> str:
+    """A median with the (min–max) of its rounds, when there were several."""
+    low_high = (res.get("spread") or {}).get(name)
+    if not low_high or value == "-":
+        return value
+    low, high = (num(v, "", digits) for v in low_high)
+    return f"{value.removesuffix(unit)} ({low}–{high}){unit}"
+
+
 def cells(res: dict[str, Any]) -> tuple[str, ...]:
     if res.get("skipped"):
-        return (res["label"], "skipped: " + res["skipped"][:90], "", "", "", "", "", "")
+        return (res["label"], "skipped: " + res["skipped"][:90], "", "", "", "", "", "", "")
     one, sat = res["ttft_one_client"], res["saturation"]
     own = one["row"]["ttft_ms"]
     added = one["added_ms"] or {}
     direct = res["id"] == "direct"
     return (
         res["label"],
-        "0 (baseline)" if direct else num(added.get("p50"), " ms"),
-        "0 (baseline)" if direct else num(added.get("p99"), " ms"),
+        "0 (baseline)" if direct else ranged(res, "added_p50_ms", num(added.get("p50"), " ms"),
+                                             " ms"),
+        "0 (baseline)" if direct else ranged(res, "added_p99_ms", num(added.get("p99"), " ms"),
+                                             " ms"),
         f"{num(own['p50'])} / {num(own['p99'])} ms",
-        num(sat["streams_per_s"], "", 1),
-        num(sat["cpu_ms_per_stream"], " ms", 3),
+        ranged(res, "streams_per_s", num(sat["streams_per_s"], "", 1), "", 1),
+        ranged(res, "cpu_ms_per_stream", num(sat["cpu_ms_per_stream"], " ms", 3), " ms", 3),
         num(sat["cpu_cores"], "", 2),
         num(one.get("redis_commands_per_stream"), "", 1),
+        taken(sat.get("gateway_core_neighbours")),
     )
+
+
+def taken(near: dict[str, Any] | None) -> str:
+    """How much of the gateway core other processes and the hypervisor's other VMs (steal)
+    took during the window: the row's figures are suspect when this is not ~0."""
+    if not near or near.get("others_cores") is None:
+        return "-"
+    return num((near["others_cores"] or 0.0) + (near.get("stolen_cores") or 0.0), "", 2)
 
 
 def header(results: list[dict[str, Any]]) -> tuple[str, ...]:

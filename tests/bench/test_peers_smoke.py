@@ -12,7 +12,7 @@ import pytest
 
 from bench.peers import table
 from bench.peers.cache import HERE, Cache
-from bench.peers.measure import Sizes
+from bench.peers.measure import Sizes, combine
 from bench.peers.rows import ROWS, TOKENS
 from bench.peers.run import prepare, run
 from bench.peers.servers import PeerEnv, litellm_config
@@ -76,3 +76,32 @@ def test_the_peers_configs_point_at_the_upstream_and_pin_the_versions(tmp_path: 
     assert manifest["overrides"] == {"@hono/node-server": "1.13.8"}
     assert "litellm[proxy]==" in (HERE / "litellm" / "requirements.txt").read_text()
     assert os.path.isfile(HERE / "litellm" / "constraints.txt")
+
+
+def test_rounds_of_a_row_combine_into_medians_with_their_spread() -> None:
+    def one_round(rate: float, cpu_ms: float, added: float) -> dict:
+        return {
+            "id": "portkey", "label": ROWS["portkey"].label, "version": "v", "command": "c",
+            "notes": [], "sizes": {"clients": 50}, "warnings": [f"at {rate}"], "seconds": 10.0,
+            "loadavg_1m": {"before": 1.0, "after": 2.0},
+            "ttft_one_client": {"row": {"ttft_ms": {"p50": added + 0.1, "p99": added + 1}},
+                                "added_ms": {"p50": added, "p99": added + 0.9},
+                                "redis_commands_per_stream": None},
+            "saturation": {"streams_per_s": rate, "cpu_ms_per_stream": cpu_ms, "cpu_cores": 1.0,
+                           "gateway_core_neighbours": {"others_cores": 0.0,
+                                                       "stolen_cores": 0.01}},
+        }
+
+    rounds = [one_round(300, 3.0, 30), one_round(500, 2.0, 29), one_round(400, 2.5, 31)]
+
+    combined = combine(rounds)
+
+    assert combined["saturation"]["streams_per_s"] == 400
+    assert combined["saturation"]["cpu_ms_per_stream"] == 2.5
+    assert combined["ttft_one_client"]["added_ms"] == {"p50": 30, "p99": 30.9}
+    assert combined["spread"]["streams_per_s"] == [300, 500]
+    assert combined["warnings"] == ["round 1: at 300", "round 2: at 500", "round 3: at 400"]
+    assert len(combined["rounds"]) == 3 and combined["seconds"] == 30.0
+    line = table.text([combined]).splitlines()[-1]
+    assert "400 (300–500)" in line and "2.500 (2.000–3.000) ms" in line
+    assert "30.00 (29.00–31.00) ms" in line and line.rstrip().endswith("0.01")
