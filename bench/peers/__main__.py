@@ -22,12 +22,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="shorter loads (about a third)")
     p.add_argument("--clients", type=int, help=f"concurrent clients (default {FULL.clients})")
     p.add_argument("--seconds", type=float, help=f"saturation window (default {FULL.seconds:g})")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="measure every row this many times, interleaved; the table shows medians")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every row this many times, interleaved; the table shows medians",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on our two rows")
     p.add_argument("--profile-seconds", type=float, default=15.0)
-    p.add_argument("--cache", type=Path, default=DEFAULT_ROOT,
-                   help="where the peers are installed (reused when present)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="where the peers are installed (reused when present)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and profiles")
     p.add_argument("--keep", action="store_true", help="keep the servers' logs and configs")
     return p.parse_args(argv)
@@ -45,10 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, clients=args.clients)
     if args.seconds:
         sizes = replace(sizes, seconds=args.seconds)
-    path, report = run(only=only, sizes=sizes, profile=not args.no_profile,
-                       profile_seconds=args.profile_seconds, cache_root=args.cache.resolve(),
-                       out=args.out, keep=args.keep, quick=args.quick,
-                       rounds=max(1, args.rounds))
+    path, report = run(
+        only=only,
+        sizes=sizes,
+        profile=not args.no_profile,
+        profile_seconds=args.profile_seconds,
+        cache_root=args.cache.resolve(),
+        out=args.out,
+        keep=args.keep,
+        quick=args.quick,
+        rounds=max(1, args.rounds),
+    )
     print(table.text(report["rows"]))
     for res in report["rows"]:
         for note in [*res.get("notes", []), *res.get("warnings", [])]:
@@ -59,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      {line}")
     if report["profile_note"]:
         print(f"  {report['profile_note']}")
-    print(f"  load average (1 min) {report['loadavg_1m']['before']} -> "
-          f"{report['loadavg_1m']['after']}")
+    print(
+        f"  load average (1 min) {report['loadavg_1m']['before']} -> "
+        f"{report['loadavg_1m']['after']}"
+    )
     print(f"results: {path}")
     return 0
 

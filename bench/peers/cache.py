@@ -32,13 +32,17 @@ def digest(*parts: bytes) -> str:
 
 def run(cmd: list[str], cwd: Path, what: str) -> None:
     try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Unavailable(f"{what}: {exc}") from exc
     if done.returncode != 0:
-        lines = [ln for ln in (done.stderr or done.stdout).splitlines()
-                 if ln.strip() and not ln.startswith("WARNING: Location")]
+        lines = [
+            ln
+            for ln in (done.stderr or done.stdout).splitlines()
+            if ln.strip() and not ln.startswith("WARNING: Location")
+        ]
         raise Unavailable(f"{what} failed: {' | '.join(lines[-3:])[:400]}")
 
 
@@ -98,8 +102,12 @@ class Cache:
     def litellm(self) -> Path:
         """The `litellm` command of a venv holding bench/peers/litellm/requirements.txt."""
         req, pins = HERE / "litellm" / "requirements.txt", HERE / "litellm" / "constraints.txt"
-        folder = self._venv("litellm", digest(req.read_bytes(), pins.read_bytes()),
-                            ["-r", str(req), "-c", str(pins)], "LiteLLM's proxy")
+        folder = self._venv(
+            "litellm",
+            digest(req.read_bytes(), pins.read_bytes()),
+            ["-r", str(req), "-c", str(pins)],
+            "LiteLLM's proxy",
+        )
         command = folder / "bin" / "litellm"
         if not command.is_file():
             raise Unavailable(f"the LiteLLM install has no {command}")

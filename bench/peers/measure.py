@@ -41,16 +41,20 @@ async def probe(running: Running) -> None:
     rec = (await sequential(running.target, 1, timeout=60))[0]
     if not rec.ok or rec.frames != TOKENS:
         body = rec.body[:300] if rec.body else b""
-        raise RowFailed(f"probe stream: {rec.error or 'error frame'}, {rec.frames} content "
-                        f"frames of {TOKENS} {body!r}")
+        raise RowFailed(
+            f"probe stream: {rec.error or 'error frame'}, {rec.frames} content "
+            f"frames of {TOKENS} {body!r}"
+        )
 
 
-async def ttft(ctx: Context, running: Running, s: Sizes, *, baseline: bool,
-               ours: bool) -> dict[str, Any]:
+async def ttft(
+    ctx: Context, running: Running, s: Sizes, *, baseline: bool, ours: bool
+) -> dict[str, Any]:
     direct = None
     if baseline:
-        direct = summary(await sequential(direct_target(ctx.env, MODEL), s.ttft_requests,
-                                          warmup=s.ttft_warmup))
+        direct = summary(
+            await sequential(direct_target(ctx.env, MODEL), s.ttft_requests, warmup=s.ttft_warmup)
+        )
     redis = ctx.env.redis_client() if ours else None
     if redis is not None:
         redis.config_resetstat()
@@ -79,8 +83,9 @@ def core_seconds(cpus: set[int]) -> tuple[float, float]:
     return busy / hz, steal / hz
 
 
-async def saturation(running: Running, s: Sizes, cores: set[int] | None,
-                     row_on_cores: bool) -> dict[str, Any]:
+async def saturation(
+    running: Running, s: Sizes, cores: set[int] | None, row_on_cores: bool
+) -> dict[str, Any]:
     snaps: list[tuple[float, float]] = []
 
     def meter() -> float:  # closed_loop reads it at the window's start and end
@@ -88,8 +93,9 @@ async def saturation(running: Running, s: Sizes, cores: set[int] | None,
             snaps.append(core_seconds(cores))
         return running.cpu()
 
-    win = await closed_loop(running.target, s.clients, warmup=s.warmup_s, seconds=s.seconds,
-                            cpu=meter)
+    win = await closed_loop(
+        running.target, s.clients, warmup=s.warmup_s, seconds=s.seconds, cpu=meter
+    )
     cpu_ms = None
     if win.cpu is not None and win.completed:
         cpu_ms = round(win.cpu * win.seconds / win.completed * 1000, 3)
@@ -97,35 +103,46 @@ async def saturation(running: Running, s: Sizes, cores: set[int] | None,
     if len(snaps) == 2 and win.cpu is not None:
         busy, steal = (b - a for a, b in zip(*snaps, strict=True))
         own = win.cpu if row_on_cores else 0.0
-        neighbours = {"others_cores": round(max(0.0, busy / win.seconds - own), 3),
-                      "stolen_cores": round(steal / win.seconds, 3)}
-    return {"streams_per_s": round(win.completed / win.seconds, 1),
-            "cpu_cores": None if win.cpu is None else round(win.cpu, 3),
-            "cpu_ms_per_stream": cpu_ms, "gateway_core_neighbours": neighbours,
-            **summary(win.recs)}
+        neighbours = {
+            "others_cores": round(max(0.0, busy / win.seconds - own), 3),
+            "stolen_cores": round(steal / win.seconds, 3),
+        }
+    return {
+        "streams_per_s": round(win.completed / win.seconds, 1),
+        "cpu_cores": None if win.cpu is None else round(win.cpu, 3),
+        "cpu_ms_per_stream": cpu_ms,
+        "gateway_core_neighbours": neighbours,
+        **summary(win.recs),
+    }
 
 
 def doubts(row: Row, running: Running, one: dict[str, Any], sat: dict[str, Any]) -> list[str]:
     out = []
     if running.pool is not None and running.pool.wrapped:
-        out.append(f"the {len(running.pool.ids)} conversations were reused "
-                   f"{running.pool.wrapped}x: some histories grew longer")
+        out.append(
+            f"the {len(running.pool.ids)} conversations were reused "
+            f"{running.pool.wrapped}x: some histories grew longer"
+        )
     for name, part in (("one client", one["row"]), ("saturation", sat)):
         if part["errors"]:
-            out.append(f"{name}: {part['requests'] - part['ok']} failed streams: "
-                       f"{part['errors']}")
+            out.append(f"{name}: {part['requests'] - part['ok']} failed streams: {part['errors']}")
         if part["ok"] and round(part["frames_per_stream"], 2) != TOKENS:
-            out.append(f"{name}: {part['frames_per_stream']:.2f} content frames per stream, "
-                       f"not {TOKENS}")
+            out.append(
+                f"{name}: {part['frames_per_stream']:.2f} content frames per stream, not {TOKENS}"
+            )
     near = sat.get("gateway_core_neighbours") or {}
     taken = near.get("others_cores", 0.0) + near.get("stolen_cores", 0.0)
     if taken > 0.05:
-        out.append(f"other processes and VMs took {taken:.2f} of the gateway core during the "
-                   f"window (others {near['others_cores']}, stolen {near['stolen_cores']})")
+        out.append(
+            f"other processes and VMs took {taken:.2f} of the gateway core during the "
+            f"window (others {near['others_cores']}, stolen {near['stolen_cores']})"
+        )
     cores = sat["cpu_cores"]
     if row.id != "direct" and cores is not None and cores < 0.9:
-        out.append(f"the row used only {cores:.2f} of its core at {sat.get('requests')} "
-                   "streams: it was not the bottleneck (the harness core, or a neighbour)")
+        out.append(
+            f"the row used only {cores:.2f} of its core at {sat.get('requests')} "
+            "streams: it was not the bottleneck (the harness core, or a neighbour)"
+        )
     return out
 
 
@@ -139,11 +156,17 @@ async def measure(ctx: Context, row: Row, s: Sizes) -> dict[str, Any]:
     finally:
         running.stop()
     return {
-        "id": row.id, "label": row.label, "version": running.version,
-        "command": running.command, "notes": running.notes,
-        "ttft_one_client": one, "saturation": sat, "warnings": doubts(row, running, one, sat),
+        "id": row.id,
+        "label": row.label,
+        "version": running.version,
+        "command": running.command,
+        "notes": running.notes,
+        "ttft_one_client": one,
+        "saturation": sat,
+        "warnings": doubts(row, running, one, sat),
         "seconds": round(time.monotonic() - t0, 1),
-        "loadavg_1m": {"before": load0, "after": loadavg()}, "sizes": asdict(s),
+        "loadavg_1m": {"before": load0, "after": loadavg()},
+        "sizes": asdict(s),
     }
 
 
@@ -179,8 +202,11 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return runs[0]
     values = {name: [_get(r, path) for r in runs] for name, path in SPREAD.items()}
     med = {name: _median(v) for name, v in values.items()}
-    spread = {name: [min(x for x in v if x is not None), max(x for x in v if x is not None)]
-              for name, v in values.items() if any(x is not None for x in v)}
+    spread = {
+        name: [min(x for x in v if x is not None), max(x for x in v if x is not None)]
+        for name, v in values.items()
+        if any(x is not None for x in v)
+    }
     first = runs[0]
     added = None
     if first["ttft_one_client"]["added_ms"] is not None:
@@ -190,12 +216,18 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "warnings": [f"round {i + 1}: {w}" for i, r in enumerate(runs) for w in r["warnings"]],
         "ttft_one_client": {
             "row": {"ttft_ms": {"p50": med["ttft_p50_ms"], "p99": med["ttft_p99_ms"]}},
-            "added_ms": added, "redis_commands_per_stream": med["redis_commands_per_stream"]},
-        "saturation": {**{k: med[k] for k in ("streams_per_s", "cpu_ms_per_stream", "cpu_cores")},
-                       "gateway_core_neighbours": {k: med[k] for k in ("others_cores",
-                                                                       "stolen_cores")}},
-        "spread": spread, "rounds": runs,
+            "added_ms": added,
+            "redis_commands_per_stream": med["redis_commands_per_stream"],
+        },
+        "saturation": {
+            **{k: med[k] for k in ("streams_per_s", "cpu_ms_per_stream", "cpu_cores")},
+            "gateway_core_neighbours": {k: med[k] for k in ("others_cores", "stolen_cores")},
+        },
+        "spread": spread,
+        "rounds": runs,
         "seconds": round(sum(r["seconds"] for r in runs), 1),
-        "loadavg_1m": {"before": runs[0]["loadavg_1m"]["before"],
-                       "after": runs[-1]["loadavg_1m"]["after"]},
+        "loadavg_1m": {
+            "before": runs[0]["loadavg_1m"]["before"],
+            "after": runs[-1]["loadavg_1m"]["after"],
+        },
     }

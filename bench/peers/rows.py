@@ -58,12 +58,23 @@ class Row:
     peer: str = ""  # the cache install it needs, done before anything is measured
 
 
-def openai_request(port: int, path: str, model: str, *, token: str | None,
-                   headers: dict[str, str] | None = None) -> bytes:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-            "stream_options": {"include_usage": True}}
-    return http_request("POST", path, host=f"{HOST}:{port}", body=body, token=token,
-                        headers={"Accept": "text/event-stream", **(headers or {})})
+def openai_request(
+    port: int, path: str, model: str, *, token: str | None, headers: dict[str, str] | None = None
+) -> bytes:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    return http_request(
+        "POST",
+        path,
+        host=f"{HOST}:{port}",
+        body=body,
+        token=token,
+        headers={"Accept": "text/event-stream", **(headers or {})},
+    )
 
 
 def fixed(name: str, port: int, raw: bytes) -> Target:
@@ -72,17 +83,23 @@ def fixed(name: str, port: int, raw: bytes) -> Target:
 
 # -- direct ---------------------------------------------------------------------------------
 
+
 async def start_direct(ctx: Context) -> Running:
     up = ctx.env.upstream
     assert up is not None
-    return Running(direct_target(ctx.env, MODEL), cpu=lambda: cpu_seconds(up.pid),
-                   stop=lambda: None,
-                   pid=up.pid, command="python -m bench.upstream (shares the harness core)",
-                   version="bench/upstream.py",
-                   notes=["CPU per stream: the fake upstream's own"])
+    return Running(
+        direct_target(ctx.env, MODEL),
+        cpu=lambda: cpu_seconds(up.pid),
+        stop=lambda: None,
+        pid=up.pid,
+        command="python -m bench.upstream (shares the harness core)",
+        version="bench/upstream.py",
+        notes=["CPU per stream: the fake upstream's own"],
+    )
 
 
 # -- us -------------------------------------------------------------------------------------
+
 
 def _gateway_version(ctx: Context) -> str:
     return f"chat-gateway {version('chat-gateway')}" + (f" @ {ctx.commit}" if ctx.commit else "")
@@ -108,15 +125,31 @@ async def start_conversation(ctx: Context) -> Running:
         if state.get("left", 0) <= 0:
             state["sid"], state["left"] = pool.take(), pool.turns
         state["left"] -= 1
-        return http_request("POST", path, host=host, token=token,
-                            body={"chat_session_id": state["sid"], "message": PROMPT},
-                            headers={"Accept": "text/event-stream"})
+        return http_request(
+            "POST",
+            path,
+            host=host,
+            token=token,
+            body={"chat_session_id": state["sid"], "message": PROMPT},
+            headers={"Accept": "text/event-stream"},
+        )
 
-    notes = [(f"JWT (HS256) bearer; {ctx.turns} prompts per conversation, "
-              f"{len(pool.ids)} conversations; {env.policies_note}")]
-    return Running(Target("conversation", gw.port, GATEWAY, make), cpu=gw.cpu,
-                   stop=env.stop_gateway, pid=gw.process.pid, command=command,
-                   version=_gateway_version(ctx), notes=notes, pool=pool)
+    notes = [
+        (
+            f"JWT (HS256) bearer; {ctx.turns} prompts per conversation, "
+            f"{len(pool.ids)} conversations; {env.policies_note}"
+        )
+    ]
+    return Running(
+        Target("conversation", gw.port, GATEWAY, make),
+        cpu=gw.cpu,
+        stop=env.stop_gateway,
+        pid=gw.process.pid,
+        command=command,
+        version=_gateway_version(ctx),
+        notes=notes,
+        pool=pool,
+    )
 
 
 async def start_openai_compat(ctx: Context) -> Running:
@@ -125,12 +158,19 @@ async def start_openai_compat(ctx: Context) -> Running:
     env = ctx.env
     gw, command = await _our_gateway(ctx)
     raw = openai_request(gw.port, "/v1/chat/completions", MODEL, token=env.api_key)
-    return Running(fixed("openai-compat", gw.port, raw), cpu=gw.cpu, stop=env.stop_gateway,
-                   pid=gw.process.pid, command=command, version=_gateway_version(ctx),
-                   notes=[f"API key bearer; {env.policies_note}"])
+    return Running(
+        fixed("openai-compat", gw.port, raw),
+        cpu=gw.cpu,
+        stop=env.stop_gateway,
+        pid=gw.process.pid,
+        command=command,
+        version=_gateway_version(ctx),
+        notes=[f"API key bearer; {env.policies_note}"],
+    )
 
 
 # -- the peers ------------------------------------------------------------------------------
+
 
 def _package_version(path: Path) -> str:
     try:
@@ -140,29 +180,50 @@ def _package_version(path: Path) -> str:
 
 
 def node_version() -> str:
-    return subprocess.run(["node", "--version"], capture_output=True, text=True,
-                          check=False).stdout.strip()
+    return subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
 
 
 def _running(peer: PeerProcess, target: Target, version_text: str, notes: list[str]) -> Running:
-    return Running(target, cpu=peer.cpu, stop=peer.stop, pid=peer.process.pid,
-                   command=" ".join(peer.command), version=version_text, notes=notes)
+    return Running(
+        target,
+        cpu=peer.cpu,
+        stop=peer.stop,
+        pid=peer.process.pid,
+        command=" ".join(peer.command),
+        version=version_text,
+        notes=notes,
+    )
 
 
 async def start_portkey_row(ctx: Context) -> Running:
     env = ctx.env
     peer = start_portkey(env, ctx.cache)
     modules = ctx.cache.root / "portkey" / "node_modules"
-    text = (f"@portkey-ai/gateway {_package_version(modules / '@portkey-ai/gateway/package.json')}"
-            f", @hono/node-server {_package_version(modules / '@hono/node-server/package.json')}"
-            f", node {node_version()}")
-    raw = openai_request(peer.port, "/v1/chat/completions", UPSTREAM_MODEL,
-                         token="sk-bench", headers={
-                             "x-portkey-provider": "openai",
-                             "x-portkey-custom-host": f"{env.upstream_url}/v1"})
-    return _running(peer, fixed("portkey", peer.port, raw), text,
-                    [("headers x-portkey-provider: openai, x-portkey-custom-host: the "
-                      "upstream; no policies, no storage")])
+    text = (
+        f"@portkey-ai/gateway {_package_version(modules / '@portkey-ai/gateway/package.json')}"
+        f", @hono/node-server {_package_version(modules / '@hono/node-server/package.json')}"
+        f", node {node_version()}"
+    )
+    raw = openai_request(
+        peer.port,
+        "/v1/chat/completions",
+        UPSTREAM_MODEL,
+        token="sk-bench",
+        headers={"x-portkey-provider": "openai", "x-portkey-custom-host": f"{env.upstream_url}/v1"},
+    )
+    return _running(
+        peer,
+        fixed("portkey", peer.port, raw),
+        text,
+        [
+            (
+                "headers x-portkey-provider: openai, x-portkey-custom-host: the "
+                "upstream; no policies, no storage"
+            )
+        ],
+    )
 
 
 async def start_litellm_row(ctx: Context) -> Running:
@@ -172,21 +233,42 @@ async def start_litellm_row(ctx: Context) -> Running:
     site = sorted((ctx.cache.root / "litellm" / "lib").glob("python*/site-packages"))
     found = sorted(site[0].glob("litellm-*.dist-info")) if site else []
     text = found[0].name.removesuffix(".dist-info").replace("-", " ") if found else "litellm ?"
-    raw = openai_request(peer.port, "/v1/chat/completions", "bench-openai-50",
-                         token=master_key)
-    return _running(peer, fixed("litellm", peer.port, raw), text,
-                    [("config.yaml model_list: openai/bench/tokens=50 at api_base = the "
-                      "upstream; master key auth, no database")])
+    raw = openai_request(peer.port, "/v1/chat/completions", "bench-openai-50", token=master_key)
+    return _running(
+        peer,
+        fixed("litellm", peer.port, raw),
+        text,
+        [
+            (
+                "config.yaml model_list: openai/bench/tokens=50 at api_base = the "
+                "upstream; master key auth, no database"
+            )
+        ],
+    )
 
 
-ROWS: dict[str, Row] = {r.id: r for r in (
-    Row("direct", "direct to the upstream (the harness's limit)", start_direct),
-    Row("conversation",
-        "us, /api/conversation/stream_chat (recorded in Redis, default policies, JWT)",
-        start_conversation, ours=True),
-    Row("openai-compat", "us, /v1/chat/completions (default policies, usage counters)",
-        start_openai_compat, ours=True),
-    Row("portkey", "Portkey gateway 1.9.8 (Node; no policies, no storage)", start_portkey_row,
-        peer="portkey"),
-    Row("litellm", "LiteLLM proxy (pip litellm[proxy])", start_litellm_row, peer="litellm"),
-)}
+ROWS: dict[str, Row] = {
+    r.id: r
+    for r in (
+        Row("direct", "direct to the upstream (the harness's limit)", start_direct),
+        Row(
+            "conversation",
+            "us, /api/conversation/stream_chat (recorded in Redis, default policies, JWT)",
+            start_conversation,
+            ours=True,
+        ),
+        Row(
+            "openai-compat",
+            "us, /v1/chat/completions (default policies, usage counters)",
+            start_openai_compat,
+            ours=True,
+        ),
+        Row(
+            "portkey",
+            "Portkey gateway 1.9.8 (Node; no policies, no storage)",
+            start_portkey_row,
+            peer="portkey",
+        ),
+        Row("litellm", "LiteLLM proxy (pip litellm[proxy])", start_litellm_row, peer="litellm"),
+    )
+}

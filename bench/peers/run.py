@@ -53,8 +53,9 @@ def order(rows: list[Row], k: int) -> list[Row]:
     return [r for r in rows if r.id == "direct"] + rest[shift:] + rest[:shift]
 
 
-async def measure_rows(ctx: Context, rows: list[Row], s: Sizes, skipped: dict[str, str],
-                       rounds: int = 1) -> list[dict[str, Any]]:
+async def measure_rows(
+    ctx: Context, rows: list[Row], s: Sizes, skipped: dict[str, str], rounds: int = 1
+) -> list[dict[str, Any]]:
     runs: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
     failed: dict[str, str] = dict(skipped)
     for k in range(rounds):
@@ -70,28 +71,43 @@ async def measure_rows(ctx: Context, rows: list[Row], s: Sizes, skipped: dict[st
                 continue
             say(f"{row.id}: {res['saturation']['streams_per_s']} streams/s in {res['seconds']} s")
             runs[row.id].append(res)
-    return [skipped_row(r, failed[r.id]) if r.id in failed else combine(runs[r.id])
-            for r in rows]
+    return [skipped_row(r, failed[r.id]) if r.id in failed else combine(runs[r.id]) for r in rows]
 
 
-async def profile_rows(ctx: Context, rows: list[Row], s: Sizes, *, py_spy: str, out: Path,
-                       stamp: str, seconds: float) -> dict[str, Any]:
+async def profile_rows(
+    ctx: Context, rows: list[Row], s: Sizes, *, py_spy: str, out: Path, stamp: str, seconds: float
+) -> dict[str, Any]:
     found = {}
     for row in (r for r in rows if r.ours):
         say(f"profiling {row.id} ({seconds:g} s under py-spy) ...")
         try:
-            found[row.id] = await profile_row(ctx, row, s, py_spy=py_spy, seconds=seconds,
-                                              out=out / f"peers-{stamp}-profile-{row.id}")
+            found[row.id] = await profile_row(
+                ctx,
+                row,
+                s,
+                py_spy=py_spy,
+                seconds=seconds,
+                out=out / f"peers-{stamp}-profile-{row.id}",
+            )
         except Exception as exc:  # noqa: BLE001 - a profile that fails leaves the figures
             traceback.print_exc()
             found[row.id] = {"error": f"{type(exc).__name__}: {exc}"}
     return found
 
 
-def run(*, only: list[str] | None = None, sizes: Sizes = FULL, profile: bool = True,
-        profile_seconds: float = 15.0, cache_root: Path = DEFAULT_ROOT,
-        out: Path = RESULTS, keep: bool = False, quick: bool = False, rounds: int = 1,
-        pin: bool = True) -> tuple[Path, dict[str, Any]]:
+def run(
+    *,
+    only: list[str] | None = None,
+    sizes: Sizes = FULL,
+    profile: bool = True,
+    profile_seconds: float = 15.0,
+    cache_root: Path = DEFAULT_ROOT,
+    out: Path = RESULTS,
+    keep: bool = False,
+    quick: bool = False,
+    rounds: int = 1,
+    pin: bool = True,
+) -> tuple[Path, dict[str, Any]]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows = [ROWS[i] for i in (only or list(ROWS))]
     cache = Cache(cache_root)
@@ -113,24 +129,31 @@ def run(*, only: list[str] | None = None, sizes: Sizes = FULL, profile: bool = T
             results = await measure_rows(ctx, rows, sizes, skipped, rounds)
             profiles: dict[str, Any] = {}
             if py_spy:
-                profiles = await profile_rows(ctx, rows, sizes, py_spy=py_spy, out=out,
-                                              stamp=stamp, seconds=profile_seconds)
+                profiles = await profile_rows(
+                    ctx, rows, sizes, py_spy=py_spy, out=out, stamp=stamp, seconds=profile_seconds
+                )
             return results, profiles
 
         load0 = loadavg()
         results, profiles = run_loop(go())
         report = {
-            "started": stamp, "quick": quick, "rounds": rounds, "sizes": asdict(sizes),
+            "started": stamp,
+            "quick": quick,
+            "rounds": rounds,
+            "sizes": asdict(sizes),
             "machine": {**machine, "node": node_version()},
             "placement": {
                 "gateway_cpus": sorted(env.gateway_cpus or []),
                 "harness_cpus": sorted(env.harness_cpus or []),
                 "gateway": "each row's server (ours, Portkey's node, LiteLLM's python) in turn, "
-                           "pinned with taskset; the direct row has none",
+                "pinned with taskset; the direct row has none",
                 "harness": "load generator (bench/loadgen.py), fake upstream (bench/upstream.py) "
-                           "and Redis"},
+                "and Redis",
+            },
             "loadavg_1m": {"before": load0, "after": loadavg()},
-            "policies": env.policies_note, "rows": results, "profiles": profiles,
+            "policies": env.policies_note,
+            "rows": results,
+            "profiles": profiles,
             "profile_note": profile_note,
         }
     path = out / f"peers-{stamp}{'-quick' if quick else ''}.json"

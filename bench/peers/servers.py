@@ -33,8 +33,13 @@ class PeerEnv(Env):
         return {**super().env(), "GATEWAY_JWT_SECRET": self.jwt_secret}
 
     def jwt(self, ttl_s: int = 24 * 3600) -> str:
-        claims = {"sub": JWT_USER, "org_id": ORG, "role": "user", "workspaces": [WORKSPACE],
-                  "exp": int(time.time()) + ttl_s}
+        claims = {
+            "sub": JWT_USER,
+            "org_id": ORG,
+            "role": "user",
+            "workspaces": [WORKSPACE],
+            "exp": int(time.time()) + ttl_s,
+        }
         return jwt.encode(claims, self.jwt_secret, algorithm="HS256")
 
     @property
@@ -76,14 +81,24 @@ class PeerProcess:
             self.process.wait()
 
 
-def launch(cmd: list[str], env: PeerEnv, name: str, port: int, extra: dict[str, str],
-           cwd: Path) -> PeerProcess:
+def launch(
+    cmd: list[str], env: PeerEnv, name: str, port: int, extra: dict[str, str], cwd: Path
+) -> PeerProcess:
     log = env.workdir / f"{name}-{port}.log"
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "LITELLM_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GATEWAY_", "OPENAI_", "ANTHROPIC_", "LITELLM_"))
+    }
     cmd = pinned(cmd, env.gateway_cpus)
-    proc = subprocess.Popen(cmd, env={**base, **extra}, stdout=open(log, "wb"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
+    proc = subprocess.Popen(
+        cmd,
+        env={**base, **extra},
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=cwd,
+    )
     return PeerProcess(proc, port, log, cmd)
 
 
@@ -92,8 +107,14 @@ def start_portkey(env: PeerEnv, cache: Cache) -> PeerProcess:
     and NODE_ENV=production; the provider and the upstream's URL come per request in headers."""
     script = cache.portkey()
     port = free_port()
-    peer = launch(["node", str(script), f"--port={port}", "--headless"], env, "portkey", port,
-                  {"NODE_ENV": "production"}, script.parent)
+    peer = launch(
+        ["node", str(script), f"--port={port}", "--headless"],
+        env,
+        "portkey",
+        port,
+        {"NODE_ENV": "production"},
+        script.parent,
+    )
     try:
         wait_port(port, peer.process, peer.log, timeout=60)
     except BaseException:
@@ -104,7 +125,8 @@ def start_portkey(env: PeerEnv, cache: Cache) -> PeerProcess:
 
 def litellm_config(env: PeerEnv, master_key: str) -> Path:
     text = Template((HERE / "litellm" / "config.yaml").read_text()).substitute(
-        upstream=env.upstream_url, master_key=master_key)
+        upstream=env.upstream_url, master_key=master_key
+    )
     path = env.workdir / "litellm-config.yaml"
     path.write_text(text)
     return path
@@ -117,9 +139,24 @@ def start_litellm(env: PeerEnv, cache: Cache, master_key: str) -> PeerProcess:
     command = cache.litellm()
     port = free_port()
     cfg = litellm_config(env, master_key)
-    peer = launch([str(command), "--config", str(cfg), "--host", HOST, "--port", str(port),
-                   "--num_workers", "1"], env, "litellm", port,
-                  {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}, env.workdir)
+    peer = launch(
+        [
+            str(command),
+            "--config",
+            str(cfg),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env,
+        "litellm",
+        port,
+        {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        env.workdir,
+    )
     try:
         wait_http(port, "/health/liveliness", peer, timeout=180)
     except BaseException:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADER = ("", "added TTFT p50", "added TTFT p99", "TTFT p50 / p99", "streams/s @{n}",
-          "CPU per stream", "cores used", "Redis commands per stream", "core taken by others")
+HEADER = (
+    "",
+    "added TTFT p50",
+    "added TTFT p99",
+    "TTFT p50 / p99",
+    "streams/s @{n}",
+    "CPU per stream",
+    "cores used",
+    "Redis commands per stream",
+    "core taken by others",
+)
 
 
 def num(v: float | None, unit: str = "", digits: int = 2) -> str:
@@ -33,10 +42,12 @@ def cells(res: dict[str, Any]) -> tuple[str, ...]:
     direct = res["id"] == "direct"
     return (
         res["label"],
-        "0 (baseline)" if direct else ranged(res, "added_p50_ms", num(added.get("p50"), " ms"),
-                                             " ms"),
-        "0 (baseline)" if direct else ranged(res, "added_p99_ms", num(added.get("p99"), " ms"),
-                                             " ms"),
+        "0 (baseline)"
+        if direct
+        else ranged(res, "added_p50_ms", num(added.get("p50"), " ms"), " ms"),
+        "0 (baseline)"
+        if direct
+        else ranged(res, "added_p99_ms", num(added.get("p99"), " ms"), " ms"),
         f"{num(own['p50'])} / {num(own['p99'])} ms",
         ranged(res, "streams_per_s", num(sat["streams_per_s"], "", 1), "", 1),
         ranged(res, "cpu_ms_per_stream", num(sat["cpu_ms_per_stream"], " ms", 3), " ms", 3),

@@ -21,11 +21,18 @@ TINY = Sizes(ttft_requests=4, ttft_warmup=1, clients=3, warmup_s=0.2, seconds=0.
 
 
 def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
-    path, report = run(only=["direct", "conversation", "openai-compat"], sizes=TINY,
-                       profile=False, cache_root=tmp_path / "cache", out=tmp_path, pin=False)
+    path, report = run(
+        only=["direct", "conversation", "openai-compat"],
+        sizes=TINY,
+        profile=False,
+        cache_root=tmp_path / "cache",
+        out=tmp_path,
+        pin=False,
+    )
 
     assert path.parent == tmp_path and json.loads(path.read_text()) == json.loads(
-        json.dumps(report, default=str))
+        json.dumps(report, default=str)
+    )
     rows = {r["id"]: r for r in report["rows"]}
     assert list(rows) == ["direct", "conversation", "openai-compat"]
     for rid, res in rows.items():
@@ -40,8 +47,11 @@ def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
             assert one["direct"]["ok"] == TINY.ttft_requests
             assert set(one["added_ms"]) == {"p50", "p99"}
     # the conversation route records every turn in Redis; the compat route counts usage there
-    assert rows["conversation"]["ttft_one_client"]["redis_commands_per_stream"] > \
-        rows["openai-compat"]["ttft_one_client"]["redis_commands_per_stream"] > 0
+    assert (
+        rows["conversation"]["ttft_one_client"]["redis_commands_per_stream"]
+        > rows["openai-compat"]["ttft_one_client"]["redis_commands_per_stream"]
+        > 0
+    )
     assert rows["direct"]["ttft_one_client"]["redis_commands_per_stream"] is None
     assert "default policies on" in report["policies"]
     assert report["profiles"] == {}
@@ -52,7 +62,8 @@ def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
 
 
 def test_a_peer_that_cannot_be_installed_is_skipped_with_the_reason(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no node, no npm
     cache = Cache(tmp_path / "cache", log=False)
 
@@ -81,15 +92,26 @@ def test_the_peers_configs_point_at_the_upstream_and_pin_the_versions(tmp_path: 
 def test_rounds_of_a_row_combine_into_medians_with_their_spread() -> None:
     def one_round(rate: float, cpu_ms: float, added: float) -> dict:
         return {
-            "id": "portkey", "label": ROWS["portkey"].label, "version": "v", "command": "c",
-            "notes": [], "sizes": {"clients": 50}, "warnings": [f"at {rate}"], "seconds": 10.0,
+            "id": "portkey",
+            "label": ROWS["portkey"].label,
+            "version": "v",
+            "command": "c",
+            "notes": [],
+            "sizes": {"clients": 50},
+            "warnings": [f"at {rate}"],
+            "seconds": 10.0,
             "loadavg_1m": {"before": 1.0, "after": 2.0},
-            "ttft_one_client": {"row": {"ttft_ms": {"p50": added + 0.1, "p99": added + 1}},
-                                "added_ms": {"p50": added, "p99": added + 0.9},
-                                "redis_commands_per_stream": None},
-            "saturation": {"streams_per_s": rate, "cpu_ms_per_stream": cpu_ms, "cpu_cores": 1.0,
-                           "gateway_core_neighbours": {"others_cores": 0.0,
-                                                       "stolen_cores": 0.01}},
+            "ttft_one_client": {
+                "row": {"ttft_ms": {"p50": added + 0.1, "p99": added + 1}},
+                "added_ms": {"p50": added, "p99": added + 0.9},
+                "redis_commands_per_stream": None,
+            },
+            "saturation": {
+                "streams_per_s": rate,
+                "cpu_ms_per_stream": cpu_ms,
+                "cpu_cores": 1.0,
+                "gateway_core_neighbours": {"others_cores": 0.0, "stolen_cores": 0.01},
+            },
         }
 
     rounds = [one_round(300, 3.0, 30), one_round(500, 2.0, 29), one_round(400, 2.5, 31)]
