@@ -109,6 +109,8 @@ class Feed:
                     else:
                         await asyncio.shield(self._producer_lost())
         finally:
+            if not self.opened.done():  # cancelled before its first read (shutdown)
+                self.opened.cancel()
             self.done = True
             self._wake()
 
