@@ -16,6 +16,7 @@ import uvicorn
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
+from gateway.server import server_config
 from gateway.settings import Settings, load_settings
 from gateway.storage import keys
 from gateway.storage.embedded import free_port
@@ -32,14 +33,14 @@ class GatewayServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(
+        config = server_config(  # the edge limits of `serve` too
             self.app,
+            settings,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
             lifespan="on",
             loop="asyncio",
-            http="httptools",
             timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)

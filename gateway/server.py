@@ -1,0 +1,291 @@
+"""The HTTP server: uvicorn's options, and what one connection may cost the gateway before a
+byte of it reaches the app (head size and header count, read timeouts, connection bounds).
+
+uvicorn's httptools protocol has none of those limits: a 32 MiB header is read in full, a head
+sent a byte per second is waited for forever. EdgeProtocol is that protocol with them; each
+refusal is a contract-shaped JSON answer (431, 408 or 503) and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+LINGER = 1.0  # seconds a refused connection is still read (and dropped) so the client gets
+# the answer: closing with unread input would make the kernel reset it away
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    max_head_bytes: int  # request line and headers together
+    max_headers: int
+    header_timeout: float  # from a connection's opening, or a request's first byte, to its head
+    body_timeout: float  # from the end of the head to the body's last byte
+    max_connections: int  # per worker
+    max_pending_per_client: int  # connections of one address whose head has not arrived yet
+    trusted_proxies: tuple[str, ...] = ()  # addresses exempt from the per-address bound
+
+    @classmethod
+    def of(cls, settings: Settings) -> EdgeLimits:
+        return cls(
+            max_head_bytes=settings.http_max_header_bytes,
+            max_headers=settings.http_max_headers,
+            header_timeout=settings.http_header_timeout,
+            body_timeout=settings.http_body_timeout,
+            max_connections=settings.http_max_connections,
+            max_pending_per_client=settings.http_max_pending_per_client,
+            trusted_proxies=settings.trusted_proxies,
+        )
+
+
+@dataclass(slots=True)
+class Edge:
+    """The limits and this worker's count of unfinished heads per client address."""
+
+    limits: EdgeLimits
+    pending: dict[str, int] = field(default_factory=dict)
+    _trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._trusted = tuple(
+            ipaddress.ip_network(p, strict=False) for p in self.limits.trusted_proxies
+        )
+
+    def exempt(self, host: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self._trusted)
+
+    def wait_for_head(self, host: str) -> None:
+        self.pending[host] = self.pending.get(host, 0) + 1
+
+    def head_arrived(self, host: str) -> None:
+        left = self.pending.get(host, 0) - 1
+        if left > 0:
+            self.pending[host] = left
+        else:
+            self.pending.pop(host, None)
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's Config carrying the Edge its protocols read (it travels to the workers of
+    `serve --workers N` with the rest of the config, so it must stay picklable)."""
+
+    def __init__(self, app: Any, *, edge: Edge, **options: Any) -> None:
+        super().__init__(app, http=EdgeProtocol, **options)
+        self.edge = edge
+
+
+def server_config(app: Any, settings: Settings, **options: Any) -> ServerConfig:
+    """The one place uvicorn is configured, for `serve` and for the tests' real servers.
+    X-Forwarded-For is believed only from `trusted_proxies` (uvicorn believes 127.0.0.1 by
+    default, so any local process could pick the address the auth throttle sees)."""
+    return ServerConfig(
+        app,
+        edge=Edge(EdgeLimits.of(settings)),
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        **options,
+    )
+
+
+def _refusal(status: int, reason: str, code: str, message: str) -> bytes:
+    body = json.dumps({"success": False, "code": code, "message": message}).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop parsing a head that broke a limit."""
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the edge limits. The fast path (a whole head in one
+    read) adds a few attribute updates per request and no timer: a deadline is armed only
+    while a head or a body is incomplete after a read (and once per new connection)."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.edge: Edge = config.edge  # type: ignore[attr-defined]
+        self.limits = self.edge.limits
+        self._in_head = True  # reading a request's head (a connection starts with one)
+        self._head_bytes = 0
+        self._heads = 0  # heads completed on this connection
+        self._in_body = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._host = ""  # counted in edge.pending while not "" and the head is awaited
+        self._refused = False
+
+    # -- the connection ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else ""
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                503,
+                "Service Unavailable",
+                "too_many_connections",
+                "the gateway holds as many connections as it may; retry shortly",
+            )
+            return
+        if host and not self.edge.exempt(host):
+            if self.edge.pending.get(host, 0) >= self.limits.max_pending_per_client:
+                self._refuse(
+                    503,
+                    "Service Unavailable",
+                    "too_many_connections",
+                    "too many connections from this address are still sending "
+                    "their request; retry shortly",
+                )
+                return
+            self._host = host
+            self.edge.wait_for_head(host)
+        self._arm(self.limits.header_timeout)  # a connection that never speaks is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._not_pending()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and dropped
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._feed_capped(data)
+                return
+        self._feed(data)
+
+    def _feed_capped(self, data: bytes) -> None:
+        """Feed only what the head may still take; the rest only if the head ended in it."""
+        room = self.limits.max_head_bytes - (self._head_bytes - len(data))
+        heads = self._heads
+        self._feed(data[:room])
+        if self._refused:
+            return
+        if self._heads == heads:
+            self._refuse(
+                431,
+                "Request Header Fields Too Large",
+                "headers_too_large",
+                f"the request line and headers exceed {self.limits.max_head_bytes} bytes",
+            )
+            return
+        self.data_received(data[room:])  # a body, or the next request: counted afresh
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, with our refusals told apart from malformed requests."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadRefused):
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    "headers_too_large",
+                    f"a request may carry at most {self.limits.max_headers} headers",
+                )
+                return
+            self._malformed()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            self._malformed()
+            return
+        if self._deadline is None and not self._refused:
+            if self._in_head and self._head_bytes:
+                self._arm(self.limits.header_timeout)
+            elif self._in_body:
+                self._arm(self.limits.body_timeout)
+
+    def _malformed(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    # -- parser callbacks --------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self.limits.max_headers:
+            raise _HeadRefused
+        self._in_head, self._in_body = False, True
+        self._heads += 1
+        self._disarm()
+        self._not_pending()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_body, self._in_head, self._head_bytes = False, True, 0
+        self._disarm()
+
+    # -- deadlines and refusals --------------------------------------------------------------
+
+    def _arm(self, seconds: float) -> None:
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading (a pipelined request waits its turn)
+            self._arm(self.limits.body_timeout if self._in_body else self.limits.header_timeout)
+            return
+        if self._in_body:
+            what = f"the request body did not arrive within {self.limits.body_timeout:g} s"
+        elif self._head_bytes or self.cycle is None:
+            what = f"the request head did not arrive within {self.limits.header_timeout:g} s"
+        else:
+            return  # between requests: uvicorn's keep-alive timeout decides
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # an answer is under way: it cannot become a 408
+            return
+        self._refuse(408, "Request Timeout", "request_timeout", what)
+
+    def _not_pending(self) -> None:
+        if self._host:
+            self.edge.head_arrived(self._host)
+            self._host = ""
+
+    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
+        """Answer, stop reading requests, and close once the client had LINGER to read it."""
+        self._refused = True
+        self._disarm()
+        self._not_pending()
+        if self.cycle is not None:  # the app (waiting for the body) sees a disconnect
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        transport = self.transport
+        transport.write(_refusal(status, reason, code, message))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER, transport.close)
