@@ -53,6 +53,9 @@ class Authenticator:
         # working on every worker within a message's delivery, not after the TTL.
         self._keys: dict[str, tuple[Principal, float]] = {}
         self._hearing_revocations = False
+        # bumped by every revocation heard and every subscription lost or made: a lookup that
+        # was in flight across one of them must not put what it read into the cache
+        self._generation = 0
         self._listener: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
@@ -73,10 +76,12 @@ class Authenticator:
     async def _listen(self) -> None:
         async def subscribed() -> None:
             self._keys.clear()  # a revocation may have gone by while we were not listening
+            self._generation += 1
             self._hearing_revocations = True
 
         def lost() -> None:  # every key is looked up again until we hear revocations again
             self._hearing_revocations = False
+            self._generation += 1
             self._keys.clear()
 
         await self.store.pubsub.listen(
@@ -88,19 +93,27 @@ class Authenticator:
         )
 
     def _forget_key(self, digest: str) -> None:
+        self._generation += 1
         self._keys.pop(digest, None)
+
+    def _cached_key(self, d: str, now: float) -> Principal | None:
+        cached = self._keys.get(d)
+        if cached is not None and cached[1] > now and self._hearing_revocations:
+            return cached[0]
+        return None
 
     async def _api_key(self, d: str) -> Principal | None:
         """The key's Principal (frozen, so one serves every request of the key)."""
-        cached = self._keys.get(d)
         now = time.monotonic()
-        if cached is not None and cached[1] > now and self._hearing_revocations:
-            return cached[0]
+        cached = self._cached_key(d, now)
+        if cached is not None:
+            return cached
+        generation = self._generation
         record = await self.store.credentials.api_key(d)
         if record is None:
             return None
         principal = principal_from_key(record)
-        if self._hearing_revocations:
+        if self._hearing_revocations and generation == self._generation:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 del self._keys[next(iter(self._keys))]
             self._keys[d] = (principal, now + KEY_CACHE_TTL)
