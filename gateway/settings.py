@@ -228,6 +228,20 @@ class Settings(_Frozen):
             )
         return v
 
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _jwt_public_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.access.jwts import public_key_algorithm
+
+            try:
+                public_key_algorithm(v)
+            except (ValueError, TypeError):  # not PEM, or a key of another kind
+                raise ValueError(
+                    "must be a PEM RSA public key (RS256) or EC P-256 public key (ES256)"
+                ) from None
+        return v
+
     @field_validator("jwt_audience", mode="before")
     @classmethod
     def _one_audience(cls, v: Any) -> Any:

@@ -103,11 +103,15 @@ async def test_jwt_claims_are_checked(store):
     )
     with pytest.raises(Unauthorized, match="expired"):
         await auth.authenticate(f"Bearer {expired}")
-    no_org = jwt.encode({"sub": "u", "role": "user"}, JWT_SECRET, algorithm="HS256")
+    no_org = jwt.encode(
+        {"sub": "u", "role": "user", "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized, match="org_id"):
         await auth.authenticate(f"Bearer {no_org}")
     admin_claim = jwt.encode(
-        {"sub": "u", "org_id": "o", "role": "admin"}, JWT_SECRET, algorithm="HS256"
+        {"sub": "u", "org_id": "o", "role": "admin", "exp": int(time.time()) + 60},
+        JWT_SECRET,
+        algorithm="HS256",
     )
     with pytest.raises(Unauthorized, match="role"):  # nobody becomes platform admin by JWT
         await auth.authenticate(f"Bearer {admin_claim}")
