@@ -93,6 +93,9 @@ def gateway_settings(
         "OPENAI_API_KEY": "sk-test-openai",
         "ANTHROPIC_API_KEY": "sk-ant-test",
         "GATEWAY_PING_INTERVAL": "1",
+        # every test calls from 127.0.0.1: one address's failed authentications must not
+        # throttle the next test (tests/access/test_auth_throttle.py turns it on)
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
     }
     return load_settings(cfg, env={**base, **(env or {})})
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.access import ids
 from gateway.access.jwts import JwtVerifier
 from gateway.access.principal import Principal
-from gateway.errors import Unauthorized
+from gateway.access.throttle import FailureThrottle
+from gateway.errors import RateLimited, Unauthorized
 from gateway.storage import keys
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Authenticator:
         self.store = store
         self._admin_digest = digest(settings.admin_token) if settings.admin_token else None
         self._jwt = JwtVerifier(settings)
+        self.throttle = FailureThrottle(settings.auth_failures_per_minute)
 
         # API keys seen lately: digest -> (principal, until). Used only while this worker
         # hears revocations (Store.revoke_api_key publishes them), so a revoked key stops
@@ -113,19 +115,43 @@ class Authenticator:
             self._keys[d] = (principal, now + KEY_CACHE_TTL)
         return principal
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, *, client: str | None) -> Principal:
+        """The caller of `Authorization: Bearer <token>`; `client` is the address whose
+        failures are throttled (None: not throttled, e.g. a Unix socket)."""
         if not authorization:
             raise Unauthorized("missing bearer token")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("expected 'Authorization: Bearer <token>'")
-        return await self.principal_for(token)
+        return await self.principal_for(token, client=client)
 
-    async def principal_for(self, token: str) -> Principal:
+    async def principal_for(self, token: str, *, client: str | None) -> Principal:
+        """An address with too many recent failures is answered 429 before its token is
+        looked at, unless this worker already knows the token for good (the admin token,
+        a cached API key): valid callers behind that address keep working."""
         d = digest(token)
         if self._admin_digest and hmac.compare_digest(d, self._admin_digest):
             return Principal(user_id="admin", role="admin")
+        if client is None:
+            return await self._principal(token, d)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            known = self._cached_key(d, time.monotonic())
+            if known is None:
+                raise RateLimited(
+                    f"too many failed authentications from this address; retry in {wait} s",
+                    code="auth_throttled",
+                    headers={"Retry-After": str(wait)},
+                )
+            return known
+        try:
+            return await self._principal(token, d)
+        except Unauthorized:
+            self.throttle.failed(client)
+            raise
+
+    async def _principal(self, token: str, d: str) -> Principal:
         if token.startswith(KEY_PREFIX):
             principal = await self._api_key(d)
             if principal is None:

@@ -38,8 +38,16 @@ def gateway_of(request: Request) -> Gateway:
     return cast("Gateway", request.app.state.gateway)
 
 
+def client_address(request: Request) -> str | None:
+    """The caller's address (a trusted proxy's X-Forwarded-For already applied by the server),
+    whose failed authentications are throttled; None over a Unix socket."""
+    return request.client.host if request.client else None
+
+
 async def principal(request: Request) -> Principal:
-    caller = await gateway_of(request).auth.authenticate(request.headers.get("authorization"))
+    caller = await gateway_of(request).auth.authenticate(
+        request.headers.get("authorization"), client=client_address(request)
+    )
     request.state.principal = caller  # for the access log line
     return caller
 
