@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
+SWEEP_EVERY = 0.25  # seconds between looks at the connections whose first head is late
 LINGER = 1.0  # seconds a refused connection is still read (and dropped) so the client gets
 # the answer: closing with unread input would make the kernel reset it away
 
@@ -48,18 +50,24 @@ class EdgeLimits:
         )
 
 
-@dataclass(slots=True)
 class Edge:
-    """The limits and this worker's count of unfinished heads per client address."""
+    """This worker's limits and the state they need: unfinished heads per client address,
+    and the new connections whose first head is awaited, with one sweep a SWEEP_EVERY
+    closing those past due (one timer per worker, not one per connection)."""
 
-    limits: EdgeLimits
-    pending: dict[str, int] = field(default_factory=dict)
-    _trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    def __init__(self, limits: EdgeLimits) -> None:
+        self.limits = limits
+        self.pending: dict[str, int] = {}
+        # protocol -> deadline; the timeout is one for all, so insertion order is due order
+        self.first_heads: dict[EdgeProtocol, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._trusted = tuple(ipaddress.ip_network(p, strict=False) for p in limits.trusted_proxies)
 
-    def __post_init__(self) -> None:
-        self._trusted = tuple(
-            ipaddress.ip_network(p, strict=False) for p in self.limits.trusted_proxies
-        )
+    def __getstate__(self) -> EdgeLimits:  # to a worker of `serve --workers N`: limits only
+        return self.limits
+
+    def __setstate__(self, limits: EdgeLimits) -> None:
+        self.__init__(limits)  # type: ignore[misc]
 
     def exempt(self, host: str) -> bool:
         if not self._trusted:
@@ -70,15 +78,30 @@ class Edge:
             return False
         return any(address in net for net in self._trusted)
 
-    def wait_for_head(self, host: str) -> None:
-        self.pending[host] = self.pending.get(host, 0) + 1
-
     def head_arrived(self, host: str) -> None:
         left = self.pending.get(host, 0) - 1
         if left > 0:
             self.pending[host] = left
         else:
             self.pending.pop(host, None)
+
+    def watch(self, protocol: EdgeProtocol) -> None:
+        loop = protocol.loop
+        self.first_heads[protocol] = loop.time() + self.limits.header_timeout
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        due = []
+        for protocol, deadline in self.first_heads.items():
+            if deadline > now:
+                break
+            due.append(protocol)
+        for protocol in due:
+            del self.first_heads[protocol]
+            protocol._timed_out()
+        self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep, loop)
 
 
 class ServerConfig(uvicorn.Config):
@@ -120,8 +143,14 @@ class EdgeProtocol(HttpToolsProtocol):
     read) adds a few attribute updates per request and no timer: a deadline is armed only
     while a head or a body is incomplete after a read (and once per new connection)."""
 
-    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.edge: Edge = config.edge  # type: ignore[attr-defined]
         self.limits = self.edge.limits
         self._in_head = True  # reading a request's head (a connection starts with one)
@@ -131,6 +160,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._host = ""  # counted in edge.pending while not "" and the head is awaited
         self._refused = False
+        self._max_head = self.limits.max_head_bytes
+        self._max_headers = self.limits.max_headers
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -146,7 +177,8 @@ class EdgeProtocol(HttpToolsProtocol):
             )
             return
         if host and not self.edge.exempt(host):
-            if self.edge.pending.get(host, 0) >= self.limits.max_pending_per_client:
+            pending = self.edge.pending
+            if pending.get(host, 0) >= self.limits.max_pending_per_client:
                 self._refuse(
                     503,
                     "Service Unavailable",
@@ -156,12 +188,14 @@ class EdgeProtocol(HttpToolsProtocol):
                 )
                 return
             self._host = host
-            self.edge.wait_for_head(host)
-        self._arm(self.limits.header_timeout)  # a connection that never speaks is closed too
+            pending[host] = pending.get(host, 0) + 1
+        self.edge.watch(self)  # a connection that never speaks is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._not_pending()
+        if not self._heads:
+            self.edge.first_heads.pop(self, None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -169,7 +203,7 @@ class EdgeProtocol(HttpToolsProtocol):
             return  # lingering: read and dropped
         if self._in_head:
             self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head_bytes:
+            if self._head_bytes > self._max_head:
                 self._feed_capped(data)
                 return
         self._feed(data)
@@ -186,7 +220,7 @@ class EdgeProtocol(HttpToolsProtocol):
                 431,
                 "Request Header Fields Too Large",
                 "headers_too_large",
-                f"the request line and headers exceed {self.limits.max_head_bytes} bytes",
+                f"the request line and headers exceed {self._max_head} bytes",
             )
             return
         self.data_received(data[room:])  # a body, or the next request: counted afresh
@@ -216,11 +250,11 @@ class EdgeProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._malformed()
             return
-        if self._deadline is None and not self._refused:
-            if self._in_head and self._head_bytes:
-                self._arm(self.limits.header_timeout)
-            elif self._in_body:
+        if self._deadline is None and not self._refused:  # an incomplete head or body
+            if self._in_body:
                 self._arm(self.limits.body_timeout)
+            elif self._in_head and self._head_bytes and self._heads:  # the first: edge.watch
+                self._arm(self.limits.header_timeout)
 
     def _malformed(self) -> None:
         msg = "Invalid HTTP request received."
@@ -230,18 +264,26 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
-        if len(self.headers) > self.limits.max_headers:
+        if len(self.headers) > self._max_headers:
             raise _HeadRefused
-        self._in_head, self._in_body = False, True
+        self._in_head = False
+        self._in_body = True
+        if not self._heads:
+            self.edge.first_heads.pop(self, None)
         self._heads += 1
-        self._disarm()
-        self._not_pending()
+        if self._deadline is not None:
+            self._disarm()
+        if self._host:
+            self._not_pending()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_body, self._in_head, self._head_bytes = False, True, 0
-        self._disarm()
+        self._in_body = False
+        self._in_head = True
+        self._head_bytes = 0
+        if self._deadline is not None:
+            self._disarm()
 
     # -- deadlines and refusals --------------------------------------------------------------
 
@@ -257,19 +299,22 @@ class EdgeProtocol(HttpToolsProtocol):
         self._deadline = None
         if self._refused or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # we stopped reading (a pipelined request waits its turn)
-            self._arm(self.limits.body_timeout if self._in_body else self.limits.header_timeout)
-            return
+        limits, cycle = self.limits, self.cycle
         if self._in_body:
-            what = f"the request body did not arrive within {self.limits.body_timeout:g} s"
-        elif self._head_bytes or self.cycle is None:
-            what = f"the request head did not arrive within {self.limits.header_timeout:g} s"
-        else:
-            return  # between requests: uvicorn's keep-alive timeout decides
-        if self.cycle is not None and self.cycle.response_started:
-            self.transport.close()  # an answer is under way: it cannot become a 408
-            return
-        self._refuse(408, "Request Timeout", "request_timeout", what)
+            if self.flow.read_paused:  # we stopped reading it, not the client
+                self._arm(limits.body_timeout)
+            elif cycle is not None and cycle.response_started:
+                self.transport.close()  # answered already (early): no 408 after an answer
+            else:
+                what = f"the request body did not arrive within {limits.body_timeout:g} s"
+                self._refuse(408, "Request Timeout", "request_timeout", what)
+        elif self._head_bytes or cycle is None:
+            if self.flow.read_paused or (cycle is not None and not cycle.response_complete):
+                self._arm(limits.header_timeout)  # pipelined behind an answer still going
+            else:
+                what = f"the request head did not arrive within {limits.header_timeout:g} s"
+                self._refuse(408, "Request Timeout", "request_timeout", what)
+        # else: between requests, uvicorn's keep-alive timeout decides
 
     def _not_pending(self) -> None:
         if self._host:
@@ -281,6 +326,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refused = True
         self._disarm()
         self._not_pending()
+        self.edge.first_heads.pop(self, None)
         if self.cycle is not None:  # the app (waiting for the body) sees a disconnect
             self.cycle.disconnected = True
             self.cycle.message_event.set()

@@ -171,6 +171,23 @@ async def test_slowloris_heads_a_byte_at_a_time_are_closed_at_the_header_timeout
             assert 1.4 < after < 4.0, after  # never the 8 s the client would go on
 
 
+async def test_a_second_head_on_a_kept_alive_connection_is_timed_too(gateway_factory):
+    async with gateway_factory(env={"GATEWAY_HTTP_HEADER_TIMEOUT": "1.5"}) as gw:
+        async with connection(address(gw.http.base_url)) as (reader, writer):
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n")
+            closed = asyncio.ensure_future(answer(reader))
+            while not closed.done():  # a byte every 0.25 s: uvicorn's keep-alive timer is off
+                await asyncio.wait([closed], timeout=0.25)
+                with contextlib.suppress(ConnectionError, OSError):
+                    writer.write(b"X")
+            status, body, _ = await closed
+        assert status == 408 and body["code"] == "request_timeout"
+        assert time.monotonic() - started < 4
+
+
 async def test_a_connection_that_never_speaks_is_closed_at_the_header_timeout(gateway_factory):
     async with gateway_factory(env={"GATEWAY_HTTP_HEADER_TIMEOUT": "1"}) as gw:
         started = time.monotonic()
