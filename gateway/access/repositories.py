@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from gateway.settings import ModelConfig, RepositoryConfig, Settings
-from gateway.storage.records import iso, now_ms
+from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 from providers import build_provider
 from providers.base import Provider
@@ -44,18 +44,6 @@ class Repository:
             source="config",
             api_key_env=r.api_key_env,
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "org_id": self.org_id,
-            "workspace_id": self.workspace_id,
-            "model": self.model,
-            "source": self.source,
-            "has_own_api_key": self.api_key_env is not None,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-        }
 
 
 class ConfigOwned(Exception):
