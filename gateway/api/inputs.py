@@ -228,9 +228,12 @@ async def read_json(request: Request) -> dict[str, Any]:
             if exc.msg.startswith("Invalid control character")
             else "invalid_json"
         )
-        raise BadRequest(f"request body is not valid JSON: {exc}", code=code) from None
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        where = f"line {exc.lineno} column {exc.colno}"  # the parser's words, not its repr
+        raise BadRequest(
+            f"request body is not valid JSON: {exc.msg} at {where}", code=code
+        ) from None
+    except ValueError:  # whatever else the parser refuses: never its own text
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
     except RecursionError:
         raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH}", code="invalid_json") from None
     if not isinstance(data, dict):
