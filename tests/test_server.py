@@ -261,6 +261,16 @@ def test_the_edge_defaults_are_the_documented_ones():
         s.http_max_pending_per_client,
         s.trusted_proxies,
     ) == (32_768, 100, 10.0, 30.0, 10_000, 256, ())
+    documented = (Path(__file__).parents[1] / "SECURITY.md").read_text()
+    for line in (
+        "| request line and headers, together | 32 KiB | `http_max_header_bytes`",
+        "| headers in one request | 100 headers | `http_max_headers`",
+        "its head | 10 s | `http_header_timeout`",
+        "the body's last byte | 30 s | `http_body_timeout`",
+        "| open connections | 10,000 per worker | `http_max_connections`",
+        "first head | 256 per worker | `http_max_pending_per_client`",
+    ):
+        assert line in documented, line
 
 
 def test_serve_refuses_a_huge_header_with_every_worker(tmp_path):
