@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from gateway.settings import load_settings
@@ -159,16 +160,27 @@ async def drip(
 
 
 async def test_slowloris_heads_a_byte_at_a_time_are_closed_at_the_header_timeout(gateway_factory):
+    """The issue's attack: 300 connections of one address sending a head byte by byte. 256
+    may wait for their heads (http_max_pending_per_client), the rest are refused at once,
+    and every one is closed at the header timeout; another address is served meanwhile."""
     async with gateway_factory(env={"GATEWAY_HTTP_HEADER_TIMEOUT": "1.5"}) as gw:
         where = address(gw.http.base_url)
         head = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: "
-        attack = asyncio.gather(*(drip(where, head, 0.25, 8) for _ in range(60)))
+        attack = asyncio.gather(*(drip(where, head, 0.25, 8) for _ in range(300)))
         await asyncio.sleep(0.5)
-        r = await gw.http.get("/healthz")  # the gateway still serves meanwhile
-        assert r.status_code == 200
-        for status, body, after in await attack:
-            assert status == 408 and body["code"] == "request_timeout"
-            assert 1.4 < after < 4.0, after  # never the 8 s the client would go on
+        other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")  # another client address
+        async with httpx.AsyncClient(base_url=gw.http.base_url, transport=other) as neighbour:
+            assert (await neighbour.get("/healthz")).status_code == 200
+        ended = await attack
+        timed_out = [after for status, body, after in ended if status == 408]
+        refused = [after for status, body, after in ended if status == 503]
+        assert len(timed_out) + len(refused) == 300, [s for s, _, _ in ended]
+        assert len(timed_out) >= 256 and len(refused) <= 44
+        assert all(1.4 < after < 4.0 for after in timed_out), timed_out  # never the 8 s
+        assert all(after < 1.0 for after in refused), refused
+        assert all(
+            body["code"] in ("request_timeout", "too_many_connections") for _, body, _ in ended
+        )
 
 
 async def test_a_second_head_on_a_kept_alive_connection_is_timed_too(gateway_factory):
