@@ -177,7 +177,7 @@ async def test_slowloris_heads_a_byte_at_a_time_are_closed_at_the_header_timeout
         assert len(timed_out) + len(refused) == 300, [s for s, _, _ in ended]
         assert len(timed_out) >= 256 and len(refused) <= 44
         assert all(1.4 < after < 4.0 for after in timed_out), timed_out  # never the 8 s
-        assert all(after < 1.0 for after in refused), refused
+        assert all(after < 1.4 for after in refused), refused  # before any timeout could
         assert all(
             body["code"] in ("request_timeout", "too_many_connections") for _, body, _ in ended
         )
