@@ -194,6 +194,8 @@ def _str_set(value: Any) -> frozenset[str]:
 
 def _id_problem(user: str, org: object, workspaces: frozenset[str]) -> str | None:
     """A token's ids go into Redis keys and indexes: each must be of its alphabet."""
+    if ids.principal_ids_valid(user, org, workspaces):
+        return None
     return ids.first_problem(
         [
             ("sub", "user", user),

@@ -43,6 +43,21 @@ ALPHABETS: dict[Kind, tuple[re.Pattern[str], str]] = {
 }
 
 
+_user_ok = ALPHABETS["user"][0].fullmatch
+_org_ok = _ORG.fullmatch
+
+
+def principal_ids_valid(user: str, org: object, workspaces: Iterable[str]) -> bool:
+    """The ids a token or an API key carries, all of their alphabets: the fast path of every
+    authenticated request that is not served from the key cache (a JWT's)."""
+    return (
+        _user_ok(user) is not None
+        and isinstance(org, str)
+        and _org_ok(org) is not None
+        and all(_org_ok(w) is not None for w in workspaces)
+    )
+
+
 def valid(kind: Kind, value: object) -> bool:
     return isinstance(value, str) and ALPHABETS[kind][0].fullmatch(value) is not None
 
