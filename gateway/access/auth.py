@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.access import ids
-from gateway.access.jwts import JwtVerifier
+from gateway.access.jwts import JwtVerifier, VerifiedJwts
 from gateway.access.principal import Principal
 from gateway.access.throttle import FailureThrottle
 from gateway.errors import RateLimited, Unauthorized
@@ -42,6 +42,7 @@ class Authenticator:
         self.store = store
         self._admin_digest = digest(settings.admin_token) if settings.admin_token else None
         self._jwt = JwtVerifier(settings)
+        self.verified_jwts = VerifiedJwts()
         self.throttle = FailureThrottle(settings.auth_failures_per_minute)
 
         # API keys seen lately: digest -> (principal, until). Used only while this worker
@@ -129,7 +130,8 @@ class Authenticator:
     async def principal_for(self, token: str, *, client: str | None) -> Principal:
         """An address with too many recent failures is answered 429 before its token is
         looked at, unless this worker already knows the token for good (the admin token,
-        a cached API key): valid callers behind that address keep working."""
+        a cached API key, a JWT verified before and not expired): valid callers behind that
+        address keep working."""
         d = digest(token)
         if self._admin_digest and hmac.compare_digest(d, self._admin_digest):
             return Principal(user_id="admin", role="admin")
@@ -137,7 +139,7 @@ class Authenticator:
             return await self._principal(token, d)
         wait = self.throttle.retry_after(client)
         if wait is not None:
-            known = self._cached_key(d, time.monotonic())
+            known = self._cached_key(d, time.monotonic()) or self.verified_jwts.get(d, time.time())
             if known is None:
                 raise RateLimited(
                     f"too many failed authentications from this address; retry in {wait} s",
@@ -158,32 +160,44 @@ class Authenticator:
                 raise Unauthorized("unknown or revoked API key")
             return principal
         if token.count(".") == 2 and self._jwt.enabled:
-            return self._from_jwt(token)
+            return self._from_jwt(token, d)
         raise Unauthorized("invalid token")
 
-    def _from_jwt(self, token: str) -> Principal:
+    def _from_jwt(self, token: str, d: str) -> Principal:
+        now = time.time()  # exp is wall-clock time
+        known = self.verified_jwts.get(d, now)
+        if known is not None:
+            return known
         claims = self._jwt.claims(token)  # signature, aud, iss, exp, sub (access/jwts.py)
-        role = claims.get("role", "user")
-        if role not in ("org_admin", "workspace_admin", "user"):
-            raise Unauthorized("invalid JWT: role must be org_admin, workspace_admin or user")
-        org = claims.get("org_id")
-        if not isinstance(org, str) or not org:
-            raise Unauthorized("invalid JWT: missing org_id claim")
-        workspaces = _str_set(claims.get("workspaces"))
-        managed = _str_set(claims.get("managed_workspaces"))
-        bad = _id_problem(str(claims["sub"]), org, workspaces | managed)
-        if bad is not None:
-            raise Unauthorized(f"invalid JWT: {bad}")
-        return Principal(
-            user_id=str(claims["sub"]),
-            role=role,
-            org_id=org,
-            workspaces=workspaces,
-            managed_workspaces=managed,
-            name=claims.get("name"),
-            family_name=claims.get("family_name"),
-            email=claims.get("email"),
-        )
+        principal = principal_from_claims(claims)
+        self.verified_jwts.put(d, principal, claims.get("exp"), now)
+        return principal
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """A verified token's claims as its Principal (refused: a role, org or id that is not
+    of the gateway's vocabulary)."""
+    role = claims.get("role", "user")
+    if role not in ("org_admin", "workspace_admin", "user"):
+        raise Unauthorized("invalid JWT: role must be org_admin, workspace_admin or user")
+    org = claims.get("org_id")
+    if not isinstance(org, str) or not org:
+        raise Unauthorized("invalid JWT: missing org_id claim")
+    workspaces = _str_set(claims.get("workspaces"))
+    managed = _str_set(claims.get("managed_workspaces"))
+    bad = _id_problem(str(claims["sub"]), org, workspaces | managed)
+    if bad is not None:
+        raise Unauthorized(f"invalid JWT: {bad}")
+    return Principal(
+        user_id=str(claims["sub"]),
+        role=role,
+        org_id=org,
+        workspaces=workspaces,
+        managed_workspaces=managed,
+        name=claims.get("name"),
+        family_name=claims.get("family_name"),
+        email=claims.get("email"),
+    )
 
 
 def _str_set(value: Any) -> frozenset[str]:

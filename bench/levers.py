@@ -1,0 +1,112 @@
+"""Issue 17's per-request levers, each measured apart against what it replaces (CPU time per
+call, the best of --rounds rounds; the machine is shared, so compare within a row):
+
+- a JWT request's authentication: verified by PyJWT every time (the cache emptied before
+  each call) against found in the verified-JWT cache (gateway/access/jwts.py VerifiedJwts);
+- an upstream chunk's JSON decode (providers/wire.py json_object): the stdlib's json.loads
+  against orjson.loads, on the OpenAI content chunk and the Anthropic content delta the
+  fake upstream sends, and the same per 50-token stream.
+
+    python -m bench.levers [--n 20000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import jwt
+import orjson
+
+from gateway.access.auth import Authenticator
+from gateway.settings import load_settings
+from providers import wire
+
+SECRET = "bench-secret-bench-secret-bench-secret"
+OPENAI_CHUNK = (
+    b'{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1764640000,'
+    b'"model":"bench/tokens=50","system_fingerprint":null,"choices":[{"index":0,'
+    b'"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}'
+)
+ANTHROPIC_DELTA = (
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" token"}}'
+)
+CHUNKS_PER_STREAM = 52  # the role chunk, 50 content chunks, the finish chunk
+
+
+def cpu_us(fn: Callable[[], object], n: int, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time_ns()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time_ns() - t0) / n / 1000)
+    return best
+
+
+def jwt_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    settings = load_settings(env={"GATEWAY_REDIS_URL": "redis://x", "GATEWAY_JWT_SECRET": SECRET})
+    auth = Authenticator(settings, store=None)  # type: ignore[arg-type]  # JWTs never ask Redis
+    claims = {
+        "sub": "alice",
+        "org_id": "org-1",
+        "role": "user",
+        "workspaces": ["ws-1"],
+        "exp": int(time.time()) + 3600,
+    }
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    loop = asyncio.new_event_loop()
+
+    def verified() -> object:
+        auth.verified_jwts._entries.clear()  # noqa: SLF001 - the cost of a first sight
+        return loop.run_until_complete(auth.principal_for(token, client=None))
+
+    def cached() -> object:
+        return loop.run_until_complete(auth.principal_for(token, client=None))
+
+    try:
+        before = cpu_us(verified, n, rounds)
+        after = cpu_us(cached, n, rounds)
+    finally:
+        loop.close()
+    return [("authenticate a JWT request (HS256, incl. the loop's step)", before, after)]
+
+
+def json_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    rows = []
+    for name, data in (("OpenAI content chunk", OPENAI_CHUNK), ("Anthropic delta", ANTHROPIC_DELTA)):
+        before = cpu_us(lambda d=data: json.loads(d), n * 5, rounds)
+        after = cpu_us(lambda d=data: orjson.loads(d), n * 5, rounds)
+        rows.append((f"decode an {name} ({len(data)} B)", before, after))
+        now = cpu_us(lambda d=data: wire.json_object(d), n * 5, rounds)
+        rows.append((f"  wire.json_object as it is now, {name}", now, now))
+    openai = rows[0]
+    rows.append(
+        (
+            f"decode per 50-token OpenAI stream ({CHUNKS_PER_STREAM} chunks)",
+            openai[1] * CHUNKS_PER_STREAM,
+            openai[2] * CHUNKS_PER_STREAM,
+        )
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
+    parser.add_argument("--n", type=int, default=20_000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows = jwt_rows(args.n, args.rounds) + json_rows(args.n, args.rounds)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'CPU per call':<{width}}  {'before':>10}  {'after':>10}  change")
+    for name, before, after in rows:
+        change = f"{(after - before) / before * 100:+.0f} %" if before else ""
+        print(f"{name:<{width}}  {before:>8.2f}µs  {after:>8.2f}µs  {change}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
