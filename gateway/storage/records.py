@@ -8,6 +8,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -118,11 +120,20 @@ class Message:
     error: dict[str, str] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """orjson serializes the dataclass itself: ~20x faster than asdict + json.dumps
+        (bench/levers.py), non-ASCII kept as UTF-8. Text it refuses (a lone surrogate) is
+        escaped by json.dumps, as before."""
+        try:
+            return orjson.dumps(self).decode()
+        except TypeError:
+            return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str) -> Message:
-        return cls(**json.loads(raw))
+        try:
+            return cls(**orjson.loads(raw))
+        except orjson.JSONDecodeError:  # a lone surrogate escape, which json.dumps wrote
+            return cls(**json.loads(raw))
 
 
 @dataclass(slots=True)

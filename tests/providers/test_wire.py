@@ -92,3 +92,27 @@ def test_the_upstream_pool_is_sized_for_streams_unless_the_options_say_otherwise
     assert sizes(max_connections=None, max_keepalive_connections=None) == (10_000, 1_000)
     assert sizes(max_connections=20_000, max_keepalive_connections=2_000) == (20_000, 2_000)
     assert sizes(max_connections=50) == (50, 50)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b'{"delta": {"content": "caf\xc3\xa9 \\u2028 \\ud83d\\ude42"}}', "café \u2028 🙂"),
+        # what orjson refuses and json.loads reads: read as before, not a protocol error
+        (b'{"delta": {"content": "half \\ud83d"}}', "half \ud83d"),
+        (b'{"delta": {"content": "n"}, "score": NaN}', "n"),
+    ],
+)
+def test_an_upstream_chunk_reads_as_the_standard_library_reads_it(data, expected):
+    import json
+
+    chunk = wire.json_object(data)
+    assert chunk["delta"]["content"] == expected
+    assert repr(chunk) == repr(json.loads(data))  # NaN included
+
+
+@pytest.mark.parametrize("data", [b"[1, 2]", b'"text"', b"{not json", b"", b"\xff"])
+def test_an_upstream_chunk_that_is_no_json_object_is_a_protocol_error(data):
+    with pytest.raises(wire.ProviderError, match="unreadable data") as failed:
+        wire.json_object(data)
+    assert failed.value.kind == "protocol"
