@@ -7,7 +7,11 @@ go into one `re2.Set`, whose single pass over the text says which of them match 
 Where a superset finds nothing, its pattern finds nothing, so the caller may skip it.
 
 The rewrite only ever widens: look-arounds and word boundaries are dropped (a constraint
-less), atomic groups and possessive or lazy repeats become plain ones, a long repeat
+less), except a one-character look-behind where a match begins, `(?<![A-Za-z0-9_-])sk-`,
+which becomes the character before it, `(?:^|[^A-Za-z0-9_-])sk-`, the same presence (the
+two-character form `x(?<![0-9]x)` that tests the first character too is the same look-behind
+moved after it); without it a hold-back's tail would fire on every word that ends with its
+first letter. Atomic groups and possessive or lazy repeats become plain ones, a long repeat
 `{20,400}` becomes `{24,}`; each class is written out for ASCII exactly as `re` reads it,
 and beyond ASCII it keeps its explicit ranges, or takes every non-ASCII character when it
 holds a category (`\\w`, `\\d`...) or is negated, or when case is ignored (`re` folds `K`
@@ -29,6 +33,7 @@ from functools import lru_cache
 import re2  # type: ignore[import-untyped]
 
 from gateway.policy.syntax import (
+    DOTALL,
     IGNORECASE,
     Alt,
     Anchor,
@@ -76,8 +81,8 @@ def superset(
         tree = parse(pattern.pattern, pattern.flags)
         writer = _Superset(ascii_text=ascii_text, lowered=lowered, ahead=ahead)
         if nonempty:
-            return writer.nonempty_seq(tree.seq, tree.flags)
-        return writer.seq(tree.seq, tree.flags)
+            return writer.nonempty_seq(tree.seq, tree.flags, start=True)
+        return writer.seq(tree.seq, tree.flags, start=True)
     except (Unsupported, RecursionError):
         return None
 
@@ -88,28 +93,45 @@ class _Superset:
         self.lowered = lowered and ascii_text  # for other text the subject is lowered already
         self.ahead = ahead
 
-    def seq(self, seq: Seq, flags: int) -> str:
-        return "".join(self.node(node, flags) for node in seq)
+    def seq(self, seq: Seq, flags: int, *, start: bool = False) -> str:
+        """`start`: nothing has been consumed before `seq` on the way to it, so a
+        look-behind at its head reads what precedes the match."""
+        out = []
+        for node in _behind_first(seq) if start else seq:
+            out.append(self.node(node, flags, start=start))
+            start = start and width(node)[1] == 0
+        return "".join(out)
 
-    def node(self, node: Node, flags: int) -> str:  # noqa: C901 - one case per node type
+    def node(self, node: Node, flags: int, *, start: bool = False) -> str:  # noqa: C901
         if isinstance(node, Char):
             return _char(node, flags, ascii_text=self.ascii_text, lowered=self.lowered)
         if isinstance(node, Anchor):
             # Only the end of the text stays (a hold-back's tail is nothing without it).
             return r"\z" if node.at == "\\Z" and self.ahead else ""
         if isinstance(node, Look):
-            return ""
+            return self._before(node, flags) if start else ""
         if isinstance(node, Fail):
             return _NEVER
         if isinstance(node, Alt):
-            return "(?:" + "|".join(self.seq(b, flags) for b in node.branches) + ")"
+            return "(?:" + "|".join(self.seq(b, flags, start=start) for b in node.branches) + ")"
         if isinstance(node, Group):
-            return "(?:" + self.seq(node.seq, (flags | node.add) & ~node.remove) + ")"
+            scoped = (flags | node.add) & ~node.remove
+            return "(?:" + self.seq(node.seq, scoped, start=start) + ")"
         if isinstance(node, Atomic):
-            return "(?:" + self.seq(node.seq, flags) + ")"
+            return "(?:" + self.seq(node.seq, flags, start=start) + ")"
         if isinstance(node, Repeat):
             return self._repeat(self.seq(node.seq, flags), node.low, node.high)
         raise Unsupported(type(node).__name__)
+
+    def _before(self, look: Look, flags: int) -> str:
+        """A look-behind where a match begins: one character of it becomes the character
+        before the match (or the text's start, for a negative one); others are dropped."""
+        if not look.behind or len(look.seq) != 1 or not isinstance(look.seq[0], Char):
+            return ""
+        char = look.seq[0]
+        if not look.negate:
+            return self.node(char, flags)
+        return "(?:^|" + self.node(_complement(char, flags), flags) + ")"
 
     @staticmethod
     def _repeat(inner: str, low: int, high: int | None) -> str:
@@ -119,29 +141,32 @@ class _Superset:
 
     # Non-empty matches only: a sequence's first non-empty element is written non-empty,
     # those before it as they are (they matched empty), those after it as they are.
-    def nonempty_seq(self, seq: Seq, flags: int) -> str:
+    def nonempty_seq(self, seq: Seq, flags: int, *, start: bool = False) -> str:
+        if start:
+            seq = _behind_first(seq)
         branches = []
         for i, node in enumerate(seq):
-            head = self.nonempty(node, flags)
+            head = self.nonempty(node, flags, start=start and seq_width(seq[:i])[1] == 0)
             if head is not None:
-                before = self.seq(seq[:i], flags)
+                before = self.seq(seq[:i], flags, start=start)
                 branches.append(before + head + self.seq(seq[i + 1 :], flags))
             if width(node)[0] > 0:
                 break  # every match consumes this one: none starts empty past it
         return "(?:" + "|".join(branches) + ")" if branches else _NEVER
 
-    def nonempty(self, node: Node, flags: int) -> str | None:
+    def nonempty(self, node: Node, flags: int, *, start: bool = False) -> str | None:
         if isinstance(node, Char):
             return self.node(node, flags)
         if isinstance(node, (Anchor, Look, Fail)):
             return None
         if isinstance(node, Alt):
-            heads = [self.nonempty_seq(b, flags) for b in node.branches]
+            heads = [self.nonempty_seq(b, flags, start=start) for b in node.branches]
             return "(?:" + "|".join(heads) + ")"
         if isinstance(node, Group):
-            return self.nonempty_seq(node.seq, (flags | node.add) & ~node.remove)
+            scoped = (flags | node.add) & ~node.remove
+            return self.nonempty_seq(node.seq, scoped, start=start)
         if isinstance(node, Atomic):
-            return self.nonempty_seq(node.seq, flags)
+            return self.nonempty_seq(node.seq, flags, start=start)
         if isinstance(node, Repeat):
             if node.high == 0:
                 return None
@@ -151,6 +176,50 @@ class _Superset:
             # Copies that may be empty: one non-empty copy among any number of others.
             return f"(?:{inner})*{self.nonempty_seq(node.seq, flags)}(?:{inner})*"
         raise Unsupported(type(node).__name__)
+
+
+def _behind_first(seq: Seq) -> Seq:
+    """`x(?<!Cy)...` as `(?<!C)x...` when y takes every character x does: the look-behind
+    then tests only what precedes x."""
+    if len(seq) >= 2 and isinstance(seq[0], Char) and isinstance(seq[1], Look):
+        first, look = seq[0], seq[1]
+        if (
+            look.behind
+            and len(look.seq) == 2
+            and all(isinstance(c, Char) for c in look.seq)
+            and _covers(look.seq[1], first)  # type: ignore[arg-type]
+        ):
+            return (Look(look.seq[:1], behind=True, negate=look.negate), first, *seq[2:])
+    return seq
+
+
+def _covers(outer: Char, inner: Char) -> bool:
+    """Whether `outer` takes every character `inner` does (conservatively: False if unsure)."""
+    if outer == inner:
+        return True
+    if inner.kind == "literal":
+        code = inner.code
+    elif inner.kind == "class" and not inner.negate and len(inner.items) == 1:
+        item = inner.items[0]
+        if isinstance(item, str) or item[0] != item[1]:
+            return False
+        code = item[0]
+    else:
+        return False
+    if code >= 128:
+        return False
+    return re.fullmatch(Writer("re").single(outer), chr(code)) is not None
+
+
+def _complement(char: Char, flags: int) -> Char:
+    """The characters `char` does not take, as a class."""
+    if char.kind == "class":
+        return Char("class", items=char.items, negate=not char.negate)
+    if char.kind == "category":
+        return Char("class", items=(char.category,), negate=True)
+    if char.kind == "literal":
+        return Char("class", items=((char.code, char.code),), negate=True)
+    return Char("class", items=() if flags & DOTALL else ((10, 10),))  # `.`: all but \n
 
 
 def _char(node: Char, flags: int, *, ascii_text: bool, lowered: bool) -> str:
