@@ -26,14 +26,13 @@ from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
 from gateway.governance import Governance
+from gateway.models.connections import Connections
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
 from gateway.settings import Settings, load_settings
 from gateway.storage.durability import Durability
 from gateway.storage.store import Store
 from gateway.turn import ChatService
 from gateway.turn.live import Live
-from providers import build_provider
-from providers.base import Provider
 
 log = logging.getLogger("gateway")
 
@@ -50,7 +49,7 @@ class Gateway:
     governance: Governance
     resume_secret: bytes
     visibility: Visibility
-    providers: dict[str, Provider]
+    connections: Connections
     metrics: Metrics
     repositories: Repositories
     audit: Audit
@@ -95,7 +94,12 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings)
-        providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
+        connections = Connections(settings, store)
+        try:
+            await connections.start()  # a KEK that does not match Redis stops the start here
+        except BaseException:
+            await store.aclose()
+            raise
         auth = Authenticator(settings, store)
         await auth.load()
         resume_secret = await store.credentials.shared_secret("resume")
@@ -107,14 +111,14 @@ def create_app(settings: Settings) -> Starlette:
             settings=settings,
             store=store,
             auth=auth,
-            chat=ChatService(settings, store, providers, metrics_registry, live, governance),
+            chat=ChatService(settings, store, connections, metrics_registry, live, governance),
             governance=governance,
             live=live,
             resume_secret=resume_secret,
             visibility=Visibility(store),
-            providers=providers,
+            connections=connections,
             metrics=metrics_registry,
-            repositories=Repositories(settings, store),
+            repositories=Repositories(settings, store, connections),
             audit=Audit(store.events),
         )
         auth.start()
@@ -125,10 +129,7 @@ def create_app(settings: Settings) -> Starlette:
             await live.close()
             await auth.close()
             await governance.close()
-            for provider in providers.values():
-                with contextlib.suppress(Exception):
-                    await provider.aclose()
-            await app.state.gateway.repositories.aclose()
+            await connections.close()
             await app.state.gateway.audit.aclose()
             await store.aclose()
 

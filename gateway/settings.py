@@ -49,6 +49,10 @@ class ModelConfig(_Frozen):
     # demo only: milliseconds between streamed words, and words per answer
     pace_ms: float = Field(default=20.0, ge=0, le=10_000)
     answer_words: int = Field(default=60, ge=1, le=100_000)
+    # USD per million tokens; absent: the shipped table (gateway/models/prices.py) for
+    # well-known upstream models, else no cost is recorded
+    price_input_per_mtok: float | None = Field(default=None, ge=0, le=100_000)
+    price_output_per_mtok: float | None = Field(default=None, ge=0, le=100_000)
 
     @field_validator("base_url")
     @classmethod
@@ -141,6 +145,10 @@ class Settings(_Frozen):
     policies: tuple[dict[str, Any], ...] = ()
     default_policies: bool = True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # the key-encryption key(s) of stored provider keys: 32 random bytes in URL-safe base64;
+    # during a rotation several, comma-separated: the first wraps, every one unwraps
+    encryption_key: str | None = Field(default=None, repr=False)
+    encryption_key_file: Path | None = None  # a file holding the same (read at start)
     # resolved from the environment at load time: variable name -> value
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -155,6 +163,15 @@ class Settings(_Frozen):
             parse_sentinel_url(v)  # ValueError names what is wrong
         elif not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        return v
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _encryption_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.models.vault import parse_keks
+
+            parse_keks(v)  # ValueError says what is wrong, never the key
         return v
 
     @field_validator("durability_replicas", mode="before")
@@ -237,6 +254,7 @@ ENV_FIELDS = {
     "GATEWAY_FINAL_WRITE_TIMEOUT": "final_write_timeout",
     "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
+    "GATEWAY_ENCRYPTION_KEY": "encryption_key",
 }
 
 
@@ -280,6 +298,7 @@ def load_settings(
         else:
             data[field] = value
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    _read_encryption_key_file(data)
     if "secrets" in data:
         raise ConfigError("secrets: not a config field; name the variable with api_key_env")
     wanted = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
@@ -294,6 +313,17 @@ def load_settings(
         raise ConfigError(_format_error(exc)) from None
     _check_policies(settings)
     return settings
+
+
+def _read_encryption_key_file(data: dict[str, Any]) -> None:
+    """encryption_key_file holds what GATEWAY_ENCRYPTION_KEY would (the variable wins)."""
+    path = data.get("encryption_key_file")
+    if not path or data.get("encryption_key"):
+        return
+    try:
+        data["encryption_key"] = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"encryption_key_file {path}: {exc.strerror}") from None
 
 
 def _check_policies(settings: Settings) -> None:

@@ -47,10 +47,10 @@ class Authenticator:
             for alg in ("RS256", "ES256"):
                 self._jwt_keys[alg] = settings.jwt_public_key
 
-        # API keys seen lately: digest -> (principal, until). Used only while this worker
+        # API keys seen lately: digest -> (principal, until, expires). Used only while this worker
         # hears revocations (Store.revoke_api_key publishes them), so a revoked key stops
         # working on every worker within a message's delivery, not after the TTL.
-        self._keys: dict[str, tuple[Principal, float]] = {}
+        self._keys: dict[str, tuple[Principal, float, int | None]] = {}
         self._hearing_revocations = False
         self._listener: asyncio.Task[None] | None = None
 
@@ -90,19 +90,23 @@ class Authenticator:
         self._keys.pop(digest, None)
 
     async def _api_key(self, d: str) -> Principal | None:
-        """The key's Principal (frozen, so one serves every request of the key)."""
+        """The key's Principal (frozen, so one serves every request of the key); a key past
+        its `expires_at` is refused, cached or not."""
         cached = self._keys.get(d)
         now = time.monotonic()
         if cached is not None and cached[1] > now and self._hearing_revocations:
+            _check_expiry(cached[2])
             return cached[0]
         record = await self.store.credentials.api_key(d)
         if record is None:
             return None
+        expires = record.get("expires_at")
+        _check_expiry(expires)
         principal = principal_from_key(record)
         if self._hearing_revocations:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 del self._keys[next(iter(self._keys))]
-            self._keys[d] = (principal, now + KEY_CACHE_TTL)
+            self._keys[d] = (principal, now + KEY_CACHE_TTL, expires)
         return principal
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -156,6 +160,11 @@ class Authenticator:
         )
 
 
+def _check_expiry(expires_at_ms: int | None) -> None:
+    if expires_at_ms is not None and expires_at_ms <= time.time() * 1000:
+        raise Unauthorized("API key expired", code="token_expired")
+
+
 def _str_set(value: Any) -> frozenset[str]:
     if isinstance(value, list):
         return frozenset(str(v) for v in value)
@@ -175,4 +184,6 @@ def principal_from_key(record: dict[str, Any]) -> Principal:
         family_name=record.get("family_name"),
         email=record.get("email"),
         key_id=record["key_id"],
+        models=frozenset(record["models"]) if record.get("models") is not None else None,
+        budgets=tuple(sorted((k, int(v)) for k, v in (record.get("budgets") or {}).items())),
     )

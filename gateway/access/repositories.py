@@ -3,22 +3,21 @@ answers it. Repositories come from the config file ([[repositories]]) and the ad
 
 Config wins: an id the file declares is served from the (frozen) settings, never read from
 Redis, and the admin API refuses to change it (409). Every other repository lives in one
-Redis hash, written by the admin API. A repository named in the file may carry its own
-provider key (`api_key_env`, the seeds' "AI API Keys"): its prompts go through a provider
-client built with that key.
+Redis hash, written by the admin API. A repository's own provider key (the seeds' "AI API
+Keys": `api_key_env` in the file, or set through the admin API) is used for its prompts
+by gateway/models/ (provider_keys.py, connections.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from gateway.settings import ModelConfig, RepositoryConfig, Settings
+from gateway.models.connections import Connections
+from gateway.models.registry import ModelEntry
+from gateway.settings import RepositoryConfig, Settings
 from gateway.storage.records import iso, now_ms
 from gateway.storage.store import Store
-from providers import build_provider
-from providers.base import Provider
 
 Source = Literal["config", "api"]
 
@@ -45,14 +44,15 @@ class Repository:
             api_key_env=r.api_key_env,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, has_own_key: bool = False) -> dict[str, Any]:
+        """`has_own_key`: it has provider keys set through the admin API."""
         return {
             "id": self.id,
             "org_id": self.org_id,
             "workspace_id": self.workspace_id,
             "model": self.model,
             "source": self.source,
-            "has_own_api_key": self.api_key_env is not None,
+            "has_own_api_key": self.api_key_env is not None or has_own_key,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
@@ -63,17 +63,11 @@ class ConfigOwned(Exception):
 
 
 class Repositories:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, connections: Connections) -> None:
         self.settings = settings
         self.store = store
+        self.connections = connections
         self._config = {r.id: Repository.from_config(r) for r in settings.repositories}
-        # repository id -> (model id, a client of that model holding the repository's key)
-        self._providers: dict[str, tuple[str, Provider]] = {}
-        for repo in self._config.values():
-            model = self.model_for(repo)
-            if repo.api_key_env and model is not None:
-                spec = settings.model_spec(model, api_key_env=repo.api_key_env)
-                self._providers[repo.id] = (model.id, build_provider(spec))
 
     def declared(self, rid: str) -> bool:
         return rid in self._config
@@ -122,18 +116,8 @@ class Repositories:
             raise ConfigOwned(rid)
         return await self.store.repositories.delete(rid)
 
-    def model_for(self, repo: Repository) -> ModelConfig | None:
-        """The repository's model; without one, the first served model."""
+    async def model_for(self, repo: Repository) -> ModelEntry | None:
+        """The repository's model, as its org sees it; without one, the first of the file."""
         if repo.model is None:
-            return self.settings.served_models[0]
-        return self.settings.model(repo.model)
-
-    def provider_for(self, repo_id: str | None, model_id: str) -> Provider | None:
-        """A client holding the repository's own key, when it has one for that model."""
-        entry = self._providers.get(repo_id) if repo_id else None
-        return entry[1] if entry is not None and entry[0] == model_id else None
-
-    async def aclose(self) -> None:
-        for _, provider in self._providers.values():
-            with contextlib.suppress(Exception):
-                await provider.aclose()
+            return self.connections.registry.first
+        return await self.connections.model(repo.model, repo.org_id)

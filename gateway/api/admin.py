@@ -107,7 +107,7 @@ async def put_repository(request: Request) -> Response:
         raise _config_owned(rid)
     if existing is not None and existing.org_id != org:
         raise Conflict("a repository cannot move to another org", code="repository_org_change")
-    if body.model is not None and gw.settings.model(body.model) is None:
+    if body.model is not None and await gw.connections.model(body.model, org) is None:
         raise ValidationFailed(f"model: {body.model!r} is not a served model")
     try:
         repo, created = await gw.repositories.put(

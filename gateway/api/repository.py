@@ -117,7 +117,7 @@ async def create(request: Request) -> Response:
         )
     if not caller.can_use_workspace(repo.workspace_id):
         raise Forbidden(f"no access to workspace {repo.workspace_id!r}")
-    model = gw.repositories.model_for(repo)
+    model = await gw.repositories.model_for(repo)
     if model is None:
         raise NotFound(f"model {repo.model!r} is not served", code="model_not_found")
     conv = Conversation(
@@ -178,9 +178,6 @@ async def prompt(request: Request) -> Response:
             **request_timing(request),
         )
     )
-    own_key = gw.repositories.provider_for(conv.repo_id, turn.model.id)
-    if own_key is not None:
-        turn.provider = own_key
     streaming = body.stream or "text/event-stream" in request.headers.get("accept", "").lower()
     gw.audit.record(
         conv.org_id,

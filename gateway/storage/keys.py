@@ -93,10 +93,35 @@ def events(org: str) -> str:
 
 
 def rate_window(org: str, kind: str, window_id: str, scope: str, user_id: str) -> str:
-    """A rate-limit window: kind "requests" or "tokens", scope "org" or "user",
-    window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
-    who = "o" if scope == "org" else f"u:{user_id}"
+    """A rate-limit window: kind "requests" or "tokens", scope "org", "user" or "key" (then
+    user_id is the key's id), window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
+    who = {"org": "o", "key": f"k:{user_id}"}.get(scope, f"u:{user_id}")
     return f"{P}{{o:{org}}}:rl:{'req' if kind == 'requests' else 'tok'}:{window_id}:{who}"
+
+
+def org_models(org: str) -> str:
+    """The org's own model entries (admin API): model id -> JSON."""
+    return f"{P}{{o:{org}}}:models"
+
+
+def org_model_health(org: str) -> str:
+    return f"{P}{{o:{org}}}:models:health"
+
+
+def provider_keys(org: str) -> str:
+    """Repositories' own provider keys, sealed: "<provider>:<repo id>" -> envelope JSON."""
+    return f"{P}{{o:{org}}}:provider_keys"
+
+
+def org_api_keys(org: str) -> str:
+    """The ids of the org's API keys (a set: counts and lists them without a scan)."""
+    return f"{P}{{o:{org}}}:api_keys"
+
+
+def usage_bucket(org: str, grain: str, bucket: str) -> str:
+    """Usage of one hour, day or month (grain h, d, m; bucket YYYYMMDDHH, YYYYMMDD, YYYYMM):
+    a hash of JSON [workspace, repository, user, key, model] -> "in,out,cost,requests"."""
+    return f"{P}{{o:{org}}}:usage:{grain}:{bucket}"
 
 
 # -- the platform ---------------------------------------------------------------------------
@@ -106,12 +131,24 @@ POLICIES_VERSION = f"{P}{{policies}}:version"
 REPOSITORIES = f"{P}repos"
 API_KEYS = f"{P}keys"  # key id -> the key's record (with its digest)
 ADMIN_TOKEN = f"{P}admin_token_sha256"
+MODELS = f"{P}{{models}}"  # model entries every org may use (admin API): model id -> JSON
+MODELS_VERSION = f"{P}{{models}}:version"  # bumped by every change of a model or provider key
+MODEL_HEALTH = f"{P}{{models}}:health"  # the connection tests' last results
+KEKS = f"{P}{{models}}:keks"  # KEK id -> a check value sealed with it (see models/vault.py)
+USAGE_ORGS = f"{P}usage:orgs"  # every org with recorded usage (a set)
+
+
+def model_test_lock(scope: str, model_id: str) -> str:
+    """Held while a connection test of the model runs (one at a time, every worker)."""
+    return f"{P}{{models}}:testing:{scope}:{model_id}"
+
 
 # pub/sub channels
 KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"
 STOP_CHANNEL = f"{P}stop"
 POLICY_CHANNEL = f"{P}policies"
 ALERT_CHANNEL = f"{P}alerts"
+MODELS_CHANNEL = f"{P}models"  # "models:<org>" / "models:" (every org) / "keys:<org>"
 
 
 # -- glob patterns, for scans (tests and tools) --------------------------------------------
@@ -125,3 +162,11 @@ def org_index_pattern(org: str = "*") -> str:
 
 def rate_window_pattern(org: str = "*") -> str:
     return f"{P}{{o:{org}}}:rl:*"
+
+
+def provider_keys_pattern() -> str:
+    return f"{P}{{o:*}}:provider_keys"
+
+
+def usage_bucket_pattern(org: str = "*") -> str:
+    return f"{P}{{o:{org}}}:usage:*"

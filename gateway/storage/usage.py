@@ -1,10 +1,24 @@
-"""Token usage counters: per org, per model, per user and per API key in the org's hash, and
-a turn's tokens in each rate-limit token window. Counted once per message: a write retried
-after Redis came back does not count it twice."""
+"""Token usage and cost: the org's running counters (per org, model, user and API key), the
+usage buckets that GET /usage reads, and a turn's tokens in each rate-limit token window.
+Counted once per message: a write retried after Redis came back does not count it twice.
+
+Buckets. Each turn adds its tokens, cost and one request to three hashes of its org, the
+UTC hour, day and month it ended in, under one field per (workspace, repository, user, API
+key, model): `gw:{o:<org>}:usage:<h|d|m>:<YYYYMMDDHH|YYYYMMDD|YYYYMM>`, field the JSON array
+of those five ids, value "<input tokens>,<output tokens>,<cost in nano-USD>,<requests>".
+Any grouping of the five (and of the org) is summed from the fields when read, so one write
+serves every group_by. A bucket expires RETENTION after it ends, so an org holds at most
+8 x 24 hour, 400 day and 25 month buckets, each with one field per combination that was
+active in it (bench/usage_buckets.py measures the bytes).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import calendar
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -14,21 +28,134 @@ from gateway.storage.records import Message
 from gateway.storage.scripts import Script
 
 COUNTED_TTL = 3600  # a retry after a lost reply comes within seconds; an hour is ample
+GRAINS = ("h", "d", "m")
+RETENTION = {"h": 8 * 86_400, "d": 400 * 86_400, "m": 762 * 86_400}  # after the bucket ends
+MAX_BUCKETS = {"h": 8 * 24 + 1, "d": 401, "m": 26}  # what a window can span within RETENTION
 
 # The org-wide counters of one message, applied once (the marker makes a retry harmless).
+# KEYS: marker, the org's counters, the hour, day and month buckets, then the token windows.
+# ARGV: marker TTL, input, output, cost, the bucket field, the buckets' 3 EXPIREAT
+# instants, the number of counter scopes, the scopes, then one EXPIREAT per token window.
+# Bucket values are "in,out,cost,requests"; %d keeps integers exact up to 2^53.
 _COUNT_ONCE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local tin, tout, nf = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for i = 1, nf do
-  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[4 + i], tin)
-  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[4 + i], tout)
+local tin, tout, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for b = 3, 5 do
+  local v = redis.call('HGET', KEYS[b], ARGV[5])
+  local i, o, c, n = 0, 0, 0, 0
+  if v then
+    local a, bb, cc, d = string.match(v, '^(%d+),(%d+),(%d+),(%d+)$')
+    i, o, c, n = tonumber(a), tonumber(bb), tonumber(cc), tonumber(d)
+  end
+  redis.call('HSET', KEYS[b], ARGV[5],
+    string.format('%d,%d,%d,%d', i + tin, o + tout, c + cost, n + 1))
+  redis.call('EXPIREAT', KEYS[b], ARGV[3 + b])
 end
-for k = 3, #KEYS do
+local nf = tonumber(ARGV[9])
+for i = 1, nf do
+  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[9 + i], tin)
+  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[9 + i], tout)
+end
+for k = 6, #KEYS do
   redis.call('INCRBY', KEYS[k], tin + tout)
-  redis.call('EXPIREAT', KEYS[k], ARGV[4 + nf + k - 2])
+  redis.call('EXPIREAT', KEYS[k], ARGV[9 + nf + k - 5])
 end
 return 1
 """
+
+
+# -- buckets ----------------------------------------------------------------------------------
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def bucket_of(grain: str, ms: int) -> str:
+    t = _utc(ms)
+    return {"h": f"{t:%Y%m%d%H}", "d": f"{t:%Y%m%d}", "m": f"{t:%Y%m}"}[grain]
+
+
+def bucket_start(grain: str, bucket: str) -> datetime:
+    fmt = {"h": "%Y%m%d%H", "d": "%Y%m%d", "m": "%Y%m"}[grain]
+    return datetime.strptime(bucket, fmt).replace(tzinfo=UTC)
+
+
+def _next(grain: str, t: datetime) -> datetime:
+    if grain == "h":
+        return t + timedelta(hours=1)
+    if grain == "d":
+        return t + timedelta(days=1)
+    return datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def bucket_end(grain: str, bucket: str) -> datetime:
+    return _next(grain, bucket_start(grain, bucket))
+
+
+def buckets_between(grain: str, since_ms: int, until_ms: int) -> Iterator[str]:
+    """The buckets that hold instants from since_ms to until_ms (both included), oldest
+    first; the caller bounds the window (MAX_BUCKETS)."""
+    t = bucket_start(grain, bucket_of(grain, since_ms))
+    end = _utc(until_ms)
+    while t <= end:
+        yield bucket_of(grain, int(t.timestamp() * 1000))
+        t = _next(grain, t)
+
+
+def _expire_at(grain: str, bucket: str) -> int:
+    return calendar.timegm(bucket_end(grain, bucket).utctimetuple()) + RETENTION[grain]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Whose usage a message is: the org's counters and the bucket field it goes to."""
+
+    org_id: str
+    key_id: str | None = None
+    workspace_id: str | None = None
+    repo_id: str | None = None
+
+
+def group_field(tally: Tally, msg: Message) -> str:
+    """JSON [workspace, repository, user, key, model]: any id survives, whatever it holds."""
+    return json.dumps(
+        [
+            tally.workspace_id or "",
+            tally.repo_id or "",
+            msg.user_id or "",
+            tally.key_id or "",
+            msg.model_id or "",
+        ],
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One bucket field as read: the five ids and their sums."""
+
+    workspace_id: str
+    repo_id: str
+    user_id: str
+    key_id: str
+    model_id: str
+    input_tokens: int
+    output_tokens: int
+    cost_nusd: int
+    requests: int
+
+
+def parse_row(name: str, value: str) -> Row | None:
+    try:
+        ids = json.loads(name)
+        tin, tout, cost, n = (int(x) for x in value.split(","))
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(ids, list) or len(ids) != 5:
+        return None
+    ws, repo, user, key, model = (str(i) for i in ids)
+    return Row(ws, repo, user, key, model, tin, tout, cost, n)
 
 
 class Usage:
@@ -40,47 +167,69 @@ class Usage:
         self,
         pipe: Any,
         msg: Message,
-        org_id: str,
-        key_id: str | None,
+        tally: Tally,
         token_windows: Sequence[tuple[str, int]] = (),
     ) -> None:
-        """Count `msg`'s tokens, in the pipeline of the write that stores it; token_windows
-        are (key, EXPIREAT instant) of the rate-limit windows its tokens go to."""
+        """Count `msg`'s tokens and cost, in the pipeline of the write that stores it;
+        token_windows are (key, EXPIREAT instant) of the rate-limit windows its tokens go to."""
+        org_id = tally.org_id
         scopes = ["", f":{msg.model_id}"] if msg.model_id else [""]
         if msg.user_id:
             scopes.append(f":user:{msg.user_id}")
-        if key_id:
-            scopes.append(f":key:{key_id}")
+        if tally.key_id:
+            scopes.append(f":key:{tally.key_id}")
+        buckets = [(g, bucket_of(g, msg.created_at)) for g in GRAINS]
         self._count_once.queue(
             pipe,
             [
                 keys.counted_once(org_id, msg.id),
                 keys.org_usage(org_id),
+                *[keys.usage_bucket(org_id, g, b) for g, b in buckets],
                 *[k for k, _ in token_windows],
             ],
             [
                 COUNTED_TTL,
                 msg.input_tokens,
                 msg.output_tokens,
+                msg.cost_nusd,
+                group_field(tally, msg),
+                *[_expire_at(g, b) for g, b in buckets],
                 len(scopes),
                 *scopes,
                 *[expire_at for _, expire_at in token_windows],
             ],
         )
+        pipe.sadd(keys.USAGE_ORGS, org_id)
 
     async def record(
-        self,
-        msg: Message,
-        org_id: str,
-        key_id: str | None = None,
-        *,
-        token_windows: Sequence[tuple[str, int]] = (),
+        self, msg: Message, tally: Tally, *, token_windows: Sequence[tuple[str, int]] = ()
     ) -> None:
         """A turn outside any conversation: only its usage is kept."""
         pipe = self.redis.pipeline(transaction=False)
-        self.queue(pipe, msg, org_id, key_id, token_windows)
+        self.queue(pipe, msg, tally, token_windows)
         await pipe.execute()
 
     async def of_org(self, org: str) -> dict[str, int]:
         raw = cast(dict[str, str], await self.redis.hgetall(keys.org_usage(org)))
         return {k: int(v) for k, v in raw.items()}
+
+    async def buckets(self, org: str, grain: str, buckets: Sequence[str]) -> list[list[Row]]:
+        """The rows of each bucket, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(keys.usage_bucket(org, grain, bucket))
+        found: list[dict[str, str]] = await pipe.execute()
+        out = []
+        for raw in found:
+            rows = [parse_row(k, v) for k, v in raw.items()]
+            out.append([r for r in rows if r is not None])
+        return out
+
+    async def orgs(self, limit: int) -> list[str]:
+        """Orgs with recorded usage, at most `limit` (+1 tells the caller there are more)."""
+        cursor, found = 0, set[str]()
+        while True:
+            cursor, batch = await self.redis.sscan(keys.USAGE_ORGS, cursor, count=1000)
+            found.update(cast(list[str], batch))
+            if cursor == 0 or len(found) > limit:
+                return sorted(found)[: limit + 1]

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from gateway.access.principal import Principal
-from gateway.access.quotas import RateLimits
+from gateway.access.quotas import RateLimits, key_budgets
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
 from gateway.governance import Governance
+from gateway.models.connections import Connections
+from gateway.models.registry import ModelEntry
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
@@ -22,7 +24,7 @@ from gateway.turn.context import HISTORY_LIMIT, build_context
 from gateway.turn.live import Live
 from gateway.turn.turn import Turn
 from gateway.turn.violations import violation_context
-from providers.base import ChatMessage, ChatRequest, Provider
+from providers.base import ChatMessage, ChatRequest
 
 NO_ORG = "_platform"  # where the usage of callers without an org (the admin) is counted
 
@@ -52,7 +54,7 @@ class _Context:
     conversation: Conversation | None
     session: ChatSession | None
     history: list[Message]
-    model: ModelConfig
+    entry: ModelEntry
 
 
 class Preparation:
@@ -60,14 +62,14 @@ class Preparation:
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         governance: Governance,
         limits: RateLimits,
         live: Live,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.providers = providers
+        self.connections = connections
         self.governance = governance
         self.limits = limits
         self.live = live
@@ -83,11 +85,15 @@ class Preparation:
             ctx = await self._stored_context(ask)
         else:
             ctx = await self._direct_context(ask)
-        conv, model, principal = ctx.conversation, ctx.model, ask.principal
+        conv, model, principal = ctx.conversation, ctx.entry.config, ask.principal
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+        # the client the turn keeps to its end, whatever happens to the entry meanwhile
+        provider = await self.connections.provider(
+            ctx.entry, org_id, conv.repo_id if conv else None
+        )
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
-        rate_headers = await self.limits.admit(org_id, principal.user_id)
+        rate_headers = await self.limits.admit(org_id, principal.user_id, key_budgets(principal))
         active = self.governance.active(
             org_id=org_id,
             workspace_id=conv.workspace_id if conv else None,
@@ -111,7 +117,7 @@ class Preparation:
             principal=principal,
             org_id=org_id,
             model=model,
-            provider=self.providers[model.id],
+            provider=provider,
             request=ChatRequest(
                 model=model.upstream_model,
                 messages=messages,
@@ -126,6 +132,7 @@ class Preparation:
             violations=pre,
             request_id=ask.request_id,
         )
+        self.connections.hold(turn, provider)
         if ask.started is not None:
             turn.started = ask.started
         if conv is not None:
@@ -162,18 +169,18 @@ class Preparation:
             raise NotFound("chat session not found", code="session_not_found")
         if not principal.can_prompt(conv):
             raise Forbidden("only the conversation's creator may prompt it")
-        model = self._model(session.model_id)
+        entry = await self.model(principal, session.model_id, conv.org_id)
         if len(ask.text) > self.settings.max_prompt_chars:
             raise BadRequest(
                 f"prompt is longer than {self.settings.max_prompt_chars} characters",
                 code="prompt_too_long",
             )
-        return _Context(conv, session, history, model)
+        return _Context(conv, session, history, entry)
 
     async def _direct_context(self, ask: Prompt) -> _Context:
         """A compatible route's turn: the client sends the history itself."""
         assert ask.model_id is not None
-        model = self._model(ask.model_id)
+        entry = await self.model(ask.principal, ask.model_id, ask.principal.org_id or NO_ORG)
         messages = ask.messages or []
         if not messages or messages[-1].role != "user":
             raise BadRequest("the last message must be the user's", code="validation_error")
@@ -187,13 +194,19 @@ class Preparation:
             conv = await self.visible_conversation(ask.principal, ask.conversation_id)
             if not ask.principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-        return _Context(conv, None, [], model)
+        return _Context(conv, None, [], entry)
 
-    def _model(self, model_id: str) -> ModelConfig:
-        model = self.settings.model(model_id)
-        if model is None:
+    async def model(self, principal: Principal, model_id: str, org_id: str) -> ModelEntry:
+        """The entry `model_id` names in the org: 404 when there is none (or it was deleted),
+        403 when the caller's API key is not allowed to use it."""
+        entry = await self.connections.model(model_id, org_id)
+        if entry is None:
             raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
-        return model
+        if not principal.may_use_model(entry.id):
+            raise Forbidden(
+                f"this API key may not use model {model_id!r}", code="model_not_allowed"
+            )
+        return entry
 
     async def _pre_check(
         self,

@@ -10,13 +10,15 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from gateway.access.quotas import RateLimits
+from gateway.access.quotas import RateLimits, key_budgets
 from gateway.backoff import Backoff
 from gateway.governance import Governance, fired
+from gateway.models.prices import prices_of
 from gateway.observability import Metrics, stream_log
 from gateway.settings import Settings
 from gateway.storage.records import Message, Totals, now_ms
 from gateway.storage.store import Store
+from gateway.storage.usage import Tally
 from gateway.turn import resume_log
 from gateway.turn.context import estimated_input_tokens
 from gateway.turn.events import End, ErrorEvent
@@ -60,6 +62,9 @@ class Recorder:
         estimated = usage is None
         if usage is None:
             usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
+        answering = turn.answering or turn.model
+        # priced now, at the answering entry's prices: a later price change rewrites nothing
+        cost = prices_of(answering).cost_nusd(usage.input_tokens, usage.output_tokens)
         message = Message(
             id=turn.message_id,
             conversation_id=turn.conversation.id if turn.conversation else "",
@@ -68,12 +73,13 @@ class Recorder:
             content=text,
             status=STATUS.get(reason, reason),
             created_at=now_ms(),
-            model_id=(turn.answering or turn.model).id,
+            model_id=answering.id,
             user_id=turn.principal.user_id,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             finish_reason=reason,
             usage_estimated=estimated,
+            cost_nusd=cost,
             error={"code": error.code, "message": error.message} if error else None,
             policy=[
                 {"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations
@@ -86,13 +92,21 @@ class Recorder:
             output_tokens=usage.output_tokens,
             usage_estimated=estimated,
             policy=fired(turn.violations),
+            cost_nusd=cost,
         )
         records = violation_records(self.governance, turn)
-        token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
+        principal, conv = turn.principal, turn.conversation
+        token_windows = self.limits.token_windows(
+            turn.org_id, principal.user_id, key_budgets(principal)
+        )
+        tally = Tally(
+            turn.org_id,
+            principal.key_id,
+            conv.workspace_id if conv else None,
+            conv.repo_id if conv else None,
+        )
         if turn.conversation is None:
-            await self.store.usage.record(
-                message, turn.org_id, turn.principal.key_id, token_windows=token_windows
-            )
+            await self.store.usage.record(message, tally, token_windows=token_windows)
             await self.store.events.record_violations(turn.org_id, records)
             return end
         entries: list[resume_log.LogEntry] = []
@@ -106,8 +120,7 @@ class Recorder:
         write = functools.partial(
             self.store.turns.end,
             message,
-            turn.org_id,
-            turn.principal.key_id,
+            tally,
             lock_value=turn.lock_value,
             log=True,
             log_entries=entries,

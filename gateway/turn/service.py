@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from gateway.access.principal import Principal
 from gateway.access.quotas import RateLimits
 from gateway.governance import Governance
+from gateway.models.connections import Connections
 from gateway.observability import Metrics
 from gateway.settings import Settings
 from gateway.storage.records import Conversation
@@ -19,7 +20,6 @@ from gateway.turn.record import Recorder
 from gateway.turn.run import Runner
 from gateway.turn.turn import Turn
 from gateway.turn.upstream import Upstream
-from providers.base import Provider
 
 
 class ChatService:
@@ -27,7 +27,7 @@ class ChatService:
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         metrics: Metrics,
         live: Live,
         governance: Governance,
@@ -37,8 +37,8 @@ class ChatService:
         self.live = live
         self.limits = RateLimits(settings.limits, store.quotas)
         recorder = Recorder(settings, store, live, governance, self.limits, metrics)
-        self.upstream = Upstream(settings, providers, metrics, recorder)
-        self.preparation = Preparation(settings, store, providers, governance, self.limits, live)
+        self.upstream = Upstream(settings, connections, metrics, recorder)
+        self.preparation = Preparation(settings, store, connections, governance, self.limits, live)
         self.runner = Runner(self.upstream, recorder, live, metrics)
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:

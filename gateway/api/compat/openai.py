@@ -26,7 +26,7 @@ from gateway.api import sse
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import common as compat
 from gateway.api.inputs import Body, gateway_of, read_body, request_timing
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.prepare import Prompt
@@ -290,18 +290,14 @@ def model_json(m: ModelConfig) -> dict[str, Any]:
 
 @compat.provider_errors(error_response)
 async def _list_models(request: Request) -> Response:
-    await compat.caller(request)
-    models = gateway_of(request).settings.served_models
+    models = await compat.served_models(request, await compat.caller(request))
     return JSONResponse({"object": "list", "data": [model_json(m) for m in models]})
 
 
 @compat.provider_errors(error_response)
 async def _retrieve_model(request: Request) -> Response:
-    await compat.caller(request)
-    model_id = str(request.path_params["model_id"])
-    model = gateway_of(request).settings.model(model_id)
-    if model is None:
-        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    who = await compat.caller(request)
+    model = await compat.served_model(request, who, str(request.path_params["model_id"]))
     return JSONResponse(model_json(model))
 
 
