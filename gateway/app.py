@@ -16,11 +16,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.access.api_keys import ApiKeys
 from gateway.access.audit import Audit, audited_gateway_error
 from gateway.access.auth import Authenticator
 from gateway.access.repositories import Repositories
+from gateway.access.usage import UsageView
 from gateway.access.visibility import Visibility
-from gateway.api import admin, conversation_service, pages, policies, repository, streams
+from gateway.api import (
+    admin,
+    api_keys,
+    conversation_service,
+    models,
+    pages,
+    policies,
+    provider_keys,
+    repository,
+    streams,
+    usage,
+)
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
@@ -53,6 +66,8 @@ class Gateway:
     metrics: Metrics
     repositories: Repositories
     audit: Audit
+    api_keys: ApiKeys
+    usage: UsageView
 
 
 def open_store(settings: Settings) -> Store:
@@ -120,6 +135,8 @@ def create_app(settings: Settings) -> Starlette:
             metrics=metrics_registry,
             repositories=Repositories(settings, store, connections),
             audit=Audit(store.events),
+            api_keys=ApiKeys(store),
+            usage=UsageView(store),
         )
         auth.start()
         try:
@@ -159,6 +176,10 @@ def create_app(settings: Settings) -> Starlette:
         *streams.routes,
         *repository.routes,
         *admin.routes,
+        *models.routes,
+        *provider_keys.routes,
+        *api_keys.routes,
+        *usage.routes,
         *policies.routes,
         *openai_compat.routes,
         *anthropic_compat.routes,

@@ -36,7 +36,8 @@ class ModelConfig(_Frozen):
     connect_timeout: float = Field(default=10.0, gt=0, le=600)
     read_timeout: float = Field(default=120.0, gt=0, le=3600)
     max_retries: int = Field(default=2, ge=0, le=10)
-    fallbacks: tuple[str, ...] = ()  # model ids tried in order when this one fails before its first token
+    # model ids tried in order when this one fails before its first token
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
     # openai and anthropic: the HTTP client under the SDK ("lean": providers/transport.py;
     # "httpx": the SDK's own; a proxy in the environment always means "httpx") and its pool
     transport: Literal["lean", "httpx"] = "lean"

@@ -19,6 +19,7 @@ from gateway.access.principal import Principal
 from gateway.access.repositories import ConfigOwned, Repository
 from gateway.api.inputs import Body, gateway_of, int_param, iso_param, ok, principal, read_body
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.models.provider_keys import PROVIDERS_WITH_KEYS
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -81,14 +82,23 @@ def _config_owned(rid: str) -> Conflict:
 async def list_repositories(request: Request) -> Response:
     caller = await admin_principal(request)
     org = org_scope(request, caller)
-    repos = await gateway_of(request).repositories.list(org)
-    return ok({"success": True, "repositories": [r.to_json() for r in repos]})
+    gw = gateway_of(request)
+    repos = await gw.repositories.list(org)
+    keyed = await gw.store.provider_keys.repositories(sorted({r.org_id for r in repos}))
+    rows = [r.to_json(has_own_key=(r.org_id, r.id) in keyed) for r in repos]
+    return ok({"success": True, "repositories": rows})
 
 
 async def get_repository(request: Request) -> Response:
     caller = await admin_principal(request)
     repo = await _visible_repository(request, caller, repository_id(request))
-    return ok({"success": True, "repository": repo.to_json()})
+    keyed = await gateway_of(request).store.provider_keys.repositories([repo.org_id])
+    return ok(
+        {
+            "success": True,
+            "repository": repo.to_json(has_own_key=bool(keyed & {(repo.org_id, repo.id)})),
+        }
+    )
 
 
 async def put_repository(request: Request) -> Response:
@@ -139,6 +149,14 @@ async def delete_repository(request: Request) -> Response:
     if not deleted:
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
     gw.audit.record(repo.org_id, audit.REPOSITORY_DELETED, caller, repo_id=rid)
+    # its own provider keys go with it (an id made again later starts without them)
+    gone = await gw.connections.keys.delete(repo.org_id, rid, list(PROVIDERS_WITH_KEYS))
+    if gone:
+        await gw.connections.changed("keys", repo.org_id)
+    for provider in gone:
+        gw.audit.record(
+            repo.org_id, audit.PROVIDER_KEY_DELETED, caller, repo_id=rid, provider=provider
+        )
     return ok({"success": True, "repositoryId": rid})
 
 

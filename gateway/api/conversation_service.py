@@ -25,7 +25,15 @@ from gateway.api.inputs import (
     required_param,
 )
 from gateway.errors import Forbidden, NotFound
-from gateway.storage.records import ChatSession, Conversation, Creator, Message, iso, new_id
+from gateway.storage.records import (
+    ChatSession,
+    Conversation,
+    Creator,
+    Message,
+    iso,
+    new_id,
+    usd,
+)
 from gateway.turn import Turn
 from gateway.turn.live import detach
 from gateway.turn.prepare import Prompt
@@ -64,6 +72,7 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "created_by": c.created_by,
         "tokens_in": c.tokens_in,
         "tokens_out": c.tokens_out,
+        "cost": usd(c.cost_nusd),  # USD, each answer priced when it was recorded
     }
 
 
@@ -91,6 +100,7 @@ def message_json(m: Message) -> dict[str, Any]:
         "output_tokens": m.output_tokens,
         "finish_reason": m.finish_reason,
         "usage_estimated": m.usage_estimated,
+        "cost": usd(m.cost_nusd),
         "created_at": iso(m.created_at),
         **({"policy": m.policy} if m.policy else {}),
         **({"error": m.error} if m.error else {}),

@@ -18,10 +18,13 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
-from gateway.api import admin, conversation_service, repository, streams
+from gateway.access.api_keys import KeySpec
+from gateway.access.usage import DIMENSIONS as USAGE_DIMENSIONS
+from gateway.api import admin, conversation_service, models, provider_keys, repository, streams
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import openai as openai_compat
 from gateway.policy import PolicySpec
+from gateway.settings import ModelConfig
 
 REF = "#/components/schemas/"
 Auth = Literal["none", "bearer", "stream", "compat"]
@@ -125,7 +128,9 @@ PATH_PARAMS = {
     "conversation_id": "the conversation's id",
     "message_id": "the assistant message's id (the `message_id` of the `start` event)",
     "repo_id": "the repository's id: 1-200 letters, digits, `.` `_` `:` `-`",
-    "model_id": "a served model's id",
+    "model_id": "a served model's id (admin routes: 1-200 letters, digits, `.` `_` `:` `-`)",
+    "provider": "`openai` or `anthropic`",
+    "key_id": "an API key's id (12 hex digits: the part after `cgw_` of the key)",
     "policy_id": "a policy id: 1-200 letters, digits, `.` `_` `:` `-`",
     "file": "a file of the package's static folder",
 }
@@ -167,6 +172,8 @@ def obj(required: Iterable[str], **properties: Any) -> dict[str, Any]:
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
+NUM = {"type": "number"}
+DECIMAL = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}
 BOOL = {"type": "boolean"}
 NSTR = {"type": ["string", "null"]}
 TIME = {"type": "string", "format": "date-time"}
@@ -207,6 +214,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         created_by=STR,
         tokens_in=INT,
         tokens_out=INT,
+        cost={**NUM, "description": "USD: each answer priced when it was recorded"},
     ),
     "ChatSession": obj(
         ["id", "conversation_id", "model_id", "status", "created_at", "updated_at"],
@@ -230,6 +238,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         output_tokens=INT,
         finish_reason=NSTR,
         usage_estimated=BOOL,
+        cost={**NUM, "description": "USD, at the prices in force when it was recorded"},
         created_at=TIME,
         policy={"type": "array", "items": ref("PolicyEvent")},
         error={"type": "object", "additionalProperties": STR},
@@ -297,7 +306,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             output_tokens=INT,
             estimated={**BOOL, "description": "counted by the gateway: the provider never said"},
         ),
-        conversation_usage=obj(["tokens_in", "tokens_out"], tokens_in=INT, tokens_out=INT),
+        conversation_usage=obj(
+            ["tokens_in", "tokens_out"],
+            tokens_in=INT,
+            tokens_out=INT,
+            cost={**NUM, "description": "the conversation's cost so far, USD"},
+        ),
         policy={"type": "array", "items": ref("PolicyEvent")},
     ),
     "StartFrame": obj(["event", "data"], event={"const": "start"}, data=ref("StreamStart")),
@@ -344,6 +358,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         repoId=NSTR,
         tokensIn={**STR, "pattern": "^[0-9]+$"},
         tokensOut={**STR, "pattern": "^[0-9]+$"},
+        cost={**DECIMAL, "description": "USD, an exact decimal string like the token counts"},
         creator=obj(["id"], id=STR, name=NSTR, lastName=NSTR, email=NSTR),
     ),
     "RepoConversationList": obj(
@@ -370,6 +385,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         createdAt=TIME,
         tokensIn=INT,
         tokensOut=INT,
+        cost=DECIMAL,
         model=NSTR,
         status=STR,
         finishReason=NSTR,
@@ -401,6 +417,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         model=STR,
         tokensIn=INT,
         tokensOut=INT,
+        cost={**DECIMAL, "description": "this answer's cost, USD"},
         finishReason={"enum": FINISH_REASONS},
         usageEstimated=BOOL,
         policy={"type": "array", "items": ref("PolicyEvent")},
@@ -484,6 +501,150 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         success={"const": True},
         events={"type": "array", "items": ref("AuditEvent")},
         next_before=NSTR,
+    ),
+    # -- provider connections, keys, usage -----------------------------------------------
+    "ModelPrices": obj(
+        ["input_per_mtok", "output_per_mtok", "source"],
+        input_per_mtok={"type": ["number", "null"], "description": "USD per million tokens"},
+        output_per_mtok={"type": ["number", "null"], "description": "USD per million tokens"},
+        source={
+            "enum": ["entry", "table", "none"],
+            "description": "the entry's own, the shipped table's, or none (no cost recorded)",
+        },
+    ),
+    "ModelHealth": obj(
+        ["ok", "at"],
+        ok=BOOL,
+        at={**INT, "description": "epoch milliseconds"},
+        latency_ms={**NUM, "description": "until the upstream accepted the request"},
+        first_token_ms=NUM,
+        error_kind={**STR, "description": "auth, rate_limit, timeout, connection, server, ..."},
+        error_status=INT,
+        error=STR,
+    ),
+    "ModelList": obj(
+        ["success", "models", "total"],
+        success={"const": True},
+        models={"type": "array", "items": ref("ModelEntry")},
+        total=INT,
+    ),
+    "ModelEnvelope": obj(["success", "model"], success={"const": True}, model=ref("ModelEntry")),
+    "ModelDeleted": obj(["success", "modelId"], success={"const": True}, modelId=STR),
+    "ModelTest": obj(
+        ["success", "model", "result"],
+        success={"const": True},
+        model=STR,
+        result=ref("ModelHealth"),
+    ),
+    "ProviderKey": {
+        **obj(
+            ["provider", "source"],
+            provider={"enum": ["openai", "anthropic"]},
+            source={"enum": ["api", "config"]},
+            fingerprint={**STR, "description": "tells keys apart; never the key"},
+            last4=STR,
+            kek={**STR, "description": "the key-encryption key that wraps it"},
+            created_at=TIME,
+        ),
+        "description": "What may be shown of a repository's provider key: never the key.",
+    },
+    "ProviderKeyList": obj(
+        ["success", "repositoryId", "provider_keys"],
+        success={"const": True},
+        repositoryId=STR,
+        provider_keys={"type": "array", "items": ref("ProviderKey")},
+    ),
+    "ProviderKeyEnvelope": obj(
+        ["success", "repositoryId", "provider_key"],
+        success={"const": True},
+        repositoryId=STR,
+        provider_key=ref("ProviderKey"),
+    ),
+    "ProviderKeyDeleted": obj(
+        ["success", "repositoryId", "provider"],
+        success={"const": True},
+        repositoryId=STR,
+        provider=STR,
+    ),
+    "ApiKey": obj(
+        ["id", "org_id", "user", "role", "prefix", "created_at"],
+        id=STR,
+        org_id=STR,
+        user=STR,
+        role={"enum": ["org_admin", "workspace_admin", "user"]},
+        workspaces={"type": "array", "items": STR},
+        name=NSTR,
+        last_name=NSTR,
+        email=NSTR,
+        models={"type": ["array", "null"], "items": STR},
+        budgets={"type": "object", "additionalProperties": INT},
+        prefix={**STR, "description": "how the key begins: cgw_<id>_"},
+        created_at=TIME,
+        expires_at=NTIME,
+        created_by=NSTR,
+    ),
+    "ApiKeyCreated": {
+        "allOf": [
+            ref("ApiKey"),
+            obj(
+                ["success", "key"],
+                success={"const": True},
+                key={
+                    **STR,
+                    "description": "the key itself: shown this once, only its hash is kept",
+                },
+            ),
+        ]
+    },
+    "ApiKeyList": obj(
+        ["success", "api_keys", "total"],
+        success={"const": True},
+        api_keys={"type": "array", "items": ref("ApiKey")},
+        total=INT,
+    ),
+    "ApiKeyEnvelope": obj(["success", "api_key"], success={"const": True}, api_key=ref("ApiKey")),
+    "ApiKeyRevoked": obj(
+        ["success", "id", "revoked"], success={"const": True}, id=STR, revoked={"const": True}
+    ),
+    "UsageSums": obj(
+        ["input_tokens", "output_tokens", "cost", "cost_nusd", "requests"],
+        input_tokens=INT,
+        output_tokens=INT,
+        cost={**NUM, "description": "USD"},
+        cost_nusd={**INT, "description": "the same in nano-USD (1e-9): exact, for sums"},
+        requests=INT,
+    ),
+    "UsageGroup": {
+        "type": "object",
+        "description": "the group's value of each group_by dimension",
+        "additionalProperties": STR,
+    },
+    "UsagePoint": {
+        "allOf": [
+            ref("UsageSums"),
+            obj(
+                ["bucket", "group"],
+                bucket={**TIME, "description": "the bucket's start, UTC"},
+                group=ref("UsageGroup"),
+            ),
+        ]
+    },
+    "UsageGroupTotal": {"allOf": [ref("UsageSums"), obj(["group"], group=ref("UsageGroup"))]},
+    "Usage": obj(
+        ["success", "org_ids", "bucket", "group_by", "from", "to", "totals", "series", "groups"],
+        success={"const": True},
+        org_ids={"type": "array", "items": STR},
+        bucket={"enum": ["hour", "day", "month"]},
+        group_by={"type": "array", "items": {"enum": list(USAGE_DIMENSIONS)}},
+        **{"from": {**TIME, "description": "the window summed (cut to what is retained)"}},
+        to=TIME,
+        totals=ref("UsageSums"),
+        series={"type": "array", "items": ref("UsagePoint")},
+        groups={
+            "type": "array",
+            "items": ref("UsageGroupTotal"),
+            "description": "each group over the whole window, the costliest first",
+        },
     ),
     # -- OpenAI-compatible -----------------------------------------------------------------------
     "OpenAIUsage": obj(
@@ -933,6 +1094,206 @@ operation(
     ),
 )
 
+# Provider connections (/admin/models)
+MODEL_SCOPE = Param(
+    "org_id",
+    {"type": "string"},
+    "the platform admin: the org whose own entries to include (none: every org's entries)",
+)
+operation(
+    "GET",
+    "/admin/models",
+    Operation(
+        "List the models: the config file's, every org's, and the org's own",
+        ADMIN,
+        params=(MODEL_SCOPE,),
+        responses={200: json_response("the entries, with their last connection test", "ModelList")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+operation(
+    "GET",
+    "/admin/models/{model_id}",
+    Operation(
+        "A model entry",
+        ADMIN,
+        params=(MODEL_SCOPE,),
+        responses={200: json_response("the entry", "ModelEnvelope")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+operation(
+    "PUT",
+    "/admin/models/{model_id}",
+    Operation(
+        "Create or replace a model entry (org admins: their org's own)",
+        ADMIN,
+        body=models.PutModel,
+        body_name="PutModel",
+        body_from_path=("id",),
+        responses={
+            200: json_response("replaced", "ModelEnvelope"),
+            201: json_response("created", "ModelEnvelope"),
+        },
+        errors=(*ADMIN_ERRORS, 409, 413),
+        description="The config file's `[[models]]` fields plus `price_input_per_mtok` and "
+        "`price_output_per_mtok` (USD per million tokens). The whole entry is replaced. "
+        "Without `org_id` (platform admin only) every org may use it. An org's own entry "
+        "answers with its repositories' provider keys, never the platform's credentials; an "
+        "org admin sets no `base_url`. A config file's id: 409 `model_in_config`; over the "
+        "bound (1000 shared, 100 per org): 409 `too_many_models`. Every worker serves the "
+        "change within a second; a running stream finishes on the entry it started with.",
+    ),
+)
+operation(
+    "DELETE",
+    "/admin/models/{model_id}",
+    Operation(
+        "Delete a model entry: new sessions on it get 404, running streams finish",
+        ADMIN,
+        params=(MODEL_SCOPE,),
+        responses={200: json_response("deleted", "ModelDeleted")},
+        errors=(*ADMIN_ERRORS, 409),
+    ),
+)
+operation(
+    "POST",
+    "/admin/models/{model_id}/test",
+    Operation(
+        "Connection test: one tiny upstream call, timed, or the provider's error",
+        ADMIN,
+        params=(
+            MODEL_SCOPE,
+            Param(
+                "repository_id",
+                {"type": "string", "maxLength": 200},
+                "test with this repository's own provider key",
+            ),
+        ),
+        responses={200: json_response("the result (also kept as the entry's health)", "ModelTest")},
+        errors=(*ADMIN_ERRORS, 409),
+        description="One prompt of one word, one output token at most, within 15 s. One test "
+        "of a model at a time across workers (else 409 `test_running` with Retry-After). "
+        "Org admins test their org's own entries only.",
+    ),
+)
+
+# Repository AI keys
+operation(
+    "GET",
+    "/admin/repositories/{repo_id}/provider-keys",
+    Operation(
+        "A repository's own provider keys (never the keys: fingerprint and last 4)",
+        ADMIN,
+        responses={200: json_response("the keys", "ProviderKeyList")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+operation(
+    "PUT",
+    "/admin/repositories/{repo_id}/provider-keys/{provider}",
+    Operation(
+        "Set or replace a repository's key for one provider",
+        ADMIN,
+        body=provider_keys.PutProviderKey,
+        body_name="PutProviderKey",
+        responses={
+            200: json_response("replaced (rotated)", "ProviderKeyEnvelope"),
+            201: json_response("set", "ProviderKeyEnvelope"),
+        },
+        errors=(*ADMIN_ERRORS, 409, 413),
+        description="Sealed with AES-GCM under the gateway's key-encryption key "
+        "(GATEWAY_ENCRYPTION_KEY); without one: 409 `encryption_key_missing`. Used for every "
+        "prompt of the repository's conversations on a model of that provider, in both API "
+        "styles. A config file's repository: 409 `repository_in_config`.",
+    ),
+)
+operation(
+    "DELETE",
+    "/admin/repositories/{repo_id}/provider-keys/{provider}",
+    Operation(
+        "Delete a repository's key for one provider",
+        ADMIN,
+        responses={200: json_response("deleted", "ProviderKeyDeleted")},
+        errors=(*ADMIN_ERRORS, 409),
+    ),
+)
+
+# Gateway API keys
+operation(
+    "POST",
+    "/admin/api-keys",
+    Operation(
+        "Mint an API key (shown this once)",
+        ADMIN,
+        body=KeySpec,
+        body_name="CreateApiKey",
+        responses={201: json_response("the key, and what it is", "ApiKeyCreated")},
+        errors=(*ADMIN_ERRORS, 409, 413),
+        description="Nobody mints a key above their own role; org admins mint in their org. "
+        "`models` limits the models it may use, `expires_at` ends it, `budgets` give it "
+        "request and token limits of its own. At most 1000 keys per org (409 `too_many_keys`).",
+    ),
+)
+operation(
+    "GET",
+    "/admin/api-keys",
+    Operation(
+        "List API keys (never the keys)",
+        ADMIN,
+        params=(ORG_QUERY,),
+        responses={200: json_response("the keys", "ApiKeyList")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+operation(
+    "GET",
+    "/admin/api-keys/{key_id}",
+    Operation(
+        "An API key",
+        ADMIN,
+        responses={200: json_response("the key", "ApiKeyEnvelope")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+operation(
+    "DELETE",
+    "/admin/api-keys/{key_id}",
+    Operation(
+        "Revoke an API key: it stops at once on every worker",
+        ADMIN,
+        responses={200: json_response("revoked", "ApiKeyRevoked")},
+        errors=ADMIN_ERRORS,
+    ),
+)
+
+# Usage and cost
+operation(
+    "GET",
+    "/usage",
+    Operation(
+        "Tokens, requests and cost: totals, a time series and groups",
+        "Usage",
+        params=(
+            Param("org_id", {"type": "string"}, "the org (the platform admin: none for all)"),
+            Param("from", DATE),
+            Param("to", DATE),
+            Param("bucket", {"enum": ["hour", "day", "month"], "default": "day"}, "UTC buckets"),
+            Param(
+                "group_by",
+                {"type": "string", "maxLength": 100},
+                "comma-separated: " + ", ".join(USAGE_DIMENSIONS),
+            ),
+        ),
+        responses={200: json_response("the usage", "Usage")},
+        errors=(400, 401, 403, 500),
+        description="Under the conversations' role rules: an org admin sees the org's, a "
+        "workspace admin the workspaces they manage and their own, a user their own. The "
+        "window is cut to what the buckets keep (hours 8 days, days 400, months 25); a "
+        "request that would sum more than 200,000 rows is refused with 400.",
+    ),
+)
+
 # Policies and their violations
 operation(
     "GET",
@@ -1222,6 +1583,24 @@ MODEL_SCHEMAS: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
     "Policy": (
         PolicySpec,
         {"source": {"enum": ["file", "api"], "description": "the config file, or the admin API"}},
+    ),
+    "ModelEntry": (
+        ModelConfig,
+        {
+            "source": {"enum": ["config", "api"]},
+            "org_id": {
+                "type": ["string", "null"],
+                "description": "the org whose own entry it is; null: every org's",
+            },
+            "prices": ref("ModelPrices"),
+            "created_at": NTIME,
+            "updated_at": NTIME,
+            "created_by": NSTR,
+            "health": {
+                "anyOf": [ref("ModelHealth"), {"type": "null"}],
+                "description": "the last connection test",
+            },
+        },
     ),
 }
 

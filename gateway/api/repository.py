@@ -30,7 +30,7 @@ from gateway.api.inputs import (
     request_timing,
 )
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
-from gateway.storage.records import ChatSession, Conversation, Message, iso, new_id
+from gateway.storage.records import ChatSession, Conversation, Message, decimal_usd, iso, new_id
 from gateway.turn import ChatEvent, collect
 from gateway.turn.prepare import Prompt
 
@@ -61,6 +61,7 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "repoId": c.repo_id,
         "tokensIn": str(c.tokens_in),  # strings, as the seeds have them: totals grow large
         "tokensOut": str(c.tokens_out),
+        "cost": decimal_usd(c.cost_nusd),  # a string, like the token counts: exact
         "creator": {
             "id": c.creator.id or c.created_by,
             "name": c.creator.name,
@@ -79,6 +80,7 @@ def message_json(m: Message) -> dict[str, Any]:
         "createdAt": iso(m.created_at),
         "tokensIn": m.input_tokens,
         "tokensOut": m.output_tokens,
+        "cost": decimal_usd(m.cost_nusd),
         "model": m.model_id,
         "status": m.status,
         "finishReason": m.finish_reason,
@@ -214,6 +216,7 @@ async def _json_answer(events: AsyncIterator[ChatEvent]) -> Response:
         "model": start.model,
         "tokensIn": end.input_tokens,
         "tokensOut": end.output_tokens,
+        "cost": decimal_usd(end.cost_nusd),
         "finishReason": end.finish_reason,
     }
     if end.usage_estimated:

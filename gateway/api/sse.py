@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.settings import Settings
+from gateway.storage.records import usd
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 
 log = logging.getLogger("gateway.sse")
@@ -55,6 +56,7 @@ def end_data(ev: End) -> dict[str, Any]:
         data["conversation_usage"] = {
             "tokens_in": ev.totals.tokens_in,
             "tokens_out": ev.totals.tokens_out,
+            "cost": usd(ev.totals.cost_nusd),
         }
     if ev.policy:
         data["policy"] = ev.policy

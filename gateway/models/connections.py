@@ -20,7 +20,7 @@ from gateway.errors import BadRequest
 from gateway.models.clients import ProviderClients
 from gateway.models.probe import ProbeResult, probe
 from gateway.models.provider_keys import ProviderKeys
-from gateway.models.registry import ModelEntry, ModelRegistry
+from gateway.models.registry import MAX_ORG_MODELS, MAX_SHARED_MODELS, ModelEntry, ModelRegistry
 from gateway.models.vault import Vault, parse_keks, refuse_without_vault
 from gateway.settings import Settings
 from gateway.storage import keys
@@ -129,9 +129,13 @@ class Connections:
         await self._apply(scope)
         self.registry.version = version
 
-    async def _reset(self) -> None:
+    async def reset(self) -> None:
+        """Forget every cached entry and key, and read the entries again."""
         self.keys.forget_all()
         await self.registry.load()
+
+    async def _reset(self) -> None:
+        await self.reset()
 
     async def _listen(self) -> None:
         await self.store.pubsub.listen(
@@ -150,18 +154,37 @@ class Connections:
             except Exception as exc:
                 log.warning("models poll failed: %s", type(exc).__name__)
 
+    # -- the admin API's writes --------------------------------------------------------------
+
+    async def put_model(self, entry: ModelEntry) -> bool | None:
+        """Create or replace an API entry; True created, False replaced, None refused (its
+        scope holds the most entries it may)."""
+        limit = MAX_SHARED_MODELS if entry.org_id is None else MAX_ORG_MODELS
+        result = await self.store.models.put(entry.org_id, entry.id, entry.to_record(), limit=limit)
+        if result < 0:
+            return None
+        await self.changed("models", entry.org_id)
+        return result == 1
+
+    async def delete_model(self, org: str | None, model_id: str) -> bool:
+        deleted = await self.store.models.delete(org, model_id)
+        if deleted:
+            await self.changed("models", org)
+        return deleted
+
     # -- the connection test -----------------------------------------------------------------
 
-    async def test(self, entry: ModelEntry) -> ProbeResult | None:
-        """One test of the entry at a time across workers (None: another is running); its
-        result is kept for the admin page."""
+    async def test(self, entry: ModelEntry, api_key: str | None = None) -> ProbeResult | None:
+        """One test of the entry at a time across workers (None: another is running), with
+        the platform's credential or `api_key` (a repository's); its result is kept for the
+        admin page."""
         token = secrets.token_hex(8)
         timeout = min(TEST_TIMEOUT, entry.config.connect_timeout + entry.config.read_timeout)
         org = entry.org_id
         if not await self.store.models.begin_test(org, entry.id, token, int(timeout * 1000) + 1000):
             return None
         try:
-            provider = self.clients.provider(entry, None, shared=org is None)
+            provider = self.clients.provider(entry, api_key, shared=org is None)
             holder = _Test()
             self.hold(holder, provider)  # not closed under the test, like a turn's client
             result = await probe(

@@ -124,6 +124,11 @@ def usage_bucket(org: str, grain: str, bucket: str) -> str:
     return f"{P}{{o:{org}}}:usage:{grain}:{bucket}"
 
 
+def user_usage_bucket(org: str, user: str, grain: str, bucket: str) -> str:
+    """One user's share of usage_bucket (the same fields)."""
+    return f"{P}{{o:{org}}}:uusage:{user}:{grain}:{bucket}"
+
+
 # -- the platform ---------------------------------------------------------------------------
 
 POLICIES = f"{P}{{policies}}"
@@ -170,3 +175,7 @@ def provider_keys_pattern() -> str:
 
 def usage_bucket_pattern(org: str = "*") -> str:
     return f"{P}{{o:{org}}}:usage:*"
+
+
+def user_usage_bucket_pattern(org: str = "*") -> str:
+    return f"{P}{{o:{org}}}:uusage:*"

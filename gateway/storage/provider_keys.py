@@ -41,6 +41,14 @@ class ProviderKeys:
     async def of_org(self, org: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(keys.provider_keys(org)))
 
+    async def repositories(self, orgs: list[str]) -> set[tuple[str, str]]:
+        """(org, repository id) of every repository with a key, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for org in orgs:
+            pipe.hkeys(keys.provider_keys(org))
+        found = await pipe.execute() if orgs else []
+        return {(o, split_field(f)[1]) for o, names in zip(orgs, found, strict=True) for f in names}
+
     async def get(self, org: str, provider: str, repo_id: str) -> str | None:
         raw = await self.redis.hget(keys.provider_keys(org), field(provider, repo_id))
         return cast(str | None, raw)

@@ -31,6 +31,13 @@ def usd(nano: int) -> float:
     return nano / NANO
 
 
+def decimal_usd(nano: int) -> str:
+    """A cost as an exact decimal string of USD ("0.000006"), as the repository-style API
+    gives its token counts."""
+    whole, frac = divmod(nano, NANO)
+    return f"{whole}.{frac:09d}".rstrip("0").rstrip(".") if frac else str(whole)
+
+
 @dataclass(slots=True)
 class Creator:
     id: str

@@ -5,11 +5,14 @@ Counted once per message: a write retried after Redis came back does not count i
 Buckets. Each turn adds its tokens, cost and one request to three hashes of its org, the
 UTC hour, day and month it ended in, under one field per (workspace, repository, user, API
 key, model): `gw:{o:<org>}:usage:<h|d|m>:<YYYYMMDDHH|YYYYMMDD|YYYYMM>`, field the JSON array
-of those five ids, value "<input tokens>,<output tokens>,<cost in nano-USD>,<requests>".
-Any grouping of the five (and of the org) is summed from the fields when read, so one write
-serves every group_by. A bucket expires RETENTION after it ends, so an org holds at most
-8 x 24 hour, 400 day and 25 month buckets, each with one field per combination that was
-active in it (bench/usage_buckets.py measures the bytes).
+of those five ids, value "<input tokens>,<output tokens>,<cost in nano-USD>,<requests>";
+and the same to three hashes of its user (`...:uusage:<user>:<h|d|m>:<bucket>`), so that a
+user's own usage is read without the org's. Any grouping of the five (and of the org) is
+summed from the fields when read, so one write serves every group_by. A bucket expires
+RETENTION after it ends, so an org holds at most 8 x 24 hour, 400 day and 25 month buckets
+(and each user as many), each with one field per combination that was active in it
+(bench/usage_buckets.py measures the bytes). All of it happens inside the end-of-turn
+script that counted tokens already: no round trip is added.
 """
 
 from __future__ import annotations
@@ -33,32 +36,34 @@ RETENTION = {"h": 8 * 86_400, "d": 400 * 86_400, "m": 762 * 86_400}  # after the
 MAX_BUCKETS = {"h": 8 * 24 + 1, "d": 401, "m": 26}  # what a window can span within RETENTION
 
 # The org-wide counters of one message, applied once (the marker makes a retry harmless).
-# KEYS: marker, the org's counters, the hour, day and month buckets, then the token windows.
-# ARGV: marker TTL, input, output, cost, the bucket field, the buckets' 3 EXPIREAT
-# instants, the number of counter scopes, the scopes, then one EXPIREAT per token window.
+# KEYS: marker, the org's counters, NB bucket hashes, then the token windows.
+# ARGV: marker TTL, input, output, cost, the bucket field, NB, one EXPIREAT per bucket, the
+# number of counter scopes, the scopes, then one EXPIREAT per token window.
 # Bucket values are "in,out,cost,requests"; %d keeps integers exact up to 2^53.
 _COUNT_ONCE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local tin, tout, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for b = 3, 5 do
-  local v = redis.call('HGET', KEYS[b], ARGV[5])
+local nb = tonumber(ARGV[6])
+for b = 1, nb do
+  local key = KEYS[2 + b]
+  local v = redis.call('HGET', key, ARGV[5])
   local i, o, c, n = 0, 0, 0, 0
   if v then
     local a, bb, cc, d = string.match(v, '^(%d+),(%d+),(%d+),(%d+)$')
     i, o, c, n = tonumber(a), tonumber(bb), tonumber(cc), tonumber(d)
   end
-  redis.call('HSET', KEYS[b], ARGV[5],
-    string.format('%d,%d,%d,%d', i + tin, o + tout, c + cost, n + 1))
-  redis.call('EXPIREAT', KEYS[b], ARGV[3 + b])
+  redis.call('HSET', key, ARGV[5], string.format('%d,%d,%d,%d', i + tin, o + tout, c + cost, n + 1))
+  redis.call('EXPIREAT', key, ARGV[6 + b])
 end
-local nf = tonumber(ARGV[9])
+local at = 7 + nb
+local nf = tonumber(ARGV[at])
 for i = 1, nf do
-  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[9 + i], tin)
-  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[9 + i], tout)
+  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[at + i], tin)
+  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[at + i], tout)
 end
-for k = 6, #KEYS do
+for k = 3 + nb, #KEYS do
   redis.call('INCRBY', KEYS[k], tin + tout)
-  redis.call('EXPIREAT', KEYS[k], ARGV[9 + nf + k - 5])
+  redis.call('EXPIREAT', KEYS[k], ARGV[at + nf + k - 2 - nb])
 end
 return 1
 """
@@ -146,16 +151,31 @@ class Row:
     requests: int
 
 
-def parse_row(name: str, value: str) -> Row | None:
+Ids = tuple[str, str, str, str, str]  # workspace, repository, user, key, model
+
+
+def parse_ids(name: str) -> Ids | None:
     try:
         ids = json.loads(name)
-        tin, tout, cost, n = (int(x) for x in value.split(","))
-    except (ValueError, TypeError):
+    except ValueError:
         return None
     if not isinstance(ids, list) or len(ids) != 5:
         return None
     ws, repo, user, key, model = (str(i) for i in ids)
-    return Row(ws, repo, user, key, model, tin, tout, cost, n)
+    return ws, repo, user, key, model
+
+
+def parse_row(name: str, value: str, ids: Ids | None = None) -> Row | None:
+    """A bucket field as a Row; `ids`: its name already parsed (names repeat across buckets)."""
+    if ids is None:
+        ids = parse_ids(name)
+    try:
+        tin, tout, cost, n = (int(x) for x in value.split(","))
+    except ValueError:
+        return None
+    if ids is None:
+        return None
+    return Row(*ids, tin, tout, cost, n)
 
 
 class Usage:
@@ -179,12 +199,17 @@ class Usage:
         if tally.key_id:
             scopes.append(f":key:{tally.key_id}")
         buckets = [(g, bucket_of(g, msg.created_at)) for g in GRAINS]
+        bucket_keys = [keys.usage_bucket(org_id, g, b) for g, b in buckets]
+        expiries = [_expire_at(g, b) for g, b in buckets]
+        if msg.user_id:  # the user's own copy: what a user's GET /usage reads
+            bucket_keys += [keys.user_usage_bucket(org_id, msg.user_id, g, b) for g, b in buckets]
+            expiries += expiries
         self._count_once.queue(
             pipe,
             [
                 keys.counted_once(org_id, msg.id),
                 keys.org_usage(org_id),
-                *[keys.usage_bucket(org_id, g, b) for g, b in buckets],
+                *bucket_keys,
                 *[k for k, _ in token_windows],
             ],
             [
@@ -193,7 +218,8 @@ class Usage:
                 msg.output_tokens,
                 msg.cost_nusd,
                 group_field(tally, msg),
-                *[_expire_at(g, b) for g, b in buckets],
+                len(bucket_keys),
+                *expiries,
                 len(scopes),
                 *scopes,
                 *[expire_at for _, expire_at in token_windows],
@@ -213,17 +239,19 @@ class Usage:
         raw = cast(dict[str, str], await self.redis.hgetall(keys.org_usage(org)))
         return {k: int(v) for k, v in raw.items()}
 
-    async def buckets(self, org: str, grain: str, buckets: Sequence[str]) -> list[list[Row]]:
-        """The rows of each bucket, in one round trip."""
+    async def sizes(self, names: Sequence[str]) -> list[int]:
+        """Fields per bucket hash (what reading them would cost), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        for bucket in buckets:
-            pipe.hgetall(keys.usage_bucket(org, grain, bucket))
-        found: list[dict[str, str]] = await pipe.execute()
-        out = []
-        for raw in found:
-            rows = [parse_row(k, v) for k, v in raw.items()]
-            out.append([r for r in rows if r is not None])
-        return out
+        for name in names:
+            pipe.hlen(name)
+        return [int(n) for n in await pipe.execute()]
+
+    async def read(self, names: Sequence[str]) -> list[dict[str, str]]:
+        """The fields of each bucket hash, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(name)
+        return cast(list[dict[str, str]], await pipe.execute())
 
     async def orgs(self, limit: int) -> list[str]:
         """Orgs with recorded usage, at most `limit` (+1 tells the caller there are more)."""
