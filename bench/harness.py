@@ -25,7 +25,7 @@ from gateway.storage.embedded import EmbeddedRedis, free_port
 
 ORG = "bench"
 WORKSPACE = "ws-bench"
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-0123456789"
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 

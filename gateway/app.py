@@ -30,7 +30,7 @@ from gateway.api import (
     pages,
     policies,
     provider_keys,
-    repository,
+    repository_style,
     streams,
     usage,
 )
@@ -103,56 +103,55 @@ async def metrics(request: Request) -> Response:
     return gateway_of(request).metrics.render()
 
 
-def create_app(settings: Settings) -> Starlette:
-    metrics_registry = Metrics()
+async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
+    """Everything one worker needs, connected and started."""
+    store = open_store(settings)
+    connections = Connections(settings, store)
+    try:
+        await connections.start()  # a KEK that does not match Redis stops the start here
+    except BaseException:
+        await store.aclose()
+        raise
+    auth = Authenticator(settings, store)
+    await auth.load()
+    resume_secret = await store.credentials.shared_secret("resume")
+    live = Live(store, shutdown_grace=settings.shutdown_grace)
+    await live.start()
+    governance = Governance(settings, store, metrics)
+    await governance.start()
+    auth.start()
+    return Gateway(
+        settings=settings,
+        store=store,
+        auth=auth,
+        chat=ChatService(settings, store, connections, metrics, live, governance),
+        governance=governance,
+        live=live,
+        resume_secret=resume_secret,
+        visibility=Visibility(store),
+        connections=connections,
+        metrics=metrics,
+        repositories=Repositories(settings, store, connections),
+        audit=Audit(store.events),
+        api_keys=ApiKeys(store),
+        usage=UsageView(store),
+    )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings)
-        connections = Connections(settings, store)
-        try:
-            await connections.start()  # a KEK that does not match Redis stops the start here
-        except BaseException:
-            await store.aclose()
-            raise
-        auth = Authenticator(settings, store)
-        await auth.load()
-        resume_secret = await store.credentials.shared_secret("resume")
-        live = Live(store, shutdown_grace=settings.shutdown_grace)
-        await live.start()
-        governance = Governance(settings, store, metrics_registry)
-        await governance.start()
-        app.state.gateway = Gateway(
-            settings=settings,
-            store=store,
-            auth=auth,
-            chat=ChatService(settings, store, connections, metrics_registry, live, governance),
-            governance=governance,
-            live=live,
-            resume_secret=resume_secret,
-            visibility=Visibility(store),
-            connections=connections,
-            metrics=metrics_registry,
-            repositories=Repositories(settings, store, connections),
-            audit=Audit(store.events),
-            api_keys=ApiKeys(store),
-            usage=UsageView(store),
-        )
-        auth.start()
-        try:
-            yield
-        finally:
-            live.stop_all("cancelled")  # streams still open after uvicorn's grace period
-            await live.close()
-            await auth.close()
-            await governance.close()
-            await connections.close()
-            await app.state.gateway.audit.aclose()
-            await store.aclose()
 
-    middleware = [Middleware(RequestMiddleware, metrics=metrics_registry)]
+async def close_gateway(gw: Gateway) -> None:
+    gw.live.stop_all("cancelled")  # streams still open after uvicorn's grace period
+    await gw.live.close()
+    await gw.auth.close()
+    await gw.governance.close()
+    await gw.connections.close()
+    await gw.audit.aclose()
+    await gw.store.aclose()
+
+
+def middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    found = [Middleware(RequestMiddleware, metrics=metrics)]
     if settings.cors_origins:
-        middleware.append(
+        found.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
@@ -168,26 +167,42 @@ def create_app(settings: Settings) -> Starlette:
                 allow_credentials=False,
             )
         )
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        *conversation_service.routes,
-        *streams.routes,
-        *repository.routes,
-        *admin.routes,
-        *models.routes,
-        *provider_keys.routes,
-        *api_keys.routes,
-        *usage.routes,
-        *policies.routes,
-        *openai_compat.routes,
-        *anthropic_compat.routes,
-        *pages.routes,  # /, /docs, /openapi.json, /static: no token
-    ]
+    return found
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    *conversation_service.routes,
+    *streams.routes,
+    *repository_style.routes,
+    *admin.routes,
+    *models.routes,
+    *provider_keys.routes,
+    *api_keys.routes,
+    *usage.routes,
+    *policies.routes,
+    *openai_compat.routes,
+    *anthropic_compat.routes,
+    *pages.routes,  # /, /docs, /openapi.json, /static: no token
+]
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics_registry = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.gateway = gateway = await open_gateway(settings, metrics_registry)
+        try:
+            yield
+        finally:
+            await close_gateway(gateway)
+
     return Starlette(
-        routes=routes,
-        middleware=middleware,
+        routes=ROUTES,
+        middleware=middleware(settings, metrics_registry),
         # every 403 also leaves an access_denied audit event
         exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},
         lifespan=lifespan,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 
@@ -20,8 +23,14 @@ from gateway import __version__
 from gateway.access import audit
 from gateway.access.auth import digest, new_api_key
 from gateway.access.principal import ROLES
-from gateway.storage.embedded import EmbeddedRedis
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.storage.embedded import (
+    EmbeddedRedis,
+    ServeRecord,
+    announce,
+    running_gateways,
+    state_dir,
+)
 from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 
@@ -33,76 +42,182 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _embedded_socket(settings: Settings) -> EmbeddedRedis:
-    return EmbeddedRedis(settings.data_dir)
+def _warn(message: str) -> None:
+    print(f"chat-gateway: warning: {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def redis_url_for_cli(settings: Settings) -> Iterator[str]:
-    """The configured Redis; else the embedded one a running `serve` owns; else start the
-    embedded one just for this command."""
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    embedded = _embedded_socket(settings)
-    if embedded._ping():
-        yield embedded.url
-        return
-    with embedded:
-        yield embedded.url
+def _shown(url: str) -> str:
+    """A Redis URL fit to print: its password masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _http_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bind_listeners(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
+    """Bind and listen on every address `host` resolves to, as asyncio's create_server does,
+    before anything else starts: a busy port then fails at once, and uvicorn (one worker or
+    its multiprocess supervisor) serves on these sockets. listen() at once claims the port:
+    Linux lets two SO_REUSEADDR sockets bind one port while neither listens."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, address in dict.fromkeys(infos):
+            if port == 0 and listeners:  # one port for every address
+                address = (address[0], listeners[0].getsockname()[1], *address[2:])
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+            except OSError as exc:
+                sock.close()
+                # as asyncio does (bpo-30945): an address family the host has turned off
+                if exc.errno == errno.EADDRNOTAVAIL and len(infos) > 1:
+                    continue
+                raise
+            sock.set_inheritable(True)  # the multiprocess supervisor hands them to its workers
+            listeners.append(sock)
+        if not listeners:
+            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _running_here(data_dir: Path) -> ServeRecord | None:
+    """The running `serve` whose embedded Redis keeps its data in `data_dir`."""
+    for record in running_gateways(state_dir()):
+        if Path(record.data_dir) == data_dir:
+            return record
+    return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     try:
         settings = load_settings(
             args.config, overrides={"host": args.host, "port": args.port, "workers": args.workers}
         )
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
+    try:
+        listeners = bind_listeners(settings.host, settings.port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {settings.host}:{settings.port}: {_reason(exc)}", 1)
+    stack = contextlib.ExitStack()
+    for sock in listeners:
+        stack.callback(sock.close)
+    try:
+        return _serve(args, settings, listeners, stack)
+    finally:
+        stack.close()  # in reverse: the record, the embedded Redis, the sockets
+
+
+def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    listeners: list[socket.socket],
+    stack: contextlib.ExitStack,
+) -> int:
     if args.config:
         os.environ["GATEWAY_CONFIG"] = str(Path(args.config).resolve())
-    embedded: EmbeddedRedis | None = None
-    if not settings.redis_url:
-        embedded = _embedded_socket(settings)
-        if embedded._ping():
+    for line in settings.key_warnings():
+        _warn(line)
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        if embedded.answers() or _running_here(embedded.data_dir):
             return _fail(f"another gateway's Redis is already running in {embedded.data_dir}")
         try:
             embedded.start()
         except RuntimeError as exc:
             return _fail(str(exc))
-        os.environ["GATEWAY_REDIS_URL"] = embedded.url  # the workers read it
+        stack.callback(_stop_embedded, embedded)
+        url = os.environ["GATEWAY_REDIS_URL"] = embedded.url  # the workers read it
         print(f"chat-gateway: embedded Redis at {embedded.url} (data in {embedded.data_dir})")
+        _record(stack, embedded, _http_address(listeners[0]))
+    if not settings.admin_token and not _announce_admin_token(url, cluster=settings.redis_cluster):
+        return 1
+    models = ", ".join(f"{m.id} ({m.provider})" for m in settings.served_models)
+    print(f"chat-gateway: models: {models}")
+    print(f"chat-gateway: listening on {_http_address(listeners[0])}", flush=True)
+    return _run_uvicorn(settings, listeners)
+
+
+def _run_uvicorn(settings: Settings, listeners: list[socket.socket]) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=listeners[0].getsockname()[1],
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    # uvicorn drains on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+    # ours turns that into a clean exit, so the embedded Redis is stopped too (the
+    # multiprocess supervisor installs its own handlers and returns once its workers end)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_cleanly)
     try:
-        url = settings.redis_url or (embedded.url if embedded else "")
-        if not settings.admin_token and not _announce_admin_token(url, cluster=settings.redis_cluster):
-            return 1
-        models = ", ".join(f"{m.id} ({m.provider})" for m in settings.served_models)
-        print(f"chat-gateway: models: {models}")
-        print(f"chat-gateway: listening on http://{settings.host}:{settings.port}", flush=True)
-        # uvicorn drains on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
-        # ours turns that into a clean exit, so the embedded Redis below is stopped too
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _exit_cleanly)
-        uvicorn.run(
-            "gateway.app:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            loop="uvloop",
-            http="httptools",
-            log_level=settings.log_level,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
+        if settings.workers > 1:
+            Multiprocess(config, sockets=listeners).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run(sockets=listeners)
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started else _fail("the gateway did not start (see above)", 3)
+
+
+def _record(stack: contextlib.ExitStack, embedded: EmbeddedRedis, listen: str) -> None:
+    """Tell `keys ...` run from other folders where this gateway's Redis is."""
+    record = ServeRecord(
+        pid=os.getpid(), redis_url=embedded.url, data_dir=str(embedded.data_dir), listen=listen
+    )
+    folder = state_dir()
+    try:
+        path = announce(record, folder)
+    except OSError as exc:
+        _warn(
+            f"cannot record this gateway in {folder} ({_reason(exc)}): `keys` run from "
+            f"another folder needs GATEWAY_DATA_DIR={embedded.data_dir}"
         )
-    finally:
-        if embedded is not None:
-            embedded.stop()
-            print("chat-gateway: embedded Redis stopped")
-    return 0
+        return
+    stack.callback(_unlink, path)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _stop_embedded(embedded: EmbeddedRedis) -> None:
+    embedded.stop()
+    print("chat-gateway: embedded Redis stopped", flush=True)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -113,8 +228,13 @@ def _announce_admin_token(url: str, *, cluster: bool = False) -> bool:
     """Generate the admin token at first start, store only its hash, print it once."""
     token = "cgw_admin_" + secrets.token_urlsafe(32)
     try:
-        created = asyncio.run(_with_store(
-            url, lambda store: store.credentials.set_admin_token_digest(digest(token)), cluster=cluster))
+        created = asyncio.run(
+            _with_store(
+                url,
+                lambda store: store.credentials.set_admin_token_digest(digest(token)),
+                cluster=cluster,
+            )
+        )
     except RedisError as exc:
         _fail(f"cannot reach Redis at {url}: {exc}")
         return False
@@ -122,11 +242,15 @@ def _announce_admin_token(url: str, *, cluster: bool = False) -> bool:
         print("chat-gateway: admin token (printed once, only its hash is kept):")
         print(f"    {token}", flush=True)
     else:
-        print("chat-gateway: admin token: the one printed at first start (or set GATEWAY_ADMIN_TOKEN)")
+        print(
+            "chat-gateway: admin token: the one printed at first start (or set GATEWAY_ADMIN_TOKEN)"
+        )
     return True
 
 
-async def _with_store(url: str, action: Callable[[Store], Awaitable[T]], *, cluster: bool = False) -> T:
+async def _with_store(
+    url: str, action: Callable[[Store], Awaitable[T]], *, cluster: bool = False
+) -> T:
     store = Store.connect(url, cluster=cluster)  # the workers' own factory
     try:
         return await action(store)
@@ -134,23 +258,109 @@ async def _with_store(url: str, action: Callable[[Store], Awaitable[T]], *, clus
         await store.aclose()
 
 
+class NoRedis(Exception):
+    """`keys` found no Redis it may use; str() says what to do. `empty`: nothing at all was
+    found, so --create-data-dir would help."""
+
+    def __init__(self, message: str, *, empty: bool = False) -> None:
+        super().__init__(message)
+        self.empty = empty
+
+
+def locate_redis(
+    settings: Settings, *, create: bool = False
+) -> tuple[str, str, EmbeddedRedis | None]:
+    """The Redis that `keys` should write to, why that one, and the embedded Redis to start
+    for the command if it must. Never a new, empty embedded Redis unless `create`: a key
+    minted there would be one the running gateway rejects."""
+    if settings.redis_url:
+        named = os.environ.get("GATEWAY_REDIS_URL")
+        return (
+            settings.redis_url,
+            f"from {'GATEWAY_REDIS_URL' if named else 'the config file'}",
+            None,
+        )
+    embedded = EmbeddedRedis(settings.data_dir)
+    gateways = running_gateways(state_dir())
+    for record in gateways:
+        if Path(record.data_dir) == embedded.data_dir:
+            return record.redis_url, _serving(record), None
+    if embedded.answers():
+        return embedded.url, f"the embedded Redis running in {embedded.data_dir}", None
+    if "data_dir" not in settings.model_fields_set:  # no folder named: the running gateway's
+        if len(gateways) == 1:
+            return gateways[0].redis_url, _serving(gateways[0]), None
+        if gateways:
+            folders = ", ".join(g.data_dir for g in gateways)
+            raise NoRedis(
+                f"{len(gateways)} gateways are running (data in {folders}): "
+                "set GATEWAY_DATA_DIR to the one you mean"
+            )
+    if embedded.has_data():
+        return (
+            embedded.url,
+            f"started for this command on the data in {embedded.data_dir}",
+            embedded,
+        )
+    if create:
+        return embedded.url, f"a new embedded Redis in {embedded.data_dir}", embedded
+    raise NoRedis(
+        f"no running gateway found and no gateway data in {embedded.data_dir}: start "
+        "`serve` first, or set GATEWAY_REDIS_URL or GATEWAY_DATA_DIR",
+        empty=True,
+    )
+
+
+def _serving(record: ServeRecord) -> str:
+    return f"the gateway serving {record.listen}, pid {record.pid}, data in {record.data_dir}"
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
-    with redis_url_for_cli(settings) as url:
-        return asyncio.run(_with_store(url, lambda store: _keys(args, store), cluster=settings.redis_cluster))
+    creating = args.keys_cmd == "create"
+    try:
+        url, why, to_start = locate_redis(settings, create=creating and args.create_data_dir)
+    except NoRedis as exc:
+        offer = creating and exc.empty
+        hint = ", or pass --create-data-dir to start a new embedded Redis there" if offer else ""
+        return _fail(f"{exc}{hint}", 1)
+    print(f"chat-gateway: Redis: {_shown(url)} ({why})", file=sys.stderr, flush=True)
+    if to_start is not None:
+        try:
+            to_start.start()
+        except RuntimeError as exc:
+            return _fail(str(exc), 1)
+    try:
+        return asyncio.run(
+            _with_store(url, lambda store: _keys(args, store), cluster=settings.redis_cluster)
+        )
+    except RedisError as exc:
+        return _fail(f"cannot reach Redis at {_shown(url)}: {exc}", 1)
+    finally:
+        if to_start is not None:
+            to_start.stop()
 
 
 async def _keys(args: argparse.Namespace, store: Store) -> int:
     if args.keys_cmd == "create":
         key_id, key = new_api_key()
-        await store.credentials.save_api_key(digest(key), {
-            "key_id": key_id, "org_id": args.org, "user_id": args.user, "role": args.role,
-            "workspaces": args.workspace or [], "name": args.name, "family_name": args.last_name,
-            "email": args.email, "created_at": now_ms(),
-        })
+        await store.credentials.save_api_key(
+            digest(key),
+            {
+                "key_id": key_id,
+                "org_id": args.org,
+                "user_id": args.user,
+                "role": args.role,
+                "workspaces": args.workspace or [],
+                "name": args.name,
+                "family_name": args.last_name,
+                "email": args.email,
+                "created_at": now_ms(),
+            },
+        )
         await _audit_key(store, audit.KEY_CREATED, args.org, key_id, args.user, args.role)
         print(f"key id: {key_id}")
         print(f"api key (printed once, only its hash is kept): {key}")
@@ -164,7 +374,12 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
         return _fail(f"no key with id {args.key_id}", 1)
     if record is not None:
         await _audit_key(
-            store, audit.KEY_REVOKED, record["org_id"], args.key_id, record["user_id"], record["role"]
+            store,
+            audit.KEY_REVOKED,
+            record["org_id"],
+            args.key_id,
+            record["user_id"],
+            record["role"],
         )
     print(f"revoked {args.key_id}")
     return 0
@@ -184,8 +399,19 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "models": [m.model_dump(exclude_none=True) for m in settings.served_models],
         "repositories": [r.model_dump(exclude_none=True) for r in settings.repositories],
         "policies": list(settings.policies),
-        "redis": settings.redis_url or f"embedded ({settings.data_dir})",
+        "redis": _shown(settings.redis_url)
+        if settings.redis_url
+        else f"embedded ({settings.data_dir})",
+        "jwt": {  # which keys are set, never the keys
+            "hs256_secret": settings.jwt_secret is not None,
+            "public_key": settings.jwt_public_key is not None,
+            "audience": list(settings.jwt_audience),
+            "issuer": settings.jwt_issuer,
+            "require_exp": settings.jwt_require_exp,
+        },
     }
+    for line in settings.key_warnings():
+        _warn(line)
     print(json.dumps(out, indent=2, default=str))
     return 0
 
@@ -213,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     create.add_argument("--last-name", dest="last_name")
     create.add_argument("--email")
+    create.add_argument(
+        "--create-data-dir",
+        action="store_true",
+        help="when no running gateway and no gateway data are found, start a new embedded "
+        "Redis in the data folder (GATEWAY_DATA_DIR, default ./.gateway) for this key",
+    )
     ksub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = ksub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
@@ -228,4 +460,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    code: int = args.func(args)
+    return code

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -116,6 +117,21 @@ class LimitsConfig(LimitValues):
 
 DEMO_MODEL = ModelConfig(id="demo", provider="demo")
 
+MIN_ADMIN_TOKEN_CHARS = 24
+MIN_JWT_SECRET_BYTES = 32
+MAX_JWT_AUDIENCES = 16
+MAX_CLAIM_CHARS = 512
+MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _claim_value(value: str) -> str:
+    """An expected `aud` or `iss`: a URI or name, never empty, blank or multi-line."""
+    if not value or len(value) > MAX_CLAIM_CHARS:
+        raise ValueError(f"must be 1 to {MAX_CLAIM_CHARS} characters")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
 
 class Settings(_Frozen):
     host: str = "127.0.0.1"
@@ -127,15 +143,30 @@ class Settings(_Frozen):
     admin_token: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
+    # JWT claims checked beside the signature (gateway/access/auth.py): `aud` must name one of
+    # jwt_audience (when set), `iss` must equal jwt_issuer (when set), `exp` must be present
+    jwt_audience: tuple[str, ...] = ()
+    jwt_issuer: str | None = None
+    jwt_require_exp: bool = True
     cors_origins: tuple[str, ...] = ()
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
-    send_timeout: float = Field(default=30.0, gt=0, le=3600)  # a stalled reader is dropped after this
-    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)  # open streams may finish within this
-    turn_lock_ttl: float = Field(default=600.0, gt=0, le=86400)  # the longest a turn may hold its conversation
-    final_write_timeout: float = Field(default=10.0, gt=0, le=600)  # retrying the answer's write while Redis is away
-    resume_ttl: int = Field(default=3600, ge=60, le=7 * 86400)  # seconds a resume log is kept after its end
+    send_timeout: float = Field(
+        default=30.0, gt=0, le=3600
+    )  # a stalled reader is dropped after this
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, le=3600
+    )  # open streams may finish within this
+    turn_lock_ttl: float = Field(
+        default=600.0, gt=0, le=86400
+    )  # the longest a turn may hold its conversation
+    final_write_timeout: float = Field(
+        default=10.0, gt=0, le=600
+    )  # retrying the answer's write while Redis is away
+    resume_ttl: int = Field(
+        default=3600, ge=60, le=7 * 86400
+    )  # seconds a resume log is kept after its end
     # replicas that must acknowledge an answer's write (WAIT) before its `end` is sent:
     # "auto" = 1 when the primary has a replica, else 0; 0 = never wait
     durability_replicas: Literal["auto"] | int = "auto"
@@ -144,7 +175,9 @@ class Settings(_Frozen):
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
     policies: tuple[dict[str, Any], ...] = ()
-    default_policies: bool = True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
+    default_policies: bool = (
+        True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
+    )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # the key-encryption key(s) of stored provider keys: 32 random bytes in URL-safe base64;
     # during a rotation several, comma-separated: the first wraps, every one unwraps
@@ -175,6 +208,48 @@ class Settings(_Frozen):
             parse_keks(v)  # ValueError says what is wrong, never the key
         return v
 
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, v: str | None) -> str | None:
+        # a bearer secret anyone who reaches the port can try online; a generated one is
+        # 53 characters, and 24 keeps a hand-made one well out of guessing range
+        if v is not None and len(v) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (GATEWAY_ADMIN_TOKEN; "
+                f"make one with: {MAKE_SECRET}), or unset it to have one generated"
+            )
+        return v
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, v: str | None) -> str | None:
+        # RFC 7518 3.2: an HS256 key must be at least as long as the hash output, 256 bits
+        if v is not None and len(v.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256, RFC 7518 3.2 "
+                f"(GATEWAY_JWT_SECRET; make one with: {MAKE_SECRET})"
+            )
+        return v
+
+    @field_validator("jwt_audience", mode="before")
+    @classmethod
+    def _one_audience(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v  # `jwt_audience = "api://x"` in the file
+
+    @field_validator("jwt_audience")
+    @classmethod
+    def _jwt_audience(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > MAX_JWT_AUDIENCES:
+            raise ValueError(f"at most {MAX_JWT_AUDIENCES} audiences")
+        for value in v:
+            _claim_value(value)
+        return v
+
+    @field_validator("jwt_issuer")
+    @classmethod
+    def _jwt_issuer(cls, v: str | None) -> str | None:
+        return None if v is None else _claim_value(v)
+
     @field_validator("durability_replicas", mode="before")
     @classmethod
     def _durability_replicas(cls, v: Any) -> Any:
@@ -188,11 +263,13 @@ class Settings(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.redis_cluster and not (self.redis_url or "").startswith(("redis://", "rediss://")):
-            raise ValueError("redis_cluster: needs redis_url, the redis:// or rediss:// URL of any cluster node")
+            raise ValueError(
+                "redis_cluster: needs redis_url, the redis:// or rediss:// URL of any cluster node"
+            )
         ids = [m.id for m in self.models]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
-            raise ValueError(f"models: duplicate id {sorted(dup)[0]!r}")
+            raise ValueError(f"models: duplicate id {min(dup)!r}")
         known = set(ids) or {DEMO_MODEL.id}
         for i, m in enumerate(self.models):
             for f in m.fallbacks:
@@ -216,12 +293,15 @@ class Settings(_Frozen):
     def model_spec(self, model: ModelConfig, *, api_key_env: str | None = None) -> ModelSpec:
         env = api_key_env or model.default_key_env()
         options: dict[str, Any] = {
-            "max_retries": model.max_retries, "transport": model.transport,
+            "max_retries": model.max_retries,
+            "transport": model.transport,
             "max_connections": model.max_connections,
             "max_keepalive_connections": model.max_keepalive_connections,
         }
         if model.provider == "openai":
-            options.update(max_tokens_param=model.max_tokens_param, include_usage=model.include_usage)
+            options.update(
+                max_tokens_param=model.max_tokens_param, include_usage=model.include_usage
+            )
         if model.provider == "demo":
             options.update(pace_ms=model.pace_ms, answer_words=model.answer_words)
         return ModelSpec(
@@ -237,6 +317,40 @@ class Settings(_Frozen):
             options=options,
         )
 
+    def key_warnings(self) -> list[str]:
+        """One line per model or repository whose provider key variable is unset: its
+        upstream then gets no key, which only a server that wants none accepts."""
+        lines = []
+        for i, m in enumerate(self.models):
+            env = m.default_key_env()
+            if m.provider != "demo" and env and env not in self.secrets:
+                lines.append(f"models[{i}] {m.id!r}: {_no_key(env, m)}")
+        for i, repo in enumerate(self.repositories):
+            env = repo.api_key_env
+            model = self.model(repo.model) if repo.model else self.served_models[0]
+            if env and env not in self.secrets and model is not None and model.provider != "demo":
+                lines.append(f"repositories[{i}] {repo.id!r}: {_no_key(env, model)}")
+        return lines
+
+
+_PROVIDER_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal")
+
+
+def _no_key(env: str, model: ModelConfig) -> str:
+    url = model.base_url or _PROVIDER_URLS[model.provider]
+    host = (urlsplit(url).hostname or "").lower()
+    local = host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    if local:
+        return (
+            f"{env} is not set, so requests to {url} carry no key: fine for a local "
+            f"{model.provider}-compatible server that needs none (vLLM, Ollama, ...)"
+        )
+    return (
+        f"{env} is not set, so requests to {url} carry no key and will be refused "
+        f"unless that server needs none"
+    )
+
 
 # environment variable -> settings field
 ENV_FIELDS = {
@@ -246,6 +360,9 @@ ENV_FIELDS = {
     "GATEWAY_ADMIN_TOKEN": "admin_token",
     "GATEWAY_JWT_SECRET": "jwt_secret",
     "GATEWAY_JWT_PUBLIC_KEY": "jwt_public_key",
+    "GATEWAY_JWT_AUDIENCE": "jwt_audience",
+    "GATEWAY_JWT_ISSUER": "jwt_issuer",
+    "GATEWAY_JWT_REQUIRE_EXP": "jwt_require_exp",
     "GATEWAY_CORS_ORIGINS": "cors_origins",
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
@@ -277,27 +394,8 @@ def load_settings(
     """Read the config file (if any), overlay the environment, then explicit overrides
     (command-line flags). Raises ConfigError with a one-line message."""
     env = os.environ if env is None else env
-    path = config_path or env.get("GATEWAY_CONFIG")
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    for var, field in ENV_FIELDS.items():
-        value = env.get(var)
-        if value is None or value == "":
-            continue
-        if field == "cors_origins":
-            data[field] = [o.strip() for o in value.split(",") if o.strip()]
-        elif field == "redis_cluster":
-            data[field] = value.strip().lower() in ("1", "true", "yes", "on")
-        else:
-            data[field] = value
+    data = _read_file(config_path or env.get("GATEWAY_CONFIG"))
+    data.update(_from_env(env))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     _read_encryption_key_file(data)
     if "secrets" in data:
@@ -325,6 +423,35 @@ def _read_encryption_key_file(data: dict[str, Any]) -> None:
         data["encryption_key"] = Path(path).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"encryption_key_file {path}: {exc.strerror}") from None
+
+
+def _read_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings the environment sets (each variable of ENV_FIELDS, when not empty)."""
+    data: dict[str, Any] = {}
+    for var, field in ENV_FIELDS.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if field in ("cors_origins", "jwt_audience"):
+            data[field] = [o.strip() for o in value.split(",") if o.strip()]
+        elif field == "redis_cluster":
+            data[field] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            data[field] = value
+    return data
 
 
 def _check_policies(settings: Settings) -> None:

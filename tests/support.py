@@ -17,12 +17,12 @@ import uvicorn
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
-from gateway.storage.embedded import free_port
 from gateway.settings import Settings, load_settings
 from gateway.storage import keys
+from gateway.storage.embedded import free_port
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-of-28-chars"
 # the KEK of every test gateway (provider keys); 32 bytes, URL-safe base64
 ENCRYPTION_KEY = base64.urlsafe_b64encode(b"chat-gateway test KEK, 32 bytes!").decode()
 
@@ -214,4 +214,6 @@ async def commands_for(redis: Any, request: Any, repeat: int = 3) -> dict[str, i
         after = await command_calls(redis)
         seen.append({name: calls - before.get(name, 0) for name, calls in after.items()})
     names = {n for s in seen for n, calls in s.items() if calls} - IGNORED
-    return {n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)}
+    return {
+        n: min(s.get(n, 0) for s in seen) for n in sorted(names) if min(s.get(n, 0) for s in seen)
+    }

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -19,19 +20,54 @@ from tests.support import bearer, parse_sse
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GATEWAY_") and k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GATEWAY_") and k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+    }
     return {**env, **extra}
 
 
+def gateway(
+    *args: str, cwd: Path | None = None, timeout: float = 30, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m gateway ARGS` to its end, in a clean environment plus `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        env=clean_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class Serve:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    """`python -m gateway serve` in a subprocess, ready when this returns. Without data_dir
+    the gateway keeps its data in `cwd`/.gateway; `state` is where it records itself
+    (XDG_STATE_HOME), by default next to its data, never the user's real one."""
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        *args: str,
+        cwd: Path | None = None,
+        state: Path | None = None,
+        **env: str,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if data_dir is not None:
+            env["GATEWAY_DATA_DIR"] = str(data_dir)
+        state = state or (data_dir.parent if data_dir else cwd or Path.cwd()) / "state"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), *args],
-            env=clean_env(GATEWAY_DATA_DIR=str(data_dir)),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=clean_env(XDG_STATE_HOME=str(state), **env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
         deadline = time.monotonic() + 20
@@ -62,6 +98,13 @@ class Serve:
         self.lines.append(out)
         return out
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.interrupt()
+
 
 def test_serve_with_nothing_configured_survives_a_restart(tmp_path):
     data = tmp_path / "data"
@@ -70,12 +113,20 @@ def test_serve_with_nothing_configured_survives_a_restart(tmp_path):
         token = first.admin_token()
         assert token and token.startswith("cgw_admin_")
         h = bearer(token)
-        conv = httpx.post(f"{first.url}/api/conversation/create?org_id=acme", json={"title": "kept"}, headers=h).json()
-        session = httpx.post(f"{first.url}/api/conversation/create_session?org_id=acme",
-                             json={"conversation_id": conv["id"], "model_id": "demo"}, headers=h).json()
-        r = httpx.post(f"{first.url}/api/conversation/stream_chat?org_id=acme",
-                       json={"chat_session_id": session["id"], "message": "Tell me about Redis"},
-                       headers=h, timeout=30)
+        conv = httpx.post(
+            f"{first.url}/api/conversation/create?org_id=acme", json={"title": "kept"}, headers=h
+        ).json()
+        session = httpx.post(
+            f"{first.url}/api/conversation/create_session?org_id=acme",
+            json={"conversation_id": conv["id"], "model_id": "demo"},
+            headers=h,
+        ).json()
+        r = httpx.post(
+            f"{first.url}/api/conversation/stream_chat?org_id=acme",
+            json={"chat_session_id": session["id"], "message": "Tell me about Redis"},
+            headers=h,
+            timeout=30,
+        )
         stream = parse_sse(r.content)
         assert stream.names[0] == "start" and stream.names[-1] == "end"
         assert stream.text.startswith("You asked: Tell me about Redis.")
@@ -96,8 +147,10 @@ def test_serve_with_nothing_configured_survives_a_restart(tmp_path):
         h = bearer(token)  # the same token still works: its hash survived
         listed = httpx.get(f"{second.url}/api/conversation/list?org_id=acme", headers=h).json()
         assert [c["id"] for c in listed["conversations"]] == [conv["id"]]
-        msgs = httpx.get(f"{second.url}/api/conversation/messages?org_id=acme&conversation_id={conv['id']}",
-                         headers=h).json()
+        msgs = httpx.get(
+            f"{second.url}/api/conversation/messages?org_id=acme&conversation_id={conv['id']}",
+            headers=h,
+        ).json()
         assert [m["role"] for m in msgs["messages"]] == ["user", "assistant"]
         assert msgs["messages"][1]["content"] == stream.text
     finally:
@@ -107,9 +160,7 @@ def test_serve_with_nothing_configured_survives_a_restart(tmp_path):
 def test_bad_config_stops_serve_with_one_line_naming_the_field(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[[models]]\nid = "x"\nprovider = "openia"\n')
-    r = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(cfg)],
-                       env=clean_env(GATEWAY_DATA_DIR=str(tmp_path / "d")), capture_output=True, text=True,
-                       timeout=30)
+    r = gateway("serve", "--config", str(cfg), GATEWAY_DATA_DIR=str(tmp_path / "d"))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
@@ -117,26 +168,41 @@ def test_bad_config_stops_serve_with_one_line_naming_the_field(tmp_path):
     assert not (tmp_path / "d").exists()  # failed before starting anything
 
 
-@pytest.mark.parametrize("var, value, field", [
-    ("GATEWAY_REDIS_URL", "http://nope", "redis_url"),
-    ("GATEWAY_PING_INTERVAL", "soon", "ping_interval"),
-])
+@pytest.mark.parametrize(
+    "var, value, field",
+    [
+        ("GATEWAY_REDIS_URL", "http://nope", "redis_url"),
+        ("GATEWAY_PING_INTERVAL", "soon", "ping_interval"),
+    ],
+)
 def test_bad_environment_value_names_the_field(tmp_path, var, value, field):
-    r = subprocess.run([sys.executable, "-m", "gateway", "serve"],
-                       env=clean_env(**{var: value, "GATEWAY_DATA_DIR": str(tmp_path)}),
-                       capture_output=True, text=True, timeout=30)
+    r = gateway("serve", **{var: value, "GATEWAY_DATA_DIR": str(tmp_path)})
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert f"config error: {field}:" in r.stderr
 
 
 def test_keys_create_list_revoke(tmp_path, redis_url):
-    env = clean_env(GATEWAY_REDIS_URL=redis_url)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "gateway", "keys", *a], env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=30)
-    created = run("create", "--org", "org-k", "--user", "kim", "--role", "user", "--workspace", "ws-1",
-                  "--name", "Kim", "--email", "kim@example.com")
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return gateway("keys", *args, GATEWAY_REDIS_URL=redis_url)
+
+    created = run(
+        "create",
+        "--org",
+        "org-k",
+        "--user",
+        "kim",
+        "--role",
+        "user",
+        "--workspace",
+        "ws-1",
+        "--name",
+        "Kim",
+        "--email",
+        "kim@example.com",
+    )
     assert created.returncode == 0, created.stderr
+    assert created.stderr == f"chat-gateway: Redis: {redis_url} (from GATEWAY_REDIS_URL)\n"
     key_id = created.stdout.split("key id: ")[1].split()[0]
     key = created.stdout.split("only its hash is kept): ")[1].strip()
     listed = run("list")

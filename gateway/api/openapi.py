@@ -20,7 +20,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import __version__
 from gateway.access.api_keys import KeySpec
 from gateway.access.usage import DIMENSIONS as USAGE_DIMENSIONS
-from gateway.api import admin, conversation_service, models, provider_keys, repository, streams
+from gateway.api import (
+    admin,
+    conversation_service,
+    models,
+    provider_keys,
+    repository_style,
+    streams,
+)
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import openai as openai_compat
 from gateway.policy import PolicySpec
@@ -932,7 +939,7 @@ operation(
     Operation(
         "Create a conversation for a repository",
         RS,
-        body=repository.CreateConversation,
+        body=repository_style.CreateConversation,
         body_name="CreateRepoConversation",
         responses={200: json_response("created", "RepoConversationCreated")},
         errors=(400, 401, 403, 404, 413, 500),
@@ -965,7 +972,7 @@ operation(
         "Prompt a conversation: a JSON answer, or SSE with `Accept: text/event-stream` or "
         '`"stream": true`',
         RS,
-        body=repository.SendPrompt,
+        body=repository_style.SendPrompt,
         body_name="SendPrompt",
         responses={
             200: {

@@ -44,6 +44,11 @@ class PubSub:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py 8.1's subscribe() swallows a cancellation that arrives while it
+                # connects; without this, a listener cancelled at start-up listens forever
+                raise asyncio.CancelledError
             if on_ready is not None:
                 await on_ready()
             async for message in pubsub.listen():

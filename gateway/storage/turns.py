@@ -175,16 +175,10 @@ class Turns:
             *[x for entry in log_entries for x in entry],
         ]
         if self.cluster:
-            # the conversation's slot on its primary's own connection (script + WAIT), the
-            # org's counters (another slot, maybe another node) beside it
             counters = self.redis.pipeline(transaction=False)
             self.usage.queue(counters, msg, tally, token_windows)
             queue_violations(counters, tally.org_id, violations)
-            (totals, wait, acked), _ = await asyncio.gather(
-                self.replication.run_on_primary(key, self._end, keys_, args), counters.execute()
-            )
-            tin, tout, cost = totals
-            return Totals(int(tin), int(tout), int(cost), replicated=acked >= wait)
+            return await self._end_on_cluster(key, keys_, args, counters)
         wait = await self.replication.replicas_to_wait()
         pipe = self.redis.pipeline(transaction=False)
         self._end.queue(pipe, keys_, args)
@@ -196,6 +190,17 @@ class Turns:
         acked = int(results[-1]) if wait else 0
         if acked < wait:
             self.replication.forget_replicas()
+        return Totals(int(tin), int(tout), int(cost), replicated=acked >= wait)
+
+    async def _end_on_cluster(
+        self, key: str, keys_: list[str], args: list[Any], counters: Any
+    ) -> Totals:
+        """The conversation's slot on its primary's own connection (script + WAIT), the org's
+        counters (another slot, maybe another node) beside it."""
+        (totals, wait, acked), _ = await asyncio.gather(
+            self.replication.run_on_primary(key, self._end, keys_, args), counters.execute()
+        )
+        tin, tout, cost = totals
         return Totals(int(tin), int(tout), int(cost), replicated=acked >= wait)
 
     async def message_conversation_id(self, message_id: str) -> str | None:

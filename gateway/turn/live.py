@@ -28,6 +28,7 @@ log = logging.getLogger("gateway.live")
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL_MS = 6000
 MAX_UNSTORED = 10_000  # final writes kept in memory while Redis is away
+CLOSE_TIMEOUT = 5.0  # seconds the background tasks get to stop at shutdown
 UNTIL_STORED = Backoff(first=0.5, factor=None, step=0.5, cap=5.0)  # 0.5 s, 1 s, ... 5 s, forever
 
 
@@ -72,11 +73,10 @@ class Live:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        # bounded: a task that ignores its cancellation must not hold the shutdown forever
+        _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT)
+        if stuck:
+            log.error("shutdown: %s did not stop", ", ".join(t.get_name() for t in stuck))
         await self.writer.flush()
         if self._unstored:  # a last chance for writes that wait for Redis
             _, lost = await asyncio.wait(self._unstored, timeout=5)

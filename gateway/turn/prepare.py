@@ -103,27 +103,12 @@ class Preparation:
         session_id = ctx.session.id if ctx.session else None
         asked = ask.text if ask.text is not None else (ask.messages or [])[-1].content
         prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
-        if ask.text is not None:
-            messages = build_context(
-                ctx.history,
-                prompt,
-                context_window=model.context_window,
-                max_output=model.max_output_tokens,
-            )
-        else:
-            messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
-        limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
         turn = Turn(
             principal=principal,
             org_id=org_id,
             model=model,
             provider=provider,
-            request=ChatRequest(
-                model=model.upstream_model,
-                messages=messages,
-                max_output_tokens=limit,
-                temperature=ask.temperature,
-            ),
+            request=self._request(ask, ctx, prompt),
             conversation=conv,
             session_id=session_id,
             on_disconnect=ask.on_disconnect,
@@ -149,6 +134,29 @@ class Preparation:
             )
             await self._begin(turn)
         return turn
+
+    @staticmethod
+    def _request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
+        """What the provider gets: the stored history plus the prompt (trimmed to the context
+        window) for a native route, the client's own messages for a compatible one; the
+        prompt as the pre stage left it (redacted, maybe)."""
+        model = ctx.entry.config
+        if ask.text is not None:
+            messages = build_context(
+                ctx.history,
+                prompt,
+                context_window=model.context_window,
+                max_output=model.max_output_tokens,
+            )
+        else:
+            messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
+        limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+        return ChatRequest(
+            model=model.upstream_model,
+            messages=messages,
+            max_output_tokens=limit,
+            temperature=ask.temperature,
+        )
 
     async def _stored_context(self, ask: Prompt) -> _Context:
         """A native route's turn: the session's conversation and its history."""

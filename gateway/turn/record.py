@@ -62,29 +62,8 @@ class Recorder:
         estimated = usage is None
         if usage is None:
             usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
-        answering = turn.answering or turn.model
-        # priced now, at the answering entry's prices: a later price change rewrites nothing
-        cost = prices_of(answering).cost_nusd(usage.input_tokens, usage.output_tokens)
-        message = Message(
-            id=turn.message_id,
-            conversation_id=turn.conversation.id if turn.conversation else "",
-            chat_session_id=turn.session_id,
-            role="assistant",
-            content=text,
-            status=STATUS.get(reason, reason),
-            created_at=now_ms(),
-            model_id=answering.id,
-            user_id=turn.principal.user_id,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            finish_reason=reason,
-            usage_estimated=estimated,
-            cost_nusd=cost,
-            error={"code": error.code, "message": error.message} if error else None,
-            policy=[
-                {"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations
-            ],
-        )
+        message = answer_message(turn, text, usage, reason, error, estimated=estimated)
+        cost = message.cost_nusd
         end = End(
             message_id=turn.message_id,
             finish_reason=reason,
@@ -109,21 +88,13 @@ class Recorder:
             await self.store.usage.record(message, tally, token_windows=token_windows)
             await self.store.events.record_violations(turn.org_id, records)
             return end
-        entries: list[resume_log.LogEntry] = []
-        if handle is not None and handle.log is not None:
-            await self.live.writer.settle()  # a batch in flight lands before this turn's last one
-            batch = self.live.writer.take(handle.log)
-            if batch is not None:
-                entries.append(batch)
-        if error is not None:
-            entries.append(resume_log.error_entry(error))
         write = functools.partial(
             self.store.turns.end,
             message,
             tally,
             lock_value=turn.lock_value,
             log=True,
-            log_entries=entries,
+            log_entries=await self._log_tail(handle, error),
             end_data=resume_log.end_data(end),
             log_ttl_s=self.settings.resume_ttl,
             token_windows=token_windows,
@@ -132,6 +103,20 @@ class Recorder:
         end.totals = await self._durably(write, message)
         end.stored = end.totals is not None
         return end
+
+    async def _log_tail(
+        self, handle: Running | None, error: ErrorEvent | None
+    ) -> list[resume_log.LogEntry]:
+        """The resume log's entries still to write before its end: the last deltas, the error."""
+        entries: list[resume_log.LogEntry] = []
+        if handle is not None and handle.log is not None:
+            await self.live.writer.settle()  # a batch in flight lands before this turn's last one
+            batch = self.live.writer.take(handle.log)
+            if batch is not None:
+                entries.append(batch)
+        if error is not None:
+            entries.append(resume_log.error_entry(error))
+        return entries
 
     async def _durably(
         self, write: Callable[[], Awaitable[Totals]], message: Message
@@ -209,3 +194,29 @@ class Recorder:
                     }
                 },
             )
+
+
+def answer_message(
+    turn: Turn, text: str, usage: Usage, reason: str, error: ErrorEvent | None, *, estimated: bool
+) -> Message:
+    """The assistant's message as it is stored, priced now at the answering entry's prices
+    (a later price change rewrites nothing)."""
+    answering = turn.answering or turn.model
+    return Message(
+        id=turn.message_id,
+        conversation_id=turn.conversation.id if turn.conversation else "",
+        chat_session_id=turn.session_id,
+        role="assistant",
+        content=text,
+        status=STATUS.get(reason, reason),
+        created_at=now_ms(),
+        model_id=answering.id,
+        user_id=turn.principal.user_id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        finish_reason=reason,
+        usage_estimated=estimated,
+        cost_nusd=prices_of(answering).cost_nusd(usage.input_tokens, usage.output_tokens),
+        error={"code": error.code, "message": error.message} if error else None,
+        policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
+    )
