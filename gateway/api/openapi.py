@@ -1464,6 +1464,17 @@ operation(
 )
 operation(
     "GET",
+    "/admin",
+    Operation(
+        "The admin page: usage and cost per day, models and their health, API keys, "
+        "violations, audit events (its data come from the API, with the token entered in it)",
+        PAGES,
+        auth="none",
+        responses={200: text_response("HTML", "text/html")},
+    ),
+)
+operation(
+    "GET",
     "/docs",
     Operation(
         "This document, rendered",
