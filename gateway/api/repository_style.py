@@ -8,7 +8,7 @@ session on the repository's model, so both API styles show and prompt it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -48,6 +48,7 @@ class CreateConversation(Body):
 class SendPrompt(Body):
     prompt: str = Field(min_length=1)
     stream: bool = False
+    on_disconnect: Literal["cancel", "continue"] = "cancel"  # a streamed answer, as stream_chat
 
 
 def conversation_json(c: Conversation) -> dict[str, Any]:
@@ -177,6 +178,7 @@ async def prompt(request: Request) -> Response:
             text=body.prompt,
             session_id=sid,
             org_id=conv.org_id,
+            on_disconnect=body.on_disconnect,
             **request_timing(request),
         )
     )

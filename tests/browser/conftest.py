@@ -77,12 +77,17 @@ class BrowserEnv:
 
 @pytest.fixture(scope="module")
 def env(
-    chromium: Any, redis_url: str, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+    chromium: Any,
+    redis_url: str,
+    upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BrowserEnv]:
     pages = StaticServer(PAGES).start()
     settings = gateway_settings(
-        tmp_path_factory.mktemp("browser"), redis_url,
-        test_config(upstream_server, BROWSER_CONFIG), {"GATEWAY_CORS_ORIGINS": pages.url},
+        tmp_path_factory.mktemp("browser"),
+        redis_url,
+        test_config(upstream_server, BROWSER_CONFIG),
+        {"GATEWAY_CORS_ORIGINS": pages.url},
     )
     gateway = GatewayServer(settings).start()
     proxy = CuttingProxy(gateway.port).start()

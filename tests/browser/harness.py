@@ -96,7 +96,9 @@ class CuttingProxy:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
-    async def _connection(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+    async def _connection(
+        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+    ) -> None:
         try:
             upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

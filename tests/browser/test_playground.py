@@ -46,7 +46,8 @@ def send(page, text: str) -> None:
 def stored_messages(env, conversation_id: str) -> list[dict]:
     r = httpx.get(
         f"{env.gateway.url}/api/conversation/messages",
-        params={"org_id": ORG, "conversation_id": conversation_id}, headers=bearer(ALICE),
+        params={"org_id": ORG, "conversation_id": conversation_id},
+        headers=bearer(ALICE),
     )
     assert r.status_code == 200, r.text
     return r.json()["messages"]
@@ -54,7 +55,9 @@ def stored_messages(env, conversation_id: str) -> list[dict]:
 
 def current_conversation_id(page, env) -> str:
     title = page.locator("#chat-heading").text_content()
-    r = httpx.get(f"{env.gateway.url}/api/conversation/list", params={"org_id": ORG}, headers=bearer(ALICE))
+    r = httpx.get(
+        f"{env.gateway.url}/api/conversation/list", params={"org_id": ORG}, headers=bearer(ALICE)
+    )
     return next(c["id"] for c in r.json()["conversations"] if c["title"] == title)
 
 
@@ -126,13 +129,26 @@ def test_playground_resumes_a_broken_stream_exactly_where_it_broke(page, env):
 
 
 def test_a_page_on_another_origin_streams_with_fetch_and_eventsource(page, env):
-    r = httpx.post(f"{env.gateway.url}/api/conversation/create?org_id={ORG}", json={"title": "cors"},
-                   headers=bearer(ALICE))
+    r = httpx.post(
+        f"{env.gateway.url}/api/conversation/create?org_id={ORG}",
+        json={"title": "cors"},
+        headers=bearer(ALICE),
+    )
     conversation = r.json()
-    r = httpx.post(f"{env.gateway.url}/api/conversation/create_session?org_id={ORG}",
-                   json={"conversation_id": conversation["id"], "model_id": "paced"}, headers=bearer(ALICE))
-    query = urlencode({"gw": env.gateway.url, "es": env.proxy.url, "token": ALICE, "org": ORG,
-                       "session": r.json()["id"]})
+    r = httpx.post(
+        f"{env.gateway.url}/api/conversation/create_session?org_id={ORG}",
+        json={"conversation_id": conversation["id"], "model_id": "paced"},
+        headers=bearer(ALICE),
+    )
+    query = urlencode(
+        {
+            "gw": env.gateway.url,
+            "es": env.proxy.url,
+            "token": ALICE,
+            "org": ORG,
+            "session": r.json()["id"],
+        }
+    )
     env.proxy.arm(after=3)  # the EventSource's first connection breaks after 3 content events
     page.goto(f"{env.second_origin.url}/cross_origin.html?{query}")
     page.wait_for_function("window.result && window.result.done", timeout=20_000)
@@ -142,9 +158,13 @@ def test_a_page_on_another_origin_streams_with_fetch_and_eventsource(page, env):
     fetched = result["fetch"]
     assert fetched["status"] == 200 and fetched["requestId"]
     assert fetched["events"][0] == "start" and fetched["events"][-1] == "end"
-    assert fetched["end"]["finish_reason"] == "stop" and fetched["end"]["usage"]["output_tokens"] > 0
+    assert (
+        fetched["end"]["finish_reason"] == "stop" and fetched["end"]["usage"]["output_tokens"] > 0
+    )
     ids = fetched["ids"]
-    assert len(ids) > 10 and ids == [f"{fetched['start']['message_id']}:{i}" for i in range(1, len(ids) + 1)]
+    assert len(ids) > 10 and ids == [
+        f"{fetched['start']['message_id']}:{i}" for i in range(1, len(ids) + 1)
+    ]
 
     es = result["es"]
     assert env.proxy.cuts == 1 and es["drops"] >= 1 and es["opens"] >= 2  # broke, reconnected

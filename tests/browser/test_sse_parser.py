@@ -29,7 +29,7 @@ async ([chunks]) => {
 
 STREAM = (
     'event: start\ndata: {"message_id":"m1","model":"demo"}\n\n'
-    ': ping\n\n'
+    ": ping\n\n"
     'event: content\nid: m1:1\ndata: {"delta":"Hé"}\n\n'
     'event: content\nid: m1:2\ndata: {"delta":"llo 🌍"}\n\n'
     'event: end\ndata: {"message_id":"m1","finish_reason":"stop"}\n\n'
@@ -120,7 +120,9 @@ def test_comments_multiline_data_and_field_details(parse):
 
 
 def test_a_frame_cut_off_by_the_end_of_the_stream_is_dropped(parse):
-    out = parse('event: content\nid: m:1\ndata: {"delta":"a"}\n\nevent: content\nid: m:2\ndata: {"del')
+    out = parse(
+        'event: content\nid: m:1\ndata: {"delta":"a"}\n\nevent: content\nid: m:2\ndata: {"del'
+    )
     assert [e["id"] for e in out["events"]] == ["m:1"] and out["partial"] is True
     out = parse("data: x\n")  # the line ended, the frame did not
     assert out["events"] == [] and out["partial"] is True

@@ -60,12 +60,18 @@ async def test_stream_chat_yields_typed_events(gateway_server, alice, upstream, 
         assert (err.value.status, err.value.code) == (404, "model_not_found")
 
 
-async def test_a_dropped_connection_is_resumed_without_loss_or_repeats(gateway_server, alice, upstream, redis):
+async def test_a_dropped_connection_is_resumed_without_loss_or_repeats(
+    gateway_server, alice, upstream, redis
+):
     words = [f"w{chr(97 + i)} " for i in range(20)]
     upstream.script(Reply(chunks=words, delay=0.02))
     transport = CutFirstStream(cut=900)
-    http = httpx.AsyncClient(base_url=gateway_server.url, transport=transport,
-                             headers={"Authorization": f"Bearer {alice}"}, timeout=30)
+    http = httpx.AsyncClient(
+        base_url=gateway_server.url,
+        transport=transport,
+        headers={"Authorization": f"Bearer {alice}"},
+        timeout=30,
+    )
     async with GatewayClient(gateway_server.url, alice, org_id=ORG, http=http) as gw:
         conv = await gw.create_conversation("resumed")
         session = await gw.create_session(conv["id"], "gpt")
