@@ -2,12 +2,13 @@
 of UTC hours, days or months, and the groups of any of org, workspace, repository, user, key
 and model, under the conversations' role rules. An org admin (and the platform admin) sees
 the org's; a workspace admin what was used in the workspaces they manage, plus their own; a
-user their own (read from their own buckets, never the org's).
+user their own (only their fields leave Redis: an HSCAN MATCH on the org's buckets).
 
 The buckets are storage/usage.py's. The work of one request is bounded before anything is
 summed: the window is cut to what the buckets retain, at most MAX_HASHES bucket hashes are
 read and at most MAX_ROWS fields summed (HLEN first: a request that would read more is
-refused with 400, saying how to narrow it).
+refused with 400, saying how to narrow it); a user's request walks those fields in Redis and
+brings back only their own.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ DEFAULT_SPAN_MS = {"h": 86_400_000, "d": 30 * 86_400_000, "m": 366 * 86_400_000}
 BUCKET_SLACK_MS = {"h": 3_600_000, "d": 86_400_000, "m": 31 * 86_400_000}
 MAX_ORGS = 200  # orgs one request of the platform admin may span without naming one
 MAX_HASHES = 5_000
-MAX_ROWS = 200_000
+MAX_ROWS = 200_000  # fields summed here
+MAX_WALKED = 2_000_000  # fields Redis walks for a user's own usage (their rows only come back)
 MAX_GROUP_BY_CHARS = 100
 READ_CHUNK = 200  # bucket hashes per round trip
 
@@ -155,36 +157,26 @@ class UsageView:
             raise ValidationFailed(f"more than {MAX_ORGS} orgs have usage: name one with org_id")
         return found
 
-    def _hashes(
-        self, caller: Principal, orgs: list[str], window: Window
-    ) -> list[tuple[str, str, str]]:
-        """(org, bucket, hash name) of every bucket hash to read: a user's own copies."""
+    def _hashes(self, orgs: list[str], window: Window) -> list[tuple[str, str, str]]:
+        """(org, bucket, hash name) of every bucket hash to read."""
         buckets = window.buckets()
-        own = caller.role == "user"
-        out = []
-        for org in orgs:
-            for b in buckets:
-                name = (
-                    keys.user_usage_bucket(org, caller.user_id, window.grain, b)
-                    if own
-                    else keys.usage_bucket(org, window.grain, b)
-                )
-                out.append((org, b, name))
-        return out
+        return [(o, b, keys.usage_bucket(o, window.grain, b)) for o in orgs for b in buckets]
 
     async def answer(
         self, caller: Principal, orgs: list[str], window: Window, group_by: tuple[str, ...]
     ) -> dict[str, Any]:
-        hashes = self._hashes(caller, orgs, window)
+        hashes = self._hashes(orgs, window)
         if len(hashes) > MAX_HASHES:
             raise ValidationFailed(
                 f"the window spans {len(hashes)} buckets (at most {MAX_HASHES}): "
                 "use a coarser bucket, a shorter window or one org_id"
             )
+        own = caller.role == "user"  # walked in Redis, only the user's rows come back
+        limit = MAX_WALKED if own else MAX_ROWS
         rows = sum(await self.store.usage.sizes([h for _, _, h in hashes])) if hashes else 0
-        if rows > MAX_ROWS:
+        if rows > limit:
             raise ValidationFailed(
-                f"the window holds {rows} usage rows (at most {MAX_ROWS} per request): "
+                f"the window holds {rows} usage rows (at most {limit} per request): "
                 "use a coarser bucket, a shorter window or one org_id"
             )
         rule = _rule(caller)
@@ -194,7 +186,12 @@ class UsageView:
         names: dict[str, Ids | None] = {}  # a field name recurs in every bucket: parse it once
         for start in range(0, len(hashes), READ_CHUNK):
             chunk = hashes[start : start + READ_CHUNK]
-            found = await self.store.usage.read([h for _, _, h in chunk])
+            names_ = [h for _, _, h in chunk]
+            found = await (
+                self.store.usage.read_user(names_, caller.user_id)
+                if own
+                else self.store.usage.read(names_)
+            )
             for (org, bucket, _), fields in zip(chunk, found, strict=True):
                 for name, value in fields.items():
                     if name not in names:

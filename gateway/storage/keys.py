@@ -120,13 +120,8 @@ def org_api_keys(org: str) -> str:
 
 def usage_bucket(org: str, grain: str, bucket: str) -> str:
     """Usage of one hour, day or month (grain h, d, m; bucket YYYYMMDDHH, YYYYMMDD, YYYYMM):
-    a hash of JSON [workspace, repository, user, key, model] -> "in,out,cost,requests"."""
+    a hash of JSON [user, workspace, repository, key, model] -> "in,out,cost,requests"."""
     return f"{P}{{o:{org}}}:usage:{grain}:{bucket}"
-
-
-def user_usage_bucket(org: str, user: str, grain: str, bucket: str) -> str:
-    """One user's share of usage_bucket (the same fields)."""
-    return f"{P}{{o:{org}}}:uusage:{user}:{grain}:{bucket}"
 
 
 # -- the platform ---------------------------------------------------------------------------
@@ -175,7 +170,3 @@ def provider_keys_pattern() -> str:
 
 def usage_bucket_pattern(org: str = "*") -> str:
     return f"{P}{{o:{org}}}:usage:*"
-
-
-def user_usage_bucket_pattern(org: str = "*") -> str:
-    return f"{P}{{o:{org}}}:uusage:*"

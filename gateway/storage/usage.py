@@ -3,21 +3,20 @@ usage buckets that GET /usage reads, and a turn's tokens in each rate-limit toke
 Counted once per message: a write retried after Redis came back does not count it twice.
 
 Buckets. Each turn adds its tokens, cost and one request to three hashes of its org, the
-UTC hour, day and month it ended in, under one field per (workspace, repository, user, API
+UTC hour, day and month it ended in, under one field per (user, workspace, repository, API
 key, model): `gw:{o:<org>}:usage:<h|d|m>:<YYYYMMDDHH|YYYYMMDD|YYYYMM>`, field the JSON array
-of those five ids, value "<input tokens>,<output tokens>,<cost in nano-USD>,<requests>";
-and the same to three hashes of its user (`...:uusage:<user>:<h|d|m>:<bucket>`), so that a
-user's own usage is read without the org's. Any grouping of the five (and of the org) is
-summed from the fields when read, so one write serves every group_by. A bucket expires
-RETENTION after it ends, so an org holds at most 8 x 24 hour, 400 day and 25 month buckets
-(and each user as many), each with one field per combination that was active in it
+of those five ids, value "<input tokens>,<output tokens>,<cost in nano-USD>,<requests>".
+Any grouping of the five (and of the org) is summed from the fields when read, so one write
+serves every group_by; the user comes first so that one user's fields are found by an
+HSCAN MATCH on the prefix (a user's own usage is never read into the gateway whole). A
+bucket expires RETENTION after it ends, so an org holds at most 8 x 24 hour, 400 day and 25
+month buckets, each with one field per combination that was active in it
 (bench/usage_buckets.py measures the bytes). All of it happens inside the end-of-turn
 script that counted tokens already: no round trip is added.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from gateway.storage import keys
 from gateway.storage.records import Message
 from gateway.storage.scripts import Script
 
+SCAN_COUNT = 5000  # fields Redis walks per HSCAN step of a user's own usage
 COUNTED_TTL = 3600  # a retry after a lost reply comes within seconds; an hour is ample
 GRAINS = ("h", "d", "m")
 RETENTION = {"h": 8 * 86_400, "d": 400 * 86_400, "m": 762 * 86_400}  # after the bucket ends
@@ -53,7 +53,8 @@ for b = 1, nb do
     i, o, c, n = tonumber(a), tonumber(bb), tonumber(cc), tonumber(d)
   end
   redis.call('HSET', key, ARGV[5], string.format('%d,%d,%d,%d', i + tin, o + tout, c + cost, n + 1))
-  redis.call('EXPIREAT', key, ARGV[6 + b])
+  -- a field that existed lives in a bucket whose expiry its first write set
+  if not v then redis.call('EXPIREAT', key, ARGV[6 + b]) end
 end
 local at = 7 + nb
 local nf = tonumber(ARGV[at])
@@ -108,8 +109,18 @@ def buckets_between(grain: str, since_ms: int, until_ms: int) -> Iterator[str]:
         t = _next(grain, t)
 
 
-def _expire_at(grain: str, bucket: str) -> int:
-    return calendar.timegm(bucket_end(grain, bucket).utctimetuple()) + RETENTION[grain]
+def _buckets_of(ms: int) -> list[tuple[str, str, int]]:
+    """(grain, bucket, EXPIREAT instant) of the hour, day and month holding `ms`, computed
+    from the instant itself (no string parsing: this runs once per turn)."""
+    t = _utc(ms)
+    hour = datetime(t.year, t.month, t.day, t.hour, tzinfo=UTC)
+    day = datetime(t.year, t.month, t.day, tzinfo=UTC)
+    month = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
+    return [
+        ("h", f"{t:%Y%m%d%H}", int(hour.timestamp()) + 3600 + RETENTION["h"]),
+        ("d", f"{t:%Y%m%d}", int(day.timestamp()) + 86_400 + RETENTION["d"]),
+        ("m", f"{t:%Y%m}", int(month.timestamp()) + RETENTION["m"]),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +134,26 @@ class Tally:
 
 
 def group_field(tally: Tally, msg: Message) -> str:
-    """JSON [workspace, repository, user, key, model]: any id survives, whatever it holds."""
+    """JSON [user, workspace, repository, key, model]: any id survives, whatever it holds."""
     return json.dumps(
         [
+            msg.user_id or "",
             tally.workspace_id or "",
             tally.repo_id or "",
-            msg.user_id or "",
             tally.key_id or "",
             msg.model_id or "",
         ],
         separators=(",", ":"),
     )
+
+
+_GLOB = {c: "\\" + c for c in "*?[]\\"}
+
+
+def user_fields_pattern(user_id: str) -> str:
+    """The HSCAN MATCH pattern of one user's fields: the JSON prefix, glob-escaped."""
+    prefix = "[" + json.dumps(user_id) + ","
+    return "".join(_GLOB.get(c, c) for c in prefix) + "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +171,7 @@ class Row:
     requests: int
 
 
-Ids = tuple[str, str, str, str, str]  # workspace, repository, user, key, model
+Ids = tuple[str, str, str, str, str]  # workspace, repository, user, key, model (Row's order)
 
 
 def parse_ids(name: str) -> Ids | None:
@@ -161,7 +181,7 @@ def parse_ids(name: str) -> Ids | None:
         return None
     if not isinstance(ids, list) or len(ids) != 5:
         return None
-    ws, repo, user, key, model = (str(i) for i in ids)
+    user, ws, repo, key, model = (str(i) for i in ids)
     return ws, repo, user, key, model
 
 
@@ -198,12 +218,9 @@ class Usage:
             scopes.append(f":user:{msg.user_id}")
         if tally.key_id:
             scopes.append(f":key:{tally.key_id}")
-        buckets = [(g, bucket_of(g, msg.created_at)) for g in GRAINS]
-        bucket_keys = [keys.usage_bucket(org_id, g, b) for g, b in buckets]
-        expiries = [_expire_at(g, b) for g, b in buckets]
-        if msg.user_id:  # the user's own copy: what a user's GET /usage reads
-            bucket_keys += [keys.user_usage_bucket(org_id, msg.user_id, g, b) for g, b in buckets]
-            expiries += expiries
+        buckets = _buckets_of(msg.created_at)
+        bucket_keys = [keys.usage_bucket(org_id, g, b) for g, b, _ in buckets]
+        expiries = [at for _, _, at in buckets]
         self._count_once.queue(
             pipe,
             [
@@ -252,6 +269,25 @@ class Usage:
         for name in names:
             pipe.hgetall(name)
         return cast(list[dict[str, str]], await pipe.execute())
+
+    async def read_user(self, names: Sequence[str], user_id: str) -> list[dict[str, str]]:
+        """One user's fields of each bucket hash: Redis walks each hash (HSCAN MATCH), only
+        the user's fields travel; a round trip per SCAN_COUNT fields of the largest."""
+        pattern = user_fields_pattern(user_id)
+        found: list[dict[str, str]] = [{} for _ in names]
+        cursors = {i: 0 for i in range(len(names))}
+        while cursors:
+            pipe = self.redis.pipeline(transaction=False)
+            for i, cursor in cursors.items():
+                pipe.hscan(names[i], cursor, match=pattern, count=SCAN_COUNT)
+            replies = await pipe.execute()
+            for (i, _), (cursor, fields) in zip(list(cursors.items()), replies, strict=True):
+                found[i].update(cast(dict[str, str], fields))
+                if int(cursor) == 0:
+                    del cursors[i]
+                else:
+                    cursors[i] = int(cursor)
+        return found
 
     async def orgs(self, limit: int) -> list[str]:
         """Orgs with recorded usage, at most `limit` (+1 tells the caller there are more)."""

@@ -38,17 +38,14 @@ async def test_one_turn_fills_each_bucket_once_however_often_it_is_written(store
     for _ in range(3):  # a write retried after its reply was lost
         await store.usage.record(answer(), tally)
     await store.usage.record(answer("m2", input_tokens=5, output_tokens=5, cost_nusd=7), tally)
-    field = json.dumps(["ws-1", "repo-1", "alice", "k123", "gpt"], separators=(",", ":"))
+    field = json.dumps(["alice", "ws-1", "repo-1", "k123", "gpt"], separators=(",", ":"))
     for grain in ("h", "d", "m"):
         bucket = bucket_of(grain, AT)
-        for key in (
-            keys.usage_bucket("acme", grain, bucket),
-            keys.user_usage_bucket("acme", "alice", grain, bucket),
-        ):
-            assert await redis.hgetall(key) == {field.encode(): b"125,35,36007,2"}, key
-            expire_at = int(bucket_end(grain, bucket).timestamp()) + RETENTION[grain]
-            ttl = await redis.ttl(key)  # Redis 6.2 has no EXPIRETIME
-            assert abs(expire_at - int(datetime.now(UTC).timestamp()) - ttl) <= 2, key
+        key = keys.usage_bucket("acme", grain, bucket)
+        assert await redis.hgetall(key) == {field.encode(): b"125,35,36007,2"}, key
+        expire_at = int(bucket_end(grain, bucket).timestamp()) + RETENTION[grain]
+        ttl = await redis.ttl(key)  # Redis 6.2 has no EXPIRETIME
+        assert abs(expire_at - int(datetime.now(UTC).timestamp()) - ttl) <= 2, key
     assert await redis.smembers(keys.USAGE_ORGS) == {b"acme"}
     # the running counters are unchanged in shape (tokens per org, model, user, key)
     assert await store.usage.of_org("acme") == {
@@ -68,7 +65,30 @@ async def test_any_id_survives_the_field_encoding(store, redis):
     await store.usage.record(answer(user_id="ü:ser|x"), Tally("acme", None, odd, None))
     day = keys.usage_bucket("acme", "d", bucket_of("d", AT))
     [(name, value)] = (await redis.hgetall(day)).items()
-    assert json.loads(name) == [odd, "", "ü:ser|x", "", "gpt"] and value == b"120,30,36000,1"
+    assert json.loads(name) == ["ü:ser|x", odd, "", "", "gpt"] and value == b"120,30,36000,1"
+
+
+async def test_a_users_own_fields_are_found_whatever_their_id_holds(store, redis):
+    """HSCAN MATCH on the JSON prefix: glob characters in an id match only themselves."""
+    tricky = ["a*", "a?", "a[b]", 'a"q', "a\\b", "a", "ab"]
+    for i, user in enumerate(tricky):
+        await store.usage.record(answer(f"m{i}", user_id=user), Tally("acme"))
+    day = keys.usage_bucket("acme", "d", bucket_of("d", AT))
+    for user in tricky:
+        [fields] = await store.usage.read_user([day], user)
+        assert [json.loads(name)[0] for name in fields] == [user], user
+
+
+async def test_a_users_fields_of_a_large_bucket_come_back_whole(store, redis):
+    day = keys.usage_bucket("acme", "d", bucket_of("d", AT))
+    await redis.hset(
+        day, mapping={json.dumps([f"u{i}", "", "", "", "m"]): "1,1,1,1" for i in range(30_000)}
+    )
+    await redis.hset(
+        day, mapping={json.dumps(["me", "", "", f"k{i}", "m"]): "1,1,1,1" for i in range(700)}
+    )
+    [fields] = await store.usage.read_user([day], "me")
+    assert len(fields) == 700
 
 
 async def test_large_sums_stay_exact(store, redis):
