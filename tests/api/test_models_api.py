@@ -221,6 +221,8 @@ async def test_org_admins_manage_their_orgs_own_models_and_nobody_elses(
     assert r.status_code == 403
     r = await put(client, ORG_ADMIN, "platform-wide", demo)
     assert r.status_code == 409 and r.json()["code"] == "model_exists"
+    r = await client.http.get("/admin/models?org_id=org-2", headers=bearer(ORG_ADMIN))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden_org"
     for who in (WS_ADMIN, alice):
         r = await client.http.get("/admin/models", headers=bearer(who))
         assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
@@ -292,6 +294,19 @@ async def test_the_connection_test_reports_latency_or_the_providers_error(
     r = await client.http.post("/admin/models/gpt/test", headers=bearer(ORG_ADMIN))
     assert r.status_code == 403
     assert len(upstream.requests) == 3
+
+
+async def test_a_connection_test_never_outlasts_the_entrys_timeouts(client, admin, upstream, redis):
+    body = openai_entry(upstream, connect_timeout=1, read_timeout=1)
+    assert (await put(client, admin, "sluggish", body)).status_code == 201
+    upstream.script(Reply(chunks=["late"], first_delay=5.0))
+    started = time.monotonic()
+    r = await client.http.post("/admin/models/sluggish/test", headers=bearer(admin))
+    result = r.json()["result"]
+    assert result["ok"] is False and result["error_kind"] == "timeout", result
+    assert time.monotonic() - started < 4.5  # its own 2 s at most, not the upstream's 5 s
+    stored = json.loads(await redis.hget(keys.MODEL_HEALTH, "sluggish"))
+    assert stored["error_kind"] == "timeout"
 
 
 # -- abuse --------------------------------------------------------------------------------------

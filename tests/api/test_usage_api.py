@@ -254,6 +254,17 @@ async def test_bad_queries_are_400(api, cast, params):
     assert r.status_code == 400 and r.json()["code"] == "validation_error", r.text
 
 
+async def test_an_answer_holds_a_bounded_number_of_points(api, cast, redis):
+    """20,001 users on one day, grouped by user: refused, however few the rows."""
+    day = bucket_of("d", int(datetime.now(UTC).timestamp() * 1000))
+    fields = {json.dumps([f"u{i}", "", "", "", "gpt"]): "1,1,1,1" for i in range(20_001)}
+    await redis.hset(keys.usage_bucket(ORG, "d", day), mapping=fields)
+    r = await get_usage(api, cast.org_admin, group_by="user")
+    assert r.status_code == 400 and "more than 20000 points" in r.json()["message"]
+    r = await get_usage(api, cast.org_admin, group_by="model")  # one group: fine
+    assert r.status_code == 200 and r.json()["totals"]["requests"] == 20_001
+
+
 async def test_a_request_that_would_sum_too_many_rows_is_refused(api, cast, redis):
     """200,001 combinations in one day bucket (forged, as no gateway would make them)."""
     day = bucket_of("d", int(datetime.now(UTC).timestamp() * 1000))
