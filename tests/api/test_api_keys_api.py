@@ -235,7 +235,7 @@ async def test_an_org_holds_at_most_a_thousand_keys(client, redis):
     assert (await mint(client, OTHER_ORG_ADMIN)).status_code == 201  # another org's own bound
 
 
-async def test_the_cli_and_the_api_are_one_code_path(client, redis, redis_url):
+async def test_the_cli_and_the_api_are_one_code_path(client, redis, redis_url, redis_env):
     made = run_cli(
         "keys",
         "create",
@@ -248,6 +248,7 @@ async def test_the_cli_and_the_api_are_one_code_path(client, redis, redis_url):
         "--workspace",
         "ws-1",
         GATEWAY_REDIS_URL=redis_url,
+        **redis_env,
     )
     assert made.returncode == 0, made.stderr
     key = made.stdout.split("only its hash is kept): ")[1].strip()
@@ -256,13 +257,13 @@ async def test_the_cli_and_the_api_are_one_code_path(client, redis, redis_url):
     assert r.json()["api_key"]["created_by"] == "cli" and r.json()["api_key"]["user"] == "cli-user"
     assert (await client.create_conversation(key))["created_by"] == "cli-user"
     over_http = (await mint(client, ORG_ADMIN)).json()
-    listed = run_cli("keys", "list", GATEWAY_REDIS_URL=redis_url)
+    listed = run_cli("keys", "list", GATEWAY_REDIS_URL=redis_url, **redis_env)
     assert {json.loads(line)["key_id"] for line in listed.stdout.splitlines()} == {
         key_id,
         over_http["id"],
     }
     started = time.monotonic()
-    revoked = run_cli("keys", "revoke", over_http["id"], GATEWAY_REDIS_URL=redis_url)
+    revoked = run_cli("keys", "revoke", over_http["id"], GATEWAY_REDIS_URL=redis_url, **redis_env)
     assert revoked.returncode == 0, revoked.stderr
     r, _ = await first_refusal(client, over_http["key"])
     assert r.status_code == 401 and time.monotonic() - started < 30

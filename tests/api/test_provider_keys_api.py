@@ -270,14 +270,15 @@ async def test_without_a_kek_setting_a_key_is_refused_with_a_clear_error(gateway
     assert await envelopes(redis) == {} and await redis.exists(keys.KEKS) == 0
 
 
-async def test_a_wrong_kek_fails_loudly_at_start(api, cast, redis, redis_url, tmp_path):
+async def test_a_wrong_kek_fails_loudly_at_start(api, cast, redis, redis_url, redis_env, tmp_path):
     await put_repo(api, cast.org_admin, "team", workspace_id="ws-1", model="gpt")
     assert (await put_key(api, cast.org_admin, "team", "openai", SECRET)).status_code == 201
     for kek, says in (
         (NEW_KEK, "does not hold the key-encryption key"),
         ("", "no GATEWAY_ENCRYPTION_KEY"),
     ):
-        settings = gateway_settings(tmp_path, redis_url, "", {"GATEWAY_ENCRYPTION_KEY": kek})
+        env = {**redis_env, "GATEWAY_ENCRYPTION_KEY": kek}
+        settings = gateway_settings(tmp_path, redis_url, "", env)
         with pytest.raises(KekMismatch, match=says):
             await open_gateway(settings, Metrics())
     # and `serve` says so, and stops
@@ -286,6 +287,7 @@ async def test_a_wrong_kek_fails_loudly_at_start(api, cast, redis, redis_url, tm
         "--port",
         str(free_port()),
         GATEWAY_REDIS_URL=redis_url,
+        **redis_env,
         GATEWAY_ADMIN_TOKEN="an-admin-token-of-enough-length",
         GATEWAY_ENCRYPTION_KEY=NEW_KEK,
         timeout=60,
@@ -296,7 +298,7 @@ async def test_a_wrong_kek_fails_loudly_at_start(api, cast, redis, redis_url, tm
 
 
 async def test_a_kek_rotation_keeps_every_repository_working(
-    api, cast, gateway_factory, upstream, redis, redis_url
+    api, cast, gateway_factory, upstream, redis, redis_url, redis_env
 ):
     await put_repo(api, cast.org_admin, "team-a", workspace_id="ws-1", model="gpt")
     await put_repo(api, cast.admin, "team-b", org_id=OTHER_ORG, workspace_id="ws-9", model="claude")
@@ -314,7 +316,7 @@ async def test_a_kek_rotation_keeps_every_repository_working(
             f"/conversation/{b}/prompt", json={"prompt": "before"}, headers=bearer(cast.mallory)
         )
         assert r.status_code == 200, r.text
-        done = run_cli("keys", "rotate-kek", GATEWAY_REDIS_URL=redis_url, **both)
+        done = run_cli("keys", "rotate-kek", GATEWAY_REDIS_URL=redis_url, **redis_env, **both)
         assert done.returncode == 0, done.stderr
         assert "2 keys re-wrapped" in done.stdout
         assert {
