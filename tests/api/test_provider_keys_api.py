@@ -224,7 +224,7 @@ async def test_a_config_repositorys_key_is_the_files(api, cast, redis):
         ("openai", {}),
     ],
 )
-async def test_bad_keys_are_400_and_store_nothing(api, cast, redis, provider, body):
+async def test_bad_provider_keys_are_400_and_store_nothing(api, cast, redis, provider, body):
     await put_repo(api, cast.org_admin, "team", workspace_id="ws-1", model="gpt")
     r = await api.http.put(
         f"/admin/repositories/team/provider-keys/{provider}",
