@@ -97,14 +97,15 @@ async def end_of_turn_cost(store: Store, n: int = 500, rounds: int = 5) -> list[
         store.usage.queue(pipe, m, Tally(ORG, "k1", "ws-1", "repo-1"), windows)
         await pipe.execute()
 
-    results: dict[str, list[tuple[float, float, float, float, float]]] = {"old": [], "new": []}
+    results: dict[str, list[tuple[float, ...]]] = {"old": [], "new": []}
     for r in range(rounds):
         for name, run in (("old", old), ("new", new)):
             first = await commandstats(store)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(n):
                 await run(r * n + i)
             wall = (time.perf_counter() - t0) / n * 1e6
+            cpu = (time.process_time() - c0) / n * 1e6
             last = await commandstats(store)
             calls = {k: last[k][0] - first.get(k, (0, 0))[0] for k in last}
             usec = sum(
@@ -112,18 +113,19 @@ async def end_of_turn_cost(store: Store, n: int = 500, rounds: int = 5) -> list[
             )
             inner = sum(c for k, c in calls.items() if k not in ("eval", "info", "sadd")) / n
             results[name].append(
-                (calls.get("eval", 0) / n, calls.get("sadd", 0) / n, inner, usec / n, wall)
+                (calls.get("eval", 0) / n, calls.get("sadd", 0) / n, inner, usec / n, wall, cpu)
             )
     rows = []
     for name, label in (("old", "before (tokens only)"), ("new", "now (+ cost, 3 buckets)")):
-        evals, sadds, inner, usec, wall = (
-            statistics.median(x[k] for x in results[name]) for k in range(5)
+        evals, sadds, inner, usec, wall, cpu = (
+            statistics.median(x[k] for x in results[name]) for k in range(6)
         )
         rows.append(
             (
                 label,
                 f"1 round trip; {evals:.0f} EVAL + {sadds:.0f} SADD; {inner:.0f} commands in "
-                f"the script; Redis CPU {usec:.1f} us; client wall {wall:.0f} us",
+                f"the script; Redis CPU {usec:.1f} us; client CPU {cpu:.0f} us, "
+                f"wall {wall:.0f} us",
             )
         )
     return rows
@@ -189,6 +191,12 @@ async def reading(store: Store, days: int) -> list[tuple[str, str]]:
             ("model", "user"),
         ),
         ("org admin, 30 days by day, no grouping", Principal("o", "org_admin", ORG), "d", ()),
+        (
+            "org admin, 30 days by day, group_by=model",
+            Principal("o", "org_admin", ORG),
+            "d",
+            ("model",),
+        ),
         (
             "org admin, 24 hours by hour, group_by=model",
             Principal("o", "org_admin", ORG),

@@ -17,6 +17,7 @@ script that counted tokens already: no round trip is added.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -113,14 +114,18 @@ def _buckets_of(ms: int) -> list[tuple[str, str, int]]:
     """(grain, bucket, EXPIREAT instant) of the hour, day and month holding `ms`, computed
     from the instant itself (no string parsing: this runs once per turn)."""
     t = _utc(ms)
-    hour = datetime(t.year, t.month, t.day, t.hour, tzinfo=UTC)
-    day = datetime(t.year, t.month, t.day, tzinfo=UTC)
-    month = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
+    day = f"{t.year:04d}{t.month:02d}{t.day:02d}"
+    month = day[:6]
     return [
-        ("h", f"{t:%Y%m%d%H}", int(hour.timestamp()) + 3600 + RETENTION["h"]),
-        ("d", f"{t:%Y%m%d}", int(day.timestamp()) + 86_400 + RETENTION["d"]),
-        ("m", f"{t:%Y%m}", int(month.timestamp()) + RETENTION["m"]),
+        ("h", f"{day}{t.hour:02d}", (ms // 3_600_000 + 1) * 3600 + RETENTION["h"]),
+        ("d", day, (ms // 86_400_000 + 1) * 86_400 + RETENTION["d"]),
+        ("m", month, _month_end(t.year, t.month) + RETENTION["m"]),
     ]
+
+
+@functools.lru_cache(maxsize=64)
+def _month_end(year: int, month: int) -> int:
+    return int(datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp())
 
 
 @dataclass(frozen=True, slots=True)
