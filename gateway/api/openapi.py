@@ -1246,7 +1246,7 @@ operation(
     "GET",
     "/admin/api-keys",
     Operation(
-        "List API keys (never the keys)",
+        "List an org's API keys (never the keys)",
         ADMIN,
         params=(ORG_QUERY,),
         responses={200: json_response("the keys", "ApiKeyList")},

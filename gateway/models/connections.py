@@ -81,14 +81,14 @@ class Connections:
             key = await self.keys.key_for(org, repo_id, entry.config.provider)
         own_entry = entry.org_id is not None
         if key is None and own_entry and entry.config.provider != "demo":
+            missing = (
+                "this conversation has no repository"
+                if repo_id is None
+                else f"repository {repo_id!r} has none"
+            )
             raise NoCredential(
                 f"model {entry.id!r} is your organization's own: it answers with a "
-                f"repository's own {entry.config.provider} key, and "
-                + (
-                    "this conversation has no repository"
-                    if repo_id is None
-                    else f"repository {repo_id!r} has none"
-                )
+                f"repository's own {entry.config.provider} key, and {missing}"
             )
         return self.clients.provider(entry, key, shared=not own_entry)
 
@@ -124,7 +124,7 @@ class Connections:
         if int(version) <= current:  # this worker's own change, or one already read
             return
         if int(version) > current + 1:  # one went by unheard: read everything again
-            await self._reset()
+            await self.reset()
             return
         await self._apply(scope)
         self.registry.version = version
@@ -134,12 +134,9 @@ class Connections:
         self.keys.forget_all()
         await self.registry.load()
 
-    async def _reset(self) -> None:
-        await self.reset()
-
     async def _listen(self) -> None:
         await self.store.pubsub.listen(
-            keys.MODELS_CHANNEL, self._heard, what="models listener", on_ready=self._reset
+            keys.MODELS_CHANNEL, self._heard, what="models listener", on_ready=self.reset
         )
 
     async def _poll(self) -> None:
@@ -147,7 +144,7 @@ class Connections:
             await asyncio.sleep(POLL_INTERVAL)
             try:
                 if await self.store.models.version() != self.registry.version:
-                    await self._reset()
+                    await self.reset()
                 await self.clients.sweep(self.registry.is_current)
             except asyncio.CancelledError:
                 raise

@@ -50,10 +50,11 @@ class ModelEntry:
 
     @property
     def uid(self) -> str:
-        """One version of one entry: what a provider client is built for."""
+        """One version of one entry: what a provider client is built for (JSON: ids may
+        hold any character)."""
         if self.source == "config":
-            return f"config:{self.id}"
-        return f"api:{self.org_id or '*'}:{self.id}:{self.updated_at}"
+            return json.dumps(["config", self.id])
+        return json.dumps(["api", self.org_id, self.id, self.updated_at])
 
     def to_record(self) -> str:
         return json.dumps(
@@ -151,12 +152,11 @@ class ModelRegistry:
     def is_current(self, uid: str) -> bool:
         """Whether an entry version is still the one served (a provider client built for
         any other may be closed once no turn uses it)."""
-        kind, _, rest = uid.partition(":")
-        if kind == "config":
-            return rest in self._config
-        scope, _, tail = rest.partition(":")
-        model_id = tail.rpartition(":")[0]
-        entries = self._shared if scope == "*" else self._orgs.get(scope, {})
+        parts = json.loads(uid)
+        if parts[0] == "config":
+            return bool(parts[1] in self._config)
+        _, org, model_id, _ = parts
+        entries = self._shared if org is None else self._orgs.get(org, {})
         entry = entries.get(model_id)
         return entry is not None and entry.uid == uid
 
