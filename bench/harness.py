@@ -49,7 +49,8 @@ except ImportError:
 from gateway.settings import Settings
 out = []
 for p in default_policies():
-    out.append(p.model_dump(exclude_none=True, mode="json") if hasattr(p, "model_dump") else dict(p))
+    dumped = p.model_dump(exclude_none=True, mode="json") if hasattr(p, "model_dump") else dict(p)
+    out.append(dumped)
 print(json.dumps({"builtin": "default_policies" in Settings.model_fields, "policies": out}))
 """
 
@@ -66,19 +67,25 @@ def default_policies_toml(src: Path) -> tuple[str, str]:
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), *site.getsitepackages()])}
         cmd.insert(1, "-S")
-    probe = subprocess.run(cmd, capture_output=True, text=True, cwd=src, timeout=60, env=env,
-                           check=False)
+    probe = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=src, timeout=60, env=env, check=False
+    )
     if probe.returncode != 0:
         why = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        return "", f"no policies configured: gateway.policy.engine.default_policies() unavailable ({why})"
+        return (
+            "",
+            f"no policies configured: gateway.policy.engine.default_policies() unavailable ({why})",
+        )
     import json
 
     found = json.loads(probe.stdout)
     ids = ", ".join(str(p.get("id")) for p in found["policies"]) or "none returned"
     if found["builtin"]:
         return "default_policies = true\n", f"default policies on (setting default_policies): {ids}"
-    out = ["[[policies]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in p.items())
-           for p in found["policies"]]
+    out = [
+        "[[policies]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in p.items())
+        for p in found["policies"]
+    ]
     return "\n".join(out), f"default policies configured as [[policies]]: {ids}"
 
 
@@ -159,8 +166,20 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for pkg in ("starlette", "uvicorn", "uvloop", "httptools", "sse-starlette", "redis",
-                "hiredis", "openai", "anthropic", "httpx2", "httpx", "pydantic"):
+    for pkg in (
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "sse-starlette",
+        "redis",
+        "hiredis",
+        "openai",
+        "anthropic",
+        "httpx2",
+        "httpx",
+        "pydantic",
+    ):
         try:
             from importlib.metadata import version
 
@@ -168,8 +187,14 @@ def machine_info() -> dict[str, Any]:
         except Exception:  # noqa: BLE001, S110 - a missing package is simply not listed
             pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=REPO, timeout=5, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     mem = 0
@@ -178,9 +203,14 @@ def machine_info() -> dict[str, Any]:
     except (OSError, ValueError, IndexError):
         pass
     return {
-        "cpu": model, "cores": os.cpu_count(), "memory_bytes": mem,
-        "kernel": platform.release(), "python": platform.python_version(),
-        "packages": versions, "commit": commit, "taskset": has_taskset(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_bytes": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": commit,
+        "taskset": has_taskset(),
     }
 
 
@@ -235,10 +265,14 @@ class Env:
         set_affinity(self.redis.process.pid, self.harness_cpus)  # type: ignore[union-attr]
         self.upstream_port = free_port()
         self.upstream = subprocess.Popen(
-            pinned([sys.executable, "-m", "bench.upstream", "--port", str(self.upstream_port)],
-                   self.harness_cpus),
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "upstream.log", "wb"),  # noqa: SIM115
-            start_new_session=True, cwd=REPO,
+            pinned(
+                [sys.executable, "-m", "bench.upstream", "--port", str(self.upstream_port)],
+                self.harness_cpus,
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "upstream.log", "wb"),  # noqa: SIM115
+            start_new_session=True,
+            cwd=REPO,
         )
         wait_port(self.upstream_port, self.upstream, self.workdir / "upstream.log")
         self.api_key = self._mint_key()
@@ -282,15 +316,17 @@ class Env:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update({
-            "GATEWAY_REDIS_URL": self.redis_url,
-            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-            "GATEWAY_DATA_DIR": str(self.workdir / "data"),
-            "GATEWAY_LOG_LEVEL": os.environ.get("BENCH_GATEWAY_LOG_LEVEL", "warning"),
-            "OPENAI_API_KEY": "sk-bench",
-            "ANTHROPIC_API_KEY": "sk-ant-bench",
-            "PYTHONPATH": os.pathsep.join(self.python_path()),
-        })
+        env.update(
+            {
+                "GATEWAY_REDIS_URL": self.redis_url,
+                "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "GATEWAY_DATA_DIR": str(self.workdir / "data"),
+                "GATEWAY_LOG_LEVEL": os.environ.get("BENCH_GATEWAY_LOG_LEVEL", "warning"),
+                "OPENAI_API_KEY": "sk-bench",
+                "ANTHROPIC_API_KEY": "sk-ant-bench",
+                "PYTHONPATH": os.pathsep.join(self.python_path()),
+            }
+        )
         return env
 
     def python_path(self) -> list[str]:
@@ -307,9 +343,29 @@ class Env:
 
     def _mint_key(self) -> str:
         out = subprocess.run(
-            [*self.python(), "-m", "gateway", "keys", "create", "--org", ORG, "--user",
-             "bench-user", "--role", "user", "--workspace", WORKSPACE, "--name", "Bench"],
-            env=self.env(), capture_output=True, text=True, timeout=60, cwd=self.src, check=False,
+            [
+                *self.python(),
+                "-m",
+                "gateway",
+                "keys",
+                "create",
+                "--org",
+                ORG,
+                "--user",
+                "bench-user",
+                "--role",
+                "user",
+                "--workspace",
+                WORKSPACE,
+                "--name",
+                "Bench",
+            ],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.src,
+            check=False,
         )
         match = re.search(r"(cgw_\S+)", out.stdout)
         if out.returncode != 0 or not match:
@@ -327,8 +383,20 @@ class Env:
         return path
 
     def command(self, port: int, workers: int, cpus: set[int] | None) -> list[str]:
-        cmd = [*self.python(), "-m", "gateway", "serve", "--host", HOST, "--port", str(port),
-               "--config", str(self.config_path()), "--workers", str(workers)]
+        cmd = [
+            *self.python(),
+            "-m",
+            "gateway",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--config",
+            str(self.config_path()),
+            "--workers",
+            str(workers),
+        ]
         return pinned(cmd, cpus)
 
     def start_gateway(
@@ -341,11 +409,15 @@ class Env:
         cmd = self.command(port, workers, cpus)
         if wrap:
             i = cmd.index("-m")
-            cmd = cmd[:cmd.index(sys.executable)] + wrap + cmd[i + 1:]  # keep "gateway serve ..."
+            cmd = cmd[: cmd.index(sys.executable)] + wrap + cmd[i + 1 :]  # keep "gateway serve ..."
         log = self.workdir / f"gateway-{port}.log"
         proc = subprocess.Popen(
-            cmd, env=self.env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            start_new_session=True, cwd=self.src,
+            cmd,
+            env=self.env(),
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,  # noqa: SIM115
+            start_new_session=True,
+            cwd=self.src,
         )
         self.gateway = Gateway(proc, port, workers, cpus, log)
         wait_ready(port, proc, log, workers=workers)
@@ -376,14 +448,22 @@ class Env:
         async def worker(conn: Connection) -> None:
             for i in todo:
                 status, conv = await call(
-                    conn, "POST", f"/api/conversation/create?org_id={ORG}", host=host,
-                    token=self.api_key, body={"title": f"bench {model} {i}", "workspace_id": WORKSPACE},
+                    conn,
+                    "POST",
+                    f"/api/conversation/create?org_id={ORG}",
+                    host=host,
+                    token=self.api_key,
+                    body={"title": f"bench {model} {i}", "workspace_id": WORKSPACE},
                 )
                 if status != 201:
                     raise RuntimeError(f"create conversation: HTTP {status}: {conv}")
                 status, sess = await call(
-                    conn, "POST", f"/api/conversation/create_session?org_id={ORG}", host=host,
-                    token=self.api_key, body={"conversation_id": conv["id"], "model_id": model},
+                    conn,
+                    "POST",
+                    f"/api/conversation/create_session?org_id={ORG}",
+                    host=host,
+                    token=self.api_key,
+                    body={"conversation_id": conv["id"], "model_id": model},
                 )
                 if status != 201:
                     raise RuntimeError(f"create session: HTTP {status}: {sess}")
@@ -425,8 +505,9 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s: {tail(log)}")
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, *, workers: int,
-               timeout: float = 60) -> None:
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], log: Path, *, workers: int, timeout: float = 60
+) -> None:
     """/readyz answers 200 (with several workers: every worker has started)."""
     import http.client
 

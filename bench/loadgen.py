@@ -64,7 +64,10 @@ class Recorder:
     )
 
     def __init__(
-        self, fmt: Format | None, *, keep_body: bool = False,
+        self,
+        fmt: Format | None,
+        *,
+        keep_body: bool = False,
         on_start: Callable[[Recorder], None] | None = None,
     ) -> None:
         self.fmt = fmt
@@ -100,7 +103,7 @@ class Recorder:
             self.buf = buf
             return
         complete = buf[:i]
-        self.buf = buf[i + 2:]
+        self.buf = buf[i + 2 :]
         n = complete.count(fmt.content)  # type: ignore[union-attr]
         if n:
             if self.frames == 0:
@@ -231,7 +234,12 @@ class Connection(asyncio.Protocol):
 
 
 def http_request(
-    method: str, path: str, *, host: str, body: Any = None, token: str | None = None,
+    method: str,
+    path: str,
+    *,
+    host: str,
+    body: Any = None,
+    token: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> bytes:
     payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -247,12 +255,20 @@ def http_request(
 
 
 async def call(
-    conn: Connection, method: str, path: str, *, host: str, body: Any = None,
-    token: str | None = None, timeout: float = 30.0,
+    conn: Connection,
+    method: str,
+    path: str,
+    *,
+    host: str,
+    body: Any = None,
+    token: str | None = None,
+    timeout: float = 30.0,
 ) -> tuple[int, Any]:
     """One JSON request on a connection: (status, decoded body)."""
     rec = Recorder(None, keep_body=True)
-    await asyncio.wait_for(conn.request(http_request(method, path, host=host, body=body, token=token), rec), timeout)
+    await asyncio.wait_for(
+        conn.request(http_request(method, path, host=host, body=body, token=token), rec), timeout
+    )
     if rec.error is not None and rec.status == 0:
         raise ConnectionError(rec.error)
     try:

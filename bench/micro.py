@@ -40,7 +40,9 @@ async def per_call(
     return best
 
 
-async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, float]:
+async def measure(  # noqa: C901  # one benchmark's list of measurements, each guarded
+    port: int, n: int, tokens: int, rounds: int = 1
+) -> dict[str, float]:
     def timed(fn: Callable[[], Awaitable[object]], calls: int) -> Awaitable[float]:
         return per_call(fn, calls, rounds=rounds)
 
@@ -61,12 +63,20 @@ async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, 
             from providers import build_provider
 
             base = f"http://{HOST}:{port}" + ("/v1" if name == "openai" else "")
-            provider = build_provider(ModelSpec(id=name, provider=name, model=model,  # type: ignore[arg-type]
-                                                base_url=base, api_key="sk-bench",
-                                                options={"max_retries": 0, "transport": transport}))
+            provider = build_provider(
+                ModelSpec(
+                    id=name,
+                    provider=name,
+                    model=model,  # type: ignore[arg-type]
+                    base_url=base,
+                    api_key="sk-bench",
+                    options={"max_retries": 0, "transport": transport},
+                )
+            )
             under = "LeanTransport" if transport == "lean" else "httpx2's transport"
             out[f"providers.{name} adapter over {under}, one {tokens}-token stream"] = await timed(
-                lambda p=provider: drain(p), n)
+                lambda p=provider: drain(p), n
+            )
             await provider.aclose()
         except Exception as exc:  # noqa: BLE001 - say so, measure the rest
             print(f"micro: {name} adapter over {transport} failed: {exc!r}", file=sys.stderr)
@@ -85,28 +95,37 @@ async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, 
         import anthropic
         import openai
 
-        oai = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"http://{HOST}:{port}/v1",
-                                 max_retries=0)
-        ant = anthropic.AsyncAnthropic(api_key="sk-bench", base_url=f"http://{HOST}:{port}",
-                                       max_retries=0)
+        oai = openai.AsyncOpenAI(
+            api_key="sk-bench", base_url=f"http://{HOST}:{port}/v1", max_retries=0
+        )
+        ant = anthropic.AsyncAnthropic(
+            api_key="sk-bench", base_url=f"http://{HOST}:{port}", max_retries=0
+        )
 
         async def oai_create() -> None:
             async with oai.chat.completions.with_streaming_response.create(
-                model=model, messages=messages, stream=True,  # type: ignore[arg-type]
+                model=model,
+                messages=messages,
+                stream=True,  # type: ignore[arg-type]
                 stream_options={"include_usage": True},
             ) as response:
                 await parse(response.iter_bytes())
 
         async def ant_create() -> None:
             async with ant.messages.with_streaming_response.create(
-                model=model, max_tokens=1024, messages=messages, stream=True,  # type: ignore[arg-type]
+                model=model,
+                max_tokens=1024,
+                messages=messages,
+                stream=True,  # type: ignore[arg-type]
             ) as response:
                 await parse(response.iter_bytes())
 
-        out[f"openai SDK create() (the adapter before), one {tokens}-token stream"] = \
-            await timed(oai_create, n)
-        out[f"anthropic SDK create() (the adapter before), one {tokens}-token stream"] = \
-            await timed(ant_create, n)
+        out[f"openai SDK create() (the adapter before), one {tokens}-token stream"] = await timed(
+            oai_create, n
+        )
+        out[
+            f"anthropic SDK create() (the adapter before), one {tokens}-token stream"
+        ] = await timed(ant_create, n)
         await oai.close()
         await ant.close()
     except Exception as exc:  # noqa: BLE001 - say so, measure the rest
@@ -116,51 +135,81 @@ async def measure(port: int, n: int, tokens: int, rounds: int = 1) -> dict[str, 
         from openai._utils import async_maybe_transform
         from openai.types.chat import completion_create_params
 
-        params = {"model": model, "messages": [{"role": "user", "content": "How do gateways stream?"}],
-                  "stream": True, "stream_options": {"include_usage": True}}
+        params = {
+            "model": model,
+            "messages": [{"role": "user", "content": "How do gateways stream?"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         out["openai SDK request-body transform alone"] = await timed(
-            lambda: async_maybe_transform(params, completion_create_params.CompletionCreateParamsStreaming), n * 4)
+            lambda: async_maybe_transform(
+                params, completion_create_params.CompletionCreateParamsStreaming
+            ),
+            n * 4,
+        )
     except Exception as exc:  # noqa: BLE001 - an SDK without this private helper
         print(f"micro: transform not measured: {exc!r}", file=sys.stderr)
 
     try:
         import httpx2
 
-        body = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                "messages": messages}
+        body = {
+            "model": model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": messages,
+        }
         async with httpx2.AsyncClient(base_url=f"http://{HOST}:{port}/v1") as client:
+
             async def plain() -> None:
                 async with client.stream("POST", "/chat/completions", json=body) as response:
                     await parse(response.aiter_bytes())
 
-            out[f"httpx2 without the SDK + providers.wire parsing, one {tokens}-token stream"] = \
-                await timed(plain, n)
+            out[
+                f"httpx2 without the SDK + providers.wire parsing, one {tokens}-token stream"
+            ] = await timed(plain, n)
     except Exception as exc:  # noqa: BLE001 - say so, measure the rest
         print(f"micro: plain httpx2 not measured: {exc!r}", file=sys.stderr)
 
     conn = await Connection.open(HOST, port)
-    raw = http_request("POST", "/v1/chat/completions", host=f"{HOST}:{port}", body={
-        "model": model, "stream": True, "stream_options": {"include_usage": True},
-        "messages": [{"role": "user", "content": "How do gateways stream?"}]})
+    raw = http_request(
+        "POST",
+        "/v1/chat/completions",
+        host=f"{HOST}:{port}",
+        body={
+            "model": model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "How do gateways stream?"}],
+        },
+    )
 
     async def lean() -> None:
         await conn.request(raw, Recorder(OPENAI))
 
-    out[f"raw keep-alive HTTP/1.1 client (bench.loadgen), one {tokens}-token stream"] = await timed(lean, n)
+    out[f"raw keep-alive HTTP/1.1 client (bench.loadgen), one {tokens}-token stream"] = await timed(
+        lean, n
+    )
     conn.close()
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.micro", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     port = free_port()
     log = Path("/tmp") / f"bench-micro-upstream-{port}.log"
-    up = subprocess.Popen(pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
-                          stdout=subprocess.DEVNULL, stderr=open(log, "wb"), cwd=REPO)  # noqa: SIM115
+    up = subprocess.Popen(
+        pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+        cwd=REPO,
+    )  # noqa: SIM115
     try:
         wait_port(port, up, log)
         set_affinity(0, {0})

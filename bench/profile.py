@@ -60,17 +60,27 @@ def top_functions(raw: Path, n: int = 25) -> str:
     return "\n".join(out)
 
 
-async def load(env: Env, args: argparse.Namespace, during: Any, sessions: int = 3000) -> dict[str, Any]:
+async def load(
+    env: Env, args: argparse.Namespace, during: Any, sessions: int = 3000
+) -> dict[str, Any]:
     pool = SessionPool(await env.sessions(args.model, sessions), 5)
     loop_task = asyncio.create_task(
-        closed_loop(gateway_target(env, pool), args.vus, warmup=2.0, seconds=args.seconds,
-                    cpu=env.gateway.cpu)  # type: ignore[union-attr]
+        closed_loop(
+            gateway_target(env, pool),
+            args.vus,
+            warmup=2.0,
+            seconds=args.seconds,
+            cpu=env.gateway.cpu,
+        )  # type: ignore[union-attr]
     )
     await asyncio.sleep(2.0)
     await during()
     win = await loop_task
-    return {"streams_per_s": round(win.completed / win.seconds, 1), "cpu": win.cpu,
-            **summary(win.recs)}
+    return {
+        "streams_per_s": round(win.completed / win.seconds, 1),
+        "cpu": win.cpu,
+        **summary(win.recs),
+    }
 
 
 def profile(args: argparse.Namespace) -> int:
@@ -92,12 +102,27 @@ def profile(args: argparse.Namespace) -> int:
 
             async def during() -> None:
                 secs = str(max(1, int(args.seconds) - 1))
-                common = ["--pid", str(gw.process.pid), "--duration", secs, "--rate", "100",
-                          "--nonblocking"]
+                common = [
+                    "--pid",
+                    str(gw.process.pid),
+                    "--duration",
+                    secs,
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                ]
                 procs = [
                     await asyncio.create_subprocess_exec(
-                        "py-spy", "record", "-o", str(svg), "--format", "flamegraph", *common,
-                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL),
+                        "py-spy",
+                        "record",
+                        "-o",
+                        str(svg),
+                        "--format",
+                        "flamegraph",
+                        *common,
+                        stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL,
+                    ),
                 ]
                 await asyncio.gather(*(p.wait() for p in procs))
 
@@ -108,10 +133,23 @@ def profile(args: argparse.Namespace) -> int:
 
             async def during_raw() -> None:
                 p = await asyncio.create_subprocess_exec(
-                    "py-spy", "record", "-o", str(raw), "--format", "raw", "--pid",
-                    str(gw.process.pid), "--duration", str(max(1, int(args.seconds) - 1)),  # type: ignore[union-attr]
-                    "--rate", "100", "--nonblocking", "--threads",
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                    "py-spy",
+                    "record",
+                    "-o",
+                    str(raw),
+                    "--format",
+                    "raw",
+                    "--pid",
+                    str(gw.process.pid),
+                    "--duration",
+                    str(max(1, int(args.seconds) - 1)),  # type: ignore[union-attr]
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                    "--threads",
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
                 await p.wait()
 
             run_loop(load(env, args, during_raw))

@@ -48,8 +48,17 @@ class Sizes:
 
 
 QUICK = Sizes(
-    a_requests=60, a_warmup=10, b_vus=32, b_warmup=1.0, b_seconds=3.0, c_levels=(50,),
-    c_ramp=0.5, d_levels=(100,), e_prompts=4, e_idle_seconds=1.0, f_seconds=2.0,
+    a_requests=60,
+    a_warmup=10,
+    b_vus=32,
+    b_warmup=1.0,
+    b_seconds=3.0,
+    c_levels=(50,),
+    c_ramp=0.5,
+    d_levels=(100,),
+    e_prompts=4,
+    e_idle_seconds=1.0,
+    f_seconds=2.0,
 )
 FULL = Sizes()
 
@@ -59,6 +68,7 @@ def ms(seconds: float | None) -> float | None:
 
 
 # -- what one virtual user sends ------------------------------------------------------------
+
 
 class SessionPool:
     """Chat sessions on fresh conversations. Each virtual user keeps one for `turns` prompts
@@ -102,7 +112,10 @@ def gateway_target(env: Env, pool: SessionPool) -> Target:
             state["left"] = pool.turns
         state["left"] -= 1
         return http_request(
-            "POST", path, host=host, token=env.api_key,
+            "POST",
+            path,
+            host=host,
+            token=env.api_key,
             body={"chat_session_id": state["sid"], "message": PROMPT},
             headers={"Accept": "text/event-stream"},
         )
@@ -115,17 +128,26 @@ def direct_target(env: Env, model_id: str) -> Target:
     host = f"{HOST}:{env.upstream_port}"
     if provider == "openai":
         path, fmt = "/v1/chat/completions", OPENAI
-        body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
     else:
         path, fmt = "/v1/messages", ANTHROPIC
-        body = {"model": model, "max_tokens": 1024, "stream": True,
-                "messages": [{"role": "user", "content": PROMPT}]}
+        body = {
+            "model": model,
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
     raw = http_request("POST", path, host=host, body=body, headers={"Accept": "text/event-stream"})
     return Target("direct", env.upstream_port, fmt, lambda state: raw)
 
 
 # -- load shapes ----------------------------------------------------------------------------
+
 
 async def one(conn: Connection, target: Target, state: dict[str, Any], timeout: float) -> Recorder:
     rec = Recorder(target.fmt)
@@ -137,7 +159,9 @@ async def one(conn: Connection, target: Target, state: dict[str, Any], timeout: 
     return rec
 
 
-async def sequential(target: Target, n: int, *, warmup: int = 0, timeout: float = 30) -> list[Recorder]:
+async def sequential(
+    target: Target, n: int, *, warmup: int = 0, timeout: float = 30
+) -> list[Recorder]:
     """Concurrency 1: one request after another on one keep-alive connection."""
     conn = await Connection.open(HOST, target.port)
     state: dict[str, Any] = {}
@@ -163,8 +187,13 @@ class Window:
 
 
 async def closed_loop(
-    target: Target, vus: int, *, warmup: float, seconds: float,
-    cpu: Callable[[], float] | None = None, timeout: float = 30,
+    target: Target,
+    vus: int,
+    *,
+    warmup: float,
+    seconds: float,
+    cpu: Callable[[], float] | None = None,
+    timeout: float = 30,
 ) -> Window:
     """vus users, each sending its next request as soon as the last one ended. Completions
     are counted over `seconds` after `warmup`."""
@@ -222,18 +251,36 @@ def summary(recs: list[Recorder]) -> dict[str, Any]:
             key = (r.error or "event: error")[:120]
             errors[key] = errors.get(key, 0) + 1
     return {
-        "requests": len(recs), "ok": len(ok), "errors": errors,
-        "ttft_ms": {"p50": ms(percentile(ttft, 50)), "p90": ms(percentile(ttft, 90)),
-                    "p99": ms(percentile(ttft, 99)), "max": ms(max(ttft) if ttft else None)},
+        "requests": len(recs),
+        "ok": len(ok),
+        "errors": errors,
+        "ttft_ms": {
+            "p50": ms(percentile(ttft, 50)),
+            "p90": ms(percentile(ttft, 90)),
+            "p99": ms(percentile(ttft, 99)),
+            "max": ms(max(ttft) if ttft else None),
+        },
         "total_ms": {"p50": ms(percentile(total, 50)), "p99": ms(percentile(total, 99))},
         "frames_per_stream": (sum(r.frames for r in ok) / len(ok)) if ok else 0,
     }
 
 
-def row(metric: str, gateway: Any, direct: Any, target: str = "", met: bool | None = None,
-        unit: str = "") -> dict[str, Any]:
-    return {"metric": metric, "gateway": gateway, "direct": direct, "target": target,
-            "met": met, "unit": unit}
+def row(
+    metric: str,
+    gateway: Any,
+    direct: Any,
+    target: str = "",
+    met: bool | None = None,
+    unit: str = "",
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "gateway": gateway,
+        "direct": direct,
+        "target": target,
+        "met": met,
+        "unit": unit,
+    }
 
 
 def diff(a: float | None, b: float | None) -> float | None:
@@ -245,6 +292,7 @@ async def make_pool(env: Env, model: str, n: int, turns: int) -> SessionPool:
 
 
 # -- a. added time to first token at concurrency 1 ------------------------------------------
+
 
 async def scenario_a(env: Env, s: Sizes) -> dict[str, Any]:
     rows, details = [], {}
@@ -258,32 +306,60 @@ async def scenario_a(env: Env, s: Sizes) -> dict[str, Any]:
         p50 = diff(gw["ttft_ms"]["p50"], up["ttft_ms"]["p50"])
         p99 = diff(gw["ttft_ms"]["p99"], up["ttft_ms"]["p99"])
         primary = model == "openai-50"
-        rows.append(row(f"added TTFT p50{label}", p50, up["ttft_ms"]["p50"], "<= 1 ms",
-                        (p50 is not None and p50 <= 1.0) if primary else None, "ms"))
-        rows.append(row(f"added TTFT p99{label}", p99, up["ttft_ms"]["p99"], "<= 3 ms",
-                        (p99 is not None and p99 <= 3.0) if primary else None, "ms"))
+        rows.append(
+            row(
+                f"added TTFT p50{label}",
+                p50,
+                up["ttft_ms"]["p50"],
+                "<= 1 ms",
+                (p50 is not None and p50 <= 1.0) if primary else None,
+                "ms",
+            )
+        )
+        rows.append(
+            row(
+                f"added TTFT p99{label}",
+                p99,
+                up["ttft_ms"]["p99"],
+                "<= 3 ms",
+                (p99 is not None and p99 <= 3.0) if primary else None,
+                "ms",
+            )
+        )
         if gw["errors"]:
             details[model]["note"] = "gateway errors: " + json.dumps(gw["errors"])
-    return {"id": "a", "title": "added TTFT, concurrency 1 (50-token streams)", "rows": rows,
-            "details": details,
-            "notes": [("gateway column: gateway TTFT minus direct TTFT at the same percentile; "
-                      "direct column: the upstream's own TTFT")]}
+    return {
+        "id": "a",
+        "title": "added TTFT, concurrency 1 (50-token streams)",
+        "rows": rows,
+        "details": details,
+        "notes": [
+            (
+                "gateway column: gateway TTFT minus direct TTFT at the same percentile; "
+                "direct column: the upstream's own TTFT"
+            )
+        ],
+    }
 
 
 # -- b. saturation --------------------------------------------------------------------------
 
+
 async def saturation(env: Env, s: Sizes, seconds: float, pool: SessionPool) -> dict[str, Any]:
     gw = env.gateway
     assert gw is not None
-    win = await closed_loop(gateway_target(env, pool), s.b_vus, warmup=s.b_warmup,
-                            seconds=seconds, cpu=gw.cpu)
+    win = await closed_loop(
+        gateway_target(env, pool), s.b_vus, warmup=s.b_warmup, seconds=seconds, cpu=gw.cpu
+    )
     cpu_ms = None
     if win.cpu is not None and win.completed:
         cpu_ms = round(win.cpu * win.seconds / win.completed * 1000, 3)
-    return {"streams_per_s": round(win.completed / win.seconds, 1),
-            "gateway_cpu": None if win.cpu is None else round(win.cpu, 3),
-            "gateway_cpu_ms_per_stream": cpu_ms,
-            **summary(win.recs)}
+    return {
+        "streams_per_s": round(win.completed / win.seconds, 1),
+        "gateway_cpu": None if win.cpu is None else round(win.cpu, 3),
+        "gateway_cpu_ms_per_stream": cpu_ms,
+        **summary(win.recs),
+    }
 
 
 async def scenario_b(env: Env, s: Sizes) -> dict[str, Any]:
@@ -293,29 +369,46 @@ async def scenario_b(env: Env, s: Sizes) -> dict[str, Any]:
     after = await env.upstream_stats()
     requests = after["requests"] - before["requests"]
     gw["upstream_connections_per_request"] = round(
-        (after.get("accepted", 0) - before.get("accepted", 0)) / max(1, requests), 3)
-    win = await closed_loop(direct_target(env, "openai-50"), s.b_vus, warmup=s.b_warmup,
-                            seconds=s.b_seconds)
+        (after.get("accepted", 0) - before.get("accepted", 0)) / max(1, requests), 3
+    )
+    win = await closed_loop(
+        direct_target(env, "openai-50"), s.b_vus, warmup=s.b_warmup, seconds=s.b_seconds
+    )
     up = {"streams_per_s": round(win.completed / win.seconds, 1), **summary(win.recs)}
     rate = gw["streams_per_s"]
-    notes = [(f"{s.b_vus} users in a closed loop, {s.b_seconds:g} s after {s.b_warmup:g} s warm-up; "
-             f"gateway CPU over the window: {gw['gateway_cpu']} of one core")]
+    notes = [
+        (
+            f"{s.b_vus} users in a closed loop, {s.b_seconds:g} s after {s.b_warmup:g} s warm-up; "
+            f"gateway CPU over the window: {gw['gateway_cpu']} of one core"
+        )
+    ]
     if pool.wrapped:
         notes.append(f"session pool reused {pool.wrapped}x: some conversations grew longer")
     if gw["gateway_cpu"] is not None and gw["gateway_cpu"] < 0.9:
-        notes.append(f"WARNING: the gateway used only {gw['gateway_cpu']:.2f} of its core: it was "
-                     "not the bottleneck (other processes on its core, or the harness); "
-                     "CPU ms per stream is the steadier figure")
+        notes.append(
+            f"WARNING: the gateway used only {gw['gateway_cpu']:.2f} of its core: it was "
+            "not the bottleneck (other processes on its core, or the harness); "
+            "CPU ms per stream is the steadier figure"
+        )
     cpu_ms = gw["gateway_cpu_ms_per_stream"]
     if gw["upstream_connections_per_request"] > 0.05:
-        notes.append(f"the gateway opened {gw['upstream_connections_per_request']} new upstream "
-                     "connections per request: keep-alive is not reused")
+        notes.append(
+            f"the gateway opened {gw['upstream_connections_per_request']} new upstream "
+            "connections per request: keep-alive is not reused"
+        )
     return {
-        "id": "b", "title": "saturation: completed 50-token streams/s, gateway on one core",
+        "id": "b",
+        "title": "saturation: completed 50-token streams/s, gateway on one core",
         "rows": [
             row("streams/s", rate, up["streams_per_s"], ">= 300", rate >= 300, "/s"),
-            row("gateway CPU per stream", cpu_ms, None, "<= 3.33 ms (300/s)",
-                None if cpu_ms is None else cpu_ms <= 1000 / 300, "ms"),
+            row(
+                "gateway CPU per stream",
+                cpu_ms,
+                None,
+                "<= 3.33 ms (300/s)",
+                None if cpu_ms is None else cpu_ms <= 1000 / 300,
+                "ms",
+            ),
             row("TTFT p50 under load", gw["ttft_ms"]["p50"], up["ttft_ms"]["p50"], unit="ms"),
             row("TTFT p99 under load", gw["ttft_ms"]["p99"], up["ttft_ms"]["p99"], unit="ms"),
         ],
@@ -341,10 +434,17 @@ def paced_verdict(recs: list[Recorder]) -> dict[str, Any]:
     s = summary(recs)
     return {
         "clean": bool(gaps) and stalls == 0 and incomplete == 0,
-        "streams": len(recs), "incomplete": incomplete, "stalls": stalls,
-        "added_gap_ms": {"p50": ms(percentile(added, 50)), "p99": ms(p99),
-                         "p999": ms(percentile(added, 99.9))},
-        "max_gap_ms": ms(worst), "ttft_ms": s["ttft_ms"], "errors": s["errors"],
+        "streams": len(recs),
+        "incomplete": incomplete,
+        "stalls": stalls,
+        "added_gap_ms": {
+            "p50": ms(percentile(added, 50)),
+            "p99": ms(p99),
+            "p999": ms(percentile(added, 99.9)),
+        },
+        "max_gap_ms": ms(worst),
+        "ttft_ms": s["ttft_ms"],
+        "errors": s["errors"],
     }
 
 
@@ -356,13 +456,19 @@ async def scenario_c(env: Env, s: Sizes) -> dict[str, Any]:
     harness_limited = False
     for n in s.c_levels:
         if 2 * n + 512 > env.fd_limit:
-            levels.append({"streams": n, "skipped": f"needs ~{2 * n} file descriptors, "
-                           f"RLIMIT_NOFILE is {env.fd_limit}"})
+            levels.append(
+                {
+                    "streams": n,
+                    "skipped": f"needs ~{2 * n} file descriptors, RLIMIT_NOFILE is {env.fd_limit}",
+                }
+            )
             break
-        up = paced_verdict(await concurrent(direct_target(env, "openai-paced"), n, ramp=s.c_ramp,
-                                            timeout=timeout))
-        gw = paced_verdict(await concurrent(gateway_target(env, pool), n, ramp=s.c_ramp,
-                                            timeout=timeout))
+        up = paced_verdict(
+            await concurrent(direct_target(env, "openai-paced"), n, ramp=s.c_ramp, timeout=timeout)
+        )
+        gw = paced_verdict(
+            await concurrent(gateway_target(env, pool), n, ramp=s.c_ramp, timeout=timeout)
+        )
         # added by the gateway: its p99 lateness beyond the pace, less the harness's own
         # (the same load sent straight to the upstream, just before)
         gw_p99, up_p99 = gw["added_gap_ms"]["p99"], up["added_gap_ms"]["p99"]
@@ -379,23 +485,34 @@ async def scenario_c(env: Env, s: Sizes) -> dict[str, Any]:
         if not gw["passed"]:
             harness_limited = not up["passed"]
             break
-    notes = [(f"{PACED_TOKENS} tokens at {PACE_S * 1000:g} ms; lateness of a frame = its gap "
-              f"- {PACE_S * 1000:g} ms; the gateway passes a level when its p99 lateness exceeds "
-              "the direct run's (the harness's own jitter) by < 5 ms, no gap is >= "
-              f"{STALL_S * 1000:g} ms and every stream completes; levels are tried in order "
-              "until the gateway fails")]
+    notes = [
+        (
+            f"{PACED_TOKENS} tokens at {PACE_S * 1000:g} ms; lateness of a frame = its gap "
+            f"- {PACE_S * 1000:g} ms; the gateway passes a level when its p99 lateness exceeds "
+            "the direct run's (the harness's own jitter) by < 5 ms, no gap is >= "
+            f"{STALL_S * 1000:g} ms and every stream completes; levels are tried in order "
+            "until the gateway fails"
+        )
+    ]
     if harness_limited:
-        notes.append("the direct baseline failed at the same level: the harness's core "
-                     "(upstream + load generator) is the limit there, not only the gateway")
+        notes.append(
+            "the direct baseline failed at the same level: the harness's core "
+            "(upstream + load generator) is the limit there, not only the gateway"
+        )
     last = levels[-1] if levels else {}
     return {
-        "id": "c", "title": "paced streams (200 tokens, 20 ms/token): concurrent streams held",
+        "id": "c",
+        "title": "paced streams (200 tokens, 20 ms/token): concurrent streams held",
         "rows": [
             row("max concurrent streams passing", best_gw, best_up, ">= 5000", best_gw >= 5000),
-            row(f"p99 frame lateness at {last.get('streams')} streams (gateway: over direct)",
+            row(
+                f"p99 frame lateness at {last.get('streams')} streams (gateway: over direct)",
                 (last.get("gateway") or {}).get("added_over_direct_p99_ms"),
-                (last.get("direct") or {}).get("added_gap_ms", {}).get("p99"), "< 5 ms", None,
-                "ms"),
+                (last.get("direct") or {}).get("added_gap_ms", {}).get("p99"),
+                "< 5 ms",
+                None,
+                "ms",
+            ),
         ],
         "details": {"levels": levels},
         "notes": notes,
@@ -403,6 +520,7 @@ async def scenario_c(env: Env, s: Sizes) -> dict[str, Any]:
 
 
 # -- d. memory per idle stream --------------------------------------------------------------
+
 
 class Countdown:
     """Set `done` once tick() was called n times (a stream started, or ended before it did)."""
@@ -417,8 +535,9 @@ class Countdown:
             self.done.set()
 
 
-async def hold_idle(env: Env, sids: list[str], *, batch: int = 50,
-                    timeout: float = 60) -> tuple[list[Connection], list[Recorder], float]:
+async def hold_idle(
+    env: Env, sids: list[str], *, batch: int = 50, timeout: float = 60
+) -> tuple[list[Connection], list[Recorder], float]:
     """Open one idle stream per session (the upstream sends its first token in an hour);
     returns once every stream has its `start` frame. Small batches keep the accept backlog
     short and the gateway's Redis pool (redis-py's default: 100, then errors) unexhausted."""
@@ -430,7 +549,7 @@ async def hold_idle(env: Env, sids: list[str], *, batch: int = 50,
     recs: list[Recorder] = []
     t0 = now()
     for i in range(0, len(sids), batch):
-        part = sids[i:i + batch]
+        part = sids[i : i + batch]
         cs = await open_many(HOST, gw.port, len(part))
         waiting = Countdown(len(part))
         for conn, sid in zip(cs, part, strict=True):
@@ -438,10 +557,17 @@ async def hold_idle(env: Env, sids: list[str], *, batch: int = 50,
             conns.append(conn)
             recs.append(rec)
             try:
-                fut = conn.request(http_request(
-                    "POST", path, host=host, token=env.api_key,
-                    body={"chat_session_id": sid, "message": PROMPT},
-                    headers={"Accept": "text/event-stream"}), rec)
+                fut = conn.request(
+                    http_request(
+                        "POST",
+                        path,
+                        host=host,
+                        token=env.api_key,
+                        body={"chat_session_id": sid, "message": PROMPT},
+                        headers={"Accept": "text/event-stream"},
+                    ),
+                    rec,
+                )
             except ConnectionError as exc:  # the gateway hung up before the request: counted
                 rec.error = f"connection closed before the request: {exc}"
                 waiting.tick(rec)
@@ -457,7 +583,7 @@ async def hold_idle(env: Env, sids: list[str], *, batch: int = 50,
 async def close_gently(conns: list[Connection], batch: int = 50) -> None:
     """Hang up in small batches: every hang-up makes the gateway record a cancelled answer."""
     for i in range(0, len(conns), batch):
-        for c in conns[i:i + batch]:
+        for c in conns[i : i + batch]:
             c.close()
         await asyncio.sleep(0.02)
 
@@ -483,7 +609,9 @@ async def scenario_d(env: Env, s: Sizes) -> dict[str, Any]:
     for n in s.d_levels:
         need = n + 200
         if need > env.fd_limit:
-            details[n] = {"skipped": f"needs {need}+ file descriptors, RLIMIT_NOFILE is {env.fd_limit}"}
+            details[n] = {
+                "skipped": f"needs {need}+ file descriptors, RLIMIT_NOFILE is {env.fd_limit}"
+            }
             rows.append(row(f"RSS per idle stream at {n}", "n/a", "n/a", "<= 30 KB", None, "KB"))
             notes.append(f"{n}: {details[n]['skipped']}")
             continue
@@ -509,35 +637,61 @@ async def scenario_d(env: Env, s: Sizes) -> dict[str, Any]:
         per_kb = (rss1 - rss0) / max(1, started) / 1024
         per_up = (up1 - up0) / max(1, upstream_open) / 1024
         details[n] = {
-            "requested": n, "streams_open": started, "upstream_requests_open": upstream_open,
-            "rss_before_mb": round(rss0 / 2**20, 1), "rss_after_mb": round(rss1 / 2**20, 1),
-            "kb_per_stream": round(per_kb, 1), "upstream_kb_per_stream": round(per_up, 1),
-            "seconds_to_open": round(took, 2), "errors": errors,
+            "requested": n,
+            "streams_open": started,
+            "upstream_requests_open": upstream_open,
+            "rss_before_mb": round(rss0 / 2**20, 1),
+            "rss_after_mb": round(rss1 / 2**20, 1),
+            "kb_per_stream": round(per_kb, 1),
+            "upstream_kb_per_stream": round(per_up, 1),
+            "seconds_to_open": round(took, 2),
+            "errors": errors,
         }
         label = f"RSS per idle stream at {n}"
         if started < n:
             label += f" (only {started} started)"
-        rows.append(row(label, round(per_kb, 1), round(per_up, 1),
-                        "<= 30 KB", per_kb <= 30 if started == n else False, "KB"))
+        rows.append(
+            row(
+                label,
+                round(per_kb, 1),
+                round(per_up, 1),
+                "<= 30 KB",
+                per_kb <= 30 if started == n else False,
+                "KB",
+            )
+        )
         if upstream_open < started:
-            notes.append(f"{n}: only {upstream_open} of {started} open streams reached the upstream "
-                         "(the provider SDK's connection pool caps them; the rest wait in it)")
+            notes.append(
+                f"{n}: only {upstream_open} of {started} open streams reached the upstream "
+                "(the provider SDK's connection pool caps them; the rest wait in it)"
+            )
         if started < n:
-            notes.append(f"{n}: only {started} streams started within {took:.0f} s; the rest got "
-                         f"no response at all (errors: {json.dumps(errors)[:300]})")
+            notes.append(
+                f"{n}: only {started} streams started within {took:.0f} s; the rest got "
+                f"no response at all (errors: {json.dumps(errors)[:300]})"
+            )
         await settle(env, 0, timeout=60)
         env.stop_gateway()  # its clean-up must not spill into what is measured next
     notes.append("direct column: the fake upstream's own RSS per stream it holds, for scale")
-    return {"id": "d", "title": "RSS per open idle stream", "rows": rows,
-            "details": {str(k): v for k, v in details.items()}, "notes": notes}
+    return {
+        "id": "d",
+        "title": "RSS per open idle stream",
+        "rows": rows,
+        "details": {str(k): v for k, v in details.items()},
+        "notes": notes,
+    }
 
 
 # -- e. Redis commands per prompt -----------------------------------------------------------
 
+
 def command_calls(r: Any) -> dict[str, int]:
     """INFO commandstats as {command: calls}, without the bench's own CONFIG and INFO."""
-    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()
-            if not k.startswith(("cmdstat_info", "cmdstat_config"))}
+    return {
+        k.removeprefix("cmdstat_"): v["calls"]
+        for k, v in r.info("commandstats").items()
+        if not k.startswith(("cmdstat_info", "cmdstat_config"))
+    }
 
 
 async def background(r: Any, seconds: float = 3.0) -> dict[str, float]:
@@ -571,7 +725,8 @@ async def scenario_e(env: Env, s: Sizes) -> dict[str, Any]:
         ok = sum(1 for x in recs if x.ok)
         per[tokens] = round(sum(calls.values()) / max(1, ok), 2)
         details[str(tokens)] = {
-            "prompts": ok, "commands_per_prompt": per[tokens],
+            "prompts": ok,
+            "commands_per_prompt": per[tokens],
             "by_command": {k: round(v / max(1, ok), 2) for k, v in sorted(calls.items())},
             "frames_per_stream": summary(recs)["frames_per_stream"],
             "background_per_s": {k: round(v, 2) for k, v in idle.items()},
@@ -582,19 +737,25 @@ async def scenario_e(env: Env, s: Sizes) -> dict[str, Any]:
     whole = [{k: round(v) for k, v in details[t]["by_command"].items()} for t in ("10", "1000")]
     same = whole[0] == whole[1]
     return {
-        "id": "e", "title": "Redis commands per prompt (INFO commandstats)",
+        "id": "e",
+        "title": "Redis commands per prompt (INFO commandstats)",
         "rows": [
             row("commands/prompt, 10 tokens", per[10], None, "", None),
             row("commands/prompt, 1000 tokens", per[1000], None, "= the 10-token figure", same),
         ],
         "details": details,
-        "notes": [("counts every command Redis executed, those run inside Lua scripts included; "
-                   "CONFIG and INFO (the bench's own) excluded, and the idle gateway's own "
-                   "background rate (heartbeats, polls) subtracted")],
+        "notes": [
+            (
+                "counts every command Redis executed, those run inside Lua scripts included; "
+                "CONFIG and INFO (the bench's own) excluded, and the idle gateway's own "
+                "background rate (heartbeats, polls) subtracted"
+            )
+        ],
     }
 
 
 # -- f. two workers against one -------------------------------------------------------------
+
 
 async def scenario_f(env: Env, s: Sizes) -> dict[str, Any]:
     pool = await make_pool(env, "openai-50", 4000 if s is FULL else 100, s.turns_per_conversation)
@@ -611,22 +772,43 @@ async def scenario_f(env: Env, s: Sizes) -> dict[str, Any]:
     one, two = out["1"]["streams_per_s"], out["2"]["streams_per_s"]
     ratio = round(two / one, 2) if one else None
     return {
-        "id": "f", "title": "--workers 2 against --workers 1 (nothing pinned)",
+        "id": "f",
+        "title": "--workers 2 against --workers 1 (nothing pinned)",
         "rows": [
             row("streams/s, 1 worker", one, None),
             row("streams/s, 2 workers", two, None),
-            row("2 workers / 1 worker", ratio, None, ">= 1.8x", ratio is not None and ratio >= 1.8, "x"),
-            row("gateway CPU ms per stream, 1 / 2 workers",
-                f"{out['1']['gateway_cpu_ms_per_stream']} / {out['2']['gateway_cpu_ms_per_stream']}",
-                None),
+            row(
+                "2 workers / 1 worker",
+                ratio,
+                None,
+                ">= 1.8x",
+                ratio is not None and ratio >= 1.8,
+                "x",
+            ),
+            row(
+                "gateway CPU ms per stream, 1 / 2 workers",
+                f"{out['1']['gateway_cpu_ms_per_stream']} / "
+                f"{out['2']['gateway_cpu_ms_per_stream']}",
+                None,
+            ),
         ],
         "details": out,
-        "notes": [(f"this machine has {__import__('os').cpu_count()} cores: with 2 workers the "
-                  "upstream, Redis and the load generator share them with the gateway, so the "
-                  "ratio here is bounded by the harness's own CPU; the CPU-per-stream figures "
-                  "show whether a worker loses efficiency when there are two")],
+        "notes": [
+            (
+                f"this machine has {__import__('os').cpu_count()} cores: with 2 workers the "
+                "upstream, Redis and the load generator share them with the gateway, so the "
+                "ratio here is bounded by the harness's own CPU; the CPU-per-stream figures "
+                "show whether a worker loses efficiency when there are two"
+            )
+        ],
     }
 
 
-SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d,
-             "e": scenario_e, "f": scenario_f}
+SCENARIOS = {
+    "a": scenario_a,
+    "b": scenario_b,
+    "c": scenario_c,
+    "d": scenario_d,
+    "e": scenario_e,
+    "f": scenario_f,
+}

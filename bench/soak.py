@@ -23,7 +23,6 @@ from collections import Counter
 import httpx
 
 from bench.harness import ORG, Env
-from gateway.storage import keys
 
 MODEL = "openai-soak"
 ACTIONS = ("complete", "leave", "stop", "resume")
@@ -44,8 +43,14 @@ max_retries = 0
     env._config_text = "resume_ttl = 60\n" + text + extra
 
 
-async def one_turn(http: httpx.AsyncClient, session: str, action: str, counts: Counter[str]) -> None:
-    body = {"chat_session_id": session, "message": "soak", "on_disconnect": "continue" if action == "resume" else "cancel"}
+async def one_turn(
+    http: httpx.AsyncClient, session: str, action: str, counts: Counter[str]
+) -> None:
+    body = {
+        "chat_session_id": session,
+        "message": "soak",
+        "on_disconnect": "continue" if action == "resume" else "cancel",
+    }
     mid = last = None
     seen = 0
     stopped = False
@@ -63,22 +68,30 @@ async def one_turn(http: httpx.AsyncClient, session: str, action: str, counts: C
                 if action == "stop":
                     if not stopped:
                         stopped = True
-                        s = await http.post(f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid})
+                        s = await http.post(
+                            f"/api/conversation/stop?org_id={ORG}", json={"message_id": mid}
+                        )
                         counts[f"stop_{s.status_code}"] += 1
                     continue
                 break  # leave (cancel) or drop before resuming
             if line.startswith("event: end"):
                 break
     if action == "resume" and mid:
-        r = await http.get(f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
-                           headers={"Last-Event-ID": last or ""})
+        r = await http.get(
+            f"/api/conversation/stream?org_id={ORG}&message_id={mid}",
+            headers={"Last-Event-ID": last or ""},
+        )
         counts["resumed_ok" if "event: end" in r.text else "resumed_incomplete"] += 1
     counts[action] += 1
 
 
-async def user(base: str, key: str, sessions: list[str], deadline: float, counts: Counter[str], seed: int) -> None:
+async def user(
+    base: str, key: str, sessions: list[str], deadline: float, counts: Counter[str], seed: int
+) -> None:
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
         while time.monotonic() < deadline:
             try:
                 await one_turn(http, rng.choice(sessions), rng.choice(ACTIONS), counts)
@@ -94,7 +107,9 @@ def redis_memory(env: Env) -> tuple[int, int, int]:
     try:
         used = int(client.info("memory")["used_memory"])
         keys = client.dbsize()
-        kept = sum(client.memory_usage(k) or 0 for k in client.scan_iter(keys.messages("*"), count=1000))
+        kept = sum(
+            client.memory_usage(k) or 0 for k in client.scan_iter(keys.messages("*"), count=1000)
+        )
         return used, keys, kept
     finally:
         client.close()
@@ -108,27 +123,40 @@ async def soak(seconds: float, users: int, conversations: int) -> dict[str, obje
         sessions = await env.sessions(MODEL, conversations)
         counts: Counter[str] = Counter()
         # warm up (imports, pools, first allocations), then take the "before" readings
-        await asyncio.gather(*(user(base, env.api_key, sessions, time.monotonic() + 15, counts, i)
-                               for i in range(users)))
+        await asyncio.gather(
+            *(
+                user(base, env.api_key, sessions, time.monotonic() + 15, counts, i)
+                for i in range(users)
+            )
+        )
         await asyncio.sleep(2)
         rss_before, redis_before = gw.rss(), redis_memory(env)
         counts.clear()
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(user(base, env.api_key, sessions, deadline, counts, 100 + i)
-                               for i in range(users)))
+        await asyncio.gather(
+            *(user(base, env.api_key, sessions, deadline, counts, 100 + i) for i in range(users))
+        )
         await asyncio.sleep(65)  # the last resume logs expire (resume_ttl = 60)
         rss_after, redis_after = gw.rss(), redis_memory(env)
     return {
-        "seconds": seconds, "users": users, "turns": dict(counts),
-        "gateway_rss_before": rss_before, "gateway_rss_after": rss_after,
-        "redis_used_before": redis_before[0], "redis_used_after": redis_after[0],
-        "redis_keys_before": redis_before[1], "redis_keys_after": redis_after[1],
-        "stored_messages_bytes_before": redis_before[2], "stored_messages_bytes_after": redis_after[2],
+        "seconds": seconds,
+        "users": users,
+        "turns": dict(counts),
+        "gateway_rss_before": rss_before,
+        "gateway_rss_after": rss_after,
+        "redis_used_before": redis_before[0],
+        "redis_used_after": redis_after[0],
+        "redis_keys_before": redis_before[1],
+        "redis_keys_after": redis_after[1],
+        "stored_messages_bytes_before": redis_before[2],
+        "stored_messages_bytes_after": redis_after[2],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--conversations", type=int, default=64)
@@ -138,11 +166,19 @@ def main() -> None:
     other_before = r["redis_used_before"] - r["stored_messages_bytes_before"]
     other_after = r["redis_used_after"] - r["stored_messages_bytes_after"]
     print(f"soak: {r['seconds']:.0f} s, {r['users']} users, turns: {r['turns']}")
-    print(f"gateway RSS      {r['gateway_rss_before'] / mib:8.1f} MiB -> {r['gateway_rss_after'] / mib:8.1f} MiB")
-    print(f"Redis used       {r['redis_used_before'] / mib:8.1f} MiB -> {r['redis_used_after'] / mib:8.1f} MiB"
-          f"  ({r['redis_keys_before']} -> {r['redis_keys_after']} keys)")
-    print(f"  stored messages {r['stored_messages_bytes_before'] / mib:7.1f} MiB -> "
-          f"{r['stored_messages_bytes_after'] / mib:8.1f} MiB  (kept on purpose)")
+    print(
+        f"gateway RSS      {r['gateway_rss_before'] / mib:8.1f} MiB -> "
+        f"{r['gateway_rss_after'] / mib:8.1f} MiB"
+    )
+    print(
+        f"Redis used       {r['redis_used_before'] / mib:8.1f} MiB -> "
+        f"{r['redis_used_after'] / mib:8.1f} MiB"
+        f"  ({r['redis_keys_before']} -> {r['redis_keys_after']} keys)"
+    )
+    print(
+        f"  stored messages {r['stored_messages_bytes_before'] / mib:7.1f} MiB -> "
+        f"{r['stored_messages_bytes_after'] / mib:8.1f} MiB  (kept on purpose)"
+    )
     print(f"  everything else {other_before / mib:7.1f} MiB -> {other_after / mib:8.1f} MiB")
     print(json.dumps(r))
 

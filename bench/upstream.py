@@ -25,8 +25,26 @@ from dataclasses import dataclass
 import httptools
 
 WORDS = (
-    "The ", "gateway ", "streams ", "each ", "token ", "as ", "soon ", "as ", "it ", "exists, ",
-    "and ", "records ", "the ", "answer ", "when ", "the ", "stream ", "ends. ", "Fast ", "é ",
+    "The ",
+    "gateway ",
+    "streams ",
+    "each ",
+    "token ",
+    "as ",
+    "soon ",
+    "as ",
+    "it ",
+    "exists, ",
+    "and ",
+    "records ",
+    "the ",
+    "answer ",
+    "when ",
+    "the ",
+    "stream ",
+    "ends. ",
+    "Fast ",
+    "é ",
 )
 EMPTY = b"0\r\n\r\n"
 
@@ -36,7 +54,9 @@ def chunk(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
-def head(status: int, content_type: bytes, *, keep_alive: bool, chunked: bool, length: int = 0) -> bytes:
+def head(
+    status: int, content_type: bytes, *, keep_alive: bool, chunked: bool, length: int = 0
+) -> bytes:
     reason = {200: b"OK", 404: b"Not Found", 400: b"Bad Request"}.get(status, b"Error")
     lines = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: " + content_type]
     lines.append(b"transfer-encoding: chunked" if chunked else b"content-length: %d" % length)
@@ -60,29 +80,50 @@ class Wire:
         self.fmt = fmt
         m = json.dumps(model)
         if fmt == "openai":
-            base = '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,' \
-                   f'"model":{m},"system_fingerprint":null,"choices":'
+            base = (
+                '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+                f'"model":{m},"system_fingerprint":null,"choices":'
+            )
             self.prelude = chunk(
                 f'data: {base}[{{"index":0,"delta":{{"role":"assistant","content":""}},'
                 '"logprobs":null,"finish_reason":null}]}\n\n'.encode()
             )
             self.tokens = [
-                chunk(f'data: {base}[{{"index":0,"delta":{{"content":{json.dumps(w)}}},'
-                      '"logprobs":null,"finish_reason":null}]}\n\n'.encode())
+                chunk(
+                    f'data: {base}[{{"index":0,"delta":{{"content":{json.dumps(w)}}},'
+                    '"logprobs":null,"finish_reason":null}]}\n\n'.encode()
+                )
                 for w in WORDS
             ]
-            self._finish = f'data: {base}[{{"index":0,"delta":{{}},"logprobs":null,' \
-                           '"finish_reason":"stop"}]}\n\n'
-            self._usage = f'data: {base}[],"usage":{{"prompt_tokens":%d,"completion_tokens":%d,' \
-                          '"total_tokens":%d}}\n\n'
+            self._finish = (
+                f'data: {base}[{{"index":0,"delta":{{}},"logprobs":null,'
+                '"finish_reason":"stop"}]}\n\n'
+            )
+            self._usage = (
+                f'data: {base}[],"usage":{{"prompt_tokens":%d,"completion_tokens":%d,'
+                '"total_tokens":%d}}\n\n'
+            )
         else:
             self.prelude = (
                 b"event: message_start\ndata: "
-                + json.dumps({"type": "message_start", "message": {
-                    "id": "msg_bench", "type": "message", "role": "assistant", "model": model,
-                    "content": [], "stop_reason": None, "stop_sequence": None,
-                    "usage": {"input_tokens": 0, "output_tokens": 1}}},
-                    separators=(",", ":")).replace("%", "%%").encode()
+                + json.dumps(
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_bench",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": {"input_tokens": 0, "output_tokens": 1},
+                        },
+                    },
+                    separators=(",", ":"),
+                )
+                .replace("%", "%%")
+                .encode()
                 .replace(b'"input_tokens":0', b'"input_tokens":%d')
                 + b"\n\n"
             )
@@ -91,8 +132,10 @@ class Wire:
                 b'"content_block":{"type":"text","text":""}}\n\n'
             )
             self.tokens = [
-                chunk(b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-                      b'"delta":{"type":"text_delta","text":' + json.dumps(w).encode() + b"}}\n\n")
+                chunk(
+                    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                    b'"delta":{"type":"text_delta","text":' + json.dumps(w).encode() + b"}}\n\n"
+                )
                 for w in WORDS
             ]
 
@@ -110,9 +153,11 @@ class Wire:
             return out + chunk(b"data: [DONE]\n\n") + EMPTY
         return (
             chunk(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n')
-            + chunk(b'event: message_delta\ndata: {"type":"message_delta","delta":'
-                    b'{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":%d}}\n\n'
-                    % output_tokens)
+            + chunk(
+                b'event: message_delta\ndata: {"type":"message_delta","delta":'
+                b'{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":%d}}\n\n'
+                % output_tokens
+            )
             + chunk(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
             + EMPTY
         )
@@ -254,7 +299,9 @@ class Connection(asyncio.Protocol):
         elif path == b"/bench/stats":
             self._reply(200, json.dumps(self.server.stats()).encode(), keep_alive)
         else:
-            self._reply(404, b'{"error":{"message":"not found","type":"not_found_error"}}', keep_alive)
+            self._reply(
+                404, b'{"error":{"message":"not found","type":"not_found_error"}}', keep_alive
+            )
 
     # -- replies ---------------------------------------------------------------------------
 
@@ -262,8 +309,14 @@ class Connection(asyncio.Protocol):
         if self.transport is None:
             return
         self.transport.write(
-            head(status, b"application/json", keep_alive=keep_alive, chunked=False,
-                 length=len(payload)) + payload
+            head(
+                status,
+                b"application/json",
+                keep_alive=keep_alive,
+                chunked=False,
+                length=len(payload),
+            )
+            + payload
         )
         if not keep_alive:
             self.transport.close()
@@ -272,8 +325,11 @@ class Connection(asyncio.Protocol):
         try:
             req = json.loads(body)
         except ValueError:
-            self._reply(400, b'{"error":{"message":"invalid JSON","type":"invalid_request_error"}}',
-                        keep_alive)
+            self._reply(
+                400,
+                b'{"error":{"message":"invalid JSON","type":"invalid_request_error"}}',
+                keep_alive,
+            )
             return
         model = str(req.get("model", "bench"))
         shape = self.server.shape(model, bench)
@@ -282,8 +338,9 @@ class Connection(asyncio.Protocol):
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         if not req.get("stream"):
             text = "".join(WORDS[i % len(WORDS)] for i in range(shape.tokens))
-            self._reply(200, self.server.whole(fmt, model, text, input_tokens, shape.tokens),
-                        keep_alive)
+            self._reply(
+                200, self.server.whole(fmt, model, text, input_tokens, shape.tokens), keep_alive
+            )
             return
         sse_head = self.server.sse_head_keep if keep_alive else self.server.sse_head_close
         tail = wire.end(input_tokens, shape.tokens, include_usage)
@@ -330,8 +387,11 @@ class Upstream:
 
     def stats(self) -> dict[str, int]:
         return {
-            "requests": self.requests, "connections": self.connections, "accepted": self.accepted,
-            "open_streams": self.open_streams, "streams_done": self.streams_done,
+            "requests": self.requests,
+            "connections": self.connections,
+            "accepted": self.accepted,
+            "open_streams": self.open_streams,
+            "streams_done": self.streams_done,
             "pid": os.getpid(),
         }
 
@@ -356,18 +416,37 @@ class Upstream:
 
     def whole(self, fmt: str, model: str, text: str, tin: int, tout: int) -> bytes:
         if fmt == "openai":
-            return json.dumps({
-                "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000,
-                "model": model, "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": tin, "completion_tokens": tout,
-                          "total_tokens": tin + tout},
-            }).encode()
-        return json.dumps({
-            "id": "msg_bench", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": tin, "output_tokens": tout},
-        }).encode()
+            return json.dumps(
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": tin,
+                        "completion_tokens": tout,
+                        "total_tokens": tin + tout,
+                    },
+                }
+            ).encode()
+        return json.dumps(
+            {
+                "id": "msg_bench",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": tin, "output_tokens": tout},
+            }
+        ).encode()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         loop = asyncio.get_running_loop()
@@ -402,7 +481,9 @@ def raise_fd_limit() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.upstream", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.upstream", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--tokens", type=int, default=50)
@@ -433,4 +514,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

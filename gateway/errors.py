@@ -15,6 +15,8 @@ from starlette.responses import Response
 
 log = logging.getLogger("gateway")
 
+Loc = tuple[str | int, ...]  # where in the request a value was refused: ("messages", 0, "content")
+
 
 class GatewayError(Exception):
     status = 500
@@ -27,9 +29,11 @@ class GatewayError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         status: int | None = None,
+        param: Loc | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param  # set where the error is raised; OpenAI's error shape reports it
         if code is not None:
             self.code = code
         if status is not None:

@@ -208,4 +208,3 @@ def _incoming_request_id(scope: Scope) -> str | None:
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
     return None
-

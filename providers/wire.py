@@ -130,12 +130,26 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def status_error(status: int, message: str, headers: Mapping[str, str]) -> ProviderError:
+def status_error(
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    error_type: str | None = None,
+) -> ProviderError:
+    """The upstream's refusal with its status, its own message and, when it said them, its
+    error code, the parameter it blames and its error type (so a 400 can be answered as a
+    400 with the upstream's words)."""
     return ProviderError(
         message,
         kind=status_kind(status),
         status=status,
         retry_after=parse_retry_after(headers),
+        code=code,
+        param=param,
+        error_type=error_type,
     )
 
 

@@ -20,7 +20,7 @@ from gateway.access import audit
 from gateway.access.auth import digest, new_api_key
 from gateway.access.principal import RANK, Principal
 from gateway.errors import Conflict, Forbidden, ValidationFailed
-from gateway.storage.records import iso, now_ms
+from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 
 MAX_KEYS_PER_ORG = 1000
@@ -89,26 +89,6 @@ class KeySpec(BaseModel):
         if ms > now + MAX_LIFETIME_MS:
             raise ValidationFailed("expires_at: at most ten years ahead")
         return ms
-
-
-def key_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A key as the API shows it: never the key, nor its digest."""
-    return {
-        "id": record["key_id"],
-        "org_id": record["org_id"],
-        "user": record["user_id"],
-        "role": record["role"],
-        "workspaces": record.get("workspaces") or [],
-        "name": record.get("name"),
-        "last_name": record.get("family_name"),
-        "email": record.get("email"),
-        "models": record.get("models"),
-        "budgets": record.get("budgets") or {},
-        "prefix": f"cgw_{record['key_id']}_",
-        "created_at": iso(record.get("created_at")),
-        "expires_at": iso(record.get("expires_at")),
-        "created_by": record.get("created_by"),
-    }
 
 
 def may_mint(actor: Principal | None, org: str, role: str) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import errors
 from gateway.storage.events import QueuedEvent
-from gateway.storage.records import iso
 
 if TYPE_CHECKING:
     from gateway.access.principal import Principal
@@ -50,15 +49,6 @@ class Event:
     type: str
     at_ms: int
     fields: dict[str, str]
-
-    def to_json(self, org: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "at": iso(self.at_ms),
-            "org_id": org,
-            **self.fields,
-        }
 
 
 def fields_of(type_: str, actor: Principal | None, **details: str | int | None) -> dict[str, str]:

@@ -11,12 +11,12 @@ by gateway/models/ (provider_keys.py, connections.py).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from gateway.models.connections import Connections
 from gateway.models.registry import ModelEntry
 from gateway.settings import RepositoryConfig, Settings
-from gateway.storage.records import iso, now_ms
+from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 
 Source = Literal["config", "api"]
@@ -43,19 +43,6 @@ class Repository:
             source="config",
             api_key_env=r.api_key_env,
         )
-
-    def to_json(self, *, has_own_key: bool = False) -> dict[str, Any]:
-        """`has_own_key`: it has provider keys set through the admin API."""
-        return {
-            "id": self.id,
-            "org_id": self.org_id,
-            "workspace_id": self.workspace_id,
-            "model": self.model,
-            "source": self.source,
-            "has_own_api_key": self.api_key_env is not None or has_own_key,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-        }
 
 
 class ConfigOwned(Exception):

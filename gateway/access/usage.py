@@ -64,13 +64,6 @@ def parse_group_by(raw: str | None) -> tuple[str, ...]:
     return dims
 
 
-def parse_bucket(raw: str | None) -> str:
-    grain = GRAINS.get(raw or "day")
-    if grain is None:
-        raise ValidationFailed("bucket: hour, day or month")
-    return grain
-
-
 @dataclass(frozen=True, slots=True)
 class Window:
     grain: str

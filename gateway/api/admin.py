@@ -17,12 +17,13 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.repositories import ConfigOwned, Repository
-from gateway.api.inputs import Body, gateway_of, int_param, iso_param, ok, principal, read_body
+from gateway.api.inputs import Body, gateway_of, ok, principal, read_body
+from gateway.api.queries import AdminOrgQuery, EventsQuery, read_query
+from gateway.api.schemas import admin as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.models.provider_keys import PROVIDERS_WITH_KEYS
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 class PutRepository(Body):
@@ -40,19 +41,18 @@ async def admin_principal(request: Request) -> Principal:
     return caller
 
 
-def org_scope(request: Request, caller: Principal) -> str | None:
+def org_scope(org: str | None, caller: Principal) -> str | None:
     """?org_id=, which must be the caller's own unless they are the platform admin; absent:
     the caller's org (for the platform admin: every org)."""
-    org = request.query_params.get("org_id")
     if org:
         caller.check_org(org)
         return org
     return caller.org_id
 
 
-def required_org(request: Request, caller: Principal) -> str:
+def required_org(org: str | None, caller: Principal) -> str:
     """org_scope(), where the platform admin must name one org."""
-    org = org_scope(request, caller)
+    org = org_scope(org, caller)
     if org is None:
         raise ValidationFailed("org_id: query parameter is required for the platform admin")
     return org
@@ -81,24 +81,20 @@ def _config_owned(rid: str) -> Conflict:
 
 async def list_repositories(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = org_scope(request, caller)
+    org = org_scope(read_query(request, AdminOrgQuery).org_id, caller)
     gw = gateway_of(request)
     repos = await gw.repositories.list(org)
     keyed = await gw.store.provider_keys.repositories(sorted({r.org_id for r in repos}))
-    rows = [r.to_json(has_own_key=(r.org_id, r.id) in keyed) for r in repos]
-    return ok({"success": True, "repositories": rows})
+    rows = [answers.Repository.of(r, has_own_key=(r.org_id, r.id) in keyed) for r in repos]
+    return ok(answers.RepositoryList(repositories=rows))
 
 
 async def get_repository(request: Request) -> Response:
     caller = await admin_principal(request)
     repo = await _visible_repository(request, caller, repository_id(request))
     keyed = await gateway_of(request).store.provider_keys.repositories([repo.org_id])
-    return ok(
-        {
-            "success": True,
-            "repository": repo.to_json(has_own_key=bool(keyed & {(repo.org_id, repo.id)})),
-        }
-    )
+    shown = answers.Repository.of(repo, has_own_key=(repo.org_id, repo.id) in keyed)
+    return ok(answers.RepositoryEnvelope(repository=shown))
 
 
 async def put_repository(request: Request) -> Response:
@@ -134,7 +130,8 @@ async def put_repository(request: Request) -> Response:
         model=body.model,
         created=int(created),
     )
-    return ok({"success": True, "repository": repo.to_json()}, 201 if created else 200)
+    envelope = answers.RepositoryEnvelope(repository=answers.Repository.of(repo))
+    return ok(envelope, 201 if created else 200)
 
 
 async def delete_repository(request: Request) -> Response:
@@ -157,30 +154,21 @@ async def delete_repository(request: Request) -> Response:
         gw.audit.record(
             repo.org_id, audit.PROVIDER_KEY_DELETED, caller, repo_id=rid, provider=provider
         )
-    return ok({"success": True, "repositoryId": rid})
+    return ok(answers.RepositoryDeleted(repositoryId=rid))
 
 
 async def list_events(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = required_org(request, caller)
-    take = int_param(request, "take", 50, lo=1, hi=1000)
-    since = iso_param(request, "from")
-    until = iso_param(request, "to", end_of_day=True)
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed("from: must not be after to")
-    before = request.query_params.get("before") or None
-    if before is not None and not EVENT_ID.match(before):
-        raise ValidationFailed("before: an event id, e.g. 1700000000000-0")
+    q = read_query(request, EventsQuery)
+    org = required_org(q.org_id, caller)
     events = await gateway_of(request).audit.read(
-        org, since_ms=since, until_ms=until, before=before, take=take
+        org, since_ms=q.since, until_ms=q.until, before=q.before, take=q.take
     )
     return ok(
-        {
-            "success": True,
-            "events": [e.to_json(org) for e in events],
-            # pass as ?before= for the next (older) page
-            "next_before": events[-1].id if len(events) == take else None,
-        }
+        answers.AuditEventPage(
+            events=[answers.AuditEvent.of(e, org) for e in events],
+            next_before=events[-1].id if len(events) == q.take else None,
+        )
     )
 
 

@@ -13,10 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.access.api_keys import KeySpec, key_json, may_mint
+from gateway.access.api_keys import KeySpec, may_mint
 from gateway.access.principal import Principal
 from gateway.api.admin import admin_principal, required_org
-from gateway.api.inputs import gateway_of, ok, read_json
+from gateway.api.inputs import gateway_of, ok, read_json, refused
+from gateway.api.queries import AdminOrgQuery, read_query
+from gateway.api.schemas import api_keys as answers
 from gateway.errors import NotFound, ValidationFailed
 
 VIA = "api"
@@ -36,8 +38,7 @@ async def create_key(request: Request) -> Response:
         spec = KeySpec.model_validate(await read_json(request))
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+        raise refused(tuple(err["loc"]) or ("body",), err["msg"]) from None
     gw = gateway_of(request)
     org = spec.org_id or caller.org_id
     if org is None:
@@ -48,19 +49,20 @@ async def create_key(request: Request) -> Response:
             raise ValidationFailed(f"models: {model[:100]!r} is not a served model")
     record, key = await gw.api_keys.create(spec, caller, via=VIA)
     # the one time the key is shown: only its hash is kept
-    return ok({"success": True, **key_json(record), "key": key}, 201)
+    return ok(answers.ApiKeyCreated(**dict(answers.ApiKey.of(record)), key=key), 201)
 
 
 async def list_keys(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = required_org(request, caller)  # one org's keys at a time: a bounded listing
-    rows = [key_json(r) for r in await gateway_of(request).api_keys.list(org)]
-    return ok({"success": True, "api_keys": rows, "total": len(rows)})
+    # one org's keys at a time: a bounded listing
+    org = required_org(read_query(request, AdminOrgQuery).org_id, caller)
+    rows = [answers.ApiKey.of(r) for r in await gateway_of(request).api_keys.list(org)]
+    return ok(answers.ApiKeyList(api_keys=rows, total=len(rows)))
 
 
 async def get_key(request: Request) -> Response:
     caller = await admin_principal(request)
-    return ok({"success": True, "api_key": key_json(await _key(request, caller))})
+    return ok(answers.ApiKeyEnvelope(api_key=answers.ApiKey.of(await _key(request, caller))))
 
 
 async def revoke_key(request: Request) -> Response:
@@ -69,7 +71,7 @@ async def revoke_key(request: Request) -> Response:
     gw = gateway_of(request)
     if not await gw.api_keys.revoke(record, caller, via=VIA):
         raise NotFound(f"API key {record['key_id']!r} not found", code="api_key_not_found")
-    return ok({"success": True, "id": record["key_id"], "revoked": True})
+    return ok(answers.ApiKeyRevoked(id=record["key_id"]))
 
 
 routes = [

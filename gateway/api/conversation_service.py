@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -12,28 +12,12 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.resume_tokens import resume_token
-from gateway.api import sse
-from gateway.api.inputs import (
-    Body,
-    gateway_of,
-    int_param,
-    ok,
-    org_param,
-    principal,
-    read_body,
-    request_timing,
-    required_param,
-)
+from gateway.api import queries, sse
+from gateway.api.inputs import Body, gateway_of, ok, principal, read_body, request_timing
+from gateway.api.queries import org_param, read_query
+from gateway.api.schemas import conversation_service as answers
 from gateway.errors import Forbidden, NotFound
-from gateway.storage.records import (
-    ChatSession,
-    Conversation,
-    Creator,
-    Message,
-    iso,
-    new_id,
-    usd,
-)
+from gateway.storage.records import ChatSession, Conversation, Creator, new_id
 from gateway.turn import Turn
 from gateway.turn.live import detach
 from gateway.turn.prepare import Prompt
@@ -57,54 +41,6 @@ class StreamChat(Body):
     chat_session_id: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1)
     on_disconnect: Literal["cancel", "continue"] = "cancel"
-
-
-def conversation_json(c: Conversation) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "title": c.title,
-        "is_archived": c.is_archived,
-        "created_at": iso(c.created_at),
-        "updated_at": iso(c.updated_at),
-        "org_id": c.org_id,
-        "workspace_id": c.workspace_id,
-        "repo_id": c.repo_id,
-        "created_by": c.created_by,
-        "tokens_in": c.tokens_in,
-        "tokens_out": c.tokens_out,
-        "cost": usd(c.cost_nusd),  # USD, each answer priced when it was recorded
-    }
-
-
-def session_json(s: ChatSession) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "conversation_id": s.conversation_id,
-        "model_id": s.model_id,
-        "status": s.status,
-        "created_at": iso(s.created_at),
-        "updated_at": iso(s.updated_at),
-    }
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "chat_session_id": m.chat_session_id,
-        "role": m.role,
-        "content": m.content,
-        "status": m.status,
-        "model_id": m.model_id,
-        "input_tokens": m.input_tokens,
-        "output_tokens": m.output_tokens,
-        "finish_reason": m.finish_reason,
-        "usage_estimated": m.usage_estimated,
-        "cost": usd(m.cost_nusd),
-        "created_at": iso(m.created_at),
-        **({"policy": m.policy} if m.policy else {}),
-        **({"error": m.error} if m.error else {}),
-    }
 
 
 def creator_of(p: Principal) -> Creator:
@@ -143,7 +79,7 @@ async def create(request: Request) -> Response:
     gw.audit.record(
         org_id, audit.CONVERSATION_CREATED, caller, conversation_id=conv.id, workspace_id=workspace
     )
-    return ok(conversation_json(conv), 201)
+    return ok(answers.Conversation.of(conv), 201)
 
 
 async def create_session(request: Request) -> Response:
@@ -159,7 +95,7 @@ async def create_session(request: Request) -> Response:
     session = await gw.store.conversations.create_session(
         ChatSession(id=new_id(), conversation_id=conv.id, model_id=body.model_id)
     )
-    return ok(session_json(session), 201)
+    return ok(answers.ChatSession.of(session), 201)
 
 
 async def stream_chat(request: Request) -> Response:
@@ -206,40 +142,41 @@ async def turn_stream(gw: Gateway, turn: Turn) -> Response:
 
 async def list_conversations(request: Request) -> Response:
     caller = await principal(request)
-    org_id = org_param(request, caller)
-    limit = int_param(request, "limit", 50, lo=1, hi=100)
-    offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
+    q = read_query(request, queries.ConversationListQuery)
+    caller.check_org(q.org_id)
     gw = gateway_of(request)
-    convs, total = await gw.visibility.page(caller, org_id, offset=offset, limit=limit)
-    return ok({"conversations": [conversation_json(c) for c in convs], "total": total})
+    convs, total = await gw.visibility.page(caller, q.org_id, offset=q.offset, limit=q.limit)
+    return ok(
+        answers.ConversationList(
+            conversations=[answers.Conversation.of(c) for c in convs], total=total
+        )
+    )
 
 
 async def get_with_sessions(request: Request) -> Response:
     caller = await principal(request)
-    org_id = org_param(request, caller)
-    cid = required_param(request, "conversation_id")
-    conv = await _conversation_in_org(request, caller, org_id, cid)
+    q = read_query(request, queries.ConversationQuery)
+    caller.check_org(q.org_id)
+    conv = await _conversation_in_org(request, caller, q.org_id, q.conversation_id)
     sessions = await gateway_of(request).store.conversations.sessions(conv.id)
-    return ok({**conversation_json(conv), "sessions": [session_json(s) for s in sessions]})
+    return ok(answers.ConversationWithSessions.with_sessions(conv, sessions))
 
 
 async def messages(request: Request) -> Response:
     caller = await principal(request)
-    org_id = org_param(request, caller)
-    cid = required_param(request, "conversation_id")
-    limit = int_param(request, "limit", 20, lo=1, hi=1000)
-    offset = int_param(request, "offset", 0, lo=0, hi=10_000_000)
-    conv = await _conversation_in_org(request, caller, org_id, cid)
+    q = read_query(request, queries.MessagesQuery)
+    caller.check_org(q.org_id)
+    conv = await _conversation_in_org(request, caller, q.org_id, q.conversation_id)
     msgs, total = await gateway_of(request).store.conversations.messages(
-        conv.id, offset=offset, limit=limit
+        conv.id, offset=q.offset, limit=q.limit
     )
     return ok(
-        {
-            "messages": [message_json(m) for m in msgs],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
+        answers.MessagePage(
+            messages=[answers.Message.of(m) for m in msgs],
+            total=total,
+            limit=q.limit,
+            offset=q.offset,
+        )
     )
 
 

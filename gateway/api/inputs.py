@@ -1,19 +1,19 @@
-"""What every handler needs: the caller, a validated JSON body, bounded query integers."""
+"""What every handler needs: the caller, a validated JSON body, its answer as JSON, and a
+refusal that names the field at fault."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from gateway.access.principal import Principal
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, ValidationFailed
+from gateway.errors import BadRequest, GatewayError, Loc, PayloadTooLarge
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -23,8 +23,16 @@ MAX_JSON_DEPTH = 32  # nested objects and arrays
 MAX_JSON_INT = 2**53 - 1  # I-JSON (RFC 7493): the integers every JSON parser holds exactly
 # in any string or key: C0 controls but tab, LF and CR; DEL; unpaired surrogates ("\ud800")
 BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def dotted(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def refused(loc: Loc, problem: str, *, code: str = "validation_error") -> BadRequest:
+    """A 400 that names its field, in the message (`messages.0.content: ...`) and as the
+    error's `param` (OpenAI's error shape reports it)."""
+    return BadRequest(f"{dotted(loc)}: {problem}", code=code, param=loc)
 
 
 class Body(BaseModel):
@@ -54,33 +62,6 @@ def request_timing(request: Request) -> dict[str, Any]:
     """When the request arrived and its id (set by RequestMiddleware), for the turn's metrics."""
     state = request.scope.get("state", {})
     return {"started": state.get("started"), "request_id": state.get("request_id")}
-
-
-def org_param(request: Request, caller: Principal) -> str:
-    org_id = request.query_params.get("org_id")
-    if not org_id:
-        raise ValidationFailed("org_id: query parameter is required")
-    caller.check_org(org_id)
-    return org_id
-
-
-def required_param(request: Request, name: str) -> str:
-    value = request.query_params.get(name)
-    if not value:
-        raise ValidationFailed(f"{name}: query parameter is required")
-    return value
-
-
-def int_param(request: Request, name: str, default: int, *, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not _INTEGER.fullmatch(raw):  # ASCII digits only: int() also takes " 1_0" and "１２"
-        raise ValidationFailed(f"{name}: must be an integer")
-    value = int(raw)
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{name}: must be between {lo} and {hi}")
-    return value
 
 
 class _Refused(ValueError):
@@ -121,19 +102,20 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _where(path: Any) -> str:
-    parts: list[str] = []
+def _where(path: Any) -> Loc:
+    parts: list[str | int] = []
     while path is not None:
         path, key = path
-        parts.append(BAD_CHARS.sub("?", str(key)))  # never echo what we refuse
-    return ".".join(reversed(parts)) or "body"
+        parts.append(key if type(key) is int else BAD_CHARS.sub("?", key))  # never echo it
+    return tuple(reversed(parts))
 
 
 def _bad_char(text: str, path: Any, what: str = "") -> BadRequest:
     char = BAD_CHARS.search(text).group()  # type: ignore[union-attr]
     kind = "an unpaired surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
-    return BadRequest(
-        f"{_where(path)}: {what}contains {kind} (U+{ord(char):04X}); "
+    return refused(
+        _where(path),
+        f"{what}contains {kind} (U+{ord(char):04X}); "
         "only tab, line feed and carriage return are allowed",
         code="invalid_characters",
     )
@@ -235,28 +217,18 @@ async def read_body(request: Request, model: type[B]) -> B:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+        if not err["loc"]:  # the body as a whole (no field is at fault)
+            raise BadRequest(f"body: {err['msg']}", code="validation_error") from None
+        raise refused(tuple(err["loc"]), err["msg"]) from None
 
 
-def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(data, status, headers)
-
-
-def iso_param(request: Request, name: str, *, end_of_day: bool = False) -> int | None:
-    """An ISO 8601 date or date-time query parameter as epoch milliseconds (no zone: UTC).
-    A bare date means its first millisecond, or with end_of_day its last, so that
-    `from=2024-01-15&to=2024-01-15` covers the whole day."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValidationFailed(f"{name}: not an ISO 8601 date or date-time: {raw!r}") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    ms = (value - EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
-    if end_of_day and "T" not in raw.upper() and " " not in raw.strip():
-        ms += 86_400_000 - 1
-    return ms
+def ok(
+    answer: BaseModel,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    exclude_none: bool = False,
+) -> Response:
+    """The answer's model, serialized by pydantic-core (faster than json.dumps of a dict)."""
+    body = answer.__pydantic_serializer__.to_json(answer, exclude_none=exclude_none)
+    return Response(body, status, headers, media_type="application/json")

@@ -10,7 +10,6 @@ file's entries are read-only here (409). A change reaches every worker within a 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import Field, ValidationError
 from starlette.requests import Request
@@ -20,8 +19,11 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.api.admin import admin_principal, org_scope
-from gateway.api.inputs import gateway_of, ok, read_json
+from gateway.api.inputs import gateway_of, ok, read_json, refused
+from gateway.api.queries import AdminOrgQuery, ModelTestQuery, read_query
+from gateway.api.schemas import models as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.models.probe import ProbeResult
 from gateway.models.registry import MAX_ORG_MODELS, MAX_SHARED_MODELS, ModelEntry
 from gateway.settings import ModelConfig
 from gateway.storage.records import now_ms
@@ -43,13 +45,9 @@ def model_id(request: Request) -> str:
     return mid
 
 
-def entry_json(entry: ModelEntry, health: dict[str, Any] | None) -> dict[str, Any]:
-    return {**entry.to_json(), "health": health}
-
-
 async def _visible(request: Request, caller: Principal, mid: str) -> ModelEntry:
     """The entry the caller's scope sees under that id; another org's is 404."""
-    org = org_scope(request, caller)
+    org = org_scope(read_query(request, AdminOrgQuery).org_id, caller)
     entry = await gateway_of(request).connections.model(mid, org)
     if entry is None:
         raise NotFound(f"model {mid!r} not found", code="model_not_found")
@@ -64,24 +62,24 @@ def _config_owned(mid: str) -> Conflict:
 
 async def list_models(request: Request) -> Response:
     caller = await admin_principal(request)
-    org = org_scope(request, caller)
+    org = org_scope(read_query(request, AdminOrgQuery).org_id, caller)
     connections = gateway_of(request).connections
     entries = await connections.registry.visible(org)
-    health = await connections.health(None)
-    if org is not None:
-        health.update(await connections.health(org))
-    rows = []
-    for entry in entries:
-        result = health.get(entry.id)
-        rows.append(entry_json(entry, result.to_json() if result else None))
-    return ok({"success": True, "models": rows, "total": len(rows)})
+    shared = await connections.health(None)
+    own = await connections.health(org) if org is not None else {}
+
+    def health(e: ModelEntry) -> ProbeResult | None:
+        return (own if e.org_id is not None else shared).get(e.id)
+
+    rows = [answers.ModelEntry.of(e, health(e)) for e in entries]
+    return ok(answers.ModelList(models=rows, total=len(rows)))
 
 
 async def get_model(request: Request) -> Response:
     caller = await admin_principal(request)
     entry = await _visible(request, caller, model_id(request))
     result = (await gateway_of(request).connections.health(entry.org_id)).get(entry.id)
-    return ok({"success": True, "model": entry_json(entry, result.to_json() if result else None)})
+    return ok(answers.ModelEnvelope(model=answers.ModelEntry.of(entry, result)))
 
 
 def _check_fields(
@@ -118,8 +116,7 @@ async def _read_model(
         spec = PutModel.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        raise ValidationFailed(f"{loc}: {err['msg']}") from None
+        raise refused(tuple(err["loc"]) or ("body",), err["msg"]) from None
     org = spec.org_id
     if org is None and not caller.is_admin:
         org = caller.org_id  # an org admin's entries are their org's own
@@ -169,7 +166,9 @@ async def put_model(request: Request) -> Response:
         upstream_model=config.upstream_model,
         created=int(created),
     )
-    return ok({"success": True, "model": entry_json(entry, None)}, 201 if created else 200)
+    return ok(
+        answers.ModelEnvelope(model=answers.ModelEntry.of(entry, None)), 201 if created else 200
+    )
 
 
 async def delete_model(request: Request) -> Response:
@@ -184,7 +183,7 @@ async def delete_model(request: Request) -> Response:
     if not await gw.connections.delete_model(entry.org_id, mid):
         raise NotFound(f"model {mid!r} not found", code="model_not_found")
     gw.audit.record(entry.org_id, audit.MODEL_DELETED, caller, model=mid)
-    return ok({"success": True, "modelId": mid})
+    return ok(answers.ModelDeleted(modelId=mid))
 
 
 async def test_model(request: Request) -> Response:
@@ -196,15 +195,15 @@ async def test_model(request: Request) -> Response:
         raise Forbidden("the platform admin tests the models every org uses", code="forbidden_role")
     gw = gateway_of(request)
     key = None
-    repo_id = request.query_params.get("repository_id")
+    repo_id = read_query(request, ModelTestQuery).repository_id
     if repo_id:
-        repo = await gw.repositories.get(repo_id[:200])
+        repo = await gw.repositories.get(repo_id)
         if (
             repo is None
             or not caller.in_org(repo.org_id)
             or (entry.org_id is not None and repo.org_id != entry.org_id)
         ):
-            raise NotFound(f"repository {repo_id[:200]!r} not found", code="repository_not_found")
+            raise NotFound(f"repository {repo_id!r} not found", code="repository_not_found")
         key = await gw.connections.keys.key_for(repo.org_id, repo.id, entry.config.provider)
     result = await gw.connections.test(entry, key)
     if result is None:
@@ -213,7 +212,9 @@ async def test_model(request: Request) -> Response:
             code="test_running",
             headers={"Retry-After": "2"},
         )
-    return ok({"success": True, "model": entry.id, "result": result.to_json()})
+    health = answers.ModelHealth.of(result)
+    assert health is not None
+    return ok(answers.ModelTest(model=entry.id, result=health))
 
 
 routes = [

@@ -11,22 +11,29 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.access.principal import Principal
 from gateway.api.admin import admin_principal, required_org
-from gateway.api.inputs import gateway_of, int_param, iso_param, ok, principal, read_json
+from gateway.api.inputs import gateway_of, ok, principal, read_json
+from gateway.api.queries import ViolationsQuery, read_query
+from gateway.api.schemas import admin as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.policy import PolicySpec, error_lines
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
-def policy_json(spec: PolicySpec, source: str) -> dict[str, Any]:
-    return {**spec.model_dump(mode="json", exclude_none=True), "source": source}
+def policy_of(spec: PolicySpec, source: str) -> answers.Policy:
+    return answers.Policy.of(spec, "file" if source == "file" else "api")
+
+
+def answer(envelope: BaseModel, status: int = 200) -> Response:
+    """A policy omits the fields it does not set."""
+    return ok(envelope, status, exclude_none=True)
 
 
 def _manages(caller: Principal, spec: PolicySpec) -> bool:
@@ -47,8 +54,8 @@ def _policy_id(request: Request) -> str:
 async def list_policies(request: Request) -> Response:
     caller = await admin_principal(request)
     gov = gateway_of(request).governance
-    rows = [policy_json(spec, source) for spec, source in gov.all_specs() if _reads(caller, spec)]
-    return ok({"success": True, "policies": rows, "total": len(rows)})
+    rows = [policy_of(spec, source) for spec, source in gov.all_specs() if _reads(caller, spec)]
+    return answer(answers.PolicyList(policies=rows, total=len(rows)))
 
 
 async def get_policy(request: Request) -> Response:
@@ -56,7 +63,7 @@ async def get_policy(request: Request) -> Response:
     pid = _policy_id(request)
     for spec, source in gateway_of(request).governance.all_specs():
         if spec.id == pid and _reads(caller, spec):
-            return ok({"success": True, "policy": policy_json(spec, source)})
+            return answer(answers.PolicyEnvelope(policy=policy_of(spec, source)))
     raise NotFound(f"no policy {pid!r}", code="policy_not_found")
 
 
@@ -74,7 +81,7 @@ async def put_policy(request: Request) -> Response:
     try:
         spec = PolicySpec.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed(error_lines(exc)[0]) from None
+        raise ValidationFailed(error_lines(exc)[0], param=exc.errors()[0]["loc"] or None) from None
     gov = gateway_of(request).governance
     existing = next((s for s, _ in gov.all_specs() if s.id == pid), None)
     if existing is not None and not _manages(caller, existing):
@@ -82,9 +89,8 @@ async def put_policy(request: Request) -> Response:
             raise Forbidden("this policy belongs to the platform, not to your org")
         raise Conflict(f"the policy id {pid!r} is taken", code="policy_id_taken")
     await gov.put(spec)
-    return ok(
-        {"success": True, "policy": policy_json(spec, "api")}, 201 if existing is None else 200
-    )
+    envelope = answers.PolicyEnvelope(policy=policy_of(spec, "api"))
+    return answer(envelope, 201 if existing is None else 200)
 
 
 async def delete_policy(request: Request) -> Response:
@@ -103,7 +109,7 @@ async def delete_policy(request: Request) -> Response:
             code="policy_in_config",
         )
     await gov.delete(pid)
-    return ok({"success": True, "deleted": pid})
+    return ok(answers.PolicyDeleted(deleted=pid))
 
 
 def _visible(caller: Principal, v: dict[str, Any]) -> bool:
@@ -118,42 +124,32 @@ def _visible(caller: Principal, v: dict[str, Any]) -> bool:
 
 async def violations(request: Request) -> Response:
     caller = await principal(request)
-    org = required_org(request, caller)
-    since, until = iso_param(request, "from"), iso_param(request, "to", end_of_day=True)
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed("from: must not be after to")
-    take = int_param(request, "take", 50, lo=1, hi=100)
-    skip = int_param(request, "skip", 0, lo=0, hi=100_000)
+    q = read_query(request, ViolationsQuery)
+    org = required_org(q.org_id, caller)
     wanted = {
-        key: request.query_params.get(param)
-        for key, param in (
-            ("policy_id", "policyId"),
-            ("user_id", "userId"),
-            ("conversation_id", "conversationId"),
+        key: value
+        for key, value in (
+            ("policy_id", q.policyId),
+            ("user_id", q.userId),
+            ("conversation_id", q.conversationId),
         )
-        if request.query_params.get(param)
+        if value
     }
-    rows = await gateway_of(request).store.events.violations(org, since_ms=since, until_ms=until)
+    rows = await gateway_of(request).store.events.violations(
+        org, since_ms=q.since, until_ms=q.until
+    )
     matching = [
         v
         for v in rows
         if _visible(caller, v) and all(v.get(k) == value for k, value in wanted.items())
     ]
     page = [
-        {k: v for k, v in row.items() if k != "conversation_creator"}
-        for row in matching[skip : skip + take]
+        answers.PolicyViolation.model_validate(row) for row in matching[q.skip : q.skip + q.take]
     ]
     counts = None
     if caller.role in ("admin", "org_admin"):
         counts = await gateway_of(request).store.events.violation_counts(org)
-    return ok(
-        {
-            "success": True,
-            "violations": page,
-            "total": len(matching),
-            **({"counts": counts} if counts is not None else {}),
-        }
-    )
+    return ok(answers.ViolationPage(violations=page, total=len(matching), counts=counts))
 
 
 routes = [

@@ -20,6 +20,7 @@ from gateway.access.principal import Principal
 from gateway.access.repositories import Repository
 from gateway.api.admin import admin_principal, repository_id
 from gateway.api.inputs import StrictBody, gateway_of, ok, read_body
+from gateway.api.schemas import provider_keys as answers
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.models.provider_keys import PROVIDERS_WITH_KEYS
 
@@ -60,16 +61,16 @@ async def list_keys(request: Request) -> Response:
     caller = await admin_principal(request)
     repo = await _repository(request, caller)
     gw = gateway_of(request)
+    rows: list[answers.ProviderKey] = []
     if repo.source == "config":
-        rows = []
-        if repo.api_key_env is not None:
-            model = await gw.repositories.model_for(repo)
-            if model is not None:
-                rows.append({"provider": model.config.provider, "source": "config"})
-        return ok({"success": True, "repositoryId": repo.id, "provider_keys": rows})
-    found = await gw.connections.keys.of_repository(repo.org_id, repo.id)
-    rows = [{**info.to_json(), "source": "api"} for info in found]
-    return ok({"success": True, "repositoryId": repo.id, "provider_keys": rows})
+        model = await gw.repositories.model_for(repo) if repo.api_key_env else None
+        if model is not None and model.config.provider in PROVIDERS_WITH_KEYS:
+            shown = {"provider": model.config.provider, "source": "config"}
+            rows.append(answers.ProviderKey.model_validate(shown))
+    else:
+        found = await gw.connections.keys.of_repository(repo.org_id, repo.id)
+        rows = [answers.ProviderKey.of(info) for info in found]
+    return ok(answers.ProviderKeyList(repositoryId=repo.id, provider_keys=rows))
 
 
 async def put_key(request: Request) -> Response:
@@ -95,10 +96,10 @@ async def put_key(request: Request) -> Response:
         fingerprint=info.fingerprint,
         last4=info.last4,
     )
-    return ok(
-        {"success": True, "repositoryId": repo.id, "provider_key": info.to_json()},
-        200 if replaced else 201,
+    shown = answers.ProviderKeyEnvelope(
+        repositoryId=repo.id, provider_key=answers.ProviderKey.of(info)
     )
+    return ok(shown, 200 if replaced else 201)
 
 
 async def delete_key(request: Request) -> Response:
@@ -116,7 +117,7 @@ async def delete_key(request: Request) -> Response:
     gw.audit.record(
         repo.org_id, audit.PROVIDER_KEY_DELETED, caller, repo_id=repo.id, provider=provider
     )
-    return ok({"success": True, "repositoryId": repo.id, "provider": provider})
+    return ok(answers.ProviderKeyDeleted(repositoryId=repo.id, provider=provider))
 
 
 routes = [

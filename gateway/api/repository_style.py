@@ -8,7 +8,7 @@ session on the repository's model, so both API styles show and prompt it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import Field
 from starlette.requests import Request
@@ -18,19 +18,14 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.visibility import ConversationFilter
+from gateway.api import queries
 from gateway.api.conversation_service import creator_of, turn_stream
-from gateway.api.inputs import (
-    Body,
-    gateway_of,
-    int_param,
-    iso_param,
-    ok,
-    principal,
-    read_body,
-    request_timing,
-)
+from gateway.api.inputs import Body, gateway_of, ok, principal, read_body, request_timing
+from gateway.api.queries import read_query
+from gateway.api.schemas import repository as answers
+from gateway.api.schemas.common import FinishReason, PolicyEvent
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
-from gateway.storage.records import ChatSession, Conversation, Message, decimal_usd, iso, new_id
+from gateway.storage.records import ChatSession, Conversation, decimal_usd, new_id
 from gateway.turn import ChatEvent, collect
 from gateway.turn.prepare import Prompt
 
@@ -51,43 +46,6 @@ class SendPrompt(Body):
     on_disconnect: Literal["cancel", "continue"] = "cancel"  # a streamed answer, as stream_chat
 
 
-def conversation_json(c: Conversation) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "orgId": c.org_id,
-        "createdBy": c.created_by,
-        "createdAt": iso(c.created_at),
-        "lastUpdatedAt": iso(c.updated_at),
-        "workspaceId": c.workspace_id,
-        "repoId": c.repo_id,
-        "tokensIn": str(c.tokens_in),  # strings, as the seeds have them: totals grow large
-        "tokensOut": str(c.tokens_out),
-        "cost": decimal_usd(c.cost_nusd),  # a string, like the token counts: exact
-        "creator": {
-            "id": c.creator.id or c.created_by,
-            "name": c.creator.name,
-            "lastName": c.creator.last_name,
-            "email": c.creator.email,
-        },
-    }
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "conversationId": m.conversation_id,
-        "role": m.role,
-        "content": m.content,
-        "createdAt": iso(m.created_at),
-        "tokensIn": m.input_tokens,
-        "tokensOut": m.output_tokens,
-        "cost": decimal_usd(m.cost_nusd),
-        "model": m.model_id,
-        "status": m.status,
-        "finishReason": m.finish_reason,
-    }
-
-
 def conversation_id(request: Request) -> str:
     cid = str(request.path_params["conversation_id"])
     if len(cid) > 200:
@@ -95,9 +53,9 @@ def conversation_id(request: Request) -> str:
     return cid
 
 
-def org_of_request(request: Request, caller: Principal) -> str:
+def org_of_request(q: queries.RepoConversationsQuery, caller: Principal) -> str:
     """The caller's org; the platform admin names one with ?org_id=."""
-    org = request.query_params.get("org_id") or request.query_params.get("orgId")
+    org = q.org_id or q.orgId
     if org:
         caller.check_org(org)
         return org
@@ -143,7 +101,7 @@ async def create(request: Request) -> Response:
         model=model.id,
     )
     await gw.store.conversations.create_with_session(conv, session, event)
-    return ok({"success": True, "conversationId": conv.id})
+    return ok(answers.RepoConversationCreated(conversationId=conv.id))
 
 
 async def _session_for(gw: Gateway, conv: Conversation, default_session_id: str | None) -> str:
@@ -209,71 +167,59 @@ async def _json_answer(events: AsyncIterator[ChatEvent]) -> Response:
         raise GatewayError(
             error.message, code=error.code, status=_ERROR_STATUS.get(error.code, 500)
         )
-    answer: dict[str, Any] = {
-        "success": True,
-        "message": "Prompt sent successfully",
-        "conversationId": start.conversation_id,
-        "messageId": end.message_id,
-        "response": turn.text,
-        "model": start.model,
-        "tokensIn": end.input_tokens,
-        "tokensOut": end.output_tokens,
-        "cost": decimal_usd(end.cost_nusd),
-        "finishReason": end.finish_reason,
-    }
-    if end.usage_estimated:
-        answer["usageEstimated"] = True
-    if end.policy:
-        answer["policy"] = end.policy
-    return ok(answer)
+    return ok(
+        answers.PromptAnswer(
+            conversationId=cast(str, start.conversation_id),  # a repository prompt has one
+            messageId=end.message_id,
+            response=turn.text,
+            model=start.model,
+            tokensIn=end.input_tokens,
+            tokensOut=end.output_tokens,
+            cost=decimal_usd(end.cost_nusd),
+            finishReason=cast(FinishReason, end.finish_reason),  # and validated as one
+            usageEstimated=end.usage_estimated,
+            policy=[PolicyEvent(**p) for p in end.policy],
+        )
+    )
 
 
 async def messages(request: Request) -> Response:
     caller = await principal(request)
     cid = conversation_id(request)
-    take = int_param(request, "take", 50, lo=1, hi=100)
-    skip = int_param(request, "skip", 0, lo=0, hi=10_000_000)
+    q = read_query(request, queries.RepoMessagesQuery)
     gw = gateway_of(request)
     conv = await gw.chat.visible_conversation(caller, cid)
-    msgs, total = await gw.store.conversations.messages(conv.id, offset=skip, limit=take)
+    msgs, total = await gw.store.conversations.messages(conv.id, offset=q.skip, limit=q.take)
     return ok(
-        {
-            "success": True,
-            "messages": [message_json(m) for m in msgs],
-            "total": total,
-            "take": take,
-            "skip": skip,
-        }
+        answers.RepoMessagePage(
+            messages=[answers.RepoMessage.of(m) for m in msgs],
+            total=total,
+            take=q.take,
+            skip=q.skip,
+        )
     )
 
 
 async def list_conversations(request: Request) -> Response:
     caller = await principal(request)
-    org = org_of_request(request, caller)
-    take = int_param(request, "take", 50, lo=1, hi=100)
-    skip = int_param(request, "skip", 0, lo=0, hi=10_000_000)
-    since = iso_param(request, "from")
-    until = iso_param(request, "to", end_of_day=True)
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed("from: must not be after to")
-    q = request.query_params
+    q = read_query(request, queries.RepoConversationsQuery)
+    org = org_of_request(q, caller)
     filters = ConversationFilter(
-        user_id=q.get("userId") or None,
-        workspace_id=q.get("workspaceId") or None,
-        repo_id=q.get("repoId") or None,
-        since_ms=since,
-        until_ms=until,
+        user_id=q.userId,
+        workspace_id=q.workspaceId,
+        repo_id=q.repoId,
+        since_ms=q.since,
+        until_ms=q.until,
     )
     convs, total = await gateway_of(request).visibility.page(
-        caller, org, offset=skip, limit=take, filters=filters
+        caller, org, offset=q.skip, limit=q.take, filters=filters
     )
     return ok(
-        {
-            "success": True,
+        answers.RepoConversationList(
             # a deletion racing this read may still be indexed for a moment
-            "conversations": [conversation_json(c) for c in convs if c.deleted_at is None],
-            "total": total,
-        }
+            conversations=[answers.RepoConversation.of(c) for c in convs if c.deleted_at is None],
+            total=total,
+        )
     )
 
 
@@ -296,7 +242,7 @@ async def delete(request: Request) -> Response:
     at = await gw.store.conversations.soft_delete(conv, deleted_by=caller.user_id, event=event)
     if at is None:  # someone else deleted it a moment ago
         raise NotFound("conversation not found", code="conversation_not_found")
-    return ok({"success": True, "conversationId": conv.id, "deletedAt": iso(at)})
+    return ok(answers.RepoConversationDeleted(conversationId=conv.id, deletedAt=at))
 
 
 routes = [

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from json.encoder import encode_basestring  # C-accelerated
-from typing import Any
+from typing import Any, cast
 
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.schemas.common import FinishReason, PolicyEvent
+from gateway.api.schemas.stream import (
+    ConversationUsage,
+    StreamEnd,
+    StreamError,
+    StreamStart,
+    StreamUsage,
+)
 from gateway.settings import Settings
 from gateway.storage.records import usd
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
@@ -27,42 +35,46 @@ log = logging.getLogger("gateway.sse")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def frame(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def frame(event: str, data: BaseModel) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (
+        event.encode(),
+        data.__pydantic_serializer__.to_json(data),
+    )
 
 
-def start_data(ev: Start, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = {
-        "message_id": ev.message_id,
-        "conversation_id": ev.conversation_id,
-        "chat_session_id": ev.chat_session_id,
-        "model": ev.model,
-        "user_message_id": ev.user_message_id,
-    }
-    if extra:
-        data.update(extra)
-    return data
+def start_data(ev: Start, extra: dict[str, Any] | None = None) -> StreamStart:
+    return StreamStart(
+        message_id=ev.message_id,
+        conversation_id=ev.conversation_id,
+        chat_session_id=ev.chat_session_id,
+        model=ev.model,
+        user_message_id=ev.user_message_id,
+        **(extra or {}),
+    )
 
 
-def end_data(ev: End) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "message_id": ev.message_id,
-        "finish_reason": ev.finish_reason,
-        "usage": {"input_tokens": ev.input_tokens, "output_tokens": ev.output_tokens},
-    }
-    if ev.usage_estimated:
-        data["usage"]["estimated"] = True
-    if ev.totals is not None:
-        data["conversation_usage"] = {
-            "tokens_in": ev.totals.tokens_in,
-            "tokens_out": ev.totals.tokens_out,
-            "cost": usd(ev.totals.cost_nusd),
-        }
-    if ev.policy:
-        data["policy"] = ev.policy
-    if not ev.stored:
-        data["stored"] = False  # Redis was away: the gateway keeps retrying the write
-    return data
+def end_data(ev: End) -> StreamEnd:
+    totals = ev.totals
+    return StreamEnd(
+        message_id=ev.message_id,
+        finish_reason=cast(FinishReason, ev.finish_reason),  # and validated as one
+        usage=StreamUsage(
+            input_tokens=ev.input_tokens,
+            output_tokens=ev.output_tokens,
+            estimated=ev.usage_estimated,
+        ),
+        conversation_usage=(
+            ConversationUsage(
+                tokens_in=totals.tokens_in,
+                tokens_out=totals.tokens_out,
+                cost=usd(totals.cost_nusd),
+            )
+            if totals is not None
+            else None
+        ),
+        policy=[PolicyEvent(**p) for p in ev.policy],
+        stored=ev.stored,  # false: Redis was away; the gateway keeps retrying the write
+    )
 
 
 class ContentFrames:
@@ -98,7 +110,7 @@ async def encode(
             content = ContentFrames(ev.message_id, start_seq)
             yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
         elif type(ev) is ErrorEvent:
-            yield frame("error", {"code": ev.code, "message": ev.message})
+            yield frame("error", StreamError(code=ev.code, message=ev.message))
         elif type(ev) is End:
             yield frame("end", end_data(ev))
 

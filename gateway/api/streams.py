@@ -11,7 +11,9 @@ from starlette.routing import Route
 
 from gateway.access.resume_tokens import check_resume_token, resume_token
 from gateway.api import sse
-from gateway.api.inputs import Body, gateway_of, ok, org_param, principal, read_body, required_param
+from gateway.api.inputs import Body, gateway_of, ok, principal, read_body
+from gateway.api.queries import AttachQuery, ResumeQuery, org_param, read_query
+from gateway.api.schemas.stream import StopAccepted
 from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized
 from gateway.storage.records import Conversation
 from gateway.turn.resume_log import is_ended, last_seq, replay
@@ -22,12 +24,16 @@ class StopBody(Body):
 
 
 async def _conversation_of(
-    request: Request, message_id: str, *, conversation_id: str | None = None, stop: bool = False
+    request: Request,
+    message_id: str,
+    *,
+    conversation_id: str | None = None,
+    token: str | None = None,
+    stop: bool = False,
 ) -> tuple[str, Conversation | None]:
     """The message's conversation id and the conversation, checked against the caller
     (None when a valid resume_token for this message stands in for a bearer token)."""
     gw = gateway_of(request)
-    token = request.query_params.get("resume_token")
     if token and not stop and "authorization" not in request.headers:
         if not check_resume_token(gw.resume_secret, token, message_id):
             raise Unauthorized("invalid or expired resume_token", code="invalid_resume_token")
@@ -52,14 +58,13 @@ async def _conversation_of(
 
 
 async def _attach(
-    request: Request, message_id: str, conversation_id: str | None = None
+    request: Request, q: ResumeQuery, message_id: str, conversation_id: str | None = None
 ) -> Response:
     gw = gateway_of(request)
-    cid, _ = await _conversation_of(request, message_id, conversation_id=conversation_id)
-    after = last_seq(
-        request.headers.get("last-event-id") or request.query_params.get("last_event_id"),
-        message_id,
+    cid, _ = await _conversation_of(
+        request, message_id, conversation_id=conversation_id, token=q.resume_token
     )
+    after = last_seq(request.headers.get("last-event-id") or q.last_event_id, message_id)
     entries = await gw.store.resume_logs.read(cid, message_id)
     if not entries:
         raise NotFound("the stream has expired or never existed", code="stream_not_found")
@@ -78,11 +83,12 @@ async def _stop(request: Request, message_id: str, conversation_id: str | None =
     if is_ended(await gw.store.resume_logs.last(cid, message_id)):
         raise Conflict("this message is not being generated", code="not_running")
     await gw.live.request_stop(message_id)
-    return ok({"success": True, "message_id": message_id, "stopping": True}, 202)
+    return ok(StopAccepted(message_id=message_id), 202)
 
 
 async def service_stream(request: Request) -> Response:
-    return await _attach(request, required_param(request, "message_id"))
+    q = read_query(request, AttachQuery)
+    return await _attach(request, q, q.message_id)
 
 
 async def service_stop(request: Request) -> Response:
@@ -94,7 +100,10 @@ async def service_stop(request: Request) -> Response:
 
 async def repository_stream(request: Request) -> Response:
     return await _attach(
-        request, str(request.path_params["message_id"]), str(request.path_params["conversation_id"])
+        request,
+        read_query(request, ResumeQuery),
+        str(request.path_params["message_id"]),
+        str(request.path_params["conversation_id"]),
     )
 
 

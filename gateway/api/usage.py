@@ -9,39 +9,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.access.usage import Window, parse_bucket, parse_group_by
-from gateway.api.inputs import gateway_of, iso_param, ok, principal
-from gateway.errors import ValidationFailed
-from gateway.storage.records import iso, now_ms
-
-BUCKET_NAMES = {"h": "hour", "d": "day", "m": "month"}
+from gateway.access.usage import GRAINS, Window, parse_group_by
+from gateway.api.inputs import gateway_of, ok, principal
+from gateway.api.queries import UsageQuery, read_query
+from gateway.api.schemas import usage as answers
+from gateway.storage.records import now_ms
 
 
 async def usage(request: Request) -> Response:
     caller = await principal(request)
-    q = request.query_params
-    org = q.get("org_id") or None
-    grain = parse_bucket(q.get("bucket"))
-    group_by = parse_group_by(q.get("group_by"))
-    since = iso_param(request, "from")
-    until = iso_param(request, "to", end_of_day=True)
-    if since is not None and until is not None and since > until:
-        raise ValidationFailed("from: must not be after to")
+    q = read_query(request, UsageQuery)
+    group_by = parse_group_by(q.group_by)
     view = gateway_of(request).usage
-    orgs = await view.orgs_for(caller, org)
-    window = Window.of(grain, since, until, now_ms())
+    orgs = await view.orgs_for(caller, q.org_id)
+    window = Window.of(GRAINS[q.bucket], q.since, q.until, now_ms())
     answer = await view.answer(caller, orgs, window, group_by)
     return ok(
-        {
-            "success": True,
-            "org_ids": orgs,
-            "bucket": BUCKET_NAMES[grain],
-            "group_by": list(group_by),
-            # the window summed: what was asked, cut to now and to what buckets retain
-            "from": iso(window.since_ms),
-            "to": iso(window.until_ms),
-            **answer,
-        }
+        answers.Usage.model_validate(
+            {
+                "org_ids": orgs,
+                "bucket": q.bucket,
+                "group_by": list(group_by),
+                # the window summed: what was asked, cut to now and to what buckets retain
+                "from": window.since_ms,
+                "to": window.until_ms,
+                **answer,
+            }
+        )
     )
 
 

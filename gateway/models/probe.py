@@ -8,7 +8,6 @@ import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from providers.base import (
     ChatMessage,
@@ -40,9 +39,6 @@ class ProbeResult:
     @classmethod
     def from_record(cls, raw: str) -> ProbeResult:
         return cls(**json.loads(raw))
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _ms(since: float) -> float:

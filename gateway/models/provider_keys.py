@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.errors import Conflict
 from gateway.models.vault import Envelope, Vault, VaultError
 from gateway.settings import Settings
 from gateway.storage import provider_keys as layout
-from gateway.storage.records import iso, now_ms
+from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 
 log = logging.getLogger("gateway.models")
@@ -55,15 +54,6 @@ class KeyInfo:
     last4: str
     kek: str
     created_at: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "fingerprint": self.fingerprint,
-            "last4": self.last4,
-            "kek": self.kek,
-            "created_at": iso(self.created_at),
-        }
 
 
 def info_of(name: str, envelope: Envelope) -> KeyInfo:

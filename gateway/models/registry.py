@@ -21,9 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from gateway.models.prices import prices_of
 from gateway.settings import ModelConfig, Settings
-from gateway.storage.records import iso
 from gateway.storage.store import Store
 
 log = logging.getLogger("gateway.models")
@@ -79,24 +77,6 @@ class ModelEntry:
             updated_at=data.get("updated_at"),
             created_by=data.get("created_by"),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        """The entry as the admin API shows it: every field of [[models]], the prices in
-        force and where they come from; never a credential (api_key_env is a name)."""
-        prices = prices_of(self.config)
-        return {
-            **self.config.model_dump(mode="json"),
-            "source": self.source,
-            "org_id": self.org_id,
-            "prices": {
-                "input_per_mtok": prices.input_per_mtok,
-                "output_per_mtok": prices.output_per_mtok,
-                "source": prices.source,
-            },
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "created_by": self.created_by,
-        }
 
 
 def _parse(raw: dict[str, str], where: str) -> dict[str, ModelEntry]:

@@ -91,7 +91,7 @@ def find_all(groups: DetectorGroups, text: str, start: int) -> Found:
     return found
 
 
-def apply(
+def apply(  # long: one pass over the sorted matches, whose group state every branch shares
     stage: Stage,
     text: str,
     lo: int,

@@ -17,15 +17,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from gateway.policy.partial import join_tails, required_prefix, tail_sources
+from gateway.policy.partial import join_tails, tail_sources
 from gateway.policy.triggers import Trigger, Triggers
-
-# User patterns see the text in windows: a pattern that backtracks badly pays for at most
-# one window at a time, and a match is at most REGEX_MAX_MATCH characters long.
-REGEX_WINDOW = 8192
-REGEX_MAX_MATCH = 1024
-# A user pattern still being matched is withheld for at most this many characters.
-REGEX_HOLD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +86,11 @@ class Shape:
     spans     (text, match) -> spans, when one candidate may hold several matches (cards)
     group     the group whose span is reported (`password=` is context, the value is not)
     hints     substrings of which one must occur for the pattern to be worth running
+    requires  more such substrings, tested first (one find each; for anchored shapes, whose
+              hints are where matches start, a cheap test that rules most texts out)
     anchored  every match begins with one of the hints: try the pattern only where they occur
     back      how far before the reported span the pattern may start to match
+    context   how far before a candidate `check` or `spans` read (context words)
     reach     the longest tail this shape ever withholds
     spaceless matches never contain whitespace, so a tail starts after the last space
     non_ascii matches contain only non-ASCII characters: skipped at once on ASCII text
@@ -110,8 +106,10 @@ class Shape:
         spans: Spans | None = None,
         group: int | str = 0,
         hints: Sequence[str] = (),
+        requires: Sequence[str] = (),
         anchored: bool = False,
         back: int = 0,
+        context: int = 0,
         reach: int = 64,
         spaceless: bool = False,
         casefold: bool = False,
@@ -124,8 +122,10 @@ class Shape:
         self.spans = spans
         self.group = group
         self.hints = tuple(hints)
+        self.requires = tuple(requires)
         self.anchored = anchored and bool(hints)
         self.back = back
+        self.context = context
         self.spaceless = spaceless
         self.casefold = casefold
         self.non_ascii = non_ascii
@@ -152,13 +152,18 @@ class Shape:
             subject, pattern = low, self.pattern
         else:
             subject, pattern = text, self.ci
-        hinted = self.hints and not self.anchored and (low is not None or not self.casefold)
-        if hinted and not has_any(subject, self.hints):
+        exact = low is not None or not self.casefold  # substring tests are exact on `subject`
+        if exact and self.requires and not has_any(subject, self.requires):
+            return
+        if self.hints and exact and not self.anchored and not has_any(subject, self.hints):
             return
         if self.non_ascii and subject.isascii():
             return
         label, spans, group = self.label, self.spans, self.group
         pos = max(0, start - self.back)
+        if spans is not None and not self.anchored:
+            self._spanned(text, subject, pattern, pos, start, out)
+            return
         if self.anchored:
             candidates = self._anchored(text, subject, pattern, pos)
         elif self.check is None:
@@ -187,19 +192,44 @@ class Shape:
             else:
                 pos = m.start() + 1
 
+    def _spanned(
+        self, text: str, subject: str, pattern: re.Pattern[str], pos: int, start: int,
+        out: list[Match],
+    ) -> None:  # fmt: skip
+        # As in _checked: a candidate that holds no match must not hide one that starts
+        # inside it, so the scan goes on from its next character.
+        assert self.spans is not None
+        spans, label, search = self.spans, self.label, pattern.search
+        while (m := search(subject, pos)) is not None:
+            last = -1
+            for s, e in spans(text, m):
+                if s >= start:
+                    out.append(Match(s, e, label))
+                last = max(last, e)
+            pos = last if last > m.start() else m.start() + 1
+
     def _anchored(
         self, text: str, subject: str, pattern: re.Pattern[str], pos: int
     ) -> Iterator[re.Match[str]]:
-        """Leftmost-first matches, tried only where an anchor occurs (str.find is fast)."""
-        places = sorted({i for a in self.hints for i in _occurrences(subject, a, pos)})
+        """Leftmost-first matches, tried only where an anchor occurs (str.find is fast).
+
+        With `spans`, a candidate may hold no match (the spans say so later): candidates may
+        then overlap, so that one never hides another, wherever the scan starts."""
+        places = [i for a in self.hints for i in _occurrences(subject, a, pos)]
+        if not places:
+            return
+        if len(places) > 1:
+            places = sorted(set(places))
         check, group, free = self.check, self.group, pos
+        overlap = self.spans is not None
         for i in places:
             if i < free:
                 continue
             m = pattern.match(subject, i)
             if m is None or (check is not None and not check(text, *m.span(group))):
                 continue
-            free = m.end()
+            if not overlap:
+                free = m.end()
             yield m
 
 
@@ -290,6 +320,44 @@ class Tail:
         return n - m.start() if m is not None else 0
 
 
+class Hold:
+    """A value still arriving after the words that make it one (`password is hun`): the
+    pattern ends in `(?P<hold>...)\\Z`, and what that group matched is withheld. Only the
+    value is ever a match, so the key words before it go to the client at once.
+
+    casefold: the pattern is lower-case and runs on the lowered text (as Shape's).
+    hints: substrings of which one must occur in the last `reach` characters."""
+
+    def __init__(
+        self,
+        pattern: str,
+        *,
+        casefold: bool = False,
+        hints: Sequence[str] = (),
+        reach: int = 320,
+    ) -> None:
+        self.pattern = re.compile(pattern)
+        self.casefold = casefold
+        self.hints = tuple(hints)
+        self.reach = reach
+
+    @cached_property
+    def ci(self) -> re.Pattern[str]:
+        return re.compile(self.pattern.pattern, re.IGNORECASE) if self.casefold else self.pattern
+
+    def holdback(self, text: str, low: str | None) -> int:
+        if self.casefold and low is not None:
+            subject, pattern = low, self.pattern
+        else:
+            subject, pattern = text, self.ci
+        n = len(subject)
+        lo = n - self.reach if n > self.reach else 0
+        if self.hints and not any(subject.find(h, lo) >= 0 for h in self.hints):
+            return 0
+        m = pattern.search(subject, lo)
+        return n - m.start("hold") if m is not None else 0
+
+
 class ShapeDetector:
     """A detector made of shapes: pii, secrets, prompt injection."""
 
@@ -297,15 +365,18 @@ class ShapeDetector:
         self,
         shapes: Sequence[Shape],
         *,
+        holds: Sequence[Hold] = (),
         extra_holdback: Callable[[str], int] | None = None,
         extra_triggers: Sequence[Trigger] | None = None,
     ):
-        """extra_triggers: the regexes without a match of which extra_holdback is 0."""
+        """holds: values withheld by their key words (see Hold); extra_triggers: the
+        regexes without a match of which extra_holdback is 0."""
         self.shapes = tuple(shapes)
-        self.lookbehind = max((s.back for s in shapes), default=0) + 16
-        self._casefold = any(s.casefold for s in shapes)
+        self.holds = tuple(holds)
+        self.lookbehind = max((max(s.back, s.context) for s in shapes), default=0) + 16
+        self._casefold = any(s.casefold for s in shapes) or any(h.casefold for h in holds)
         self._extra = extra_holdback
-        alike: dict[tuple, list[Tail]] = {}
+        alike: dict[tuple[bool, bool, bool, int], list[Tail]] = {}
         for shape in shapes:
             t = shape.tail
             if t is not None:
@@ -321,6 +392,8 @@ class ShapeDetector:
             (lowered if shape.casefold else raw).append(Trigger(shape.pattern))
         for tail in self._tails:
             (lowered if tail.casefold else raw).append(Trigger(tail.tail, tail=True))
+        for hold in self.holds:
+            (lowered if hold.casefold else raw).append(Trigger(hold.pattern, tail=True))
         self.triggers: Triggers | None = None
         if extra_holdback is None or extra_triggers is not None:
             self.triggers = Triggers(tuple(raw) + tuple(extra_triggers or ()), tuple(lowered))
@@ -338,61 +411,8 @@ class ShapeDetector:
         for tail in self._tails:
             h = tail.holdback(text, low)
             hold = max(hold, h)
-        return hold
-
-
-class RegexDetector:
-    """An operator's own pattern(s), compiled once, scanned in bounded windows."""
-
-    lookbehind = 64
-
-    def __init__(self, patterns: Sequence[str], *, label: str = "regex") -> None:
-        self.label = label
-        self.patterns = [re.compile(p) for p in patterns]
-        # A literal every match starts with (`ACME-` in `\bACME-\d+`): absent, skip the scan.
-        self._literals = [required_prefix(p) for p in self.patterns]
-        self._tails: list[Tail | None] = []
-        for pattern in self.patterns:
-            try:
-                self._tails.append(Tail.derive(pattern, reach=REGEX_HOLD).prepare())
-            except ValueError:  # a back-reference: hold the last REGEX_HOLD characters
-                self._tails.append(None)
-        # The scan reads windows of the text (an `endpos`): anchors and look-aheads there
-        # may pass where they fail on the whole text, so they do not narrow the triggers.
-        self.triggers: Triggers | None = None
-        if None not in self._tails:
-            self.triggers = Triggers(
-                tuple(Trigger(p, ahead=False) for p in self.patterns)
-                + tuple(Trigger(t.tail, tail=True) for t in self._tails if t is not None)
-            )
-
-    def find(self, text: str, start: int = 0) -> list[Match]:
-        found: list[Match] = []
-        for pattern, literal in zip(self.patterns, self._literals, strict=True):
-            if literal and text.find(literal, start) < 0:
-                continue
-            found.extend(self._scan(pattern, text, start))
-        return resolve(found)
-
-    def _scan(self, pattern: re.Pattern[str], text: str, start: int) -> Iterable[Match]:
-        n = len(text)
-        pos = start
-        while pos < n:
-            stop = min(n, pos + REGEX_WINDOW)
-            limit = min(n, stop + REGEX_MAX_MATCH)
-            last = stop
-            for m in pattern.finditer(text, pos, limit):
-                if m.start() >= stop:
-                    break
-                if m.end() > m.start():
-                    yield Match(m.start(), m.end(), self.label)
-                    last = max(last, m.end())
-            pos = last
-
-    def holdback(self, text: str) -> int:
-        hold = 0
-        for tail in self._tails:
-            h = tail.holdback(text, None) if tail is not None else min(len(text), REGEX_HOLD)
+        for value in self.holds:
+            h = value.holdback(text, low)
             hold = max(hold, h)
         return hold
 
@@ -445,17 +465,22 @@ _END = ""
 _WORD = re.compile(r"\w+")
 
 
+_Trie = dict[str, "_Trie | bool"]
+
+
 def _trie_source(words: Sequence[str]) -> str:
-    root: dict = {}
+    root: _Trie = {}
     for word in words:
         node = root
         for ch in word:
-            node = node.setdefault(ch, {})
+            child = node.setdefault(ch, {})
+            assert isinstance(child, dict)
+            node = child
         node[_END] = True
     return "(?:" + _trie_node(root, first=True) + ")"
 
 
-def _trie_node(node: dict, *, first: bool = False) -> str:
+def _trie_node(node: _Trie, *, first: bool = False) -> str:
     alternatives = []
     for ch in sorted(k for k in node if k != _END):
         atom = r"\s+" if ch == " " else re.escape(ch)
@@ -463,7 +488,9 @@ def _trie_node(node: dict, *, first: bool = False) -> str:
             # The start boundary, tested after the first character so that the regex engine
             # can still skip ahead to the characters that begin some keyword.
             atom += r"(?<!\w\w)"
-        alternatives.append(atom + _trie_node(node[ch]))
+        child = node[ch]
+        assert isinstance(child, dict)
+        alternatives.append(atom + _trie_node(child))
     if not alternatives:
         return ""
     body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"

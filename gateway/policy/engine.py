@@ -19,16 +19,21 @@ from gateway.policy.decision import (
     detector_groups,
     find_all,
 )
-from gateway.policy.detectors import Detector, KeywordDetector, RegexDetector
+from gateway.policy.detectors import Detector, KeywordDetector
 from gateway.policy.injection import injection_detector
 from gateway.policy.limits import LengthLimit, ModelAllowlist, estimate_tokens
 from gateway.policy.model import PolicySpec, Stage
+from gateway.policy.patterns import RegexDetector
+from gateway.policy.phones import DEFAULT_REGIONS
 from gateway.policy.pii import pii_detector
 from gateway.policy.stream import StreamGuard, quiet_test
 
+# What makes two policies' detectors the same one: the kind and its parameters.
+DetectorKey = tuple[object, ...]
+
 
 def compile_policy(
-    spec: PolicySpec, detectors: dict[tuple, Detector] | None = None
+    spec: PolicySpec, detectors: dict[DetectorKey, Detector] | None = None
 ) -> CompiledPolicy:
     """Build what a policy needs to run; `detectors` shares equal detectors between policies."""
     cache = detectors if detectors is not None else {}
@@ -40,14 +45,14 @@ def compile_policy(
         return CompiledPolicy(spec, length=LengthLimit(max_tokens=spec.limit))
     if spec.kind == "model_allowlist":
         return CompiledPolicy(spec, allowlist=ModelAllowlist(spec.models))
-    key: tuple
+    key: DetectorKey
     if spec.kind == "regex":
         patterns = ((spec.pattern,) if spec.pattern else ()) + spec.patterns
         key = ("regex", patterns, spec.label)
     elif spec.kind == "keywords":
         key = ("keywords", spec.keywords, spec.label)
     elif spec.kind == "pii":
-        key = ("pii", spec.entities)
+        key = ("pii", spec.entities, spec.regions)
     else:
         key = (spec.kind,)
     if key not in cache:
@@ -55,13 +60,14 @@ def compile_policy(
     return CompiledPolicy(spec, detector=cache[key])
 
 
-def _build_detector(spec: PolicySpec, key: tuple) -> Detector:
+def _build_detector(spec: PolicySpec, key: DetectorKey) -> Detector:
     if spec.kind == "regex":
-        return RegexDetector(key[1], label=spec.label or "regex")
+        patterns = ((spec.pattern,) if spec.pattern else ()) + spec.patterns
+        return RegexDetector(patterns, label=spec.label or "regex")
     if spec.kind == "keywords":
         return KeywordDetector(spec.keywords, label=spec.label or "keyword")
     if spec.kind == "pii":
-        return pii_detector(spec.entities or ())
+        return pii_detector(spec.entities or (), regions=spec.regions or DEFAULT_REGIONS)
     if spec.kind == "secrets":
         return secrets_detector()
     return injection_detector()
@@ -77,13 +83,13 @@ class PolicySet:
             if spec.id in seen:
                 raise ValueError(f"policies: two policies have the id {spec.id!r}")
             seen.add(spec.id)
-        detectors: dict[tuple, Detector] = {}
+        detectors: dict[DetectorKey, Detector] = {}
         self._compiled = tuple(compile_policy(s, detectors) for s in self.specs if s.enabled)
         for p in self._compiled:
             if p.detector is not None and "during" in p.spec.stages:
                 quiet_test(p.detector)  # compiled now rather than on the first streamed answer
         self._by_id = {s.id: s for s in self.specs}
-        self._contexts: dict[tuple, ActivePolicies] = {}
+        self._contexts: dict[tuple[str | None, ...], ActivePolicies] = {}
 
     def get(self, policy_id: str) -> PolicySpec | None:
         """The policy behind a violation (for its webhooks, name, description)."""

@@ -7,6 +7,7 @@ Every mistake is reported against the field that holds it, so a config loader ca
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.policy.partial import nested_unbounded_repeat
+from gateway.policy.patterns import PatternError, check_pattern
+from gateway.policy.phones import KNOWN_REGIONS
 
 Stage = Literal["pre", "during", "post"]
 Action = Literal["log", "alert", "block", "redact"]
@@ -52,6 +54,7 @@ PARAMETERS: dict[str, frozenset[str]] = {
     "label": frozenset({"regex", "keywords"}),
     "keywords": frozenset({"keywords"}),
     "entities": frozenset({"pii"}),
+    "regions": frozenset({"pii"}),
     "max_chars": frozenset({"max_length"}),
     "max_tokens": frozenset({"max_length"}),
     "models": frozenset({"model_allowlist"}),
@@ -70,17 +73,9 @@ def _error(message: str, **context: Any) -> PydanticCustomError:
 
 def _regex(value: str) -> str:
     try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise _error("not a valid regular expression: {reason}", reason=exc) from None
-    if compiled.search("") is not None:
-        raise _error("the pattern matches the empty string, so it would match everywhere")
-    if nested_unbounded_repeat(value):
-        raise _error(
-            "a repeat inside a repeat (like (a+)+) can backtrack without end; "
-            "rewrite it, or make the inner repeat possessive (a++)"
-        )
-    return value
+        return check_pattern(value)
+    except PatternError as exc:
+        raise _error("{reason}", reason=_Raw(str(exc))) from None
 
 
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -117,10 +112,15 @@ class PolicySpec(BaseModel):
     action: Action
     # Kind parameters; each is checked against `kind` (see PARAMETERS).
     pattern: Regex | None = Field(default=None, validate_default=True)
-    patterns: tuple[Regex, ...] = Field(default=(), validate_default=True)
+    patterns: tuple[Regex, ...] = Field(default=(), max_length=64, validate_default=True)
     label: str | None = Field(default=None, validate_default=True, pattern=r"^[A-Za-z0-9_.-]+$")
-    keywords: tuple[str, ...] = Field(default=(), validate_default=True)
+    keywords: tuple[Annotated[str, Field(max_length=200)], ...] = Field(
+        default=(), max_length=10_000, validate_default=True
+    )
     entities: tuple[Entity, ...] | None = Field(default=None, validate_default=True)
+    # Phone numbers in national format are read as numbers of these regions (ISO 3166
+    # codes libphonenumber knows); international ones are found whatever the regions.
+    regions: tuple[str, ...] | None = Field(default=None, validate_default=True)
     max_chars: int | None = Field(default=None, gt=0, validate_default=True)
     max_tokens: int | None = Field(default=None, gt=0, validate_default=True)
     models: tuple[str, ...] = Field(default=(), validate_default=True)
@@ -184,6 +184,7 @@ class PolicySpec(BaseModel):
         "label",
         "keywords",
         "entities",
+        "regions",
         "max_chars",
         "max_tokens",
         "models",
@@ -205,7 +206,8 @@ class PolicySpec(BaseModel):
                     kind=kind,
                 )
             return value
-        return _CHECKS.get(field, _unchecked)(value, info.data)
+        check = _CHECKS.get(field, _unchecked)
+        return check(value, info.data)
 
     @field_validator("webhooks")
     @classmethod
@@ -251,6 +253,29 @@ def _check_entities(value: tuple[Entity, ...] | None, data: dict[str, Any]) -> t
     return tuple(dict.fromkeys(value))
 
 
+MAX_REGIONS = 64
+
+
+def _check_regions(value: tuple[str, ...] | None, data: dict[str, Any]) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    entities = data.get("entities") or ALL_ENTITIES
+    if "phone" not in entities:
+        raise _error("regions only changes how phone numbers are read; add 'phone' to entities")
+    if not value or len(value) > MAX_REGIONS:
+        raise _error(
+            "name 1 to {n} regions, or leave regions out for the default set", n=MAX_REGIONS
+        )
+    regions = tuple(dict.fromkeys(r.upper() for r in value))
+    unknown = [r for r in regions if r not in KNOWN_REGIONS]
+    if unknown:
+        raise _error(
+            "{region} is not a region libphonenumber knows (use ISO 3166 codes such as 'DE')",
+            region=unknown[0][:8],
+        )
+    return regions
+
+
 def _check_max_tokens(value: int | None, data: dict[str, Any]) -> int | None:
     if value is None and data.get("max_chars") is None:
         raise _error("kind 'max_length' needs max_chars or max_tokens")
@@ -269,10 +294,11 @@ def _check_limit(value: int | None, data: dict[str, Any]) -> int | None:
     return value
 
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "patterns": _check_patterns,
     "keywords": _check_keywords,
     "entities": _check_entities,
+    "regions": _check_regions,
     "max_tokens": _check_max_tokens,
     "models": _check_models,
     "limit": _check_limit,

@@ -31,7 +31,7 @@ from gateway.policy.decision import (
 )
 from gateway.policy.detectors import Detector
 from gateway.policy.masking import EXCERPT_CONTEXT
-from gateway.policy.triggers import compile_triggers
+from gateway.policy.triggers import Searcher, compile_triggers
 
 # Never hold more than this: a match still open after that many characters is decided on
 # what has arrived (a PEM block is the longest thing any built-in detector waits for).
@@ -223,16 +223,27 @@ class Quiet:
 
     helps: False when the test fails even on plain prose (the guard then does not ask)."""
 
-    __slots__ = ("_lowered", "_raw", "helps")
+    __slots__ = ("_linear", "_lowered", "_raw", "helps")
 
-    def __init__(self, raw: re.Pattern[str] | None, lowered: re.Pattern[str] | None) -> None:
+    def __init__(
+        self,
+        raw: re.Pattern[str] | None,
+        lowered: re.Pattern[str] | None,
+        linear: Sequence[Searcher] = (),
+    ) -> None:
         self._raw = raw
         self._lowered = lowered
+        self._linear = tuple(linear)
         self.helps = any(self(text) for text in _PROSE)
 
     def __call__(self, text: str) -> bool:
         if self._raw is not None and self._raw.search(text) is not None:
             return False
+        for linear in self._linear:
+            # A tail may match empty at the very end, holding nothing: only that is quiet.
+            m = linear.search(text)
+            if m is not None and m.end() > m.start():
+                return False
         if self._lowered is not None:
             return text.isascii() and self._lowered.search(text.lower()) is None
         return True
@@ -254,7 +265,7 @@ def quiet_test(detector: Detector) -> Quiet | None:
         raw = compile_triggers(triggers.raw) if triggers.raw else None
         lowered = compile_triggers(triggers.lowered) if triggers.lowered else None
         if (raw is not None or not triggers.raw) and (lowered is not None or not triggers.lowered):
-            test = Quiet(raw, lowered)
+            test = Quiet(raw, lowered, triggers.linear)
     _QUIET[detector] = test
     return test
 

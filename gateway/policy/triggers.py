@@ -13,27 +13,31 @@ matches: the empty one at the end of the text holds nothing.
 
 from __future__ import annotations
 
-import _sre  # type: ignore[import-not-found]
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from re import _compiler  # type: ignore[attr-defined]
-from re import _constants as C  # type: ignore[attr-defined]
-from re import _parser as P  # type: ignore[attr-defined]
+from typing import Protocol
 
-from gateway.policy.partial import UNBOUNDED, Unsupported, _Builder, _char
-
-_SINGLE_CHAR = (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY)
-_REPEATS = (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT)
-_FLAG_LETTERS = (
-    (C.SRE_FLAG_IGNORECASE, "i"),
-    (C.SRE_FLAG_MULTILINE, "m"),
-    (C.SRE_FLAG_DOTALL, "s"),
-    (C.SRE_FLAG_ASCII, "a"),
+from gateway.policy.syntax import (
+    IGNORECASE,
+    SCOPED_FLAGS,
+    Alt,
+    Anchor,
+    Atomic,
+    Char,
+    Fail,
+    Group,
+    Look,
+    Node,
+    Repeat,
+    Seq,
+    Unsupported,
+    Writer,
+    parse,
 )
-_FLAGS = C.SRE_FLAG_IGNORECASE | C.SRE_FLAG_MULTILINE | C.SRE_FLAG_DOTALL | C.SRE_FLAG_ASCII
+
 # Anchors that read the character at or after their position.
-_READ_AHEAD = {C.AT_BOUNDARY, C.AT_NON_BOUNDARY, C.AT_END, C.AT_END_STRING}
+_READ_AHEAD = {"\\b", "\\B", "$", "\\Z"}
 # Ways to begin one regex may have before it is not worth a fast path (a pattern this
 # tangled is rare: an operator's own, most likely).
 _MAX_OPENINGS = 512
@@ -41,6 +45,16 @@ _MAX_STEPS = 20_000
 # A first-character class up to this size becomes literals (in the Basic Multilingual Plane,
 # where the regex engine tests a set of them with a bitmap).
 _EXPAND = 32
+
+
+class Span(Protocol):
+    def start(self) -> int: ...
+
+    def end(self) -> int: ...
+
+
+class Searcher(Protocol):
+    def search(self, text: str) -> Span | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +73,13 @@ class Trigger:
 @dataclass(frozen=True, slots=True)
 class Triggers:
     """A detector's triggers: `raw` are searched in the text as given, `lowered` in its
-    lower-case form (the detector's case-folding shapes run there; ASCII text only)."""
+    lower-case form (the detector's case-folding shapes run there; ASCII text only),
+    `linear` as given, already compiled."""
 
     raw: tuple[Trigger, ...] = ()
     lowered: tuple[Trigger, ...] = ()
+    # Compiled RE2 patterns searched as they are (operators' patterns: never run on `re`).
+    linear: tuple[Searcher, ...] = ()
 
 
 @lru_cache(maxsize=64)
@@ -76,8 +93,8 @@ def compile_triggers(triggers: tuple[Trigger, ...]) -> re.Pattern[str] | None:
         openings = _openings(trigger)
         if openings is None:
             return None
-        for item, behind, rest in openings:
-            for first in _expand(item):
+        for item, flags, behind, rest in openings:
+            for first in _expand(item, flags):
                 tails = groups.setdefault(first, {}).setdefault(behind, [])
                 if rest not in tails:
                     tails.append(rest)
@@ -100,117 +117,99 @@ def _group(alternatives: list[str]) -> str:
     return "(?:" + "|".join(alternatives) + ")"
 
 
-def _expand(item: tuple) -> list[str]:
-    """A first character as the literal characters it stands for (a small class, no case
-    folding), or as itself."""
-    op, av, flags = item
+# An opening: the first character consumed, with the flags in force there; the look-behinds
+# moved after it; and what must follow it.
+Opening = tuple[Char, int, str, str]
+
+
+def _expand(first: Char, flags: int) -> list[str]:
+    """A first character as the literal characters it stands for (a small class, and no
+    case folding that could add others), or as itself."""
     codes: list[int] = []
-    if op is C.LITERAL:
-        codes.append(av)
-    elif op is C.IN:
-        for o, a in av:
-            if o is C.LITERAL:
-                codes.append(a)
-            elif o is C.RANGE and a[1] - a[0] < _EXPAND:
-                codes.extend(range(a[0], a[1] + 1))
-            else:
+    if first.kind == "literal":
+        codes.append(first.code)
+    elif first.kind == "class" and not first.negate:
+        for item in first.items:
+            if isinstance(item, str) or item[1] - item[0] >= _EXPAND:
                 codes = []
                 break
-    if codes and len(codes) <= _EXPAND and max(codes) <= 0xFFFF:
-        # Case folding changes nothing for a character without case and without a folding
-        # equivalent: the regex engine's own test and table, as it compiles the pattern.
-        ascii_only = flags & C.SRE_FLAG_ASCII
-        iscased = _sre.ascii_iscased if ascii_only else _sre.unicode_iscased
-        extra = {} if ascii_only else _compiler._EXTRA_CASES
-        if not flags & C.SRE_FLAG_IGNORECASE or not any(
-            iscased(code) or code in extra for code in codes
-        ):
-            return [_char(code) for code in dict.fromkeys(codes)]
-    return [_wrap(flags, _Builder().full(op, av))]
+            codes.extend(range(item[0], item[1] + 1))
+    write = Writer("re")
+    # Ignoring case adds nothing to ASCII digits and punctuation; any letter, and any
+    # character beyond ASCII, may have partners (KELVIN SIGN folds to k): kept whole.
+    uncased = not flags & IGNORECASE or all(c < 128 and not chr(c).isalpha() for c in codes)
+    if codes and len(codes) <= _EXPAND and max(codes) <= 0xFFFF and uncased:
+        return [write.char(code) for code in dict.fromkeys(codes)]
+    return [write.wrap(flags, write.single(first))]
 
 
-class _Emitter(_Builder):
-    """Re-emits parsed items; with ahead=False, anchors and look-aheads become nothing."""
+class _Emitter(Writer):
+    """Writes nodes exactly; with ahead=False, anchors and look-aheads become nothing."""
 
     def __init__(self, *, ahead: bool) -> None:
-        super().__init__()
+        super().__init__("re")
         self.ahead = ahead
 
-    def full(self, op: object, av: object) -> str:
+    def exact(self, node: Node, *, loose: bool = False) -> str:
         # Exact where partial.py loosens: inside a negative look-around, a looser pattern
         # would make the whole stricter.
-        if op is C.POSSESSIVE_REPEAT:
-            return self.full(C.MAX_REPEAT, av) + "+"
-        if op is C.ATOMIC_GROUP:
-            return "(?>" + self.full_seq(list(av.data)) + ")"  # type: ignore[attr-defined]
         if not self.ahead:
-            if _reads_ahead(op, av):
+            if _reads_ahead(node):
                 return ""
-            if op is C.ASSERT_NOT and _reads_ahead_anywhere(av[1]):  # type: ignore[index]
+            if isinstance(node, Look) and node.negate and _reads_ahead_anywhere(node.seq):
                 return ""  # a negative assertion can only be dropped whole
-        return super().full(op, av)
+        return super().exact(node, loose=False)
 
-    def seq(self, todo: tuple) -> str:
-        """Items with their flags, as one source that needs no global flags."""
+    def rest(self, todo: tuple[tuple[Node, int], ...]) -> str:
+        """Nodes with their flags, as one source that needs no global flags."""
         out = []
         run: list[str] = []
-        flags = None
-        for op, av, f in todo:
-            f &= _FLAGS
+        flags: int | None = None
+        for node, f in todo:
+            f &= SCOPED_FLAGS
             if f != flags and run:
-                out.append(_wrap(flags or 0, "".join(run)))
+                out.append(self.wrap(flags or 0, "".join(run)))
                 run = []
             flags = f
-            run.append(self.full(op, av))
+            run.append(self.exact(node))
         if run:
-            out.append(_wrap(flags or 0, "".join(run)))
+            out.append(self.wrap(flags or 0, "".join(run)))
         return "".join(out)
 
 
-def _reads_ahead(op: object, av: object) -> bool:
-    if op is C.AT:
-        return av in _READ_AHEAD
-    return op in (C.ASSERT, C.ASSERT_NOT) and av[0] == 1  # type: ignore[index]
+def _reads_ahead(node: Node) -> bool:
+    if isinstance(node, Anchor):
+        return node.at in _READ_AHEAD
+    return isinstance(node, Look) and not node.behind
 
 
-def _reads_ahead_anywhere(sub: P.SubPattern) -> bool:
+def _reads_ahead_anywhere(seq: Seq) -> bool:
     return any(
-        _reads_ahead(op, av) or any(_reads_ahead_anywhere(inner) for inner in _inside(op, av))
-        for op, av in sub.data
+        _reads_ahead(node) or any(_reads_ahead_anywhere(inner) for inner in _inside(node))
+        for node in seq
     )
 
 
-def _inside(op: object, av: object) -> list[P.SubPattern]:
-    if op is C.BRANCH:
-        return list(av[1])  # type: ignore[index]
-    if op is C.SUBPATTERN:
-        return [av[3]]  # type: ignore[index]
-    if op in _REPEATS:
-        return [av[2]]  # type: ignore[index]
-    if op is C.ATOMIC_GROUP:
-        return [av]  # type: ignore[list-item]
-    if op in (C.ASSERT, C.ASSERT_NOT):
-        return [av[1]]  # type: ignore[index]
+def _inside(node: Node) -> list[Seq]:
+    if isinstance(node, Alt):
+        return list(node.branches)
+    if isinstance(node, (Group, Repeat, Atomic, Look)):
+        return [node.seq]
     return []
 
 
-def _wrap(flags: int, source: str) -> str:
-    letters = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
-    return f"(?{letters}:{source})" if letters and source else source
-
-
-def _openings(trigger: Trigger) -> list[tuple[tuple, str, str]] | None:
-    """(first character's parsed item, look-behinds moved after it, what must follow) for
-    every way a match can begin: walk the parse tree to each character consumed first."""
+def _openings(trigger: Trigger) -> list[Opening] | None:  # noqa: C901, RUF100 - a case per node
+    """(first character, its flags, look-behinds moved after it, what must follow) for
+    every way a match can begin: walk the tree to each character consumed first."""
     pattern = trigger.pattern
     try:
-        parsed = P.parse(pattern.pattern, pattern.flags)
-    except re.error:
+        tree = parse(pattern.pattern, pattern.flags)
+    except (re.error, Unsupported):
         return None
     emit = _Emitter(ahead=trigger.ahead)
-    flags = parsed.state.flags
-    out: list[tuple[tuple, str, str]] = []
-    stack: list[tuple[tuple, tuple[str, ...]]] = [(_items(parsed, flags), ())]
+    out: list[Opening] = []
+    Todo = tuple[tuple[Node, int], ...]
+    stack: list[tuple[Todo, tuple[str, ...]]] = [(_items(tree.seq, tree.flags), ())]
     steps = 0
     try:
         while stack:
@@ -222,43 +221,43 @@ def _openings(trigger: Trigger) -> list[tuple[tuple, str, str]] | None:
                 if trigger.tail:
                     continue  # an empty match: for a tail, the one at the end, holding nothing
                 return None  # matches without consuming anything: could be anywhere
-            (op, av, f), rest = todo[0], todo[1:]
-            if op in _SINGLE_CHAR:
-                out.append(((op, av, f & _FLAGS), "".join(behind), emit.seq(rest)))
-            elif op is C.SUBPATTERN:
-                _, add, remove, sub = av
-                stack.append((_items(sub, (f | add) & ~remove) + rest, behind))
-            elif op is C.ATOMIC_GROUP:
-                stack.append((_items(av, f) + rest, behind))
-            elif op is C.BRANCH:
-                for alternative in reversed(av[1]):
-                    stack.append((_items(alternative, f) + rest, behind))
-            elif op in _REPEATS:
-                low, high, sub = av
-                if high > 0:
-                    again: tuple = ()
-                    if high != 1:
-                        left = high if high >= UNBOUNDED else high - 1
-                        again = ((op, (max(low - 1, 0), left, sub), f),)
-                    stack.append((_items(sub, f) + again + rest, behind))
-                if low == 0:
+            (node, f), rest = todo[0], todo[1:]
+            if isinstance(node, Char):
+                out.append((node, f & SCOPED_FLAGS, "".join(behind), emit.rest(rest)))
+            elif isinstance(node, Group):
+                inner = (f | node.add) & ~node.remove
+                stack.append((_items(node.seq, inner) + rest, behind))
+            elif isinstance(node, Atomic):
+                stack.append((_items(node.seq, f) + rest, behind))
+            elif isinstance(node, Alt):
+                for branch in reversed(node.branches):
+                    stack.append((_items(branch, f) + rest, behind))
+            elif isinstance(node, Repeat):
+                if node.high is None or node.high > 0:
+                    again: Todo = ()
+                    if node.high != 1:
+                        left = None if node.high is None else node.high - 1
+                        again = ((Repeat(node.seq, max(node.low - 1, 0), left,
+                                         node.lazy, node.possessive), f),)  # fmt: skip
+                    stack.append((_items(node.seq, f) + again + rest, behind))
+                if node.low == 0:
                     stack.append((rest, behind))
-            elif op in (C.ASSERT, C.ASSERT_NOT) and av[0] == -1:
+            elif isinstance(node, Look) and node.behind:
                 # A look-behind before the first character moves after it, reading one more:
                 # `(?<!W)x` is `x(?<!W[\s\S])`.
-                source = emit.full(op, av)
+                source = emit.exact(node)
                 if source:
                     moved = source[:-1] + r"[\s\S])"
-                    behind = (*behind, _wrap(f & _FLAGS, moved))
+                    behind = (*behind, emit.wrap(f & SCOPED_FLAGS, moved))
                 stack.append((rest, behind))
-            elif op is C.AT or op in (C.ASSERT, C.ASSERT_NOT):
-                stack.append((rest, behind))  # dropped: passing it always is a superset
+            elif isinstance(node, Fail):
+                continue  # nothing begins here
             else:
-                return None  # a back-reference or a conditional
+                stack.append((rest, behind))  # dropped: passing it always is a superset
     except (Unsupported, RecursionError):
         return None
     return out
 
 
-def _items(sub: P.SubPattern, flags: int) -> tuple:
-    return tuple((op, av, flags) for op, av in sub.data)
+def _items(seq: Seq, flags: int) -> tuple[tuple[Node, int], ...]:
+    return tuple((node, flags) for node in seq)

@@ -63,6 +63,11 @@ class Conversation:
     cost_nusd: int = 0  # the answers' cost in nano-USD (1e-9), priced when each was recorded
     deleted_at: int | None = None
 
+    @property
+    def cost(self) -> float:
+        """USD (the APIs' view of cost_nusd)."""
+        return usd(self.cost_nusd)
+
     def to_hash(self) -> dict[str, str]:
         return {
             "id": self.id,
@@ -135,6 +140,10 @@ class Message:
     cost_nusd: int = 0  # nano-USD, at the prices in force when it was recorded
     policy: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, str] | None = None
+
+    @property
+    def cost(self) -> float:
+        return usd(self.cost_nusd)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

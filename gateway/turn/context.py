@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from gateway.errors import BadRequest
 from gateway.storage.records import Message
-from providers.base import ChatMessage, estimate_tokens
+from providers.base import MESSAGE_OVERHEAD_TOKENS, ChatMessage, estimate_tokens
 
 HISTORY_LIMIT = 1000  # messages loaded per turn before trimming to the context window
-MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per message, as chat formats count them
 
 
 def estimated_input_tokens(messages: list[ChatMessage]) -> int:
     """What a turn records when the provider never reports its count."""
-    return sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    return sum(estimate_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
 def build_context(
@@ -35,7 +34,7 @@ def build_context(
     if context_window is None:
         return messages
     budget = context_window - (max_output or 0)
-    cost = [estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages]
+    cost = [estimate_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in messages]
     if cost[-1] > budget:
         raise BadRequest(
             f"prompt needs about {cost[-1]} tokens; the model's context window leaves {budget}",

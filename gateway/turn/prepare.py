@@ -101,7 +101,7 @@ class Preparation:
             model_id=model.id,
         )
         session_id = ctx.session.id if ctx.session else None
-        asked = ask.text if ask.text is not None else (ask.messages or [])[-1].content
+        asked = ask.text if ask.text is not None else (ask.messages or [])[-1].text
         prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
         turn = Turn(
             principal=principal,
@@ -192,7 +192,7 @@ class Preparation:
         messages = ask.messages or []
         if not messages or messages[-1].role != "user":
             raise BadRequest("the last message must be the user's", code="validation_error")
-        if sum(len(m.content) for m in messages) > self.settings.max_prompt_chars:
+        if sum(len(m.text) for m in messages) > self.settings.max_prompt_chars:
             raise BadRequest(
                 f"messages are longer than {self.settings.max_prompt_chars} characters in all",
                 code="prompt_too_long",

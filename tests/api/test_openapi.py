@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 from starlette.routing import Route
 
 from gateway.api import openapi
 from gateway.api.openapi import OPERATIONS, build_document, route_operations, undocumented
 from gateway.app import create_app
 from gateway.settings import load_settings
+from tests.api.document import conforms, documented
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, parse_sse
@@ -34,16 +32,6 @@ def app():
 @pytest.fixture(scope="module")
 def document(app) -> dict[str, Any]:
     return build_document(app.routes)
-
-
-def conforms(document: dict[str, Any], component: str, value: Any) -> None:
-    """Assert `value` is valid against components/schemas/<component> of the document."""
-    registry = Registry().with_resource(
-        "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
-    )
-    schema = {"$ref": f"urn:openapi#/components/schemas/{component}"}
-    errors = list(Draft202012Validator(schema, registry=registry).iter_errors(value))
-    assert not errors, f"{component}: {[e.message for e in errors]} in {value!r}"
 
 
 def test_the_document_is_valid_openapi_3_1(document):
@@ -264,3 +252,136 @@ async def test_real_answers_match_the_documented_schemas(
         assert str(response.status_code) == status, response.text
         assert status in operations[status]["responses"]
         conforms(document, "Error", response.json())
+
+
+def test_query_parameters_come_from_the_handlers_query_models(document):
+    params = {
+        p["name"]: p for p in document["paths"]["/api/conversation/messages"]["get"]["parameters"]
+    }
+    assert params["org_id"]["required"] is True
+    assert params["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 20,
+    }
+    assert params["offset"]["schema"]["maximum"] == 10_000_000  # the document had none
+    events = {p["name"]: p for p in document["paths"]["/admin/events"]["get"]["parameters"]}
+    assert events["before"]["schema"]["pattern"] == "^[0-9]{1,20}-[0-9]{1,20}$"
+    assert "required" not in events["from"] and events["from"]["schema"] == {"type": "string"}
+
+
+@pytest.fixture
+async def served(client) -> dict[str, Any]:
+    return (await client.http.get("/openapi.json")).json()
+
+
+# Each answer below is checked against the schema its own operation declares for its status
+# and media type (each frame, for a stream), not only against a component.
+
+
+async def test_repository_style_answers_are_as_documented(client, admin, alice, upstream, served):
+    http = client.http
+    r = await http.put(
+        "/admin/repositories/doc-repo",
+        json={"org_id": ORG, "workspace_id": "ws-1", "model": "gpt"},
+        headers=bearer(admin),
+    )
+    assert r.status_code == 201
+    documented(served, "PUT", "/admin/repositories/{repo_id}", r)
+    r = await http.post("/conversation", json={"repoId": "doc-repo"}, headers=bearer(alice))
+    documented(served, "POST", "/conversation", r)
+    cid = r.json()["conversationId"]
+
+    upstream.script(Reply(chunks=["Hel", "lo"]))
+    r = await http.post(f"/conversation/{cid}/prompt", json={"prompt": "hi"}, headers=bearer(alice))
+    assert r.json()["response"] == "Hello"
+    documented(served, "POST", "/conversation/{conversation_id}/prompt", r)
+    r = await http.post(
+        f"/conversation/{cid}/prompt",
+        json={"prompt": "more", "stream": True},
+        headers=bearer(alice),
+    )
+    assert r.headers["content-type"].startswith("text/event-stream")
+    documented(served, "POST", "/conversation/{conversation_id}/prompt", r)
+
+    documented(
+        served, "GET", "/conversation", await http.get("/conversation", headers=bearer(alice))
+    )
+    r = await http.get(f"/conversation/{cid}/messages", headers=bearer(alice))
+    assert len(r.json()["messages"]) == 4
+    documented(served, "GET", "/conversation/{conversation_id}/messages", r)
+    r = await http.post(f"/conversation/{cid}/stop", headers=bearer(alice))
+    assert r.status_code == 409  # nothing is being generated
+    documented(served, "POST", "/conversation/{conversation_id}/stop", r)
+    r = await http.delete(f"/conversation/{cid}", headers=bearer(alice))
+    documented(served, "DELETE", "/conversation/{conversation_id}", r)
+
+
+async def test_admin_answers_are_as_documented(client, admin, served):
+    http, auth = client.http, bearer(admin)
+    body = {"org_id": ORG, "workspace_id": "ws-1"}
+    r = await http.put("/admin/repositories/doc-repo", json=body, headers=auth)
+    documented(served, "PUT", "/admin/repositories/{repo_id}", r)
+    documented(
+        served, "GET", "/admin/repositories", await http.get("/admin/repositories", headers=auth)
+    )
+    r = await http.get("/admin/repositories/doc-repo", headers=auth)
+    documented(served, "GET", "/admin/repositories/{repo_id}", r)
+    r = await http.delete("/admin/repositories/doc-repo", headers=auth)
+    documented(served, "DELETE", "/admin/repositories/{repo_id}", r)
+
+    policy = {"kind": "keywords", "keywords": ["zebra"], "stages": ["pre"], "action": "log"}
+    r = await http.put("/admin/policies/doc-policy", json=policy, headers=auth)
+    assert r.status_code == 201
+    documented(served, "PUT", "/admin/policies/{policy_id}", r)
+    r = await http.get("/admin/policies/doc-policy", headers=auth)
+    documented(served, "GET", "/admin/policies/{policy_id}", r)
+    r = await http.delete("/admin/policies/doc-policy", headers=auth)
+    documented(served, "DELETE", "/admin/policies/{policy_id}", r)
+
+    r = await http.get("/admin/events", params={"org_id": ORG}, headers=auth)
+    assert [e["type"] for e in r.json()["events"]] == ["repository_deleted", "repository_saved"]
+    documented(served, "GET", "/admin/events", r)
+    for probe in ("/healthz", "/readyz"):
+        documented(served, "GET", probe, await http.get(probe))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_compatible_answers_and_errors_are_as_documented(
+    client, alice, upstream, served, stream
+):
+    http, auth = client.http, bearer(alice)
+    question = [{"role": "user", "content": "hi"}]
+    upstream.script(Reply(chunks=["a", "b"]))
+    usage = {"stream_options": {"include_usage": True}} if stream else {}
+    r = await http.post(
+        "/v1/chat/completions",
+        headers=auth,
+        json={"model": "gpt", "messages": question, "stream": stream, **usage},
+    )
+    assert r.status_code == 200, r.text
+    documented(served, "POST", "/v1/chat/completions", r)
+    upstream.script(Reply(chunks=["a", "b"]))
+    r = await http.post(
+        "/v1/messages",
+        headers=auth,
+        json={"model": "claude", "max_tokens": 5, "messages": question, "stream": stream},
+    )
+    assert r.status_code == 200, r.text
+    documented(served, "POST", "/v1/messages", r)
+
+    anthropic_style = {"anthropic-version": "2023-06-01"} if stream else {}
+    headers = {**auth, **anthropic_style}
+    documented(served, "GET", "/v1/models", await http.get("/v1/models", headers=headers))
+    r = await http.get("/v1/models/gpt", headers=headers)
+    documented(served, "GET", "/v1/models/{model_id}", r)
+
+    bad = {"model": "gpt", "messages": question, "n": 3, "stream": stream}
+    r = await http.post("/v1/chat/completions", headers=auth, json=bad)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+    documented(served, "POST", "/v1/chat/completions", r)
+    missing = {"model": "nope", "max_tokens": 5, "messages": question, "stream": stream}
+    r = await http.post("/v1/messages", headers=auth, json=missing)
+    assert r.status_code == 404
+    documented(served, "POST", "/v1/messages", r)

@@ -110,3 +110,100 @@ def test_only_the_entities_asked_for():
     text = "card 4111 1111 1111 1111 mail a.b@example.com"
     assert [label for label, _ in found(text, ["email"])] == ["email"]
     assert [label for label, _ in found(text)] == ["card", "email"]
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "0117 496 0938",  # GB
+        "02 33 28 81 20",  # FR
+        "(17) 3965-8540",  # BR
+        "070-8998-4985",  # JP
+        "030 12345678",  # DE
+        "612 34 56 78",  # ES
+    ],
+)
+def test_national_formats_of_the_default_regions(phone):
+    assert found(f"Tel. {phone}", ["phone"]) == [("phone", phone)]
+
+
+def test_regions_decide_how_national_numbers_are_read():
+    us_only = pii_detector(["phone"], regions=["US"])
+    text = "call 0117 496 0938 or +44 117 496 0938"
+    assert [text[m.start : m.end] for m in us_only.find(text)] == ["+44 117 496 0938"]
+    gb = pii_detector(["phone"], regions=["GB"])
+    assert [text[m.start : m.end] for m in gb.find(text)] == ["0117 496 0938", "+44 117 496 0938"]
+
+
+def test_a_plus_right_after_japanese_text_starts_a_number():
+    assert found("電話+81 3-1234-5678まで", ["phone"]) == [("phone", "+81 3-1234-5678")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "P/N 0117-496-0938",  # a part number
+        "Location: +40.7128-074.0060/",  # ISO 6709
+        "released 2024-01-15 10:30",
+        "id 4155552671 in the log",  # bare digits, no phone word
+        "Bestellnummer 030 12345678",
+    ],
+)
+def test_numbers_that_context_or_structure_says_are_not_phones(text):
+    assert found(text, ["phone"]) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("write to josé.garcía@correo.es today", "josé.garcía@correo.es"),
+        ("mail: müller@bücher.de", "müller@bücher.de"),
+        ("連絡先：用户@例子.广告", "用户@例子.广告"),
+        ("メールはtaro@example.co.jpまで", "taro@example.co.jp"),
+        ("?email=john.doe%40example.com&x=1", "john.doe%40example.com"),
+    ],
+)
+def test_internationalized_and_encoded_emails(text, value):
+    assert found(text, ["email"]) == [("email", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "git clone git@github.com:org/repo.git",
+        "ssh deploy@db1.example.com",
+        '<img src="logo@2x.png">',
+        "npm i lodash@4.17.21",
+        "https://user@example.com/",
+    ],
+)
+def test_structure_says_it_is_not_an_email(text):
+    assert found(text, ["email"]) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order #4111 1111 1111 1111 shipped",
+        "Tracking number: 4111111111111111",
+        "fib = [4660046610375530309, 7540113804746346429]",
+        "IMEI: 352099001761481",
+    ],
+)
+def test_context_says_it_is_not_a_card(text):
+    assert found(text, ["card"]) == []
+
+
+def test_ssn_forms_need_an_ssn_word_unless_dashed():
+    assert found("SSN: 123456789", ["ssn"]) == [("ssn", "123456789")]
+    assert found("social security number 123 45 6789", ["ssn"]) == [("ssn", "123 45 6789")]
+    assert found("count 123456789", ["ssn"]) == []
+    assert found("order 123-45-6789", ["ssn"]) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["version 1.2.3.4", "pip install pkg==1.2.3.4", "Chrome/120.0.0.0 Safari", "a[1::2]", "x::y"],
+)
+def test_versions_and_slices_are_not_ips(text):
+    assert found(text, ["ip"]) == []

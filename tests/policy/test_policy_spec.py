@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.policy import PolicySpec, error_lines
+from gateway.policy.phones import KNOWN_REGIONS
 
 
 def errors(**fields) -> list[str]:
@@ -129,9 +130,27 @@ def test_errors_name_the_field(fields, line):
     assert line in errors(**fields)
 
 
-def test_runaway_patterns_are_refused():
-    (line,) = errors(**base(kind="regex", pattern=r"(a+)+$"))
-    assert line.startswith("policies[2].pattern: a repeat inside a repeat")
+NOT_ON_RE2 = "not supported by RE2, the linear-time engine policy patterns run on"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "line"),
+    [
+        (r"(\w)\1", f"policies[2].pattern: {NOT_ON_RE2}: back-references"),
+        (r"foo(?!bar)", f"policies[2].pattern: {NOT_ON_RE2}: look-ahead and look-behind"),
+        (r"a++b", f"policies[2].pattern: {NOT_ON_RE2}: possessive repeats"),
+        (r"(?>ab|a)c", f"policies[2].pattern: {NOT_ON_RE2}: atomic groups"),
+        ("x{1001}", "policies[2].pattern: RE2 refuses it: invalid repetition size"),
+        ("a" * 1001, "policies[2].pattern: a pattern has at most 1000 characters"),
+        (
+            r".{900}y|.{900}z|(?i:[a-zé]{1000}x)",
+            "policies[2].pattern: the pattern is too large once compiled",
+        ),
+    ],
+)
+def test_patterns_that_cannot_run_in_linear_time_are_refused_with_the_reason(pattern, line):
+    (shown,) = errors(**base(kind="regex", pattern=pattern))
+    assert shown.startswith(line)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +189,59 @@ def test_combinations_that_make_no_sense(fields, line):
 
 def test_stages_are_deduplicated():
     assert PolicySpec(**base(stages=["pre", "post", "pre"])).stages == ("pre", "post")
+
+
+def test_regions_are_normalized_and_deduplicated():
+    spec = PolicySpec(**base(entities=["phone"], regions=["de", "FR", "DE"]))
+    assert spec.regions == ("DE", "FR")
+    assert PolicySpec(**base()).regions is None  # the default set
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        (
+            base(regions=["XX"]),
+            (
+                "policies[2].regions: 'XX' is not a region libphonenumber knows "
+                "(use ISO 3166 codes such as 'DE')"
+            ),
+        ),
+        (
+            base(regions=["Q" * 5000]),
+            (
+                "policies[2].regions: 'QQQQQQQQ' is not a region libphonenumber knows "
+                "(use ISO 3166 codes such as 'DE')"
+            ),
+        ),
+        (
+            base(regions=[]),
+            "policies[2].regions: name 1 to 64 regions, or leave regions out for the default set",
+        ),
+        (
+            base(entities=["card"], regions=["DE"]),
+            (
+                "policies[2].regions: regions only changes how phone numbers are read; "
+                "add 'phone' to entities"
+            ),
+        ),
+        (
+            base(kind="secrets", regions=["DE"]),
+            "policies[2].regions: regions belongs to kind 'pii', not 'secrets'",
+        ),
+    ],
+)
+def test_regions_errors(fields, line):
+    assert line in errors(**fields)
+
+
+def test_abuse_bounds_on_counts_and_sizes():
+    # An org admin's policy is compiled for every tenant's turns: its size is bounded.
+    regions = sorted(KNOWN_REGIONS)[:65]
+    assert "policies[2].regions: name 1 to 64 regions" in errors(**base(regions=regions))[0]
+    many = errors(**base(kind="regex", patterns=[f"x{i}" for i in range(65)]))
+    assert many[0].startswith("policies[2].patterns: Tuple should have at most 64 items")
+    long_word = errors(**base(kind="keywords", keywords=["w" * 201]))
+    assert long_word[0].startswith("policies[2].keywords[0]: String should have at most 200")
+    crowd = errors(**base(kind="keywords", keywords=[f"w{i}" for i in range(10_001)]))
+    assert crowd[0].startswith("policies[2].keywords: Tuple should have at most 10000 items")

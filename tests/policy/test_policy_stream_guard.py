@@ -154,6 +154,22 @@ PIECES = [
     "\n",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_nature-1",
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----",
+    # The detectors of issue 13: values that may end anywhere, and context before them.
+    "0117 496 0938",
+    "Tel. 030 12345678",
+    "電話+81 3-1234-5678",
+    "josé.garcía@correo.es",
+    "メールはtaro@example.co.jpまで",
+    "john%40example.com",
+    "git@github.com:org/repo",
+    "the wifi password is sunshine42",
+    "redis-cli -a S3cr3tPass",
+    "postgres://app:Hx82kLp9@db/",
+    'auth=("admin", "Tr0ub4dor&3")',
+    "Authorization: Bearer Zk29dLq8Zp3Nv7Rm4Tw1Qa",
+    "sk_live_51Hq8ZtK2eVbR7xJm4PwQn9Ld",
+    "SSN: 123456789",
+    "order 4111111111111111",
 ]
 SETS = {
     "redact everything": [

@@ -2,8 +2,9 @@
 
 import pytest
 
-from gateway.policy.detectors import REGEX_MAX_MATCH, KeywordDetector, RegexDetector
+from gateway.policy.detectors import KeywordDetector
 from gateway.policy.injection import injection_detector
+from gateway.policy.patterns import REGEX_MAX_MATCH, RegexDetector
 
 
 def spans(detector, text):

@@ -78,7 +78,7 @@ async def test_yields_start_usage_text_then_final_usage_and_finish(make_provider
         TextDelta("lo"),
         TextDelta(" world"),
         Usage(input_tokens=11, output_tokens=3),
-        Finish("stop"),
+        Finish("stop", native="end_turn"),
     ]
 
 
@@ -89,7 +89,7 @@ async def test_output_tokens_are_cumulative_not_summed(make_provider, upstream):
 
     usages = [e for e in events if isinstance(e, Usage)]
     assert usages[-1] == Usage(input_tokens=5, output_tokens=7)  # not 1 + 7, not 3 + 7
-    assert events[-2:] == [Usage(5, 7), Finish("stop")]
+    assert events[-2:] == [Usage(5, 7), Finish("stop", native="end_turn")]
 
 
 async def test_default_reply_echoes_the_last_user_message(make_provider, upstream):
@@ -208,7 +208,7 @@ async def test_finish_length_from_max_tokens(make_provider, upstream):
 
     events = await collect(make_provider(), ask())
 
-    assert events[-1] == Finish("length")
+    assert events[-1] == Finish("length", native="max_tokens")
     assert upstream.requests[0].body["max_tokens"] == 1024
 
 
@@ -346,7 +346,7 @@ async def _body(*frames: bytes) -> AsyncIterator[bytes]:
         yield frame
 
 
-async def test_cached_prompt_tokens_count_as_input():
+async def test_cached_prompt_tokens_count_as_input_and_are_reported_apart():
     usage = {
         "input_tokens": 3,
         "cache_creation_input_tokens": 100,
@@ -368,7 +368,12 @@ async def test_cached_prompt_tokens_count_as_input():
 
     events = [event async for event in _events(_body(*frames))]
 
-    assert events == [Usage(123, 1), Usage(123, 9), Finish("stop")]
+    cache = {"cached_input_tokens": 20, "cache_write_input_tokens": 100}
+    assert events == [
+        Usage(123, 1, **cache),
+        Usage(123, 9, **cache),
+        Finish("stop", native="end_turn"),
+    ]
 
 
 async def test_a_stream_without_message_stop_is_a_protocol_error():
@@ -398,4 +403,4 @@ async def test_a_failure_after_message_stop_does_not_spoil_a_complete_answer():
 
     events = [event async for event in _events(body())]
 
-    assert events == [Usage(3, 0), Usage(3, 0), Finish("stop")]
+    assert events == [Usage(3, 0), Usage(3, 0), Finish("stop", native="end_turn")]

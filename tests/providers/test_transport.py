@@ -242,7 +242,7 @@ async def test_the_anthropic_adapter_streams_a_whole_answer(make_provider, upstr
         TextDelta("lo"),
         TextDelta(" world"),
         Usage(11, 3),
-        Finish("stop"),
+        Finish("stop", native="end_turn"),
     ]
     [sent] = upstream.requests
     assert sent.headers["authorization"] == "Bearer sk-test"

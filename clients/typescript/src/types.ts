@@ -19,7 +19,7 @@ export type FinishReason = "stop" | "length" | "policy_blocked" | "error" | "can
 export interface PolicyEvent {
   id: string;
   action: "log" | "alert" | "block" | "redact";
-  stage?: "pre" | "during" | "post";
+  stage?: "pre" | "during" | "post" | null;
 }
 
 // -- the repository-style API (/conversation) -------------------------------------------
@@ -47,7 +47,7 @@ export interface SendPrompt {
 
 export interface PromptAnswer {
   success: true;
-  message?: string;
+  message: string;
   conversationId: string;
   messageId: string;
   response: string;
@@ -65,16 +65,16 @@ export interface RepoConversation {
   createdBy: string;
   createdAt: string;
   lastUpdatedAt: string;
-  workspaceId?: string | null;
-  repoId?: string | null;
+  workspaceId: string | null;
+  repoId: string | null;
   /** a decimal string: totals outgrow what some JSON readers hold exactly */
   tokensIn: string;
   tokensOut: string;
   creator: {
     id: string;
-    name?: string | null;
-    lastName?: string | null;
-    email?: string | null;
+    name: string | null;
+    lastName: string | null;
+    email: string | null;
   };
 }
 
@@ -82,6 +82,8 @@ export interface RepoConversation {
 export interface GetConversationsRequest {
   /** the org to list; only the platform admin needs it */
   org_id?: string;
+  /** the same as org_id (the seeds' spelling) */
+  orgId?: string;
   /** page size: default 50, at most 100 */
   take?: number;
   skip?: number;
@@ -111,11 +113,11 @@ export interface RepoMessage {
   role: "user" | "assistant";
   content: string;
   createdAt: string;
-  tokensIn?: number;
-  tokensOut?: number;
-  model?: string | null;
-  status?: string;
-  finishReason?: string | null;
+  tokensIn: number;
+  tokensOut: number;
+  model: string | null;
+  status: string;
+  finishReason: string | null;
 }
 
 export interface RepoMessagePage {
@@ -155,12 +157,12 @@ export interface Conversation {
   is_archived: boolean;
   created_at: string;
   updated_at: string;
-  org_id?: string;
-  workspace_id?: string | null;
-  repo_id?: string | null;
-  created_by?: string;
-  tokens_in?: number;
-  tokens_out?: number;
+  org_id: string;
+  workspace_id: string | null;
+  repo_id: string | null;
+  created_by: string;
+  tokens_in: number;
+  tokens_out: number;
 }
 
 export interface CreateSession {
@@ -198,19 +200,19 @@ export type ConversationWithSessions = Conversation & { sessions: ChatSession[] 
 export interface Message {
   id: string;
   conversation_id: string;
-  chat_session_id?: string | null;
+  chat_session_id: string | null;
   role: "user" | "assistant";
   content: string;
   /** complete | error | cancelled | blocked */
   status: string;
-  model_id?: string | null;
-  input_tokens?: number;
-  output_tokens?: number;
-  finish_reason?: string | null;
-  usage_estimated?: boolean;
+  model_id: string | null;
+  input_tokens: number;
+  output_tokens: number;
+  finish_reason: string | null;
+  usage_estimated: boolean;
   created_at: string;
   policy?: PolicyEvent[];
-  error?: { [key: string]: string };
+  error?: { [key: string]: string } | null;
 }
 
 export interface MessagePage {

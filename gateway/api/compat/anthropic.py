@@ -14,7 +14,6 @@ not forwarded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from json.encoder import encode_basestring  # C-accelerated
@@ -22,13 +21,14 @@ from typing import Any
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import sse
 from gateway.api.compat import common as compat
-from gateway.api.inputs import Body, gateway_of, read_body, request_timing
-from gateway.errors import BadRequest, GatewayError
+from gateway.api.inputs import Body, gateway_of, ok, read_body, refused, request_timing
+from gateway.api.schemas import anthropic as answers
+from gateway.errors import GatewayError, Loc
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.context import estimated_input_tokens
@@ -73,27 +73,31 @@ class MessagesRequest(Body):
 
 def to_messages(body: MessagesRequest) -> list[ChatMessage]:
     if body.tools:
-        raise BadRequest("tools: tool use is not supported by this gateway")
+        raise refused(("tools",), "tool use is not supported by this gateway", code="bad_request")
     messages = []
     if body.system:
-        messages.append(ChatMessage("system", text_of(body.system, "system")))
+        messages.append(ChatMessage("system", text_of(body.system, ("system",))))
     for i, m in enumerate(body.messages):
         if m.role not in ("user", "assistant"):
-            raise BadRequest(
-                f"messages.{i}.role: must be 'user' or 'assistant'"
-                " (a system prompt goes in the top-level system parameter)"
+            raise refused(
+                ("messages", i, "role"),
+                "must be 'user' or 'assistant'"
+                " (a system prompt goes in the top-level system parameter)",
+                code="bad_request",
             )
-        text = text_of(m.content, f"messages.{i}.content")
+        text = text_of(m.content, ("messages", i, "content"))
         messages.append(ChatMessage(m.role, text))  # type: ignore[arg-type]
     return messages
 
 
-def text_of(content: str | list[ContentBlock], param: str) -> str:
+def text_of(content: str | list[ContentBlock], loc: Loc) -> str:
     if isinstance(content, str):
         return content
     for j, block in enumerate(content):
         if block.type != "text" or block.text is None:
-            raise BadRequest(f"{param}.{j}: only text blocks are supported, not {block.type!r}")
+            raise refused(
+                (*loc, j), f"only text blocks are supported, not {block.type!r}", code="bad_request"
+            )
     return "\n".join(b.text for b in content if b.text is not None)
 
 
@@ -104,18 +108,16 @@ def message_id(turn_message_id: str) -> str:
     return "msg_" + compat.hex_id(turn_message_id)
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return b"event: %s\ndata: %s\n\n" % (name.encode(), body.encode())
+def _event(data: answers.AnthropicEventData) -> bytes:
+    """`event: <data.type>` and the data as one line of JSON."""
+    body = data.__pydantic_serializer__.to_json(data)
+    return b"event: %s\ndata: %s\n\n" % (data.type.encode(), body)
 
 
-BLOCK_START = _event(
-    "content_block_start",
-    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-)
+BLOCK_START = _event(answers.ContentBlockStart(content_block=answers.AnthropicTextBlock(text="")))
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'  # sic: Anthropic's ping has the space
-BLOCK_STOP = _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-MESSAGE_STOP = _event("message_stop", {"type": "message_stop"})
+BLOCK_STOP = _event(answers.ContentBlockStop())
+MESSAGE_STOP = _event(answers.MessageStop())
 DELTA_HEAD = (
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
     b'"delta":{"type":"text_delta","text":'
@@ -128,42 +130,34 @@ def text_frame(text: str) -> bytes:
 
 
 def message_start(ev: Start, input_tokens: int) -> bytes:
-    return _event(
-        "message_start",
-        {
-            "type": "message_start",
-            "message": {
-                "id": message_id(ev.message_id),
-                "type": "message",
-                "role": "assistant",
-                "model": ev.model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 0},
-            },
-        },
+    message = answers.AnthropicMessage(
+        id=message_id(ev.message_id),
+        model=ev.model,
+        content=[],
+        stop_reason=None,
+        usage=answers.AnthropicUsage(input_tokens=input_tokens, output_tokens=0),
     )
+    return _event(answers.MessageStart(message=message))
 
 
 def message_delta(stop_reason: str, end: End) -> bytes:
     return _event(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
-        },
+        answers.MessageDelta(
+            delta=answers.StopReason(stop_reason=stop_reason),
+            usage=answers.AnthropicUsage(
+                input_tokens=end.input_tokens, output_tokens=end.output_tokens
+            ),
+        )
     )
 
 
-def error_json(status: int, message: str) -> dict[str, Any]:
+def error_json(status: int, message: str) -> answers.AnthropicError:
     kind = ERROR_TYPES.get(status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
+    return answers.AnthropicError(error=answers.AnthropicErrorDetail(type=kind, message=message))
 
 
 def error_frame(ev: ErrorEvent) -> bytes:
-    return _event("error", error_json(compat.failure(ev).status, ev.message))
+    return _event(error_json(compat.failure(ev).status, ev.message))
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> AsyncIterator[bytes]:
@@ -187,18 +181,17 @@ async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> Asyn
             yield BLOCK_STOP + message_delta(reason, ev) + MESSAGE_STOP
 
 
-def message_json(answer: compat.Answer) -> dict[str, Any]:
+def message_json(answer: compat.Answer) -> answers.AnthropicMessage:
     end = answer.end
-    return {
-        "id": message_id(answer.message_id),
-        "type": "message",
-        "role": "assistant",
-        "model": answer.model,
-        "content": [{"type": "text", "text": answer.text}],
-        "stop_reason": STOP_REASONS.get(end.finish_reason, end.finish_reason),
-        "stop_sequence": None,
-        "usage": {"input_tokens": end.input_tokens, "output_tokens": end.output_tokens},
-    }
+    return answers.AnthropicMessage(
+        id=message_id(answer.message_id),
+        model=answer.model,
+        content=[answers.AnthropicTextBlock(text=answer.text)],
+        stop_reason=STOP_REASONS.get(end.finish_reason, end.finish_reason),
+        usage=answers.AnthropicUsage(
+            input_tokens=end.input_tokens, output_tokens=end.output_tokens
+        ),
+    )
 
 
 def request_id_header(request: Request) -> dict[str, str]:
@@ -209,7 +202,7 @@ def request_id_header(request: Request) -> dict[str, str]:
 
 def error_response(request: Request, exc: GatewayError) -> Response:
     headers = {**exc.headers, **request_id_header(request)}
-    return JSONResponse(error_json(exc.status, exc.message), exc.status, headers)
+    return ok(error_json(exc.status, exc.message), exc.status, headers)
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -239,41 +232,37 @@ async def messages(request: Request) -> Response:
     if body.stream:
         frames = encode(events, input_tokens=estimated_input_tokens(turn.request.messages))
         return sse.sse_response(frames, settings=gw.settings, headers=headers)
-    return JSONResponse(message_json(await compat.collect(events)), headers=headers)
+    return ok(message_json(await compat.collect(events)), headers=headers)
 
 
-def model_json(m: ModelConfig) -> dict[str, Any]:
-    return {
-        "type": "model",
-        "id": m.id,
-        "display_name": m.id,
-        "created_at": MODELS_CREATED_AT,
-        "lifecycle": "active",
-        "max_input_tokens": m.context_window,
-        "max_tokens": m.max_output_tokens,
-    }
+def model_json(m: ModelConfig) -> answers.AnthropicModel:
+    return answers.AnthropicModel(
+        id=m.id,
+        display_name=m.id,
+        created_at=MODELS_CREATED_AT,
+        max_input_tokens=m.context_window,
+        max_tokens=m.max_output_tokens,
+    )
 
 
 @compat.provider_errors(error_response)
 async def list_models(request: Request) -> Response:
     who = await compat.caller(request)
     data = [model_json(m) for m in await compat.served_models(request, who)]
-    return JSONResponse(
-        {
-            "data": data,
-            "has_more": False,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        },
-        headers=request_id_header(request),
+    page = answers.AnthropicModelList(
+        data=data,
+        has_more=False,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
     )
+    return ok(page, headers=request_id_header(request))
 
 
 @compat.provider_errors(error_response)
 async def retrieve_model(request: Request) -> Response:
     who = await compat.caller(request)
     model = await compat.served_model(request, who, str(request.path_params["model_id"]))
-    return JSONResponse(model_json(model), headers=request_id_header(request))
+    return ok(model_json(model), headers=request_id_header(request))
 
 
 routes = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,8 +21,8 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.api.inputs import gateway_of, principal
-from gateway.errors import GatewayError, NotFound, PolicyBlocked, UpstreamFailed, ValidationFailed
+from gateway.api.inputs import gateway_of, principal, refused
+from gateway.errors import GatewayError, NotFound, PolicyBlocked, UpstreamFailed
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
@@ -38,7 +37,7 @@ ErrorShape = Callable[[Request, GatewayError], Response]
 
 CONVERSATION_HEADER = "x-conversation-id"
 MAX_OUTPUT_TOKENS = 1_000_000  # larger requests are refused here, not by the upstream as a 502
-_PARAM = re.compile(r"^([\w\[\].-]+): ")
+MAX_CONVERSATION_ID = 200
 
 
 def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
@@ -60,14 +59,6 @@ def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
         return handle
 
     return wrap
-
-
-def error_param(exc: GatewayError) -> str | None:
-    """The field a validation message names ("messages.0.content: ..."), for OpenAI's `param`."""
-    if exc.status != 400:
-        return None
-    m = _PARAM.match(exc.message)
-    return m.group(1) if m else None
 
 
 async def caller(request: Request) -> Principal:
@@ -101,8 +92,8 @@ def conversation_id(request: Request) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not value or len(value) > 200:
-        raise ValidationFailed("X-Conversation-Id: must be a conversation id")
+    if not value or len(value) > MAX_CONVERSATION_ID:
+        raise refused(("X-Conversation-Id",), "must be a conversation id")
     return value
 
 

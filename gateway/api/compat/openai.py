@@ -11,7 +11,6 @@ max_tokens (top_p, stop, seed, penalties, ...) are accepted and not forwarded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from json.encoder import encode_basestring  # C-accelerated
@@ -19,14 +18,15 @@ from typing import Any
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import sse
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import common as compat
-from gateway.api.inputs import Body, gateway_of, read_body, request_timing
-from gateway.errors import BadRequest, GatewayError
+from gateway.api.inputs import Body, dotted, gateway_of, ok, read_body, refused, request_timing
+from gateway.api.schemas import openai as answers
+from gateway.errors import BadRequest, GatewayError, Loc
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.prepare import Prompt
@@ -82,43 +82,45 @@ class CompletionRequest(Body):
     response_format: dict[str, Any] | None = None
 
 
-def unsupported(param: str, message: str) -> BadRequest:
-    return BadRequest(f"{param}: {message}", code="unsupported_parameter")
+def unsupported(loc: Loc, message: str) -> BadRequest:
+    return refused(loc, message, code="unsupported_parameter")
 
 
 def to_messages(body: CompletionRequest) -> list[ChatMessage]:
     if body.tools or body.functions:
-        raise unsupported("tools", "tool and function calling is not supported by this gateway")
+        raise unsupported(("tools",), "tool and function calling is not supported by this gateway")
     if body.n not in (None, 1):
-        raise unsupported("n", "only one choice per request is supported")
+        raise unsupported(("n",), "only one choice per request is supported")
     if body.response_format and body.response_format.get("type") not in (None, "text"):
-        raise unsupported("response_format", "only text responses are supported")
+        raise unsupported(("response_format",), "only text responses are supported")
     if body.stream_options is not None and not body.stream:
-        raise BadRequest("stream_options: only allowed when stream is true")
+        raise refused(("stream_options",), "only allowed when stream is true", code="bad_request")
     messages = []
     for i, m in enumerate(body.messages):
         role = ROLES.get(m.role)
         if role is None:
-            raise BadRequest(
-                f"messages.{i}.role: {m.role!r} messages are not supported by this gateway "
+            raise refused(
+                ("messages", i, "role"),
+                f"{m.role!r} messages are not supported by this gateway "
                 "(text messages of system, developer, user and assistant only)",
                 code="unsupported_value",
             )
         if m.tool_calls:
-            raise unsupported(f"messages.{i}.tool_calls", "tool calls are not supported")
-        messages.append(ChatMessage(role, text_of(m.content, f"messages.{i}.content")))
+            raise unsupported(("messages", i, "tool_calls"), "tool calls are not supported")
+        messages.append(ChatMessage(role, text_of(m.content, ("messages", i, "content"))))
     return messages
 
 
-def text_of(content: str | list[ContentPart] | None, param: str) -> str:
+def text_of(content: str | list[ContentPart] | None, loc: Loc) -> str:
     if isinstance(content, str):
         return content
     if content is None:
-        raise BadRequest(f"{param}: a text content is required")
+        raise refused(loc, "a text content is required", code="bad_request")
     for j, part in enumerate(content):
         if part.type != "text" or part.text is None:
-            raise BadRequest(
-                f"{param}.{j}: only text parts are supported, not {part.type!r}",
+            raise refused(
+                (*loc, j),
+                f"only text parts are supported, not {part.type!r}",
                 code="unsupported_value",
             )
     return "\n".join(p.text for p in content if p.text is not None)
@@ -178,15 +180,19 @@ def _str(value: str) -> bytes:
     return encode_basestring(value).encode()
 
 
-def error_json(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+def error_json(
+    status: int, code: str, message: str, param: Loc | None = None
+) -> answers.OpenAIError:
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    detail = answers.OpenAIErrorDetail(
+        message=message, type=kind, param=dotted(param) if param else None, code=code
+    )
+    return answers.OpenAIError(error=detail)
 
 
 def error_frame(ev: ErrorEvent) -> bytes:
-    status = compat.failure(ev).status
-    body = error_json(status, ev.code, ev.message)
-    return b"data: %s\n\n" % json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    body = error_json(compat.failure(ev).status, ev.code, ev.message)
+    return b"data: %s\n\n" % body.__pydantic_serializer__.to_json(body)
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
@@ -217,38 +223,28 @@ async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> As
             yield DONE
 
 
-def completion_json(answer: compat.Answer) -> dict[str, Any]:
+def completion_json(answer: compat.Answer) -> answers.ChatCompletion:
     end = answer.end
-    return {
-        "id": completion_id(answer.message_id),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": answer.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": answer.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": FINISH.get(end.finish_reason, end.finish_reason),
-            }
+    return answers.ChatCompletion(
+        id=completion_id(answer.message_id),
+        created=int(time.time()),
+        model=answer.model,
+        choices=[
+            answers.ChatCompletionChoice(
+                message=answers.ChatCompletionMessage(content=answer.text),
+                finish_reason=FINISH.get(end.finish_reason, end.finish_reason),
+            )
         ],
-        "usage": {
-            "prompt_tokens": end.input_tokens,
-            "completion_tokens": end.output_tokens,
-            "total_tokens": end.input_tokens + end.output_tokens,
-        },
-        "system_fingerprint": None,
-    }
+        usage=answers.OpenAIUsage(
+            prompt_tokens=end.input_tokens,
+            completion_tokens=end.output_tokens,
+            total_tokens=end.input_tokens + end.output_tokens,
+        ),
+    )
 
 
 def error_response(request: Request, exc: GatewayError) -> Response:
-    body = error_json(exc.status, exc.code, exc.message, compat.error_param(exc))
-    return JSONResponse(body, exc.status, exc.headers)
+    return ok(error_json(exc.status, exc.code, exc.message, exc.param), exc.status, exc.headers)
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -281,24 +277,24 @@ async def chat_completions(request: Request) -> Response:
             settings=gw.settings,
             headers=turn.rate_headers,
         )
-    return JSONResponse(completion_json(await compat.collect(events)), headers=turn.rate_headers)
+    return ok(completion_json(await compat.collect(events)), headers=turn.rate_headers)
 
 
-def model_json(m: ModelConfig) -> dict[str, Any]:
-    return {"id": m.id, "object": "model", "created": MODELS_CREATED, "owned_by": m.provider}
+def model_json(m: ModelConfig) -> answers.OpenAIModel:
+    return answers.OpenAIModel(id=m.id, created=MODELS_CREATED, owned_by=m.provider)
 
 
 @compat.provider_errors(error_response)
 async def _list_models(request: Request) -> Response:
     models = await compat.served_models(request, await compat.caller(request))
-    return JSONResponse({"object": "list", "data": [model_json(m) for m in models]})
+    return ok(answers.OpenAIModelList(data=[model_json(m) for m in models]))
 
 
 @compat.provider_errors(error_response)
 async def _retrieve_model(request: Request) -> Response:
     who = await compat.caller(request)
     model = await compat.served_model(request, who, str(request.path_params["model_id"]))
-    return JSONResponse(model_json(model))
+    return ok(model_json(model))
 
 
 # Both SDKs list models at GET /v1/models; Anthropic's always sends anthropic-version.

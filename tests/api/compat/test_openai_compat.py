@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from gateway.api.compat import openai as openai_compat
+from gateway.errors import BadRequest
 from gateway.storage import keys
 from gateway.turn import Delta, End, ErrorEvent, Start
 from tests.api.compat.support import (
@@ -382,6 +383,54 @@ async def test_invalid_body_is_bad_request(
     assert err.value.param == param
     assert await snapshot(redis) == before
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "body, headers, param, code",
+    [
+        (  # refused while the JSON is read, before any model sees it
+            {"messages": [{"role": "user", "content": "ls\x00 -la"}]},
+            {},
+            "messages.0.content",
+            "invalid_characters",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            {},
+            "messages.0.content.0",
+            "unsupported_value",
+        ),
+        ({}, {"X-Conversation-Id": "c" * 201}, "X-Conversation-Id", "validation_error"),
+        ({"max_tokens": "5"}, {}, "max_tokens", "validation_error"),  # strict: no "5" for 5
+    ],
+    ids=["control-character", "text-part-without-text", "conversation-header", "strict-type"],
+)
+async def test_the_param_is_where_the_refusal_was_raised(
+    client, make_key, upstream, redis, body, headers, param, code
+):
+    key = await make_key()
+    before = await snapshot(redis)
+    r = await client.http.post(
+        "/v1/chat/completions",
+        json={"model": "gpt", "messages": QUESTION, **body},
+        headers={**bearer(key.key), **headers},
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == (param, code)
+    assert error["message"].startswith(f"{param}: ")  # the text as before
+    assert await snapshot(redis) == before
+    assert upstream.requests == []
+
+
+def test_a_message_that_merely_looks_like_a_field_has_no_param():
+    """The param comes from where the error was raised, never from its text."""
+    r = openai_compat.error_response(None, BadRequest("messages.0.content: a sentence"))
+    assert json.loads(r.body)["error"]["param"] is None
+    r = openai_compat.error_response(
+        None, BadRequest("a sentence", param=("messages", 0, "content"))
+    )
+    assert json.loads(r.body)["error"]["param"] == "messages.0.content"
 
 
 async def test_malformed_json_is_bad_request_in_openais_shape(client, make_key):
