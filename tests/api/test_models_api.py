@@ -187,8 +187,10 @@ async def test_org_admins_manage_their_orgs_own_models_and_nobody_elses(
     ] == "stop"
 
     # another org: not there, whatever the verb; its own "ours" is another entry
-    for verb in ("GET", "DELETE"):
-        r = await client.http.request(verb, "/admin/models/ours", headers=bearer(OTHER_ORG_ADMIN))
+    for verb, path in (("GET", ""), ("DELETE", ""), ("POST", "/test")):
+        r = await client.http.request(
+            verb, f"/admin/models/ours{path}", headers=bearer(OTHER_ORG_ADMIN)
+        )
         assert r.status_code == 404 and r.json()["code"] == "model_not_found", verb
     r = await client.http.post(
         "/api/conversation/create_session?org_id=org-2",
