@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.access import audit
 from gateway.access.api_keys import ApiKeys, KeySpec
 from gateway.access.auth import digest
+from gateway.access.ids import Kind, first_problem
 from gateway.access.principal import ROLES
 from gateway.errors import GatewayError
 from gateway.models.connections import open_vault
@@ -326,6 +327,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     creating = args.keys_cmd == "create"
+    if creating:  # the ids a key would carry are refused now, not at its first use (401)
+        ids: list[tuple[str, Kind, object]] = [
+            ("--org", "org", args.org),
+            ("--user", "user", args.user),
+        ]
+        ids += [("--workspace", "workspace", w) for w in args.workspace or []]
+        problem = first_problem(ids)
+        if problem is not None:
+            return _fail(problem)
     try:
         url, why, to_start = locate_redis(settings, create=creating and args.create_data_dir)
     except NoRedis as exc:

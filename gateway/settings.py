@@ -6,6 +6,7 @@ nothing reads os.environ at import time or per request. The environment wins ove
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -149,6 +150,13 @@ class Settings(_Frozen):
     jwt_issuer: str | None = None
     jwt_require_exp: bool = True
     cors_origins: tuple[str, ...] = ()
+    # alert webhooks: only to these hosts ("hooks.example.com", "*.example.com"), only to
+    # public addresses unless one of these networks holds it (gateway/governance/webhooks.py)
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_allowed_networks: tuple[str, ...] = ()
+    # resume followers per worker (gateway/turn/followers.py); beyond either: 429
+    resume_followers_per_user: int = Field(default=32, ge=1, le=100_000)
+    resume_followers_per_message: int = Field(default=256, ge=1, le=100_000)
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
@@ -206,6 +214,16 @@ class Settings(_Frozen):
             from gateway.models.vault import parse_keks
 
             parse_keks(v)  # ValueError says what is wrong, never the key
+        return v
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network, e.g. 10.0.0.0/8") from None
         return v
 
     @field_validator("admin_token")
@@ -364,6 +382,10 @@ ENV_FIELDS = {
     "GATEWAY_JWT_ISSUER": "jwt_issuer",
     "GATEWAY_JWT_REQUIRE_EXP": "jwt_require_exp",
     "GATEWAY_CORS_ORIGINS": "cors_origins",
+    "GATEWAY_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
+    "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "webhook_allowed_networks",
+    "GATEWAY_RESUME_FOLLOWERS_PER_USER": "resume_followers_per_user",
+    "GATEWAY_RESUME_FOLLOWERS_PER_MESSAGE": "resume_followers_per_message",
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
     "GATEWAY_LOG_LEVEL": "log_level",
@@ -374,6 +396,9 @@ ENV_FIELDS = {
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
     "GATEWAY_ENCRYPTION_KEY": "encryption_key",
 }
+
+
+LIST_FIELDS = ("cors_origins", "jwt_audience", "webhook_allowed_hosts", "webhook_allowed_networks")
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -445,7 +470,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(var)
         if value is None or value == "":
             continue
-        if field in ("cors_origins", "jwt_audience"):
+        if field in LIST_FIELDS:
             data[field] = [o.strip() for o in value.split(",") if o.strip()]
         elif field == "redis_cluster":
             data[field] = value.strip().lower() in ("1", "true", "yes", "on")

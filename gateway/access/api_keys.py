@@ -14,9 +14,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from gateway.access import audit
+from gateway.access import audit, ids
 from gateway.access.auth import digest, new_api_key
 from gateway.access.principal import RANK, Principal
 from gateway.errors import Conflict, Forbidden, ValidationFailed
@@ -62,6 +62,18 @@ class KeySpec(BaseModel):
     def _role(cls, v: str) -> str:
         if v not in ("org_admin", "workspace_admin", "user"):
             raise ValueError("must be org_admin, workspace_admin or user")
+        return v
+
+    @field_validator("org_id", "user", "workspaces")
+    @classmethod
+    def _alphabet(cls, v: str | list[str] | None, info: ValidationInfo) -> str | list[str] | None:
+        """The ids a key carries are refused now, not at its first use (a 401)."""
+        kinds: dict[str, ids.Kind] = {"org_id": "org", "user": "user"}
+        kind = kinds.get(info.field_name or "", "workspace")
+        for value in [v] if isinstance(v, str) else v or []:
+            found = ids.problem(kind, value)
+            if found is not None:
+                raise ValueError(found)
         return v
 
     @field_validator("workspaces", "models")

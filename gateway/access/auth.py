@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from gateway.access import ids
 from gateway.access.principal import Principal
 from gateway.errors import Unauthorized
 from gateway.storage import keys
@@ -148,12 +149,17 @@ class Authenticator:
         org = claims.get("org_id")
         if not isinstance(org, str) or not org:
             raise Unauthorized("invalid JWT: missing org_id claim")
+        workspaces = _str_set(claims.get("workspaces"))
+        managed = _str_set(claims.get("managed_workspaces"))
+        bad = _id_problem(str(claims["sub"]), org, workspaces | managed)
+        if bad is not None:
+            raise Unauthorized(f"invalid JWT: {bad}")
         return Principal(
             user_id=str(claims["sub"]),
             role=role,
             org_id=org,
-            workspaces=_str_set(claims.get("workspaces")),
-            managed_workspaces=_str_set(claims.get("managed_workspaces")),
+            workspaces=workspaces,
+            managed_workspaces=managed,
             name=claims.get("name"),
             family_name=claims.get("family_name"),
             email=claims.get("email"),
@@ -171,9 +177,25 @@ def _str_set(value: Any) -> frozenset[str]:
     return frozenset()
 
 
+def _id_problem(user: str, org: object, workspaces: frozenset[str]) -> str | None:
+    """A token's ids go into Redis keys and indexes: each must be of its alphabet."""
+    if ids.principal_ids_valid(user, org, workspaces):
+        return None
+    return ids.first_problem(
+        [
+            ("sub", "user", user),
+            ("org_id", "org", org),
+            *(("workspaces", "workspace", w) for w in sorted(workspaces)),
+        ]
+    )
+
+
 def principal_from_key(record: dict[str, Any]) -> Principal:
     role = record["role"]
     workspaces = frozenset(record.get("workspaces") or ())
+    bad = _id_problem(record["user_id"], record["org_id"], workspaces)
+    if bad is not None:  # minted before ids were checked, or written by hand
+        raise Unauthorized(f"this API key's record is not valid: {bad}")
     return Principal(
         user_id=record["user_id"],
         role=role,

@@ -1,11 +1,13 @@
 """The repository registry: what a repository-style conversation belongs to and which model
 answers it. Repositories come from the config file ([[repositories]]) and the admin API.
 
-Config wins: an id the file declares is served from the (frozen) settings, never read from
-Redis, and the admin API refuses to change it (409). Every other repository lives in one
-Redis hash, written by the admin API. A repository's own provider key (the seeds' "AI API
-Keys": `api_key_env` in the file, or set through the admin API) is used for its prompts
-by gateway/models/ (provider_keys.py, connections.py).
+Repository ids are per org: two orgs may each have a `repo-1`, and nothing one org does or
+asks depends on another org's ids. Config wins within its org: an (org, id) the file
+declares is served from the (frozen) settings, never read from Redis, and the admin API
+refuses to change it (409). Every other repository lives in one Redis hash, written by the
+admin API. A repository's own provider key (the seeds' "AI API Keys": `api_key_env` in the
+file, or set through the admin API) is used for its prompts by gateway/models/
+(provider_keys.py, connections.py).
 """
 
 from __future__ import annotations
@@ -54,20 +56,30 @@ class Repositories:
         self.settings = settings
         self.store = store
         self.connections = connections
-        self._config = {r.id: Repository.from_config(r) for r in settings.repositories}
+        self._config = {(r.org_id, r.id): Repository.from_config(r) for r in settings.repositories}
 
-    def declared(self, rid: str) -> bool:
-        return rid in self._config
+    def declared(self, rid: str, org_id: str) -> bool:
+        return (org_id, rid) in self._config
 
-    async def get(self, rid: str) -> Repository | None:
-        if rid in self._config:
-            return self._config[rid]
-        record = await self.store.repositories.get(rid)
+    async def get(self, rid: str, org_id: str) -> Repository | None:
+        """The org's repository of that id (another org's never answers)."""
+        if (org_id, rid) in self._config:
+            return self._config[(org_id, rid)]
+        record = await self.store.repositories.get(org_id, rid)
         return Repository(**record) if record else None
+
+    async def find(self, rid: str) -> list[Repository]:
+        """Every org's repository of that id: for the platform admin, who names no org."""
+        stored = [Repository(**r) for r in await self.store.repositories.find(rid)]
+        configured = [r for (_, i), r in self._config.items() if i == rid]
+        return configured + [r for r in stored if (r.org_id, r.id) not in self._config]
 
     async def list(self, org_id: str | None = None) -> list[Repository]:
         stored = [Repository(**r) for r in await self.store.repositories.all()]
-        repos = [*self._config.values(), *(r for r in stored if r.id not in self._config)]
+        repos = [
+            *self._config.values(),
+            *(r for r in stored if (r.org_id, r.id) not in self._config),
+        ]
         if org_id is not None:
             repos = [r for r in repos if r.org_id == org_id]
         return sorted(repos, key=lambda r: (r.org_id, r.id))
@@ -82,7 +94,7 @@ class Repositories:
         existing: Repository | None,
     ) -> tuple[Repository, bool]:
         """Create or replace an admin-managed repository; (repository, created)."""
-        if rid in self._config:
+        if (org_id, rid) in self._config:
             raise ConfigOwned(rid)
         at = now_ms()
         repo = Repository(
@@ -98,10 +110,10 @@ class Repositories:
         created = await self.store.repositories.put(record)
         return repo, created
 
-    async def delete(self, rid: str) -> bool:
-        if rid in self._config:
+    async def delete(self, rid: str, org_id: str) -> bool:
+        if (org_id, rid) in self._config:
             raise ConfigOwned(rid)
-        return await self.store.repositories.delete(rid)
+        return await self.store.repositories.delete(org_id, rid)
 
     async def model_for(self, repo: Repository) -> ModelEntry | None:
         """The repository's model, as its org sees it; without one, the first of the file."""

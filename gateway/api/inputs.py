@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.access import ids
 from gateway.access.principal import Principal
 from gateway.errors import BadRequest, GatewayError, Loc, PayloadTooLarge
 
@@ -62,6 +64,38 @@ def request_timing(request: Request) -> dict[str, Any]:
     """When the request arrived and its id (set by RequestMiddleware), for the turn's metrics."""
     state = request.scope.get("state", {})
     return {"started": state.get("started"), "request_id": state.get("request_id")}
+
+
+def check_id(name: str, kind: ids.Kind, value: object) -> str:
+    """An id from a path or a raw body: 400 invalid_id unless it is of its alphabet
+    (gateway/access/ids.py)."""
+    found = ids.problem(kind, value)
+    if found is not None:
+        raise refused((name,), found, code="invalid_id")
+    return str(value)
+
+
+def _id_field(kind: ids.Kind) -> AfterValidator:
+    def check(value: str) -> str:
+        found = ids.problem(kind, value) if value else None  # "": the field's min_length
+        if found is not None:
+            raise PydanticCustomError("invalid_id", found)
+        return value
+
+    return AfterValidator(check)
+
+
+# fields (of bodies and queries) that hold ids: refused with code invalid_id
+OrgId = Annotated[str, _id_field("org")]
+WorkspaceId = Annotated[str, _id_field("workspace")]
+RepositoryId = Annotated[str, _id_field("repository")]
+UserId = Annotated[str, _id_field("user")]
+PolicyId = Annotated[str, _id_field("policy")]
+
+
+def id_code(err_type: str) -> str:
+    """The code of a refused field: invalid_id for an id outside its alphabet."""
+    return "invalid_id" if err_type == "invalid_id" else "validation_error"
 
 
 class _Refused(ValueError):
@@ -219,7 +253,7 @@ async def read_body(request: Request, model: type[B]) -> B:
         err = exc.errors()[0]
         if not err["loc"]:  # the body as a whole (no field is at fault)
             raise BadRequest(f"body: {err['msg']}", code="validation_error") from None
-        raise refused(tuple(err["loc"]), err["msg"]) from None
+        raise refused(tuple(err["loc"]), err["msg"], code=id_code(err["type"])) from None
 
 
 def ok(

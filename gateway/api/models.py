@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from gateway.access import audit
 from gateway.access.principal import Principal
-from gateway.api.admin import admin_principal, org_scope
+from gateway.api.admin import admin_principal, org_scope, repository_of
 from gateway.api.inputs import gateway_of, ok, read_json, refused
 from gateway.api.queries import AdminOrgQuery, ModelTestQuery, read_query
 from gateway.api.schemas import models as answers
@@ -195,9 +195,12 @@ async def test_model(request: Request) -> Response:
         raise Forbidden("the platform admin tests the models every org uses", code="forbidden_role")
     gw = gateway_of(request)
     key = None
-    repo_id = read_query(request, ModelTestQuery).repository_id
+    query = read_query(request, ModelTestQuery)
+    repo_id = query.repository_id
     if repo_id:
-        repo = await gw.repositories.get(repo_id)
+        # repository ids are per org: the entry's org's, else the caller's (or ?org_id=)
+        org = entry.org_id or org_scope(query.org_id, caller)
+        repo = await repository_of(request, caller, repo_id, org)
         if (
             repo is None
             or not caller.in_org(repo.org_id)

@@ -338,6 +338,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ADMIN,
         {200: Reply("the repository", admin_answers.RepositoryEnvelope)},
         errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
     ),
     ("PUT", "/admin/repositories/{repo_id}"): Operation(
         "Create or update a repository",
@@ -348,12 +349,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=(*ADMIN_ERRORS, 409, 413),
         body=admin.PutRepository,
+        query=queries.AdminOrgQuery,
     ),
     ("DELETE", "/admin/repositories/{repo_id}"): Operation(
         "Delete a repository",
         ADMIN,
         {200: Reply("deleted", admin_answers.RepositoryDeleted)},
         errors=(*ADMIN_ERRORS, 409),
+        query=queries.AdminOrgQuery,
     ),
     ("GET", "/admin/events"): Operation(
         "The org's audit trail, newest first",
@@ -418,6 +421,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ADMIN,
         {200: Reply("the keys", provider_key_answers.ProviderKeyList)},
         errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
     ),
     ("PUT", "/admin/repositories/{repo_id}/provider-keys/{provider}"): Operation(
         "Set or replace a repository's key for one provider",
@@ -428,6 +432,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=(*ADMIN_ERRORS, 409, 413),
         body=provider_keys.PutProviderKey,
+        query=queries.AdminOrgQuery,
         description="Sealed with AES-GCM under the gateway's key-encryption key "
         "(GATEWAY_ENCRYPTION_KEY); without one: 409 `encryption_key_missing`. Used for every "
         "prompt of the repository's conversations on a model of that provider, in every API "
@@ -438,6 +443,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ADMIN,
         {200: Reply("deleted", provider_key_answers.ProviderKeyDeleted)},
         errors=(*ADMIN_ERRORS, 409),
+        query=queries.AdminOrgQuery,
     ),
     # Gateway API keys
     ("POST", "/admin/api-keys"): Operation(

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.repositories import Repository
-from gateway.api.admin import admin_principal, repository_id
+from gateway.api.admin import admin_principal, repository_id, visible_repository
 from gateway.api.inputs import StrictBody, gateway_of, ok, read_body
 from gateway.api.schemas import provider_keys as answers
 from gateway.errors import Conflict, NotFound, ValidationFailed
@@ -33,11 +33,7 @@ class PutProviderKey(StrictBody):
 
 
 async def _repository(request: Request, caller: Principal) -> Repository:
-    rid = repository_id(request)
-    repo = await gateway_of(request).repositories.get(rid)
-    if repo is None or not caller.in_org(repo.org_id):
-        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
-    return repo
+    return await visible_repository(request, caller, repository_id(request))
 
 
 def _provider(request: Request) -> str:

@@ -67,20 +67,17 @@ class ProviderKeys:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.store = store
         self.vault: Vault | None = None  # set at start when a KEK is configured
-        # config repositories: id -> (provider of its model, the key from its variable)
-        self._config: dict[str, tuple[str, str | None]] = {}
+        # config repositories: (org, id) -> (provider of its model, the key from its variable)
+        self._config: dict[tuple[str, str], tuple[str, str | None]] = {}
         served = {m.id: m for m in settings.served_models}
         for repo in settings.repositories:
             model = served.get(repo.model) if repo.model else settings.served_models[0]
             if model is not None:
                 key = settings.secrets.get(repo.api_key_env) if repo.api_key_env else None
-                self._config[repo.id] = (model.provider, key)
+                self._config[(repo.org_id, repo.id)] = (model.provider, key)
         self._orgs: OrderedDict[str, dict[str, str]] = OrderedDict()  # raw envelopes
         self._opened: dict[tuple[str, str], tuple[str, str]] = {}  # -> (ciphertext, key)
         self._generation = 0
-
-    def declared(self, repo_id: str) -> bool:
-        return repo_id in self._config
 
     def forget_org(self, org: str) -> None:
         self._generation += 1
@@ -110,8 +107,8 @@ class ProviderKeys:
 
     async def key_for(self, org: str, repo_id: str, provider: str) -> str | None:
         """The repository's own key for `provider`, in clear; None: it has none."""
-        if repo_id in self._config:
-            own_provider, key = self._config[repo_id]
+        if (org, repo_id) in self._config:  # repository ids are per org
+            own_provider, key = self._config[(org, repo_id)]
             return key if own_provider == provider else None
         name = layout.field(provider, repo_id)
         raw = (await self._envelopes(org)).get(name)

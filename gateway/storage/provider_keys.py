@@ -91,7 +91,7 @@ class ProviderKeys:
         async for key in self.redis.scan_iter(match=keys.provider_keys_pattern(), count=500):
             name = key if isinstance(key, str) else key.decode()
             if name.startswith(prefix) and name.endswith(suffix):
-                yield name[len(prefix) : -len(suffix)]
+                yield keys.unpart(name[len(prefix) : -len(suffix)])
 
     # -- the KEKs' check values --------------------------------------------------------------
 

@@ -19,8 +19,11 @@ RESUBSCRIBE_DELAY = 1.0  # seconds before subscribing again after Redis went awa
 
 
 class PubSub:
-    def __init__(self, redis: Redis | RedisCluster) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, *, control: Redis | RedisCluster | None = None
+    ) -> None:
         self.redis = redis
+        self.control = control or redis  # heartbeats: on connections no request waits for
         self.cluster = isinstance(redis, RedisCluster)
         self._turn = secrets.randbelow(1 << 16)  # workers spread their subscriptions
 
@@ -90,10 +93,10 @@ class PubSub:
     # -- workers -------------------------------------------------------------------------
 
     async def heartbeat(self, worker_id: str, ttl_ms: int) -> None:
-        await self.redis.set(keys.worker(worker_id), "1", px=ttl_ms)
+        await self.control.set(keys.worker(worker_id), "1", px=ttl_ms)
 
     async def worker_alive(self, worker_id: str) -> bool:
-        return bool(await self.redis.exists(keys.worker(worker_id)))
+        return bool(await self.control.exists(keys.worker(worker_id)))
 
     async def request_stop(self, message_id: str) -> None:
         """A stop for a turn another worker runs: a key it finds even if it missed the

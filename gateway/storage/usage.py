@@ -27,7 +27,9 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
-from gateway.storage.records import Message
+from gateway.storage.events import queue_violations
+from gateway.storage.quotas import Reservation
+from gateway.storage.records import Conversation, Message
 from gateway.storage.scripts import Script
 
 SCAN_COUNT = 5000  # fields Redis walks per HSCAN step of a user's own usage
@@ -37,10 +39,12 @@ RETENTION = {"h": 8 * 86_400, "d": 400 * 86_400, "m": 762 * 86_400}  # after the
 MAX_BUCKETS = {"h": 8 * 24 + 1, "d": 401, "m": 26}  # what a window can span within RETENTION
 
 # The org-wide counters of one message, applied once (the marker makes a retry harmless).
-# KEYS: marker, the org's counters, NB bucket hashes, then the token windows.
+# KEYS: marker, the org's counters, NB bucket hashes, NT token windows its tokens go to, then
+# the windows that hold its admission's reservation, settled here (a window that expired
+# meanwhile is not brought back, none goes below zero).
 # ARGV: marker TTL, input, output, cost, the bucket field, NB, one EXPIREAT per bucket, the
-# number of counter scopes, the scopes, then one EXPIREAT per token window.
-# Bucket values are "in,out,cost,requests"; %d keeps integers exact up to 2^53.
+# number of counter scopes NF, NT, the reservation, the scopes, then one EXPIREAT per token
+# window. Bucket values are "in,out,cost,requests"; %d keeps integers exact up to 2^53.
 _COUNT_ONCE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local tin, tout, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -58,14 +62,19 @@ for b = 1, nb do
   if not v then redis.call('EXPIREAT', key, ARGV[6 + b]) end
 end
 local at = 7 + nb
-local nf = tonumber(ARGV[at])
+local nf, nt, reserved = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
 for i = 1, nf do
-  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[at + i], tin)
-  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[at + i], tout)
+  redis.call('HINCRBY', KEYS[2], 'tokens_in' .. ARGV[at + 2 + i], tin)
+  redis.call('HINCRBY', KEYS[2], 'tokens_out' .. ARGV[at + 2 + i], tout)
 end
-for k = 3 + nb, #KEYS do
+for k = 3 + nb, 2 + nb + nt do
   redis.call('INCRBY', KEYS[k], tin + tout)
-  redis.call('EXPIREAT', KEYS[k], ARGV[at + nf + k - 2 - nb])
+  redis.call('EXPIREAT', KEYS[k], ARGV[at + 2 + nf + k - 2 - nb])
+end
+for k = 3 + nb + nt, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 and redis.call('DECRBY', KEYS[k], reserved) < 0 then
+    redis.call('SET', KEYS[k], '0', 'KEEPTTL')
+  end
 end
 return 1
 """
@@ -136,6 +145,13 @@ class Tally:
     key_id: str | None = None
     workspace_id: str | None = None
     repo_id: str | None = None
+
+    @classmethod
+    def of(cls, org_id: str, key_id: str | None, conv: Conversation | None) -> Tally:
+        """A turn's: in a conversation, also its workspace and repository."""
+        if conv is None:
+            return cls(org_id, key_id)
+        return cls(org_id, key_id, conv.workspace_id, conv.repo_id)
 
 
 def group_field(tally: Tally, msg: Message) -> str:
@@ -214,9 +230,11 @@ class Usage:
         msg: Message,
         tally: Tally,
         token_windows: Sequence[tuple[str, int]] = (),
+        reservation: Reservation | None = None,
     ) -> None:
         """Count `msg`'s tokens and cost, in the pipeline of the write that stores it;
-        token_windows are (key, EXPIREAT instant) of the rate-limit windows its tokens go to."""
+        token_windows are (key, EXPIREAT instant) of the rate-limit windows its tokens go to,
+        and the admission's reservation is settled in the windows that hold it."""
         org_id = tally.org_id
         scopes = ["", f":{msg.model_id}"] if msg.model_id else [""]
         if msg.user_id:
@@ -226,6 +244,7 @@ class Usage:
         buckets = _buckets_of(msg.created_at)
         bucket_keys = [keys.usage_bucket(org_id, g, b) for g, b, _ in buckets]
         expiries = [at for _, _, at in buckets]
+        held = reservation.keys if reservation is not None else ()
         self._count_once.queue(
             pipe,
             [
@@ -233,6 +252,7 @@ class Usage:
                 keys.org_usage(org_id),
                 *bucket_keys,
                 *[k for k, _ in token_windows],
+                *held,
             ],
             [
                 COUNTED_TTL,
@@ -243,6 +263,8 @@ class Usage:
                 len(bucket_keys),
                 *expiries,
                 len(scopes),
+                len(token_windows),
+                reservation.tokens if reservation is not None else 0,
                 *scopes,
                 *[expire_at for _, expire_at in token_windows],
             ],
@@ -250,11 +272,19 @@ class Usage:
         pipe.sadd(keys.USAGE_ORGS, org_id)
 
     async def record(
-        self, msg: Message, tally: Tally, *, token_windows: Sequence[tuple[str, int]] = ()
+        self,
+        msg: Message,
+        tally: Tally,
+        *,
+        token_windows: Sequence[tuple[str, int]] = (),
+        violations: Sequence[dict[str, Any]] = (),
+        reservation: Reservation | None = None,
     ) -> None:
-        """A turn outside any conversation: only its usage is kept."""
+        """A turn outside any conversation: only its usage and violations are kept, in one
+        round trip (the usage counted once however often this is retried)."""
         pipe = self.redis.pipeline(transaction=False)
-        self.queue(pipe, msg, tally, token_windows)
+        self.queue(pipe, msg, tally, token_windows, reservation)
+        queue_violations(pipe, tally.org_id, violations)
         await pipe.execute()
 
     async def of_org(self, org: str) -> dict[str, int]:

@@ -13,7 +13,7 @@ import anyio
 
 from gateway.observability import Metrics
 from gateway.policy import StreamGuard
-from gateway.turn.events import ChatEvent, Delta, ErrorEvent
+from gateway.turn.events import ChatEvent, Delta, End, ErrorEvent
 from gateway.turn.live import Live, Running
 from gateway.turn.record import Recorder
 from gateway.turn.turn import Turn
@@ -73,13 +73,15 @@ class _Answer:
         return ""
 
     def finish_guard(self) -> str:
-        """A complete answer: what the stream guard held back is decided now. Returns the
-        held-back text that passes."""
-        if self.reason not in ("stop", "length") or self.guard is None:
+        """The stream ended, however (complete, failed, stopped, the client gone): what the
+        stream guard held back is final, so it is decided now. Returns the held-back text
+        that passes. A block found in it ends a complete answer as blocked; any other
+        ending keeps its reason (the violation is recorded, the matched text withheld)."""
+        if self.guard is None or self.reason == "policy_blocked":
             return ""
-        step = self.guard.finish()
+        step = self.guard.finish()  # a second call returns nothing: finished once
         self.turn.violations.extend(step.violations)
-        if step.blocked is not None:
+        if step.blocked is not None and self.reason in ("stop", "length"):
             self.reason, self.error = "policy_blocked", blocked_event(step.blocked)
         return step.emit
 
@@ -156,21 +158,38 @@ class Runner:
         finally:
             # shielded: a client that vanished cancels us, and the answer must still be kept
             with anyio.CancelScope(shield=True):
-                await close(turn.stream)
-                end = await self.recorder.record(
-                    turn,
-                    handle,
-                    "".join(answer.parts),
-                    answer.usage,
-                    answer.reason or "cancelled",
-                    answer.error,
-                )
-                self.live.unregister(handle)
-                self.metrics.active_streams.dec()
-                self.recorder.observe(turn, end)
+                late = self._late_tail(answer, handle)
+                end = await self._record(turn, handle, answer)
+        if late is not None:  # a bug of ours cut the stream before the tail was decided
+            yield late
         if answer.error is not None:
             yield answer.error
         yield end
+
+    def _late_tail(self, answer: _Answer, handle: Running) -> Delta | None:
+        """The held-back text of a stream cut before its tail was decided (the client left,
+        or a bug of ours): kept in the answer and its resume log."""
+        try:
+            tail = answer.finish_guard()
+        except Exception:
+            log.exception("turn %s: the stream guard failed at the end", answer.turn.message_id)
+            return None
+        return self._keep(answer, handle, tail) if tail else None
+
+    async def _record(self, turn: Turn, handle: Running, answer: _Answer) -> End:
+        await close(turn.stream)
+        end = await self.recorder.record(
+            turn,
+            handle,
+            "".join(answer.parts),
+            answer.usage,
+            answer.reason or "cancelled",
+            answer.error,
+        )
+        self.live.unregister(handle)
+        self.metrics.active_streams.dec()
+        self.recorder.observe(turn, end)
+        return end
 
     def _keep(self, answer: _Answer, handle: Running, text: str) -> Delta:
         """Text on its way to the client: part of the answer and of its resume log."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from pydantic import Field
@@ -109,8 +108,8 @@ def message_id(turn_message_id: str) -> str:
 
 
 def _event(data: answers.AnthropicEventData) -> bytes:
-    """`event: <data.type>` and the data as one line of JSON."""
-    body = data.__pydantic_serializer__.to_json(data)
+    """`event: <data.type>` and the data as one line of JSON (the line breaks escaped)."""
+    body = sse.escape_line_break_bytes(data.__pydantic_serializer__.to_json(data))
     return b"event: %s\ndata: %s\n\n" % (data.type.encode(), body)
 
 
@@ -126,7 +125,7 @@ DELTA_TAIL = b"}}\n\n"
 
 
 def text_frame(text: str) -> bytes:
-    return DELTA_HEAD + encode_basestring(text).encode() + DELTA_TAIL
+    return DELTA_HEAD + sse.json_string(text) + DELTA_TAIL
 
 
 def message_start(ev: Start, input_tokens: int) -> bytes:
@@ -162,21 +161,21 @@ def error_frame(ev: ErrorEvent) -> bytes:
 
 async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> AsyncIterator[bytes]:
     """message_start, one text block (start, ping, deltas, stop), message_delta with the
-    stop reason and the usage, message_stop. A failed turn ends with `event: error`."""
+    stop reason and the usage, message_stop. A turn that did not finish (failed, blocked,
+    stopped, shut down, or a bug of ours) ends with `event: error`, which the SDK raises."""
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield text_frame(ev.text)
         elif type(ev) is Start:
             yield message_start(ev, input_tokens) + BLOCK_START + PING
-        elif type(ev) is ErrorEvent:
+        elif type(ev) is ErrorEvent and not failed:
             failed = True
             yield error_frame(ev)
         elif type(ev) is End and not failed:
             reason = STOP_REASONS.get(ev.finish_reason)
-            if reason is None:  # cancelled: nobody reads; a failure without its error event
-                if (error := compat.end_failure(ev)) is not None:
-                    yield error_frame(error)
+            if reason is None:
+                yield error_frame(compat.stream_failure(ev))
                 continue
             yield BLOCK_STOP + message_delta(reason, ev) + MESSAGE_STOP
 

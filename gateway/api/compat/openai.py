@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from pydantic import Field
@@ -150,7 +149,7 @@ class ChunkFrames:
         self.content_tail = b'},"logprobs":null,"finish_reason":null}]' + self.tail
 
     def content(self, text: str) -> bytes:
-        return self.content_head + encode_basestring(text).encode() + self.content_tail
+        return self.content_head + sse.json_string(text) + self.content_tail
 
     def role(self) -> bytes:
         return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null")
@@ -177,7 +176,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def _str(value: str) -> bytes:
-    return encode_basestring(value).encode()
+    return sse.json_string(value)
 
 
 def error_json(
@@ -192,30 +191,30 @@ def error_json(
 
 def error_frame(ev: ErrorEvent) -> bytes:
     body = error_json(compat.failure(ev).status, ev.code, ev.message)
-    return b"data: %s\n\n" % body.__pydantic_serializer__.to_json(body)
+    return b"data: %s\n\n" % sse.escape_line_break_bytes(body.__pydantic_serializer__.to_json(body))
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
     """Role chunk, content chunks, the finish chunk, the usage chunk (when asked), [DONE].
-    A failed turn ends with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's
-    own streams do."""
+    A turn that did not finish (failed, blocked, stopped, shut down, or a bug of ours) ends
+    with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's own streams do: the
+    SDK raises it, where a stream that just stopped would look complete."""
     frames: ChunkFrames | None = None
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield frames.content(ev.text)  # type: ignore[union-attr]
         elif type(ev) is Start:
             cid = completion_id(ev.message_id)
             frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)
             yield frames.role()
-        elif type(ev) is ErrorEvent:
+        elif type(ev) is ErrorEvent and not failed:
             failed = True
             yield error_frame(ev)
         elif type(ev) is End and not failed:
             reason = FINISH.get(ev.finish_reason)
-            if reason is None:  # cancelled: nobody reads; a failure without its error event
-                if (error := compat.end_failure(ev)) is not None:
-                    yield error_frame(error)
+            if reason is None:
+                yield error_frame(compat.stream_failure(ev))
                 continue
             yield frames.finish(reason)  # type: ignore[union-attr]
             if include_usage:
