@@ -170,14 +170,16 @@ def _run_uvicorn(settings: Settings, listeners: list[socket.socket]) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
+    from gateway.server import server_config
+
+    config = server_config(
         "gateway.app:app_from_env",
+        settings,
         factory=True,
         host=settings.host,
         port=listeners[0].getsockname()[1],
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",

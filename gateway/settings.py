@@ -121,6 +121,7 @@ DEMO_MODEL = ModelConfig(id="demo", provider="demo")
 MIN_ADMIN_TOKEN_CHARS = 24
 MIN_JWT_SECRET_BYTES = 32
 MAX_JWT_AUDIENCES = 16
+MAX_TRUSTED_PROXIES = 64
 MAX_CLAIM_CHARS = 512
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -160,6 +161,17 @@ class Settings(_Frozen):
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    # the HTTP edge (gateway/server.py, SECURITY.md): what a connection may cost before the app
+    http_max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)  # line + headers
+    http_max_headers: int = Field(default=100, ge=8, le=10_000)
+    http_header_timeout: float = Field(default=10.0, gt=0, le=300)  # to a request's blank line
+    http_body_timeout: float = Field(default=30.0, gt=0, le=3600)  # from the head to the body's end
+    http_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)  # per worker
+    http_max_pending_per_client: int = Field(default=256, ge=1, le=1_000_000)  # heads awaited
+    # addresses or networks of reverse proxies whose X-Forwarded-For names the client; none
+    # by default: the peer's own address is the client's
+    trusted_proxies: tuple[str, ...] = ()
+    auth_failures_per_minute: int = Field(default=30, ge=0, le=1_000_000)  # per address; 0: off
     send_timeout: float = Field(
         default=30.0, gt=0, le=3600
     )  # a stalled reader is dropped after this
@@ -249,6 +261,20 @@ class Settings(_Frozen):
             )
         return v
 
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _jwt_public_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.access.jwts import public_key_algorithm
+
+            try:
+                public_key_algorithm(v)
+            except (ValueError, TypeError):  # not PEM, or a key of another kind
+                raise ValueError(
+                    "must be a PEM RSA public key (RS256) or EC P-256 public key (ES256)"
+                ) from None
+        return v
+
     @field_validator("jwt_audience", mode="before")
     @classmethod
     def _one_audience(cls, v: Any) -> Any:
@@ -267,6 +293,20 @@ class Settings(_Frozen):
     @classmethod
     def _jwt_issuer(cls, v: str | None) -> str | None:
         return None if v is None else _claim_value(v)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > MAX_TRUSTED_PROXIES:
+            raise ValueError(f"at most {MAX_TRUSTED_PROXIES} addresses or networks")
+        for value in v:
+            try:  # never "*": that would believe any caller's X-Forwarded-For
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value[:60]!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                ) from None
+        return v
 
     @field_validator("durability_replicas", mode="before")
     @classmethod
@@ -395,10 +435,24 @@ ENV_FIELDS = {
     "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
     "GATEWAY_ENCRYPTION_KEY": "encryption_key",
+    "GATEWAY_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
+    "GATEWAY_HTTP_MAX_HEADERS": "http_max_headers",
+    "GATEWAY_HTTP_HEADER_TIMEOUT": "http_header_timeout",
+    "GATEWAY_HTTP_BODY_TIMEOUT": "http_body_timeout",
+    "GATEWAY_HTTP_MAX_CONNECTIONS": "http_max_connections",
+    "GATEWAY_HTTP_MAX_PENDING_PER_CLIENT": "http_max_pending_per_client",
+    "GATEWAY_TRUSTED_PROXIES": "trusted_proxies",
+    "GATEWAY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
 }
 
 
-LIST_FIELDS = ("cors_origins", "jwt_audience", "webhook_allowed_hosts", "webhook_allowed_networks")
+LIST_FIELDS = (
+    "cors_origins",
+    "jwt_audience",
+    "trusted_proxies",
+    "webhook_allowed_hosts",
+    "webhook_allowed_networks",
+)
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -57,7 +57,8 @@ async def test_twenty_followers_of_one_message_hold_one_blocking_read(
     followers = [asyncio.create_task(follow(client.http, alice, mid)) for _ in range(20)]
     await asyncio.sleep(1.0)  # all attached, all waiting for what comes next
     assert await blocked_clients(redis) <= 1  # one reader for all twenty...
-    assert requests_in_flight(gateway_server) == in_flight  # ...not on the requests' pool
+    # ...not on the requests' pool (the producer's own request may let one go meanwhile)
+    assert requests_in_flight(gateway_server) <= in_flight
     answers = await asyncio.gather(*followers)
     async for _ in producer:
         pass

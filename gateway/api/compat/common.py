@@ -21,7 +21,7 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.api.inputs import gateway_of, principal, refused
+from gateway.api.inputs import client_address, gateway_of, principal, refused
 from gateway.errors import (
     REDIS_DOWN,
     GatewayError,
@@ -81,7 +81,9 @@ async def caller(request: Request) -> Principal:
     Anthropic's API and older Anthropic clients use)."""
     key = request.headers.get("x-api-key")
     if key and "authorization" not in request.headers:
-        found = await gateway_of(request).auth.principal_for(key.strip())
+        found = await gateway_of(request).auth.principal_for(
+            key.strip(), client=client_address(request)
+        )
         request.state.principal = found  # for the access log line
         return found
     return await principal(request)
