@@ -11,10 +11,18 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from providers.base import ModelSpec
 
@@ -135,6 +143,14 @@ def _claim_value(value: str) -> str:
     return value
 
 
+def _keks(v: str) -> str:
+    """GATEWAY_ENCRYPTION_KEY: one KEK or several, comma-separated (models/vault.py)."""
+    from gateway.models.vault import parse_keks
+
+    parse_keks(v)  # ValueError says what is wrong, never the key
+    return v
+
+
 class Settings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -201,7 +217,7 @@ class Settings(_Frozen):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # the key-encryption key(s) of stored provider keys: 32 random bytes in URL-safe base64;
     # during a rotation several, comma-separated: the first wraps, every one unwraps
-    encryption_key: str | None = Field(default=None, repr=False)
+    encryption_key: Annotated[str, AfterValidator(_keks)] | None = Field(default=None, repr=False)
     encryption_key_file: Path | None = None  # a file holding the same (read at start)
     # resolved from the environment at load time: variable name -> value
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -217,15 +233,6 @@ class Settings(_Frozen):
             parse_sentinel_url(v)  # ValueError names what is wrong
         elif not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
-        return v
-
-    @field_validator("encryption_key")
-    @classmethod
-    def _encryption_key(cls, v: str | None) -> str | None:
-        if v is not None:
-            from gateway.models.vault import parse_keks
-
-            parse_keks(v)  # ValueError says what is wrong, never the key
         return v
 
     @field_validator("webhook_allowed_networks")
