@@ -343,3 +343,6 @@ async def test_a_kek_rotation_keeps_every_repository_working(
     assert (event["count"], event["kek"]) == ("1", new)
     await assert_nowhere_in_clear(redis, SECRET)
     await assert_nowhere_in_clear(redis, OTHER_SECRET)
+    # what is left is under NEW_KEK only: a session gateway first started by a later test
+    # (with the default KEK) would rightly refuse to start, so leave Redis as tests find it
+    await redis.flushall()
