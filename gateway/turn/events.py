@@ -40,6 +40,7 @@ class End:
     usage_estimated: bool = False
     policy: list[dict[str, Any]] = field(default_factory=list)
     stored: bool = True
+    cost_nusd: int = 0  # this answer's cost (nano-USD)
 
 
 ChatEvent = Start | Delta | ErrorEvent | End

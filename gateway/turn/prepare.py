@@ -7,14 +7,17 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from redis.exceptions import RedisError
 
 from gateway.access.principal import Principal
-from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits
+from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits, key_budgets
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
 from gateway.governance import Governance
+from gateway.models.connections import Connections
+from gateway.models.registry import ModelEntry
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.storage.quotas import Reservation
@@ -64,14 +67,14 @@ class _Context:
     conversation: Conversation | None
     session: ChatSession | None
     history: list[Message]
-    model: ModelConfig
+    entry: ModelEntry
 
 
 def reservation_for(ask: Prompt, ctx: _Context) -> int:
     """The tokens a prompt reserves in its token budgets: its input as estimated from what
     it sends (the stored history and the prompt, at most the context window; or the client's
     messages) and its output bound (the request's or the model's, else OUTPUT_RESERVE)."""
-    model = ctx.model
+    model = ctx.entry.config
     if ask.text is not None:
         sent = [m.content for m in ctx.history] + [ask.text]
         estimate = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in sent)
@@ -87,7 +90,7 @@ def provider_request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
     """What the provider gets: the stored history plus the prompt (trimmed to the context
     window) for a native route, the client's own messages for a compatible one; the
     prompt as the pre stage left it (redacted, maybe)."""
-    model = ctx.model
+    model = ctx.entry.config
     if ask.text is not None:
         messages = build_context(
             ctx.history,
@@ -106,12 +109,35 @@ def provider_request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
     )
 
 
+def blocked_prompt(
+    text: str,
+    principal: Principal,
+    model: ModelConfig,
+    conv: Conversation | None,
+    session_id: str | None,
+    fired: list[dict[str, Any]],
+) -> Message:
+    """The prompt a pre-stage policy blocked, as it is kept (redacted, maybe)."""
+    return Message(
+        id=new_id(),
+        conversation_id=conv.id if conv else "",
+        chat_session_id=session_id,
+        role="user",
+        content=text,
+        status="blocked",
+        created_at=now_ms(),
+        model_id=model.id,
+        user_id=principal.user_id,
+        policy=fired,
+    )
+
+
 class Preparation:
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         governance: Governance,
         limits: RateLimits,
         live: Live,
@@ -120,7 +146,7 @@ class Preparation:
         self.salvage = salvage
         self.settings = settings
         self.store = store
-        self.providers = providers
+        self.connections = connections
         self.governance = governance
         self.limits = limits
         self.live = live
@@ -138,16 +164,21 @@ class Preparation:
             ctx = await self._direct_context(ask)
         conv, principal = ctx.conversation, ask.principal
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+        # the client the turn keeps to its end, whatever happens to the entry meanwhile
+        provider = await self.connections.provider(
+            ctx.entry, org_id, conv.repo_id if conv else None
+        )
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
-        reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id) else 0
-        admitted = await self.limits.admit(org_id, principal.user_id, reserve=reserve)
+        budgets = key_budgets(principal)
+        reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id, budgets) else 0
+        admitted = await self.limits.admit(org_id, principal.user_id, budgets, reserve=reserve)
         try:
             if conv is None and not admitted.headers:
                 # a direct turn that has not spoken to Redis yet: its usage must be
                 # recordable, so a Redis that is away is a 503 now, before the upstream
                 await self.store.ping()
-            return await self._admitted(ask, ctx, org_id, admitted)
+            return await self._admitted(ask, ctx, org_id, admitted, provider)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._give_back(admitted.reservation)
@@ -160,9 +191,11 @@ class Preparation:
         except RedisError as exc:  # it expires with its window
             log.warning("token reservation not given back: %s", type(exc).__name__)
 
-    async def _admitted(self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted) -> Turn:
+    async def _admitted(
+        self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted, provider: Provider
+    ) -> Turn:
         """The rest of the preparation, once the limits let the prompt through."""
-        conv, model, principal = ctx.conversation, ctx.model, ask.principal
+        conv, model, principal = ctx.conversation, ctx.entry.config, ask.principal
         active = self.governance.active(
             org_id=org_id,
             workspace_id=conv.workspace_id if conv else None,
@@ -176,7 +209,7 @@ class Preparation:
             principal=principal,
             org_id=org_id,
             model=model,
-            provider=self.providers[model.id],
+            provider=provider,
             request=provider_request(ask, ctx, prompt),
             conversation=conv,
             session_id=session_id,
@@ -187,6 +220,7 @@ class Preparation:
             violations=pre,
             request_id=ask.request_id,
         )
+        self.connections.hold(turn, provider)
         if ask.started is not None:
             turn.started = ask.started
         if conv is not None:
@@ -223,18 +257,18 @@ class Preparation:
             raise NotFound("chat session not found", code="session_not_found")
         if not principal.can_prompt(conv):
             raise Forbidden("only the conversation's creator may prompt it")
-        model = self._model(session.model_id)
+        entry = await self.model(principal, session.model_id, conv.org_id)
         if len(ask.text) > self.settings.max_prompt_chars:
             raise BadRequest(
                 f"prompt is longer than {self.settings.max_prompt_chars} characters",
                 code="prompt_too_long",
             )
-        return _Context(conv, session, history, model)
+        return _Context(conv, session, history, entry)
 
     async def _direct_context(self, ask: Prompt) -> _Context:
         """A compatible route's turn: the client sends the history itself."""
         assert ask.model_id is not None
-        model = self._model(ask.model_id)
+        entry = await self.model(ask.principal, ask.model_id, ask.principal.org_id or NO_ORG)
         messages = ask.messages or []
         if not messages or messages[-1].role != "user":
             raise BadRequest("the last message must be the user's", code="validation_error")
@@ -248,13 +282,19 @@ class Preparation:
             conv = await self.visible_conversation(ask.principal, ask.conversation_id)
             if not ask.principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-        return _Context(conv, None, [], model)
+        return _Context(conv, None, [], entry)
 
-    def _model(self, model_id: str) -> ModelConfig:
-        model = self.settings.model(model_id)
-        if model is None:
+    async def model(self, principal: Principal, model_id: str, org_id: str) -> ModelEntry:
+        """The entry `model_id` names in the org: 404 when there is none (or it was deleted),
+        403 when the caller's API key is not allowed to use it."""
+        entry = await self.connections.model(model_id, org_id)
+        if entry is None:
             raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
-        return model
+        if not principal.may_use_model(entry.id):
+            raise Forbidden(
+                f"this API key may not use model {model_id!r}", code="model_not_allowed"
+            )
+        return entry
 
     async def _pre_check(
         self,
@@ -273,20 +313,10 @@ class Preparation:
         if decision.blocked is None:
             return decision.text, list(decision.violations)
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
-        blocked = Message(
-            id=new_id(),
-            conversation_id=conv.id if conv else "",
-            chat_session_id=session_id,
-            role="user",
-            content=decision.text,
-            status="blocked",
-            created_at=now_ms(),
-            model_id=model.id,
-            user_id=principal.user_id,
-            policy=[
-                {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
-            ],
-        )
+        fired = [
+            {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
+        ]
+        blocked = blocked_prompt(decision.text, principal, model, conv, session_id, fired)
         context = violation_context(principal, org_id, conv, blocked.id, model.id)
         records = self.governance.records(decision.violations, context)
         if conv is not None:

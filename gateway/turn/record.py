@@ -10,13 +10,15 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from gateway.access.quotas import RateLimits
+from gateway.access.quotas import RateLimits, key_budgets
 from gateway.backoff import Backoff
 from gateway.governance import Governance, fired
+from gateway.models.prices import prices_of
 from gateway.observability import Metrics, stream_log
 from gateway.settings import Settings
 from gateway.storage.records import Message, Totals, now_ms
 from gateway.storage.store import Store
+from gateway.storage.usage import Tally
 from gateway.turn import resume_log
 from gateway.turn.context import estimated_input_tokens
 from gateway.turn.events import End, ErrorEvent
@@ -61,6 +63,7 @@ class Recorder:
         if usage is None:
             usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
         message = answer_message(turn, text, usage, reason, error, estimated=estimated)
+        cost = message.cost_nusd
         end = End(
             message_id=turn.message_id,
             finish_reason=reason,
@@ -68,15 +71,19 @@ class Recorder:
             output_tokens=usage.output_tokens,
             usage_estimated=estimated,
             policy=fired(turn.violations),
+            cost_nusd=cost,
         )
         records = violation_records(self.governance, turn)
-        token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
+        principal, conv = turn.principal, turn.conversation
+        token_windows = self.limits.token_windows(
+            turn.org_id, principal.user_id, key_budgets(principal)
+        )
+        tally = Tally.of(turn.org_id, principal.key_id, conv)
         if turn.conversation is None:
             count = functools.partial(
                 self.store.usage.record,
                 message,
-                turn.org_id,
-                turn.principal.key_id,
+                tally,
                 token_windows=token_windows,
                 violations=records,
                 reservation=turn.reservation,
@@ -86,8 +93,7 @@ class Recorder:
         write = functools.partial(
             self.store.turns.end,
             message,
-            turn.org_id,
-            turn.principal.key_id,
+            tally,
             lock_value=turn.lock_value,
             log=True,
             log_entries=await self._log_tail(handle, error),
@@ -213,7 +219,9 @@ class Recorder:
 def answer_message(
     turn: Turn, text: str, usage: Usage, reason: str, error: ErrorEvent | None, *, estimated: bool
 ) -> Message:
-    """The assistant's message as it is stored."""
+    """The assistant's message as it is stored, priced now at the answering entry's prices
+    (a later price change rewrites nothing)."""
+    answering = turn.answering or turn.model
     return Message(
         id=turn.message_id,
         conversation_id=turn.conversation.id if turn.conversation else "",
@@ -222,12 +230,13 @@ def answer_message(
         content=text,
         status=STATUS.get(reason, reason),
         created_at=now_ms(),
-        model_id=(turn.answering or turn.model).id,
+        model_id=answering.id,
         user_id=turn.principal.user_id,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         finish_reason=reason,
         usage_estimated=estimated,
+        cost_nusd=prices_of(answering).cost_nusd(usage.input_tokens, usage.output_tokens),
         error={"code": error.code, "message": error.message} if error else None,
         policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
     )

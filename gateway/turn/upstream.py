@@ -10,7 +10,8 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.backoff import Backoff
-from gateway.errors import RateLimited, UpstreamFailed
+from gateway.errors import GatewayError, RateLimited, UpstreamFailed
+from gateway.models.connections import Connections
 from gateway.observability import Metrics
 from gateway.settings import ModelConfig, Settings
 from gateway.turn.events import ErrorEvent
@@ -42,23 +43,36 @@ class Upstream:
     def __init__(
         self,
         settings: Settings,
-        providers: dict[str, Provider],
+        connections: Connections,
         metrics: Metrics,
         recorder: Recorder,
     ) -> None:
         self.settings = settings
-        self.providers = providers
+        self.connections = connections
         self.metrics = metrics
         self.recorder = recorder
+
+    async def _candidates(self, turn: Turn) -> list[tuple[ModelConfig, Provider]]:
+        """The turn's model, then each of its fallbacks that is served to the turn's org
+        and has a credential there (the conversation's repository key, as for the model)."""
+        found: list[tuple[ModelConfig, Provider]] = [(turn.model, turn.provider)]
+        repo_id = turn.conversation.repo_id if turn.conversation else None
+        for fallback in turn.model.fallbacks:
+            entry = await self.connections.model(fallback, turn.org_id)
+            if entry is None:
+                continue
+            try:
+                provider = await self.connections.provider(entry, turn.org_id, repo_id)
+            except GatewayError:
+                continue
+            self.connections.hold(turn, provider)
+            found.append((entry.config, provider))
+        return found
 
     async def open(self, turn: Turn) -> None:
         if turn.stream is not None:
             return
-        candidates: list[tuple[ModelConfig, Provider]] = [(turn.model, turn.provider)] + [
-            (m, self.providers[m.id])
-            for m in (self.settings.model(f) for f in turn.model.fallbacks)
-            if m is not None
-        ]
+        candidates = await self._candidates(turn)
         failure: ProviderError | None = None
         for model, provider in candidates:
             try:
@@ -70,6 +84,7 @@ class Upstream:
                 failure = exc
                 continue
             turn.answering = model
+            turn.answering_provider = provider
             return
         assert failure is not None
         await self.recorder.record(
@@ -86,7 +101,7 @@ class Upstream:
         model = turn.answering or turn.model
         await close(turn.stream)
         turn.stream = None
-        provider = turn.provider if model is turn.model else self.providers[model.id]
+        provider = turn.answering_provider or turn.provider
         try:
             turn.stream = await connect(provider, replace(turn.request, model=model.upstream_model))
         except ProviderError:

@@ -54,6 +54,8 @@ export interface PromptAnswer {
   model: string;
   tokensIn: number;
   tokensOut: number;
+  /** this answer's cost in USD, an exact decimal string, priced when it was recorded */
+  cost: string;
   finishReason: FinishReason;
   usageEstimated?: boolean;
   policy?: PolicyEvent[];
@@ -70,6 +72,8 @@ export interface RepoConversation {
   /** a decimal string: totals outgrow what some JSON readers hold exactly */
   tokensIn: string;
   tokensOut: string;
+  /** USD of every answer so far, an exact decimal string like the token counts */
+  cost: string;
   creator: {
     id: string;
     name: string | null;
@@ -115,6 +119,8 @@ export interface RepoMessage {
   createdAt: string;
   tokensIn: number;
   tokensOut: number;
+  /** USD, an exact decimal string */
+  cost: string;
   model: string | null;
   status: string;
   finishReason: string | null;
@@ -163,6 +169,8 @@ export interface Conversation {
   created_by: string;
   tokens_in: number;
   tokens_out: number;
+  /** USD of every answer so far, each priced when it was recorded */
+  cost: number;
 }
 
 export interface CreateSession {
@@ -210,6 +218,8 @@ export interface Message {
   output_tokens: number;
   finish_reason: string | null;
   usage_estimated: boolean;
+  /** USD, at the prices in force when it was recorded */
+  cost: number;
   created_at: string;
   policy?: PolicyEvent[];
   error?: { [key: string]: string } | null;
@@ -267,6 +277,8 @@ export interface StreamEnd {
   conversation_usage?: {
     tokens_in: number;
     tokens_out: number;
+    /** the conversation's cost so far, USD */
+    cost: number;
   };
   policy?: PolicyEvent[];
 }

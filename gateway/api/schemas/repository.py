@@ -10,6 +10,8 @@ from pydantic import Field
 from gateway.api.schemas.common import FinishReason, PolicyEvent, Schema, Timestamp, empty
 from gateway.storage import records
 
+COST = r"^[0-9]+(\.[0-9]+)?$"  # an exact decimal of USD
+
 
 class RepoCreator(Schema):
     id: str
@@ -28,6 +30,9 @@ class RepoConversation(Schema):
     repoId: str | None
     tokensIn: str = Field(pattern="^[0-9]+$", examples=["1200"])
     tokensOut: str = Field(pattern="^[0-9]+$", examples=["5400"])
+    cost: str = Field(
+        pattern=COST, examples=["0.0042"], description="USD so far, exact (a string, as tokens)"
+    )
     creator: RepoCreator
 
     @classmethod
@@ -42,6 +47,7 @@ class RepoConversation(Schema):
             repoId=c.repo_id,
             tokensIn=str(c.tokens_in),
             tokensOut=str(c.tokens_out),
+            cost=records.decimal_usd(c.cost_nusd),
             creator=RepoCreator(
                 id=c.creator.id or c.created_by,
                 name=c.creator.name,
@@ -79,6 +85,7 @@ class RepoMessage(Schema):
     createdAt: Timestamp
     tokensIn: int
     tokensOut: int
+    cost: str = Field(pattern=COST, description="USD, priced when it was recorded")
     model: str | None
     status: str = Field(description="complete | error | cancelled | blocked")
     finishReason: str | None
@@ -93,6 +100,7 @@ class RepoMessage(Schema):
             createdAt=m.created_at,
             tokensIn=m.input_tokens,
             tokensOut=m.output_tokens,
+            cost=records.decimal_usd(m.cost_nusd),
             model=m.model_id,
             status=m.status,
             finishReason=m.finish_reason,
@@ -118,6 +126,7 @@ class PromptAnswer(Schema):
     model: str
     tokensIn: int
     tokensOut: int
+    cost: str = Field(pattern=COST, description="this answer's cost, USD, exact")
     finishReason: FinishReason
     usageEstimated: bool = Field(
         False, exclude_if=empty, description="counted by the gateway: the provider never said"
