@@ -22,6 +22,7 @@ from gateway.access.repositories import Repositories
 from gateway.access.visibility import Visibility
 from gateway.api import admin, conversation_service, pages, policies, repository_style, streams
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import completions, count_tokens, embeddings, unknown
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
@@ -163,8 +164,12 @@ ROUTES = [
     *policies.routes,
     *openai_compat.routes,
     *anthropic_compat.routes,
+    *embeddings.routes,
+    *completions.routes,
+    *count_tokens.routes,
     *pages.routes,  # /, /docs, /openapi.json, /static: no token
 ]
+ROUTES.append(unknown.UnknownV1(list(ROUTES)))  # any other /v1/ path, in its API's shape
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -23,11 +23,15 @@ from gateway import __version__
 from gateway.api import admin, conversation_service, policies, queries, repository_style, streams
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import common as compat
+from gateway.api.compat import completions, count_tokens, embeddings
 from gateway.api.compat import openai as openai_compat
 from gateway.api.schemas import admin as admin_answers
 from gateway.api.schemas import anthropic as anthropic_answers
+from gateway.api.schemas import anthropic_tokens as token_answers
 from gateway.api.schemas import conversation_service as service_answers
 from gateway.api.schemas import openai as openai_answers
+from gateway.api.schemas import openai_completions as completion_answers
+from gateway.api.schemas import openai_embeddings as embedding_answers
 from gateway.api.schemas import repository as repository_answers
 from gateway.api.schemas.common import Error, Health
 from gateway.api.schemas.stream import ChatStreamEvent, StopAccepted
@@ -441,6 +445,50 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body_name="AnthropicMessagesRequest",
         auth="compat",
         error_shape=anthropic_answers.AnthropicError,
+    ),
+    ("POST", "/v1/embeddings"): Operation(
+        "Embeddings (OpenAI's format): floats, or base64 of little-endian float32",
+        OPENAI,
+        {200: Reply("one vector per input, in order", embedding_answers.EmbeddingList)},
+        errors=COMPAT_ERRORS,
+        body=embeddings.EmbeddingsRequest,
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="The pre-stage policies check every input (a block: 400 `policy_blocked`, "
+        "the provider never called); the input tokens count in the usage. Models without "
+        "embeddings (Anthropic, demo) answer 400.",
+    ),
+    ("POST", "/v1/completions"): Operation(
+        "Legacy completions (OpenAI's format), on OpenAI-compatible models",
+        OPENAI,
+        {
+            200: Reply(
+                "the completion (JSON), or chunks (SSE) with `stream: true`",
+                completion_answers.TextCompletion,
+                sse=completion_answers.TextCompletionStreamFrame,
+            )
+        },
+        errors=COMPAT_ERRORS,
+        headers=(CONVERSATION_HEADER,),
+        body=completions.CompletionsRequest,
+        body_name="TextCompletionRequest",
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="One prompt, one choice: `n` or `best_of` above 1, `echo` and `logprobs` "
+        "answer 400. Anthropic and demo models answer 400.",
+    ),
+    ("POST", "/v1/messages/count_tokens"): Operation(
+        "Count a Messages request's input tokens (Anthropic's format)",
+        ANTHROPIC,
+        {200: Reply("the count", token_answers.MessageTokensCount)},
+        errors=(400, 401, 403, 404, 413, 429, 500, 502),
+        headers=(ANTHROPIC_VERSION,),
+        body=count_tokens.CountTokensRequest,
+        body_name="AnthropicCountTokensRequest",
+        auth="compat",
+        error_shape=anthropic_answers.AnthropicError,
+        description="Anthropic models: the upstream's count. Other models: the gateway's "
+        'estimate, marked `"estimated": true`.',
     ),
     # Pages a browser opens without a token
     ("GET", "/"): Operation("The playground", PAGES, {200: HTML}, auth="none"),

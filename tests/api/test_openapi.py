@@ -110,11 +110,12 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
                     shape = response["content"]["application/json"]["schema"]["$ref"].rsplit(
                         "/", 1
                     )[1]
+                    anthropic = path.startswith("/v1/messages")  # and its count_tokens
                     expected = (
-                        "OpenAIError"
-                        if path.startswith("/v1/") and path != "/v1/messages"
-                        else "AnthropicError"
-                        if path == "/v1/messages"
+                        "AnthropicError"
+                        if anthropic
+                        else "OpenAIError"
+                        if path.startswith("/v1/")
                         else "Error"
                     )
                     assert shape == expected, (method, path, status)

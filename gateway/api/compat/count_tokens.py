@@ -1,0 +1,53 @@
+"""The Anthropic-compatible POST /v1/messages/count_tokens: the input tokens a Messages
+request would cost. On an Anthropic model the upstream's own count; on any other model the
+gateway's estimate (four characters a token), marked `"estimated": true`. Rate limits and
+the pre-stage policies apply (the text goes upstream); nothing is generated or counted in
+the usage. Errors are Anthropic's shape."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import common as compat
+from gateway.api.compat.direct import direct_calls
+from gateway.api.inputs import gateway_of, ok, read_body, refused
+from gateway.api.schemas import anthropic_tokens as answers
+from providers.base import ChatRequest
+
+# what shapes a reply but not its input: the counting endpoint refuses these, as Anthropic's
+OUTPUT_FIELDS = ("max_tokens", "stream", "temperature")
+
+
+class CountTokensRequest(anthropic_compat.MessagesRequest):
+    """A Messages request without the output's fields."""
+
+    max_tokens: int | None = Field(default=None, ge=1, le=compat.MAX_OUTPUT_TOKENS)  # type: ignore[assignment]
+
+
+def request_of(body: CountTokensRequest, model: str) -> ChatRequest:
+    for name in OUTPUT_FIELDS:
+        if name in body.model_fields_set:
+            raise refused((name,), "Extra inputs are not permitted")
+    return ChatRequest(model=model, messages=anthropic_compat.to_messages(body))
+
+
+@compat.provider_errors(anthropic_compat.error_response)
+async def count_tokens(request: Request) -> Response:
+    caller = await compat.caller(request)
+    body = await read_body(request, CountTokensRequest)
+    wanted = request_of(body, body.model)
+    calls = direct_calls(gateway_of(request))
+    admission = await calls.admit(caller, body.model)
+    counted = await calls.count_tokens(admission, wanted)
+    answer = answers.MessageTokensCount(
+        input_tokens=counted.input_tokens, estimated=counted.estimated
+    )
+    headers = {**anthropic_compat.request_id_header(request), **admission.rate_headers}
+    return ok(answer, headers=headers)
+
+
+routes = [Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]

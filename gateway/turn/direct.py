@@ -1,0 +1,234 @@
+"""Calls that generate no chat answer but pass the same gate as a turn: embeddings (rate
+limits, the pre-stage policies on every input, usage counted per org, model, user and key)
+and token counts (rate limits; nothing is generated, counted or stored)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from gateway.access.principal import Principal
+from gateway.access.quotas import RateLimits
+from gateway.errors import BadRequest, NotFound, PolicyBlocked
+from gateway.governance import Governance
+from gateway.observability import Metrics
+from gateway.policy import ActivePolicies, Violation
+from gateway.settings import ModelConfig, Settings
+from gateway.storage.records import Message, new_id, now_ms
+from gateway.storage.store import Store
+from gateway.turn.prepare import NO_ORG
+from gateway.turn.upstream import http_error_for
+from gateway.turn.violations import violation_context
+from providers.base import (
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    EmbeddingRequest,
+    Embeddings,
+    Provider,
+    ProviderError,
+    TextPart,
+    TokenCount,
+)
+
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit per request
+
+
+@dataclass(slots=True)
+class Admission:
+    """A caller let through for one model: the org its usage goes to, the rate headers."""
+
+    principal: Principal
+    model: ModelConfig
+    provider: Provider
+    org_id: str
+    rate_headers: dict[str, str]
+    id: str  # the call's id: its usage marker and its violations' message_id
+
+
+class DirectCalls:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        governance: Governance,
+        limits: RateLimits,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.governance = governance
+        self.limits = limits
+        self.metrics = metrics
+
+    async def admit(self, principal: Principal, model_id: str) -> Admission:
+        """The model (404 when not served) and one request of the caller's rate limits."""
+        model = self.settings.model(model_id)
+        if model is None:
+            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+        org_id = principal.org_id or NO_ORG
+        headers = await self.limits.admit(org_id, principal.user_id)
+        return Admission(principal, model, self.providers[model.id], org_id, headers, new_id())
+
+    async def embed(self, admission: Admission, request: EmbeddingRequest) -> Embeddings:
+        """The pre-stage policies see every text input (a block: 400, the provider never
+        called); the upstream's vectors; the input tokens counted like a turn's."""
+        if len(request.inputs) > MAX_EMBEDDING_INPUTS:
+            raise BadRequest(
+                f"input: at most {MAX_EMBEDDING_INPUTS} items per request",
+                code="too_many_inputs",
+                param=("input",),
+            )
+        chars = sum(len(item) for item in request.inputs)
+        if chars > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"input: longer than {self.settings.max_prompt_chars} characters (or tokens) "
+                "in all",
+                code="prompt_too_long",
+                param=("input",),
+            )
+        active = self._active(admission)
+        inputs, violations = await self._pre_check(admission, active, request.inputs)
+        upstream = replace(request, model=admission.model.upstream_model, inputs=inputs)
+        try:
+            result = await admission.provider.embed(upstream)
+        except ProviderError as exc:
+            self.metrics.provider_errors.labels(admission.model.id, exc.kind).inc()
+            await self._record_violations(admission, violations)
+            raise _refusal(exc) from exc
+        await self._account(admission, result.input_tokens, violations)
+        return result
+
+    async def count_tokens(self, admission: Admission, request: ChatRequest) -> TokenCount:
+        """The upstream's count where it has one, else the estimate (TokenCount.estimated).
+        The text goes upstream, so the pre-stage policies see it first: a block is 400, a
+        redaction is what gets counted; nothing is generated or counted in the usage."""
+        active = self._active(admission)
+        messages = list(request.messages)
+        if active.pre:
+            texts = [_text_of(m) for m in messages]
+            checked, violations = await self._pre_check(admission, active, texts, "messages")
+            await self._record_violations(admission, violations)
+            messages = [
+                m if new == old else _with_text(m, str(new))
+                for m, old, new in zip(messages, texts, checked, strict=True)
+            ]
+        upstream = replace(request, model=admission.model.upstream_model, messages=messages)
+        try:
+            return await admission.provider.count_tokens(upstream)
+        except ProviderError as exc:
+            self.metrics.provider_errors.labels(admission.model.id, exc.kind).inc()
+            raise _refusal(exc) from exc
+
+    def _active(self, admission: Admission) -> ActivePolicies:
+        return self.governance.active(
+            org_id=admission.org_id, workspace_id=None, repo_id=None, model_id=admission.model.id
+        )
+
+    async def _pre_check(
+        self,
+        admission: Admission,
+        active: ActivePolicies,
+        inputs: Sequence[str | Sequence[int]],
+        field: str = "input",
+    ) -> tuple[list[str | Sequence[int]], list[Violation]]:
+        """Each input as the pre stage leaves it (redacted, maybe), and the violations."""
+        if not active.pre:
+            return list(inputs), []
+        checked: list[str | Sequence[int]] = []
+        violations: list[Violation] = []
+        for i, item in enumerate(inputs):
+            if not isinstance(item, str):
+                # the policies read text: token ids would pass every one of them unread
+                raise BadRequest(
+                    f"{field}.{i}: token arrays cannot be checked by this org's policies; "
+                    "send text (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)",
+                    code="unsupported_value",
+                    param=(field, i),
+                )
+            decision = active.check_prompt(item)
+            # a check on the model (allowlist) repeats for every input: keep it once
+            found = [v for v in decision.violations if i == 0 or v.label != "model"]
+            violations += found
+            if decision.blocked is not None:
+                await self._record_violations(admission, violations)
+                raise PolicyBlocked(
+                    f"{field}.{i} was blocked by policy {decision.blocked.policy_id!r} "
+                    f"({decision.blocked.label})"
+                )
+            checked.append(decision.text)
+        return checked, violations
+
+    async def _account(
+        self, admission: Admission, input_tokens: int, violations: list[Violation]
+    ) -> None:
+        """The tokens in the org's usage (per model, user and key) and in the rate limits'
+        token windows, counted once; then the violations, when there were any."""
+        principal, model = admission.principal, admission.model
+        usage = Message(
+            id=admission.id,
+            conversation_id="",
+            role="assistant",
+            content="",
+            status="complete",
+            created_at=now_ms(),
+            model_id=model.id,
+            user_id=principal.user_id,
+            input_tokens=input_tokens,
+        )
+        windows = self.limits.token_windows(admission.org_id, principal.user_id)
+        await self.store.usage.record(
+            usage, admission.org_id, principal.key_id, token_windows=windows
+        )
+        await self._record_violations(admission, violations)
+        self.metrics.tokens.labels(model.id, "in").inc(input_tokens)
+
+    async def _record_violations(self, admission: Admission, violations: list[Violation]) -> None:
+        if not violations:
+            return
+        context = violation_context(
+            admission.principal, admission.org_id, None, admission.id, admission.model.id
+        )
+        records = self.governance.records(violations, context)
+        await self.store.events.record_violations(admission.org_id, records)
+
+
+def _text_of(message: ChatMessage) -> str:
+    """What the pre stage reads of a turn: its text, or its text parts joined by a newline
+    (so a redaction maps back onto the parts)."""
+    if isinstance(message.content, str):
+        return message.content
+    return "\n".join(p.text for p in message.content if type(p) is TextPart)
+
+
+def _with_text(message: ChatMessage, text: str) -> ChatMessage:
+    """The turn with its text as the pre stage left it."""
+    if isinstance(message.content, str):
+        return replace(message, content=text)
+    pieces = iter(text.split("\n"))
+    parts: list[ContentPart] = []
+    for part in message.content:
+        if type(part) is TextPart:
+            # a redaction never adds a newline, so the pieces still line up with the parts;
+            # a part that had several lines takes as many pieces back
+            lines = part.text.count("\n") + 1
+            parts.append(replace(part, text="\n".join(next(pieces, "") for _ in range(lines))))
+        else:
+            parts.append(part)
+    return replace(message, content=parts)
+
+
+def _refusal(exc: ProviderError) -> Exception:
+    """An upstream 4xx keeps its class (400 stays 400 with the upstream's words); the
+    rest is what a turn answers before its first byte (502, or 429 with Retry-After)."""
+    if exc.kind == "bad_request":
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
+        return BadRequest(
+            exc.message,
+            code=exc.code or "bad_request",
+            status=status,
+            param=(exc.param,) if exc.param else None,
+        )
+    return http_error_for(exc)
