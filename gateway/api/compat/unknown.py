@@ -10,10 +10,12 @@ routes that exist are public (the OpenAPI document lists them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.compat import anthropic as anthropic_compat
@@ -41,8 +43,8 @@ class UnknownV1(BaseRoute):
             return Match.FULL, {}
         return Match.NONE, {}
 
-    def url_path_for(self, name: str, /, **path_params: object) -> object:
-        raise NotImplementedError("the fallback has no URL of its own")
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)  # the fallback has no URL of its own
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
