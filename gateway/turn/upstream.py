@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from gateway.backoff import Backoff
-from gateway.errors import RateLimited, UpstreamFailed
+from gateway.errors import GatewayError, RateLimited, UpstreamFailed
 from gateway.observability import Metrics
 from gateway.settings import ModelConfig, Settings
 from gateway.turn.events import ErrorEvent
@@ -18,24 +17,44 @@ from gateway.turn.record import Recorder
 from gateway.turn.turn import Turn
 from providers.base import ChatRequest, Opened, Provider, ProviderError, ProviderEvent
 
-RETRY_BEFORE_FIRST_TOKEN = 1  # our own retries of a failure after Opened but before any text
-REOPEN = Backoff(first=0.5, factor=2.0, cap=5.0, jitter=True)
+# The provider's SDK retries a refusal before the first byte (max_retries); the gateway never
+# asks the same upstream again, and tells the client's SDK not to retry either.
+NO_RETRY = {"x-should-retry": "false"}
 
 
-def http_error_for(exc: ProviderError) -> Exception:
-    """How an upstream refusal before any byte was sent reaches the client."""
+def http_error_for(exc: ProviderError) -> GatewayError:
+    """How an upstream refusal before any byte was sent reaches the client: a request the
+    upstream (or the adapter, for what the model cannot do) refused keeps its 4xx status,
+    message, code and parameter; the upstream's own failures are 502 (401/403: the
+    gateway's credentials) or 429. The provider's SDK has retried already: the client's
+    is told not to (x-should-retry: false, which the OpenAI and Anthropic SDKs obey)."""
+    if exc.kind == "bad_request":
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
+        if status in (401, 403, 429):  # statuses that name the gateway's standing, not the request
+            status = 400
+        return GatewayError(
+            exc.message,
+            status=status,
+            code=exc.code or "provider_bad_request",
+            param=(exc.param,) if exc.param else None,
+            headers=dict(NO_RETRY),
+        )
     if exc.kind == "auth":
         return UpstreamFailed(
-            f"the provider refused the gateway's credentials: {exc.message}", code="provider_auth"
+            f"the provider refused the gateway's credentials: {exc.message}",
+            code="provider_auth",
+            headers=dict(NO_RETRY),
         )
     if exc.kind == "rate_limit":
         retry = max(1, round(exc.retry_after or 1))
         return RateLimited(
             f"the provider is rate limiting: {exc.message}",
             code="provider_rate_limited",
-            headers={"Retry-After": str(retry)},
+            headers={"Retry-After": str(retry), **NO_RETRY},
         )
-    return UpstreamFailed(f"the provider failed: {exc.message}", code="provider_error")
+    return UpstreamFailed(
+        f"the provider failed: {exc.message}", code="provider_error", headers=dict(NO_RETRY)
+    )
 
 
 class Upstream:
@@ -54,13 +73,8 @@ class Upstream:
     async def open(self, turn: Turn) -> None:
         if turn.stream is not None:
             return
-        candidates: list[tuple[ModelConfig, Provider]] = [(turn.model, turn.provider)] + [
-            (m, self.providers[m.id])
-            for m in (self.settings.model(f) for f in turn.model.fallbacks)
-            if m is not None
-        ]
         failure: ProviderError | None = None
-        for model, provider in candidates:
+        for model, provider in self._candidates(turn):
             try:
                 turn.stream = await connect(
                     provider, replace(turn.request, model=model.upstream_model)
@@ -68,6 +82,8 @@ class Upstream:
             except ProviderError as exc:
                 self.metrics.provider_errors.labels(model.id, exc.kind).inc()
                 failure = exc
+                if exc.kind == "bad_request":
+                    break  # the request is at fault: no other model is asked to mend it
                 continue
             turn.answering = model
             return
@@ -77,21 +93,39 @@ class Upstream:
         )
         raise http_error_for(failure)
 
-    async def reopen(self, turn: Turn, exc: ProviderError, attempt: int) -> bool:
-        """A failure after Opened but before any text reached the client: retry once
-        with backoff and jitter (honouring Retry-After), so nothing is ever duplicated."""
-        if attempt > RETRY_BEFORE_FIRST_TOKEN or not exc.retryable:
+    async def reopen(self, turn: Turn, exc: ProviderError) -> bool:
+        """A failure after the upstream accepted but before anything reached the client:
+        the model's next fallback answers instead. Never the same upstream again: its SDK
+        has spent the model's retries already (max_retries), and one client call costs at
+        most max_retries + 1 requests to each upstream it reaches."""
+        if exc.kind == "bad_request":
             return False
-        await asyncio.sleep(REOPEN.delay(attempt, asked=exc.retry_after))
-        model = turn.answering or turn.model
+        candidates = self._candidates(turn)
+        answering = turn.answering or turn.model
+        later = [c for c in candidates if c[0] is answering]
+        if not later:
+            return False
         await close(turn.stream)
         turn.stream = None
-        provider = turn.provider if model is turn.model else self.providers[model.id]
-        try:
-            turn.stream = await connect(provider, replace(turn.request, model=model.upstream_model))
-        except ProviderError:
-            return False
-        return True
+        for model, provider in candidates[candidates.index(later[0]) + 1 :]:
+            try:
+                turn.stream = await connect(
+                    provider, replace(turn.request, model=model.upstream_model)
+                )
+            except ProviderError as failure:
+                self.metrics.provider_errors.labels(model.id, failure.kind).inc()
+                continue
+            turn.answering = model
+            return True
+        return False
+
+    def _candidates(self, turn: Turn) -> list[tuple[ModelConfig, Provider]]:
+        """The turn's model, then its fallbacks, in order."""
+        return [(turn.model, turn.provider)] + [
+            (m, self.providers[m.id])
+            for m in (self.settings.model(f) for f in turn.model.fallbacks)
+            if m is not None
+        ]
 
 
 async def connect(provider: Provider, request: ChatRequest) -> AsyncIterator[ProviderEvent]:

@@ -90,6 +90,7 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
     assert [f["$ref"].rsplit("/", 1)[1] for f in frames] == [
         "StartFrame",
         "ContentFrame",
+        "ToolCallFrame",
         "ErrorFrame",
         "EndFrame",
     ]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from gateway.storage import keys
 from gateway.storage.embedded import free_port
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
-from tests.support import bearer, make_jwt
+from tests.support import bearer, make_jwt, parse_sse
 
 SECRET = "sk-proj-" + "Zq8vT3mK9pLw2XcR7nB4yHs6dFj1gUe5aQo0iVt"
 CARD = "4111 1111 1111 1111"  # Luhn-valid
@@ -417,3 +418,75 @@ async def test_violations_listing_follows_the_conversation_rules(
     assert (await listing(admin, conversationId=one))["total"] == 1
     r = await client.http.get("/policy/violations?org_id=org-2", headers=bearer(alice))
     assert r.status_code == 403
+
+
+# -- issue 12.1 and issue 13, through HTTP --------------------------------------------------
+
+
+async def test_one_org_admins_regex_cannot_freeze_the_event_loop(
+    client, admin, alice, upstream, redis
+):
+    """(a|aa)*b took 5.6 s on 25 characters on the backtracking engine and stalled every
+    tenant; operators' patterns run on RE2 now, linear in the text."""
+    await put_policy(
+        client, admin, "redos", kind="regex", pattern=r"(a|aa)*b",
+        stages=["pre", "during", "post"], action="block",
+    )  # fmt: skip
+    upstream.script(Reply(chunks=pieces("a" * 200 + "!")))
+    conv, session = await new_session(client, alice)
+    health = asyncio.create_task(client.http.get("/healthz"))
+    r, raw = await asyncio.wait_for(client.stream_chat(alice, session["id"], "a" * 4000 + "!"), 30)
+    assert r.status_code == 200 and b"policy_blocked" not in raw
+    assert (await asyncio.wait_for(health, 5)).status_code == 200
+    user, answer = await stored(redis, conv["id"])
+    assert user["content"] == "a" * 4000 + "!" and answer["content"] == "a" * 200 + "!"
+
+
+def corpus_sample(per_kind: int = 3) -> tuple[list[dict], list[dict]]:
+    """A few positives of every kind and as many hard negatives, from the policy room's
+    labelled corpus (tests/policy/corpus/), the same every run."""
+    path = Path(__file__).resolve().parent.parent / "policy" / "corpus" / "corpus.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    positives: dict[str, list[dict]] = {}
+    negatives: list[dict] = []
+    for row in rows:
+        if "value" in row:
+            found = positives.setdefault(row["kind"], [])
+            if len(found) < per_kind:
+                found.append(row)
+        elif len(negatives) < 40:
+            negatives.append(row)
+    return [r for rs in positives.values() for r in rs], negatives
+
+
+async def test_no_value_of_the_corpus_reaches_the_provider_or_a_streaming_client(
+    client, admin, alice, upstream, redis
+):
+    """A sample of the policy corpus through real HTTP: redacted before the provider (pre),
+    and never one character of it to the client however the answer is chunked (during);
+    hard negatives pass untouched."""
+    for stage in ("pre", "during"):
+        for kind in ("pii", "secrets"):
+            await put_policy(
+                client, admin, f"{kind}-{stage}", kind=kind, stages=[stage], action="redact"
+            )
+    positives, negatives = corpus_sample()
+    conv, session = await new_session(client, alice)
+    for row in positives:
+        upstream.reset(settle=0)
+        upstream.script(Reply(chunks=list(row["text"])))  # one character per chunk
+        r, raw = await client.stream_chat(alice, session["id"], row["text"])
+        assert r.status_code == 200, raw
+        sent = upstream.requests[-1].body["messages"][-1]["content"]
+        assert row["value"] not in sent, f"{row['id']}: the provider got {row['value']!r}"
+        streamed = parse_sse(raw).text
+        assert row["value"] not in streamed, f"{row['id']}: the client got {row['value']!r}"
+    for row in negatives:
+        upstream.reset(settle=0)
+        upstream.script(Reply(chunks=list(row["text"])))
+        r, raw = await client.stream_chat(alice, session["id"], row["text"])
+        assert upstream.requests[-1].body["messages"][-1]["content"] == row["text"], row["id"]
+        assert r.status_code == 200 and parse_sse(raw).text == row["text"], row["id"]
+    messages = await stored(redis, conv["id"])
+    assert len(messages) == 2 * (len(positives) + len(negatives))
+    assert all(row["value"] not in json.dumps(messages) for row in positives)

@@ -29,7 +29,18 @@ Timestamp = Annotated[
     PlainSerializer(_iso, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-FinishReason = Literal["stop", "length", "policy_blocked", "error", "cancelled"]
+# "tool_calls": the model waits for tool results; "content_filter": the provider withheld or
+# cut the answer; "pause": an Anthropic server tool's long turn, to be continued
+FinishReason = Literal[
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "pause",
+    "policy_blocked",
+    "error",
+    "cancelled",
+]
 
 
 def empty(value: object) -> bool:
