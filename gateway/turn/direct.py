@@ -97,7 +97,7 @@ class DirectCalls:
         except ProviderError as exc:
             self.metrics.provider_errors.labels(admission.model.id, exc.kind).inc()
             await self._record_violations(admission, violations)
-            raise _refusal(exc) from exc
+            raise http_error_for(exc) from exc
         await self._account(admission, result.input_tokens, violations)
         return result
 
@@ -120,7 +120,7 @@ class DirectCalls:
             return await admission.provider.count_tokens(upstream)
         except ProviderError as exc:
             self.metrics.provider_errors.labels(admission.model.id, exc.kind).inc()
-            raise _refusal(exc) from exc
+            raise http_error_for(exc) from exc
 
     def _active(self, admission: Admission) -> ActivePolicies:
         return self.governance.active(
@@ -218,17 +218,3 @@ def _with_text(message: ChatMessage, text: str) -> ChatMessage:
         else:
             parts.append(part)
     return replace(message, content=parts)
-
-
-def _refusal(exc: ProviderError) -> Exception:
-    """An upstream 4xx keeps its class (400 stays 400 with the upstream's words); the
-    rest is what a turn answers before its first byte (502, or 429 with Retry-After)."""
-    if exc.kind == "bad_request":
-        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
-        return BadRequest(
-            exc.message,
-            code=exc.code or "bad_request",
-            status=status,
-            param=(exc.param,) if exc.param else None,
-        )
-    return http_error_for(exc)
