@@ -149,6 +149,14 @@ class Settings(_Frozen):
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    # what one prompt may ask of a model (each costs the upstream's money or our work):
+    # answers per request (n), tools offered, the tools' JSON schemas in all, stop
+    # sequences, images
+    max_choices: int = Field(default=8, ge=1, le=128)
+    max_tools: int = Field(default=128, ge=0, le=10_000)
+    max_tool_schema_bytes: int = Field(default=256 * 1024, ge=0, le=64 * 1024 * 1024)
+    max_stop_sequences: int = Field(default=16, ge=0, le=10_000)
+    max_images: int = Field(default=20, ge=0, le=10_000)
     send_timeout: float = Field(
         default=30.0, gt=0, le=3600
     )  # a stalled reader is dropped after this

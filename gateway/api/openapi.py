@@ -22,9 +22,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import __version__
 from gateway.api import admin, conversation_service, policies, queries, repository_style, streams
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import (
+    anthropic_request,
+    completions,
+    count_tokens,
+    embeddings,
+    openai_request,
+)
 from gateway.api.compat import common as compat
-from gateway.api.compat import completions, count_tokens, embeddings
-from gateway.api.compat import openai as openai_compat
 from gateway.api.schemas import admin as admin_answers
 from gateway.api.schemas import anthropic as anthropic_answers
 from gateway.api.schemas import anthropic_tokens as token_answers
@@ -401,7 +406,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=COMPAT_ERRORS,
         headers=(CONVERSATION_HEADER,),
-        body=openai_compat.CompletionRequest,
+        body=openai_request.CompletionRequest,
         body_name="ChatCompletionRequest",
         auth="compat",
         error_shape=openai_answers.OpenAIError,
@@ -441,7 +446,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=COMPAT_ERRORS,
         headers=(CONVERSATION_HEADER, ANTHROPIC_VERSION),
-        body=anthropic_compat.MessagesRequest,
+        body=anthropic_request.MessagesRequest,
         body_name="AnthropicMessagesRequest",
         auth="compat",
         error_shape=anthropic_answers.AnthropicError,

@@ -5,7 +5,8 @@ takes the conversation's lock and stores the user's message."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -17,7 +18,7 @@ from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
 from gateway.storage.store import Store
-from gateway.turn import resume_log
+from gateway.turn import bounds, parts, resume_log
 from gateway.turn.context import HISTORY_LIMIT, build_context
 from gateway.turn.live import Live
 from gateway.turn.turn import Turn
@@ -38,6 +39,10 @@ class Prompt:
     session_id: str | None = None
     org_id: str | None = None  # the org the native route names: another org's session is 404
     messages: list[ChatMessage] | None = None
+    # the compatible routes' whole normalized request (tools, sampling, structured output,
+    # ...; its messages are `messages` when that is not set): the turn sets its model,
+    # its messages as the pre stage left them and its output limit
+    request: ChatRequest | None = None
     model_id: str | None = None
     conversation_id: str | None = None
     max_output_tokens: int | None = None
@@ -53,6 +58,77 @@ class _Context:
     session: ChatSession | None
     history: list[Message]
     model: ModelConfig
+    messages: list[ChatMessage] = field(default_factory=list)  # a compatible route's own
+
+
+def _direct_messages(ask: Prompt) -> list[ChatMessage]:
+    if ask.messages is not None:
+        return ask.messages
+    return list(ask.request.messages) if ask.request is not None else []
+
+
+def _request(
+    ask: Prompt, ctx: _Context, prompt: str, messages: list[ChatMessage] | None = None
+) -> ChatRequest:
+    """What the provider gets: the stored history plus the prompt (trimmed to the context
+    window) for a native route, the client's own request for a compatible one; the prompt
+    as the pre stage left it (redacted, maybe)."""
+    model = ctx.model
+    limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+    if ask.text is None:
+        template = ask.request or ChatRequest(model="", messages=[], temperature=ask.temperature)
+        return replace(
+            template,
+            model=model.upstream_model,
+            messages=messages or [],
+            max_output_tokens=limit,
+        )
+    history = build_context(
+        ctx.history,
+        prompt,
+        context_window=model.context_window,
+        max_output=model.max_output_tokens,
+    )
+    return ChatRequest(
+        model=model.upstream_model,
+        messages=history,
+        max_output_tokens=limit,
+        temperature=ask.temperature,
+    )
+
+
+async def _keep_blocked(
+    store: Store,
+    governance: Governance,
+    principal: Principal,
+    model: ModelConfig,
+    conv: Conversation | None,
+    session_id: str | None,
+    content: str,
+    violations: list[Violation],
+    *,
+    parts_kept: list[dict[str, Any]] | None = None,
+) -> None:
+    """A blocked prompt: kept (redacted, marked blocked) with its violations."""
+    org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+    blocked = Message(
+        id=new_id(),
+        conversation_id=conv.id if conv else "",
+        chat_session_id=session_id,
+        role="user",
+        content=content,
+        status="blocked",
+        created_at=now_ms(),
+        model_id=model.id,
+        user_id=principal.user_id,
+        policy=[{"id": v.policy_id, "action": v.action, "stage": "pre"} for v in violations],
+        parts=parts_kept or [],
+    )
+    context = violation_context(principal, org_id, conv, blocked.id, model.id)
+    records = governance.records(violations, context)
+    if conv is not None:
+        await store.conversations.append_message(blocked)
+    await store.events.record_violations(org_id, records)
 
 
 class Preparation:
@@ -95,14 +171,23 @@ class Preparation:
             model_id=model.id,
         )
         session_id = ctx.session.id if ctx.session else None
-        asked = ask.text if ask.text is not None else (ask.messages or [])[-1].text
-        prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
+        parts_kept: list[dict[str, Any]]
+        if ask.text is not None:
+            prompt, pre = await self._pre_check(
+                active, principal, model, ask.text, conv, session_id
+            )
+            request = _request(ask, ctx, prompt)
+            content, parts_kept = prompt, []
+        else:
+            checked = await self._pre_check_parts(active, principal, model, ctx, conv)
+            pre, request = checked.violations, _request(ask, ctx, "", checked.messages)
+            content, parts_kept = parts.stored_input(parts.new_input(checked.messages))
         turn = Turn(
             principal=principal,
             org_id=org_id,
             model=model,
             provider=self.providers[model.id],
-            request=self._request(ask, ctx, prompt),
+            request=request,
             conversation=conv,
             session_id=session_id,
             on_disconnect=ask.on_disconnect,
@@ -119,37 +204,15 @@ class Preparation:
                 conversation_id=conv.id,
                 chat_session_id=session_id,
                 role="user",
-                content=prompt,
+                content=content,
                 status="complete",
                 created_at=now_ms(),
                 model_id=model.id,
                 user_id=principal.user_id,
+                parts=parts_kept,
             )
             await self._begin(turn)
         return turn
-
-    @staticmethod
-    def _request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
-        """What the provider gets: the stored history plus the prompt (trimmed to the context
-        window) for a native route, the client's own messages for a compatible one; the
-        prompt as the pre stage left it (redacted, maybe)."""
-        model = ctx.model
-        if ask.text is not None:
-            messages = build_context(
-                ctx.history,
-                prompt,
-                context_window=model.context_window,
-                max_output=model.max_output_tokens,
-            )
-        else:
-            messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
-        limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
-        return ChatRequest(
-            model=model.upstream_model,
-            messages=messages,
-            max_output_tokens=limit,
-            temperature=ask.temperature,
-        )
 
     async def _stored_context(self, ask: Prompt) -> _Context:
         """A native route's turn: the session's conversation and its history."""
@@ -182,12 +245,17 @@ class Preparation:
         """A compatible route's turn: the client sends the history itself."""
         assert ask.model_id is not None
         model = self._model(ask.model_id)
-        messages = ask.messages or []
-        if not messages or messages[-1].role != "user":
-            raise BadRequest("the last message must be the user's", code="validation_error")
-        if sum(len(m.text) for m in messages) > self.settings.max_prompt_chars:
+        messages = _direct_messages(ask)
+        if not messages or messages[-1].role not in ("user", "tool"):
             raise BadRequest(
-                f"messages are longer than {self.settings.max_prompt_chars} characters in all",
+                "the last message must be the user's or a tool's result", code="validation_error"
+            )
+        if ask.request is not None:
+            bounds.check(ask.request, self.settings)
+        if parts.size(messages) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"messages are longer than {self.settings.max_prompt_chars} characters in all "
+                "(images and documents counted by their bytes)",
                 code="prompt_too_long",
             )
         conv = None
@@ -195,7 +263,7 @@ class Preparation:
             conv = await self.visible_conversation(ask.principal, ask.conversation_id)
             if not ask.principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-        return _Context(conv, None, [], model)
+        return _Context(conv, None, [], model, messages)
 
     def _model(self, model_id: str) -> ModelConfig:
         model = self.settings.model(model_id)
@@ -219,29 +287,53 @@ class Preparation:
         decision = active.check_prompt(prompt)
         if decision.blocked is None:
             return decision.text, list(decision.violations)
-        org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
-        blocked = Message(
-            id=new_id(),
-            conversation_id=conv.id if conv else "",
-            chat_session_id=session_id,
-            role="user",
-            content=decision.text,
-            status="blocked",
-            created_at=now_ms(),
-            model_id=model.id,
-            user_id=principal.user_id,
-            policy=[
-                {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
-            ],
+        violations = list(decision.violations)
+        await _keep_blocked(
+            self.store,
+            self.governance,
+            principal,
+            model,
+            conv,
+            session_id,
+            decision.text,
+            violations,
         )
-        context = violation_context(principal, org_id, conv, blocked.id, model.id)
-        records = self.governance.records(decision.violations, context)
-        if conv is not None:
-            await self.store.conversations.append_message(blocked)
-        await self.store.events.record_violations(org_id, records)
         raise PolicyBlocked(
             f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
             f"({decision.blocked.label})"
+        )
+
+    async def _pre_check_parts(
+        self,
+        active: ActivePolicies,
+        principal: Principal,
+        model: ModelConfig,
+        ctx: _Context,
+        conv: Conversation | None,
+    ) -> parts.Checked:
+        """Pre stage of a compatible route: every part the model will read, redacted where
+        a policy says so; blocked: 400 policy_blocked, the new input kept as blocked."""
+        messages = ctx.messages
+        if not active.pre:
+            return parts.Checked(messages, [], None)
+        checked = parts.pre_check(active, messages)
+        if checked.blocked is None:
+            return checked
+        content, kept = parts.stored_input(parts.new_input(checked.messages))
+        await _keep_blocked(
+            self.store,
+            self.governance,
+            principal,
+            model,
+            conv,
+            None,
+            content,
+            checked.violations,
+            parts_kept=kept,
+        )
+        raise PolicyBlocked(
+            f"the prompt was blocked by policy {checked.blocked.policy_id!r} "
+            f"({checked.blocked.label})"
         )
 
     async def _begin(self, turn: Turn) -> None:

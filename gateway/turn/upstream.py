@@ -15,7 +15,7 @@ from gateway.settings import ModelConfig, Settings
 from gateway.turn.events import ErrorEvent
 from gateway.turn.record import Recorder
 from gateway.turn.turn import Turn
-from providers.base import ChatRequest, Opened, Provider, ProviderError, ProviderEvent
+from providers.base import ChatRequest, Opened, Provider, ProviderError, ProviderEvent, Usage
 
 # The provider's SDK retries a refusal before the first byte (max_retries); the gateway never
 # asks the same upstream again, and tells the client's SDK not to retry either.
@@ -88,8 +88,11 @@ class Upstream:
             turn.answering = model
             return
         assert failure is not None
+        # a refused request generated nothing (the adapter refuses before any call): no
+        # tokens count; other failures keep the estimate, as the upstream may bill them
+        usage = Usage(0, 0) if failure.kind == "bad_request" else None
         await self.recorder.record(
-            turn, None, "", None, "error", ErrorEvent("provider_error", failure.message)
+            turn, None, "", usage, "error", ErrorEvent("provider_error", failure.message)
         )
         raise http_error_for(failure)
 

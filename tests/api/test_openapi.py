@@ -379,7 +379,7 @@ async def test_compatible_answers_and_errors_are_as_documented(
     r = await http.get("/v1/models/gpt", headers=headers)
     documented(served, "GET", "/v1/models/{model_id}", r)
 
-    bad = {"model": "gpt", "messages": question, "n": 3, "stream": stream}
+    bad = {"model": "gpt", "messages": question, "n": 0, "stream": stream}
     r = await http.post("/v1/chat/completions", headers=auth, json=bad)
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"
     documented(served, "POST", "/v1/chat/completions", r)
