@@ -23,7 +23,6 @@ from gateway.api.compat import common as compat
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import Body, gateway_of, ok, read_body, refused, request_timing
 from gateway.api.schemas import openai_completions as answers
-from gateway.api.schemas.openai import OpenAIUsage
 from gateway.errors import BadRequest
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, Turn
 from gateway.turn.prepare import Prompt
@@ -177,11 +176,9 @@ class Frames:
             b'[{"text":"","index":0,"logprobs":null,"finish_reason":"%s"}]}\n\n' % reason.encode()
         )
 
-    def usage(self, prompt: int, completion: int) -> bytes:
-        return self.head + (
-            b'[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
-            % (prompt, completion, prompt + completion)
-        )
+    def usage(self, end: End) -> bytes:
+        usage = openai_compat.usage_json(end)
+        return self.head + b'[],"usage":%s}\n\n' % usage.__pydantic_serializer__.to_json(usage)
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
@@ -205,7 +202,7 @@ async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> As
                 continue
             yield frames.finish(reason)  # type: ignore[union-attr]
             if include_usage:
-                yield frames.usage(ev.input_tokens, ev.output_tokens)  # type: ignore[union-attr]
+                yield frames.usage(ev)  # type: ignore[union-attr]
             yield openai_compat.DONE
 
 
@@ -217,11 +214,7 @@ def completion_json(answer: compat.Answer) -> answers.TextCompletion:
         created=int(time.time()),
         model=answer.model,
         choices=[answers.TextCompletionChoice(text=answer.text, finish_reason=reason)],
-        usage=OpenAIUsage(
-            prompt_tokens=end.input_tokens,
-            completion_tokens=end.output_tokens,
-            total_tokens=end.input_tokens + end.output_tokens,
-        ),
+        usage=openai_compat.usage_json(end),
     )
 
 

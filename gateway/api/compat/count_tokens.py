@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import anthropic_request
 from gateway.api.compat import common as compat
 from gateway.api.compat.direct import direct_calls
 from gateway.api.inputs import gateway_of, ok, read_body, refused
@@ -19,27 +20,38 @@ from gateway.api.schemas import anthropic_tokens as answers
 from providers.base import ChatRequest
 
 # what shapes a reply but not its input: the counting endpoint refuses these, as Anthropic's
-OUTPUT_FIELDS = ("max_tokens", "stream", "temperature")
+OUTPUT_FIELDS = (
+    "max_tokens",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "service_tier",
+)
 
 
-class CountTokensRequest(anthropic_compat.MessagesRequest):
+class CountTokensRequest(anthropic_request.MessagesRequest):
     """A Messages request without the output's fields."""
 
-    max_tokens: int | None = Field(default=None, ge=1, le=compat.MAX_OUTPUT_TOKENS)  # type: ignore[assignment]
+    max_tokens: int | None = Field(default=None, ge=1, le=compat.MAX_OUTPUT_TOKENS)  # type: ignore[assignment]  # optional here
 
 
-def request_of(body: CountTokensRequest, model: str) -> ChatRequest:
+def request_of(body: CountTokensRequest) -> ChatRequest:
+    """The request as the Messages route reads it (tools, thinking, system, images...)."""
     for name in OUTPUT_FIELDS:
         if name in body.model_fields_set:
             raise refused((name,), "Extra inputs are not permitted")
-    return ChatRequest(model=model, messages=anthropic_compat.to_messages(body))
+    request, _ = anthropic_request.to_request(body)
+    return request
 
 
 @compat.provider_errors(anthropic_compat.error_response)
 async def count_tokens(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, CountTokensRequest)
-    wanted = request_of(body, body.model)
+    wanted = request_of(body)
     calls = direct_calls(gateway_of(request))
     admission = await calls.admit(caller, body.model)
     counted = await calls.count_tokens(admission, wanted)
