@@ -22,7 +22,7 @@ from gateway.access.repositories import Repositories
 from gateway.access.visibility import Visibility
 from gateway.api import admin, conversation_service, pages, policies, repository_style, streams
 from gateway.api.compat import anthropic as anthropic_compat
-from gateway.api.compat import completions, count_tokens, embeddings, unknown
+from gateway.api.compat import completions, count_tokens, embeddings, responses, unknown
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
@@ -164,6 +164,7 @@ ROUTES = [
     *policies.routes,
     *openai_compat.routes,
     *anthropic_compat.routes,
+    *responses.routes,
     *embeddings.routes,
     *completions.routes,
     *count_tokens.routes,

@@ -28,6 +28,7 @@ from gateway.api.compat import (
     count_tokens,
     embeddings,
     openai_request,
+    responses_input,
 )
 from gateway.api.compat import common as compat
 from gateway.api.schemas import admin as admin_answers
@@ -37,6 +38,7 @@ from gateway.api.schemas import conversation_service as service_answers
 from gateway.api.schemas import openai as openai_answers
 from gateway.api.schemas import openai_completions as completion_answers
 from gateway.api.schemas import openai_embeddings as embedding_answers
+from gateway.api.schemas import openai_responses as response_answers
 from gateway.api.schemas import repository as repository_answers
 from gateway.api.schemas.common import Error, Health
 from gateway.api.schemas.stream import ChatStreamEvent, StopAccepted
@@ -119,6 +121,7 @@ PATH_PARAMS: dict[str, dict[str, str]] = {
         "pattern": admin.REPO_ID.pattern,
     },
     "model_id": {"description": "a served model's id"},
+    "response_id": {"description": "a stored response's id (resp_...)"},
     "policy_id": {
         "description": "a policy id: 1-200 letters, digits, `.` `_` `:` `-`",
         "pattern": policies.POLICY_ID.pattern,
@@ -450,6 +453,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body_name="AnthropicMessagesRequest",
         auth="compat",
         error_shape=anthropic_answers.AnthropicError,
+    ),
+    ("POST", "/v1/responses"): Operation(
+        "Responses (OpenAI's format) on any served model",
+        OPENAI,
+        {
+            200: Reply(
+                "the response (JSON), or its events (SSE) with `stream: true`",
+                response_answers.Response,
+                sse=response_answers.ResponseStreamFrame,
+            )
+        },
+        errors=(*COMPAT_ERRORS, 409),
+        body=responses_input.ResponsesRequest,
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="Input as a text or items (messages, function_call, function_call_output, "
+        "reasoning); function tools, `instructions`, `text.format`, `reasoning`. With `store` "
+        "(the default) the response is kept as a conversation: `previous_response_id` "
+        "continues it (404 for one the caller may not see). Hosted tools answer 400.",
+    ),
+    ("GET", "/v1/responses/{response_id}"): Operation(
+        "A stored response (OpenAI's format)",
+        OPENAI,
+        {200: Reply("the response: output, status and usage", response_answers.Response)},
+        errors=(401, 404, 409, 500),
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
     ),
     ("POST", "/v1/embeddings"): Operation(
         "Embeddings (OpenAI's format): floats, or base64 of little-endian float32",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,15 +122,19 @@ def unsupported(loc: Loc, message: str) -> BadRequest:
     return refused(loc, message, code="unsupported_parameter")
 
 
-def translate(body: ResponsesRequest, prior: list[ChatMessage]) -> Translated:
+def translate(
+    body: ResponsesRequest,
+    prior: list[ChatMessage],
+    join: Callable[[list[ChatMessage], list[ChatMessage]], list[ChatMessage]] | None = None,
+) -> Translated:
     """The normalized request: instructions, then `prior` (the stored conversation that
-    previous_response_id continues), then the input's turns."""
+    previous_response_id continues) joined with the input's turns."""
     _refuse_unsupported(body)
     messages: list[ChatMessage] = []
     if body.instructions:
         messages.append(ChatMessage("system", body.instructions))
-    messages += prior
-    messages += input_turns(body.input)
+    turns = input_turns(body.input)
+    messages += join(prior, turns) if join is not None else [*prior, *turns]
     tools = [function_tool(t, i) for i, t in enumerate(body.tools or [])]
     request = ChatRequest(
         model="",

@@ -276,7 +276,7 @@ class ReasoningSummaryTextDone(_Event):
     text: str
 
 
-class StreamError(_Event):
+class ResponseErrorEvent(_Event):
     """A failure mid-stream, before response.failed."""
 
     type: Literal["error"] = "error"
@@ -305,7 +305,7 @@ ResponseEventData = (
     | ReasoningSummaryPartDone
     | ReasoningSummaryTextDelta
     | ReasoningSummaryTextDone
-    | StreamError
+    | ResponseErrorEvent
 )
 ResponseEvent = Annotated[ResponseEventData, Field(discriminator="type")]
 
