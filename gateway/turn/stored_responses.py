@@ -86,11 +86,14 @@ class StoredResponses:
                     raise missing
                 return Stored(conv, history[i], history[: i + 1], history[i + 1 :])
         # the lookup is written when the answer begins, the message when it ends
-        raise Conflict(
-            "that response is still being generated (or is older than the history kept)",
-            code="response_in_progress",
-            headers={"Retry-After": "1"},
-        )
+        holder = await self.store.turns.lock_holder(cid)
+        if holder is not None and holder.endswith(f":{message_id}"):
+            raise Conflict(
+                "that response is still being generated",
+                code="response_in_progress",
+                headers={"Retry-After": "1"},
+            )
+        raise missing  # older than the HISTORY_LIMIT messages a turn reads
 
     async def continued(self, principal: Principal, message_id: str) -> Stored:
         """The stored answer that a new response continues: the latest of its conversation."""

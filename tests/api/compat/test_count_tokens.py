@@ -5,6 +5,8 @@ before anything leaves, and refusals in Anthropic's error shape with Redis uncha
 # ruff: noqa: F811  (pytest fixtures imported from compat_support are parameters here)
 from __future__ import annotations
 
+import json
+
 import anthropic
 import pytest
 
@@ -150,3 +152,29 @@ async def test_policies_and_rate_limits_apply(
             await sdk.messages.count_tokens(model="claude", messages=MESSAGES)
         assert err.value.body["error"]["type"] == "rate_limit_error"
         assert int(err.value.response.headers["retry-after"]) >= 1
+
+
+async def test_tools_and_thinking_are_counted_as_the_messages_route_reads_them(
+    gateway_server, client, make_key, upstream
+):
+    key = await make_key()
+    tool = {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    upstream.script(Reply(input_tokens=40))
+
+    counted = await anthropic_client(gateway_server, key.key).messages.count_tokens(
+        model="claude",
+        messages=MESSAGES,
+        tools=[tool],
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )
+
+    (sent,) = upstream.requests
+    assert sent.body["tools"] == [tool]
+    assert sent.body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert "max_tokens" not in sent.body
+    # the fake counts the tools' words beside the messages'
+    assert counted.input_tokens == 40 + len(json.dumps(tool).split())

@@ -414,3 +414,88 @@ async def test_policies_and_rate_limits_apply(
             await sdk.responses.create(model="gpt", input="fine")
         assert int(err.value.response.headers["retry-after"]) >= 1
         assert await redis.zcard(keys.org_index("org-1")) == listed
+
+
+SECRET = "sk-proj-" + "Zq8vT3mK9pLw2XcR7nB4yHs6dFj1gUe5aQo0iVt"
+
+
+async def test_a_secret_split_across_argument_fragments_never_reaches_the_client(
+    client, make_key, upstream, redis
+):
+    """The built-in secrets-in-answer policy (during stage, block) reads a function call's
+    arguments as they stream: the call ends the stream before any piece of the key leaves."""
+    key = await make_key()
+    arguments = json.dumps({"to": "bob@example.com", "body": f"the key is {SECRET}"})
+    fragments = [arguments[i : i + 5] for i in range(0, len(arguments), 5)]
+    upstream.script(Reply(tool_calls=[FakeToolCall("send_email", fragments)], delay=0.002))
+
+    async with client.http.stream(
+        "POST",
+        "/v1/responses",
+        json={"model": "gpt", "input": "Mail Bob the key", "stream": True},
+        headers=bearer(key.key),
+    ) as r:
+        raw = (await r.aread()).decode()
+
+    assert SECRET not in raw
+    for i in range(len(SECRET) - 7):  # not even a recognisable piece of it
+        assert SECRET[i : i + 8] not in raw
+    assert "event: error" in raw and raw.rstrip().split("\n")[-2] == "event: response.failed"
+    (cid,) = await conversations(redis)
+    answer = (await stored_messages(redis, cid))[-1]
+    assert answer["status"] == "blocked" and SECRET not in json.dumps(answer)
+
+
+async def test_a_response_being_generated_is_409_until_it_ends(
+    gateway_server, client, make_key, upstream, redis
+):
+    key = await make_key()
+    sdk = openai_client(gateway_server, key.key)
+    upstream.script(Reply(chunks=["slow "] * 20, delay=0.05))
+
+    async with sdk.responses.stream(model="gpt", input="Take your time") as stream:
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                rid = event.item_id  # msg_<answer id>_0
+                break
+        made = "resp_" + rid.split("_")[1]
+        with pytest.raises(openai.ConflictError) as err:
+            await sdk.responses.retrieve(made)
+        assert err.value.code == "response_in_progress"
+        assert err.value.response.headers["retry-after"] == "1"
+        async for _ in stream:
+            pass
+
+    assert (await sdk.responses.retrieve(made)).output_text == "slow " * 20
+
+
+async def test_usage_reports_cached_and_reasoning_tokens(
+    gateway_server, client, make_key, upstream
+):
+    sdk = openai_client(gateway_server, (await make_key()).key)
+    upstream.script(
+        Reply(chunks=["ok"], input_tokens=30, cached_tokens=20, reasoning=["hm"], output_tokens=5)
+    )
+
+    made = await sdk.responses.create(model="claude", input="hi", reasoning={"effort": "low"})
+
+    usage = made.usage
+    assert (usage.input_tokens, usage.input_tokens_details.cached_tokens) == (30, 20)
+    assert usage.output_tokens == 5 and usage.output_tokens_details.reasoning_tokens == 1
+
+
+async def test_every_response_leaves_a_prompt_sent_audit_event(
+    gateway_server, client, make_key, upstream, redis
+):
+    key = await make_key("kim")
+    sdk = openai_client(gateway_server, key.key)
+
+    made = await sdk.responses.create(model="gpt", input="hi")
+
+    await snapshot(redis)  # the audit writer is fire-and-forget: let it land
+    events = [e[1] for e in await redis.xrange(keys.events("org-1"))]
+    kinds = [e[b"type"] for e in events]
+    assert kinds == [b"conversation_created", b"prompt_sent"]
+    sent = events[1]
+    assert sent[b"actor"] == b"kim" and sent[b"model"] == b"gpt"
+    assert made.id == "resp_" + sent[b"message_id"].decode().replace("-", "")
