@@ -193,8 +193,9 @@ async def encode(
             failed = failure_of(ev, error)
             if failed is None and ev.finish_reason == "cancelled":
                 continue  # stopped, or the client is gone: nobody reads
-            for frame in output.close():
-                yield frame
+            closing = output.close()
+            if closing:
+                yield closing
             if failed is not None:
                 yield _failed(output, echo, rid, created, failed, ev)
                 continue
@@ -206,8 +207,9 @@ async def encode(
             )
             yield output.frame(kind, response=done)
         elif output is not None:
-            for frame in output.feed(ev):
-                yield frame
+            chunk = output.feed(ev)
+            if chunk:
+                yield chunk
 
 
 def _failed(

@@ -26,9 +26,11 @@ def _str(value: str) -> bytes:
     return encode_basestring(value).encode()
 
 
+# a text delta of one content part: its template (rendered when the part opens) takes the
+# sequence number and the JSON-escaped text, one formatting pass per delta
 TEXT_DELTA = (
     b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-    b'"sequence_number":%d,"item_id":"%s","output_index":%d,"content_index":%d,"delta":%s,'
+    b'"sequence_number":%%d,"item_id":"%s","output_index":%d,"content_index":%d,"delta":%%s,'
     b'"logprobs":[]}\n\n'
 )
 ARGUMENTS_DELTA = (
@@ -113,6 +115,9 @@ class Output:
         self.sequence = 0
         self.items: list[answers.OutputMessage | answers.FunctionCall | answers.ReasoningItem] = []
         self.open: _Open | None = None
+        # while a text part is open: its delta template and its pieces (the hot path's state)
+        self._template: bytes | None = None
+        self._pieces: list[str] = []
 
     def next_sequence(self) -> int:
         self.sequence += 1
@@ -122,7 +127,21 @@ class Output:
         """The next event of the stream, numbered."""
         return _event(event(sequence_number=self.next_sequence(), **fields))
 
-    def feed(self, ev: ChatEvent) -> list[bytes]:
+    def feed(self, ev: ChatEvent) -> bytes:
+        """The frames of one event, as one chunk (b"" for none)."""
+        if type(ev) is Delta and self._template is not None and not ev.choice:
+            # the hot path: more text for the open part, one template filled in
+            self._pieces.append(ev.text)
+            sequence = self.sequence
+            self.sequence = sequence + 1
+            return self._template % (sequence, _str(ev.text))
+        return b"".join(self._frames(ev))
+
+    def close(self) -> bytes:
+        """The open item is done (the answer ended)."""
+        return b"".join(self._close())
+
+    def _frames(self, ev: ChatEvent) -> list[bytes]:
         if ev.choice:  # type: ignore[union-attr]  # the Responses API has no n > 1
             return []
         kind = type(ev)
@@ -135,10 +154,6 @@ class Output:
         if kind is ReasoningEnd:
             return self._reasoning_end(ev)  # type: ignore[arg-type]
         return []
-
-    def close(self) -> list[bytes]:
-        """The open item is done (the answer ended)."""
-        return self._close()
 
     # -- items -----------------------------------------------------------------------------
 
@@ -175,6 +190,12 @@ class Output:
                 )
             )
         message.parts[index].append(text)
+        if kind == "text":
+            item_id = message.id.encode().replace(b"%", b"%%")
+            self._template = TEXT_DELTA % (item_id, message.index, index)
+            self._pieces = message.parts[index]
+        else:
+            self._template = None
         if kind == "refusal":
             frames.append(
                 self.frame(
@@ -186,10 +207,8 @@ class Output:
                 )
             )
         else:
-            frames.append(
-                TEXT_DELTA
-                % (self.next_sequence(), message.id.encode(), message.index, index, _str(text))
-            )
+            assert self._template is not None
+            frames.append(self._template % (self.next_sequence(), _str(text)))
         return frames
 
     def _call(self, ev: ToolCallDelta) -> list[bytes]:
@@ -300,6 +319,7 @@ class Output:
 
     def _close(self) -> list[bytes]:
         item, self.open = self.open, None
+        self._template = None
         if item is None:
             return []
         frames: list[bytes] = []

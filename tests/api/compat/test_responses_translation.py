@@ -251,7 +251,7 @@ def test_reasoning_text_and_calls_become_items_in_order():
         ToolCallDelta(1, "call_2", "get_time", "{}"),
     ]
 
-    chunks = [frame for ev in events for frame in output.feed(ev)] + output.close()
+    chunks = [output.feed(ev) for ev in events] + [output.close()]
     frames = frames_of(chunks)
 
     assert [f.event for f in frames] == [
@@ -319,7 +319,7 @@ def test_reasoning_text_and_calls_become_items_in_order():
 def test_a_refusal_is_its_own_content_part():
     output = Output("k", encrypted_reasoning=False)
 
-    chunks = [*output.feed(Delta("I ")), *output.feed(RefusalDelta("can't.")), *output.close()]
+    chunks = [output.feed(Delta("I ")), output.feed(RefusalDelta("can't.")), output.close()]
 
     names = [f.event for f in frames_of(chunks)]
     assert "response.refusal.delta" in names and "response.refusal.done" in names
@@ -346,7 +346,7 @@ def test_the_signature_stays_out_unless_asked_for():
 def test_text_deltas_escape_what_json_must():
     output = Output("k", encrypted_reasoning=False)
 
-    chunks = output.feed(Delta('say "hi"\n\u2028\\')) + output.close()
+    chunks = [output.feed(Delta('say "hi"\n\u2028\\')), output.close()]
 
     (delta,) = [f for f in frames_of(chunks) if f.event == "response.output_text.delta"]
     assert delta.data.delta == 'say "hi"\n\u2028\\'  # type: ignore[union-attr]
