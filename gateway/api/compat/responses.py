@@ -318,12 +318,18 @@ def _call(index: int, call: dict[str, str]) -> ChatEvent:
 
 
 def _title(body: ResponsesRequest) -> str:
+    """The new conversation's title: the input's first user text."""
     if isinstance(body.input, str):
         return body.input
     for item in body.input:
+        if item.get("role") != "user":
+            continue
         content = item.get("content")
-        if item.get("role") == "user" and isinstance(content, str):
+        if isinstance(content, str):
             return content
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                return str(part["text"])
     return "response"
 
 

@@ -499,3 +499,31 @@ async def test_every_response_leaves_a_prompt_sent_audit_event(
     sent = events[1]
     assert sent[b"actor"] == b"kim" and sent[b"model"] == b"gpt"
     assert made.id == "resp_" + sent[b"message_id"].decode().replace("-", "")
+
+
+async def test_continuing_with_store_false_reads_the_history_and_keeps_it_unchanged(
+    gateway_server, client, make_key, upstream, redis
+):
+    sdk = openai_client(gateway_server, (await make_key()).key)
+    upstream.script(Reply(chunks=["Hello Ada."]), Reply(chunks=["You are Ada."]))
+    first = await sdk.responses.create(
+        model="gpt",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "I'm Ada"}]}],
+    )
+    (cid,) = await conversations(redis)
+    assert (await redis.hget(keys.conversation(cid), "title")) == b"I'm Ada"
+    before = await stored_messages(redis, cid)
+
+    second = await sdk.responses.create(
+        model="gpt", input="Who am I?", previous_response_id=first.id, store=False
+    )
+
+    assert second.output_text == "You are Ada."
+    assert [m["content"] for m in upstream.requests[1].body["messages"]] == [
+        "I'm Ada",
+        "Hello Ada.",
+        "Who am I?",
+    ]
+    assert await stored_messages(redis, cid) == before  # not appended
+    with pytest.raises(openai.NotFoundError):
+        await sdk.responses.retrieve(second.id)
