@@ -180,7 +180,11 @@ async def encode(
     rid, created = "", int(time.time())
     error: ErrorEvent | None = None
     async for ev in events:
-        if type(ev) is Start:
+        if type(ev) is Delta and output is not None:  # the hot path: text
+            chunk = output.feed(ev)
+            if chunk:
+                yield chunk
+        elif type(ev) is Start:
             rid = response_id(ev.message_id)
             output = Output(compat.hex_id(ev.message_id), encrypted_reasoning=encrypted_reasoning)
             start = echo.response(rid, created, "in_progress", [])
