@@ -21,4 +21,6 @@ ENV PYTHONUNBUFFERED=1
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
+# every address of the container, so a published port reaches it: publish it on the host's
+# loopback, or behind TLS and a proxy (SECURITY.md, "Docker")
 CMD ["python", "-m", "gateway", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,4 +1,4 @@
-"""The processes a benchmark runs: a bench Redis (gateway.embedded_redis, append-only off),
+"""The processes a benchmark runs: a bench Redis (gateway/storage/embedded.py, append-only off),
 the fake upstream, and the gateway itself as `python -m gateway serve`, each pinned with
 taskset; plus the readings taken from outside them (RSS, CPU time) and the test data the
 gateway needs (an API key from `gateway keys create`, conversations and sessions made over

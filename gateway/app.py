@@ -120,6 +120,7 @@ async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
 
 async def close_gateway(gw: Gateway) -> None:
     gw.live.stop_all("cancelled")  # streams still open after uvicorn's grace period
+    await gw.chat.followers.close()
     await gw.live.close()
     await gw.auth.close()
     await gw.governance.close()

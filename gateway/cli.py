@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from gateway import __version__
 from gateway.access import audit
 from gateway.access.auth import digest, new_api_key
+from gateway.access.ids import Kind, first_problem
 from gateway.access.principal import ROLES
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.storage.embedded import (
@@ -164,14 +165,16 @@ def _run_uvicorn(settings: Settings, listeners: list[socket.socket]) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
+    from gateway.server import server_config
+
+    config = server_config(
         "gateway.app:app_from_env",
+        settings,
         factory=True,
         host=settings.host,
         port=listeners[0].getsockname()[1],
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
@@ -321,6 +324,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     creating = args.keys_cmd == "create"
+    if creating:  # the ids a key would carry are refused now, not at its first use (401)
+        ids: list[tuple[str, Kind, object]] = [
+            ("--org", "org", args.org),
+            ("--user", "user", args.user),
+        ]
+        ids += [("--workspace", "workspace", w) for w in args.workspace or []]
+        problem = first_problem(ids)
+        if problem is not None:
+            return _fail(problem)
     try:
         url, why, to_start = locate_redis(settings, create=creating and args.create_data_dir)
     except NoRedis as exc:

@@ -146,6 +146,17 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
+# Redis is away (a lost connection, a timeout, a Cluster or Sentinel failover in progress):
+# a 503 the client may retry, in every API's own error shape
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    MasterDownError,
+)
+
 EXCEPTION_HANDLERS = {
     GatewayError: handle_gateway_error,
     HTTPException: handle_http_exception,

@@ -6,6 +6,7 @@ nothing reads os.environ at import time or per request. The environment wins ove
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -117,6 +118,7 @@ DEMO_MODEL = ModelConfig(id="demo", provider="demo")
 MIN_ADMIN_TOKEN_CHARS = 24
 MIN_JWT_SECRET_BYTES = 32
 MAX_JWT_AUDIENCES = 16
+MAX_TRUSTED_PROXIES = 64
 MAX_CLAIM_CHARS = 512
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -146,6 +148,13 @@ class Settings(_Frozen):
     jwt_issuer: str | None = None
     jwt_require_exp: bool = True
     cors_origins: tuple[str, ...] = ()
+    # alert webhooks: only to these hosts ("hooks.example.com", "*.example.com"), only to
+    # public addresses unless one of these networks holds it (gateway/governance/webhooks.py)
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_allowed_networks: tuple[str, ...] = ()
+    # resume followers per worker (gateway/turn/followers.py); beyond either: 429
+    resume_followers_per_user: int = Field(default=32, ge=1, le=100_000)
+    resume_followers_per_message: int = Field(default=256, ge=1, le=100_000)
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
@@ -157,6 +166,17 @@ class Settings(_Frozen):
     max_tool_schema_bytes: int = Field(default=256 * 1024, ge=0, le=64 * 1024 * 1024)
     max_stop_sequences: int = Field(default=16, ge=0, le=10_000)
     max_images: int = Field(default=20, ge=0, le=10_000)
+    # the HTTP edge (gateway/server.py, SECURITY.md): what a connection may cost before the app
+    http_max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)  # line + headers
+    http_max_headers: int = Field(default=100, ge=8, le=10_000)
+    http_header_timeout: float = Field(default=10.0, gt=0, le=300)  # to a request's blank line
+    http_body_timeout: float = Field(default=30.0, gt=0, le=3600)  # from the head to the body's end
+    http_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)  # per worker
+    http_max_pending_per_client: int = Field(default=256, ge=1, le=1_000_000)  # heads awaited
+    # addresses or networks of reverse proxies whose X-Forwarded-For names the client; none
+    # by default: the peer's own address is the client's
+    trusted_proxies: tuple[str, ...] = ()
+    auth_failures_per_minute: int = Field(default=30, ge=0, le=1_000_000)  # per address; 0: off
     send_timeout: float = Field(
         default=30.0, gt=0, le=3600
     )  # a stalled reader is dropped after this
@@ -200,6 +220,16 @@ class Settings(_Frozen):
             raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
         return v
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network, e.g. 10.0.0.0/8") from None
+        return v
+
     @field_validator("admin_token")
     @classmethod
     def _admin_token(cls, v: str | None) -> str | None:
@@ -223,6 +253,20 @@ class Settings(_Frozen):
             )
         return v
 
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _jwt_public_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            from gateway.access.jwts import public_key_algorithm
+
+            try:
+                public_key_algorithm(v)
+            except (ValueError, TypeError):  # not PEM, or a key of another kind
+                raise ValueError(
+                    "must be a PEM RSA public key (RS256) or EC P-256 public key (ES256)"
+                ) from None
+        return v
+
     @field_validator("jwt_audience", mode="before")
     @classmethod
     def _one_audience(cls, v: Any) -> Any:
@@ -241,6 +285,20 @@ class Settings(_Frozen):
     @classmethod
     def _jwt_issuer(cls, v: str | None) -> str | None:
         return None if v is None else _claim_value(v)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(v) > MAX_TRUSTED_PROXIES:
+            raise ValueError(f"at most {MAX_TRUSTED_PROXIES} addresses or networks")
+        for value in v:
+            try:  # never "*": that would believe any caller's X-Forwarded-For
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value[:60]!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                ) from None
+        return v
 
     @field_validator("durability_replicas", mode="before")
     @classmethod
@@ -356,6 +414,10 @@ ENV_FIELDS = {
     "GATEWAY_JWT_ISSUER": "jwt_issuer",
     "GATEWAY_JWT_REQUIRE_EXP": "jwt_require_exp",
     "GATEWAY_CORS_ORIGINS": "cors_origins",
+    "GATEWAY_WEBHOOK_ALLOWED_HOSTS": "webhook_allowed_hosts",
+    "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "webhook_allowed_networks",
+    "GATEWAY_RESUME_FOLLOWERS_PER_USER": "resume_followers_per_user",
+    "GATEWAY_RESUME_FOLLOWERS_PER_MESSAGE": "resume_followers_per_message",
     "GATEWAY_PING_INTERVAL": "ping_interval",
     "GATEWAY_MAX_BODY_BYTES": "max_body_bytes",
     "GATEWAY_LOG_LEVEL": "log_level",
@@ -364,7 +426,24 @@ ENV_FIELDS = {
     "GATEWAY_FINAL_WRITE_TIMEOUT": "final_write_timeout",
     "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
+    "GATEWAY_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
+    "GATEWAY_HTTP_MAX_HEADERS": "http_max_headers",
+    "GATEWAY_HTTP_HEADER_TIMEOUT": "http_header_timeout",
+    "GATEWAY_HTTP_BODY_TIMEOUT": "http_body_timeout",
+    "GATEWAY_HTTP_MAX_CONNECTIONS": "http_max_connections",
+    "GATEWAY_HTTP_MAX_PENDING_PER_CLIENT": "http_max_pending_per_client",
+    "GATEWAY_TRUSTED_PROXIES": "trusted_proxies",
+    "GATEWAY_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
 }
+
+
+LIST_FIELDS = (
+    "cors_origins",
+    "jwt_audience",
+    "trusted_proxies",
+    "webhook_allowed_hosts",
+    "webhook_allowed_networks",
+)
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -424,7 +503,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(var)
         if value is None or value == "":
             continue
-        if field in ("cors_origins", "jwt_audience"):
+        if field in LIST_FIELDS:
             data[field] = [o.strip() for o in value.split(",") if o.strip()]
         elif field == "redis_cluster":
             data[field] = value.strip().lower() in ("1", "true", "yes", "on")

@@ -88,6 +88,7 @@ class Client:
     """An httpx client on the gateway with the API's common steps as one-liners."""
 
     http: httpx.AsyncClient
+    server: GatewayServer | None = None  # set for a gateway of gateway_factory
 
     async def create_conversation(self, token: str, org: str = ORG, **body: Any) -> dict[str, Any]:
         r = await self.http.post(
@@ -180,7 +181,7 @@ def gateway_factory(
         await server.restore_heartbeat(redis)
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
-                yield Client(http)
+                yield Client(http, server)
         finally:
             await asyncio.to_thread(server.stop)
 

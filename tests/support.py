@@ -16,6 +16,7 @@ import uvicorn
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.app import create_app
+from gateway.server import server_config
 from gateway.settings import Settings, load_settings
 from gateway.storage import keys
 from gateway.storage.embedded import free_port
@@ -32,14 +33,14 @@ class GatewayServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(
+        config = server_config(  # the edge limits of `serve` too
             self.app,
+            settings,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
             lifespan="on",
             loop="asyncio",
-            http="httptools",
             timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
@@ -92,6 +93,9 @@ def gateway_settings(
         "OPENAI_API_KEY": "sk-test-openai",
         "ANTHROPIC_API_KEY": "sk-ant-test",
         "GATEWAY_PING_INTERVAL": "1",
+        # every test calls from 127.0.0.1: one address's failed authentications must not
+        # throttle the next test (tests/access/test_auth_throttle.py turns it on)
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
     }
     return load_settings(cfg, env={**base, **(env or {})})
 

@@ -107,6 +107,7 @@ def test_the_default_demo_model_needs_no_key(tmp_path):
         ("GATEWAY_JWT_AUDIENCE", "api://a,api://b\x07", "jwt_audience"),
         ("GATEWAY_JWT_AUDIENCE", ",".join(f"api://{i}" for i in range(17)), "jwt_audience"),
         ("GATEWAY_JWT_AUDIENCE", "a" * 513, "jwt_audience"),
+        ("GATEWAY_JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot a key", "jwt_public_key"),
     ],
     ids=[
         "secret-1",
@@ -120,6 +121,7 @@ def test_the_default_demo_model_needs_no_key(tmp_path):
         "audience-bell",
         "audiences-17",
         "audience-513",
+        "public-key-not-pem",
     ],
 )
 @pytest.mark.parametrize(

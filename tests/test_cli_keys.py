@@ -178,3 +178,17 @@ def test_a_state_folder_others_may_write_is_ignored(tmp_path):
         refused = keys_create(b, state)
         assert refused.returncode == 1 and "no running gateway found" in refused.stderr
         (state / "chat-gateway").chmod(0o700)
+
+
+def test_a_key_with_an_id_outside_the_alphabet_is_refused_when_it_is_made(tmp_path):
+    """Such a key would only ever answer 401 (its org would break the org's hash tag):
+    `keys create` refuses it at once, naming the flag, and touches no Redis."""
+    state = tmp_path / "state"
+    for flags in (("--org", "ws-1:secret"), ("--user", "bob}x"), ("--workspace", "a:b")):
+        refused = gateway(
+            "keys", "create", "--org", "acme", "--user", "alice", "--role", "user", *flags,
+            cwd=tmp_path, XDG_STATE_HOME=str(state),
+        )  # fmt: skip
+        assert refused.returncode == 2 and flags[0] in refused.stderr, refused.stderr
+        assert "Redis:" not in refused.stderr and refused.stdout == ""
+    assert not (tmp_path / ".gateway").exists()

@@ -18,7 +18,7 @@ import jwt
 
 from bench.harness import HOST, ORG, WORKSPACE, Env, children, cpu_seconds, pinned, tail, wait_port
 from bench.peers.cache import HERE, Cache
-from gateway.embedded_redis import free_port
+from gateway.storage.embedded import free_port
 
 JWT_USER = "bench-user"  # the user `Env` mints its API key for: the same conversations
 

@@ -6,10 +6,15 @@ Windows are fixed and UTC: the minute (epoch seconds // 60), the day and the cal
 the pre-policy, anything stored or anything sent upstream (so a blocked prompt, a 409 busy
 or a 502 still counts: a limited caller cannot make the gateway write). The script reads
 every window that applies; only when none is full does it count the prompt in the request
-windows, so a refused prompt costs nothing. Token windows are only
-read there: a turn's tokens (input + output, as recorded) are added when it ends, in the
-end-of-turn round trip (gateway/storage/usage.py), so one turn may overshoot a budget by its own
-size and the next prompt is refused until the window resets.
+windows and reserve an estimate of its tokens in the token windows: the prompt's input
+(estimated from its text) plus its output bound (the request's or the model's max output
+tokens, else OUTPUT_RESERVE). Concurrent prompts see each other's reservations, so twenty at
+once cannot all pass a budget that one of them could use up. The turn's end settles the
+reservation against the tokens it used (input + output, as recorded) in the end-of-turn
+round trip (gateway/storage/usage.py); a prompt that goes no further (blocked, busy, a bad
+request after admission) gives it back. A budget may still be overshot by one turn's own
+size (a prompt is admitted while its windows are below their limits), and the next prompt
+is refused until the window resets.
 
 Keys, all under the org's hash tag (one slot per org, ready for Redis Cluster):
 
@@ -33,9 +38,10 @@ from datetime import UTC, datetime
 from gateway.errors import RateLimited
 from gateway.settings import LimitsConfig, LimitValues
 from gateway.storage import keys
-from gateway.storage.quotas import Quotas
+from gateway.storage.quotas import Quotas, Reservation
 
 EXPIRY_GRACE = 60  # seconds a window's key outlives the window
+OUTPUT_RESERVE = 512  # tokens reserved for the answer of a prompt with no output bound
 # config field -> (kind, scope, period); requests first, as the script expects
 LIMITS = {
     "user_requests_per_minute": ("requests", "user", "minute"),
@@ -116,20 +122,28 @@ class RateLimits:
             found.append(Window(k, scope, period, limit, key, reset_at))
         return found
 
-    async def admit(self, org_id: str, user_id: str) -> dict[str, str]:
-        """Count one prompt, or raise RateLimited (429) naming the limit that is full.
-        Returns the X-RateLimit-* headers of the tightest window (request windows first)."""
+    def counts_tokens(self, org_id: str) -> bool:
+        """Whether a prompt in `org_id` has token windows (and so a reservation to make)."""
         if self.quotas is None:
-            return {}
+            return False
+        values = self._values(org_id)
+        return any(
+            getattr(values, n) is not None for n, (k, _, _) in LIMITS.items() if k == "tokens"
+        )
+
+    async def admit(self, org_id: str, user_id: str, *, reserve: int = 0) -> Admitted:
+        """Count one prompt and reserve `reserve` tokens in its token windows, or raise
+        RateLimited (429) naming the limit that is full. The X-RateLimit-* headers are those
+        of the tightest window (request windows first)."""
+        if self.quotas is None:
+            return NOT_COUNTED
         now = time.time()
         windows = self.windows(org_id, user_id, now)
         if not windows:
-            return {}
+            return NOT_COUNTED
         n_requests = sum(1 for w in windows if w.kind == "requests")
-        admission = await self.quotas.admit(
-            [(w.key, w.limit, w.reset_at + EXPIRY_GRACE) for w in windows[:n_requests]],
-            [(w.key, w.limit) for w in windows[n_requests:]],
-        )
+        keyed = [(w.key, w.limit, w.reset_at + EXPIRY_GRACE) for w in windows]
+        admission = await self.quotas.admit(keyed[:n_requests], keyed[n_requests:], reserve=reserve)
         used = admission.used
         if not admission.admitted:
             raise refusal(windows, used, now)
@@ -138,7 +152,13 @@ class RateLimits:
             window, count = min(pairs[:n_requests], key=lambda p: p[0].limit - p[1])
         else:
             window, count = min(pairs, key=lambda p: (p[0].limit - p[1]) / p[0].limit)
-        return headers_for(window, count, now)
+        held = tuple(w.key for w in windows[n_requests:])
+        reservation = Reservation(held, reserve) if held and reserve else None
+        return Admitted(headers_for(window, count, now), reservation)
+
+    async def release(self, reservation: Reservation | None) -> None:
+        if reservation is not None and self.quotas is not None:
+            await self.quotas.release(reservation)
 
     def token_windows(self, org_id: str, user_id: str) -> list[tuple[str, int]]:
         """(key, EXPIREAT instant) of each token window a finished turn adds its tokens to."""
@@ -148,6 +168,18 @@ class RateLimits:
             (w.key, w.reset_at + EXPIRY_GRACE)
             for w in self.windows(org_id, user_id, time.time(), kind="tokens")
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A prompt the limits let through: its X-RateLimit-* headers (none when no window
+    applies, and so no Redis call was made) and the tokens it holds until its end."""
+
+    headers: dict[str, str]
+    reservation: Reservation | None = None
+
+
+NOT_COUNTED = Admitted({})
 
 
 def refusal(windows: list[Window], used: list[int], now: float) -> RateLimited:

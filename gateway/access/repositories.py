@@ -1,9 +1,11 @@
 """The repository registry: what a repository-style conversation belongs to and which model
 answers it. Repositories come from the config file ([[repositories]]) and the admin API.
 
-Config wins: an id the file declares is served from the (frozen) settings, never read from
-Redis, and the admin API refuses to change it (409). Every other repository lives in one
-Redis hash, written by the admin API. A repository named in the file may carry its own
+Repository ids are per org: two orgs may each have a `repo-1`, and nothing one org does or
+asks depends on another org's ids. Config wins within its org: an (org, id) the file
+declares is served from the (frozen) settings, never read from Redis, and the admin API
+refuses to change it (409). Every other repository lives in one Redis hash, written by the
+admin API. A repository named in the file may carry its own
 provider key (`api_key_env`, the seeds' "AI API Keys"): its prompts go through a provider
 client built with that key.
 """
@@ -54,27 +56,37 @@ class Repositories:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self._config = {r.id: Repository.from_config(r) for r in settings.repositories}
-        # repository id -> (model id, a client of that model holding the repository's key)
-        self._providers: dict[str, tuple[str, Provider]] = {}
-        for repo in self._config.values():
+        self._config = {(r.org_id, r.id): Repository.from_config(r) for r in settings.repositories}
+        # (org, repository id) -> (model id, a client of that model holding the repository's key)
+        self._providers: dict[tuple[str, str], tuple[str, Provider]] = {}
+        for key, repo in self._config.items():
             model = self.model_for(repo)
             if repo.api_key_env and model is not None:
                 spec = settings.model_spec(model, api_key_env=repo.api_key_env)
-                self._providers[repo.id] = (model.id, build_provider(spec))
+                self._providers[key] = (model.id, build_provider(spec))
 
-    def declared(self, rid: str) -> bool:
-        return rid in self._config
+    def declared(self, rid: str, org_id: str) -> bool:
+        return (org_id, rid) in self._config
 
-    async def get(self, rid: str) -> Repository | None:
-        if rid in self._config:
-            return self._config[rid]
-        record = await self.store.repositories.get(rid)
+    async def get(self, rid: str, org_id: str) -> Repository | None:
+        """The org's repository of that id (another org's never answers)."""
+        if (org_id, rid) in self._config:
+            return self._config[(org_id, rid)]
+        record = await self.store.repositories.get(org_id, rid)
         return Repository(**record) if record else None
+
+    async def find(self, rid: str) -> list[Repository]:
+        """Every org's repository of that id: for the platform admin, who names no org."""
+        stored = [Repository(**r) for r in await self.store.repositories.find(rid)]
+        configured = [r for (_, i), r in self._config.items() if i == rid]
+        return configured + [r for r in stored if (r.org_id, r.id) not in self._config]
 
     async def list(self, org_id: str | None = None) -> list[Repository]:
         stored = [Repository(**r) for r in await self.store.repositories.all()]
-        repos = [*self._config.values(), *(r for r in stored if r.id not in self._config)]
+        repos = [
+            *self._config.values(),
+            *(r for r in stored if (r.org_id, r.id) not in self._config),
+        ]
         if org_id is not None:
             repos = [r for r in repos if r.org_id == org_id]
         return sorted(repos, key=lambda r: (r.org_id, r.id))
@@ -89,7 +101,7 @@ class Repositories:
         existing: Repository | None,
     ) -> tuple[Repository, bool]:
         """Create or replace an admin-managed repository; (repository, created)."""
-        if rid in self._config:
+        if (org_id, rid) in self._config:
             raise ConfigOwned(rid)
         at = now_ms()
         repo = Repository(
@@ -105,10 +117,10 @@ class Repositories:
         created = await self.store.repositories.put(record)
         return repo, created
 
-    async def delete(self, rid: str) -> bool:
-        if rid in self._config:
+    async def delete(self, rid: str, org_id: str) -> bool:
+        if (org_id, rid) in self._config:
             raise ConfigOwned(rid)
-        return await self.store.repositories.delete(rid)
+        return await self.store.repositories.delete(org_id, rid)
 
     def model_for(self, repo: Repository) -> ModelConfig | None:
         """The repository's model; without one, the first served model."""
@@ -116,9 +128,9 @@ class Repositories:
             return self.settings.served_models[0]
         return self.settings.model(repo.model)
 
-    def provider_for(self, repo_id: str | None, model_id: str) -> Provider | None:
+    def provider_for(self, org_id: str, repo_id: str | None, model_id: str) -> Provider | None:
         """A client holding the repository's own key, when it has one for that model."""
-        entry = self._providers.get(repo_id) if repo_id else None
+        entry = self._providers.get((org_id, repo_id)) if repo_id else None
         return entry[1] if entry is not None and entry[0] == model_id else None
 
     async def aclose(self) -> None:

@@ -1,7 +1,8 @@
 """The admin API: repositories (/admin/repositories) and the audit trail (/admin/events).
 
 The platform admin manages every org (naming it with ?org_id= or in the body); an org admin
-manages their own org only; anyone else gets 403. Another org's repository answers 404.
+manages their own org only; anyone else gets 403. Repository ids are per org: another
+org's repository of the same id is not there for the caller.
 Field names follow the config file's [[repositories]] (snake_case).
 """
 
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.repositories import ConfigOwned, Repository
-from gateway.api.inputs import Body, gateway_of, ok, principal, read_body
+from gateway.api.inputs import Body, OrgId, WorkspaceId, gateway_of, ok, principal, read_body
 from gateway.api.queries import AdminOrgQuery, EventsQuery, read_query
 from gateway.api.schemas import admin as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -26,8 +27,8 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
 class PutRepository(Body):
-    org_id: str | None = Field(default=None, min_length=1, max_length=200)
-    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    org_id: OrgId | None = Field(default=None, min_length=1, max_length=200)
+    workspace_id: WorkspaceId | None = Field(default=None, min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -64,8 +65,23 @@ def repository_id(request: Request) -> str:
     return rid
 
 
+async def repository_of(
+    request: Request, caller: Principal, rid: str, org: str | None
+) -> Repository | None:
+    """`org`'s repository of that id (ids are per org). The platform admin, naming no org,
+    gets the one repository of that id, or is asked to name its org when there are several."""
+    repos = gateway_of(request).repositories
+    if org is not None:
+        return await repos.get(rid, org)
+    found = await repos.find(rid)
+    if len(found) > 1:
+        raise ValidationFailed(f"org_id: repository {rid!r} exists in several orgs; name one")
+    return found[0] if found else None
+
+
 async def _visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
-    repo = await gateway_of(request).repositories.get(rid)
+    named = read_query(request, AdminOrgQuery).org_id
+    repo = await repository_of(request, caller, rid, org_scope(named, caller))
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
     return repo
@@ -96,17 +112,17 @@ async def put_repository(request: Request) -> Response:
     rid = repository_id(request)
     body = await read_body(request, PutRepository)
     gw = gateway_of(request)
-    existing = await gw.repositories.get(rid)
-    if existing is not None and not caller.in_org(existing.org_id):
-        raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
+    if body.org_id is not None:
+        caller.check_org(body.org_id)
+    # the caller's own org's id: what another org holds under it changes nothing here
+    named = body.org_id or read_query(request, AdminOrgQuery).org_id
+    existing = await repository_of(request, caller, rid, org_scope(named, caller))
     org = body.org_id or (existing.org_id if existing else caller.org_id)
     if org is None:
         raise ValidationFailed("org_id: required when the platform admin creates a repository")
     caller.check_org(org)
-    if gw.repositories.declared(rid):
+    if gw.repositories.declared(rid, org):
         raise _config_owned(rid)
-    if existing is not None and existing.org_id != org:
-        raise Conflict("a repository cannot move to another org", code="repository_org_change")
     if body.model is not None and gw.settings.model(body.model) is None:
         raise ValidationFailed(f"model: {body.model!r} is not a served model")
     try:
@@ -134,7 +150,7 @@ async def delete_repository(request: Request) -> Response:
     gw = gateway_of(request)
     repo = await _visible_repository(request, caller, rid)
     try:
-        deleted = await gw.repositories.delete(rid)
+        deleted = await gw.repositories.delete(rid, repo.org_id)
     except ConfigOwned:
         raise _config_owned(rid) from None
     if not deleted:

@@ -13,7 +13,15 @@ from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.resume_tokens import resume_token
 from gateway.api import queries, sse
-from gateway.api.inputs import Body, gateway_of, ok, principal, read_body, request_timing
+from gateway.api.inputs import (
+    Body,
+    WorkspaceId,
+    gateway_of,
+    ok,
+    principal,
+    read_body,
+    request_timing,
+)
 from gateway.api.queries import org_param, read_query
 from gateway.api.schemas import conversation_service as answers
 from gateway.errors import Forbidden, NotFound
@@ -29,7 +37,7 @@ if TYPE_CHECKING:
 class CreateConversation(Body):
     title: str = Field(min_length=1, max_length=500)
     is_archived: bool = False
-    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    workspace_id: WorkspaceId | None = Field(default=None, min_length=1, max_length=200)
 
 
 class CreateSession(Body):

@@ -334,6 +334,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ADMIN,
         {200: Reply("the repository", admin_answers.RepositoryEnvelope)},
         errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
     ),
     ("PUT", "/admin/repositories/{repo_id}"): Operation(
         "Create or update a repository",
@@ -344,12 +345,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=(*ADMIN_ERRORS, 409, 413),
         body=admin.PutRepository,
+        query=queries.AdminOrgQuery,
     ),
     ("DELETE", "/admin/repositories/{repo_id}"): Operation(
         "Delete a repository",
         ADMIN,
         {200: Reply("deleted", admin_answers.RepositoryDeleted)},
         errors=(*ADMIN_ERRORS, 409),
+        query=queries.AdminOrgQuery,
     ),
     ("GET", "/admin/events"): Operation(
         "The org's audit trail, newest first",

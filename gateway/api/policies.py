@@ -16,15 +16,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.access import ids
 from gateway.access.principal import Principal
 from gateway.api.admin import admin_principal, required_org
-from gateway.api.inputs import gateway_of, ok, principal, read_json
+from gateway.api.inputs import check_id, gateway_of, ok, principal, read_json
 from gateway.api.queries import ViolationsQuery, read_query
 from gateway.api.schemas import admin as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.governance import Governance
+from gateway.governance.webhooks import MAX_WEBHOOKS, WebhookPolicy, WebhookRefused
 from gateway.policy import PolicySpec, error_lines
 
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+SCOPE_IDS: tuple[tuple[str, ids.Kind], ...] = (
+    ("org_id", "org"),
+    ("workspace_id", "workspace"),
+    ("repo_id", "repository"),
+)
 
 
 def policy_of(spec: PolicySpec, source: str) -> answers.Policy:
@@ -51,6 +59,34 @@ def _policy_id(request: Request) -> str:
     return pid
 
 
+def policy_id_for(caller: Principal, gov: Governance, name: str) -> str:
+    """The id a name stands for. Policy ids are per org: an org admin's name is a policy
+    they can read by that id (their org's, or a global one), else their org's own
+    `<org>:<name>`; another org's policies never change the answer (once a taken id
+    answered 409 where a free one answered 201). The platform admin names ids as they are."""
+    if caller.is_admin or caller.org_id is None:
+        return name
+    if any(spec.id == name and _reads(caller, spec) for spec, _ in gov.all_specs()):
+        return name
+    prefix = f"{caller.org_id}:"
+    return name if name.startswith(prefix) else prefix + name
+
+
+def check_webhooks(allowed: WebhookPolicy, urls: tuple[str, ...]) -> None:
+    """Alert webhooks only to the hosts the operator allows, never to a literal loopback,
+    private, link-local or otherwise non-public address (checked again at each delivery,
+    after DNS, by gateway/governance/webhooks.py)."""
+    if len(urls) > MAX_WEBHOOKS:
+        raise ValidationFailed(
+            f"webhooks: at most {MAX_WEBHOOKS} per policy", code="webhook_not_allowed"
+        )
+    for i, url in enumerate(urls):
+        try:
+            allowed.check(url)
+        except WebhookRefused as exc:
+            raise ValidationFailed(f"webhooks.{i}: {exc}", code="webhook_not_allowed") from None
+
+
 async def list_policies(request: Request) -> Response:
     caller = await admin_principal(request)
     gov = gateway_of(request).governance
@@ -60,8 +96,9 @@ async def list_policies(request: Request) -> Response:
 
 async def get_policy(request: Request) -> Response:
     caller = await admin_principal(request)
-    pid = _policy_id(request)
-    for spec, source in gateway_of(request).governance.all_specs():
+    gov = gateway_of(request).governance
+    pid = policy_id_for(caller, gov, _policy_id(request))
+    for spec, source in gov.all_specs():
         if spec.id == pid and _reads(caller, spec):
             return answer(answers.PolicyEnvelope(policy=policy_of(spec, source)))
     raise NotFound(f"no policy {pid!r}", code="policy_not_found")
@@ -71,9 +108,13 @@ async def put_policy(request: Request) -> Response:
     """Create or replace. An org admin's policy is scoped to their org whatever the body
     says; a policy of the config file may be overridden (e.g. enabled = false)."""
     caller = await admin_principal(request)
-    pid = _policy_id(request)
+    gov = gateway_of(request).governance
+    pid = policy_id_for(caller, gov, _policy_id(request))
     body = await read_json(request)
     body["id"] = pid
+    for field, kind in SCOPE_IDS:
+        if body.get(field) is not None:
+            check_id(field, kind, body[field])
     if not caller.is_admin:
         if body.get("org_id") not in (None, caller.org_id):
             raise Forbidden("an org admin manages policies of their own org only")
@@ -82,7 +123,7 @@ async def put_policy(request: Request) -> Response:
         spec = PolicySpec.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed(error_lines(exc)[0], param=exc.errors()[0]["loc"] or None) from None
-    gov = gateway_of(request).governance
+    check_webhooks(gov.webhooks, spec.webhooks)
     existing = next((s for s, _ in gov.all_specs() if s.id == pid), None)
     if existing is not None and not _manages(caller, existing):
         if _reads(caller, existing):
@@ -95,8 +136,8 @@ async def put_policy(request: Request) -> Response:
 
 async def delete_policy(request: Request) -> Response:
     caller = await admin_principal(request)
-    pid = _policy_id(request)
     gov = gateway_of(request).governance
+    pid = policy_id_for(caller, gov, _policy_id(request))
     found = next(((s, src) for s, src in gov.all_specs() if s.id == pid), None)
     if found is None or not _reads(caller, found[0]):
         raise NotFound(f"no policy {pid!r}", code="policy_not_found")

@@ -25,7 +25,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from starlette.requests import Request
 
 from gateway.access.principal import Principal
-from gateway.api.inputs import refused
+from gateway.api.inputs import OrgId, PolicyId, RepositoryId, UserId, WorkspaceId, id_code, refused
 from gateway.errors import BadRequest, ValidationFailed
 
 MAX_OFFSET = 10_000_000  # a page further than this is a scan, not a read
@@ -64,7 +64,7 @@ def _refusal(model: type[Query], err: ErrorDetails) -> BadRequest:
         problem = f"must be between {lo} and {hi}"
     else:  # the types below word their own refusals
         problem = err["msg"]
-    return refused((name,), problem)
+    return refused((name,), problem, code=id_code(err["type"]))
 
 
 def _bounds(model: type[Query], name: str) -> tuple[Any, Any]:
@@ -140,7 +140,7 @@ def org_param(request: Request, caller: Principal) -> str:
 
 
 class OrgQuery(Query):
-    org_id: str = Field(min_length=1, description="the caller's org")
+    org_id: OrgId = Field(min_length=1, description="the caller's org")
 
 
 class ConversationListQuery(OrgQuery):
@@ -172,7 +172,7 @@ class ResumeQuery(Query):
 
 
 class AttachQuery(ResumeQuery):
-    org_id: str | None = Field(None, description="the caller's org (with a bearer token)")
+    org_id: OrgId | None = Field(None, description="the caller's org (with a bearer token)")
     message_id: str = Field(min_length=1)
 
 
@@ -194,13 +194,13 @@ ORG_ID = "the org (required for the platform admin)"
 
 
 class RepoConversationsQuery(DateRange):
-    org_id: str | None = Field(None, description=ORG_ID)
-    orgId: str | None = Field(None, description="the same as org_id")
+    org_id: OrgId | None = Field(None, description=ORG_ID)
+    orgId: OrgId | None = Field(None, description="the same as org_id")
     take: Integer = Field(50, ge=1, le=100)
     skip: Integer = Field(0, ge=0, le=MAX_OFFSET)
-    userId: str | None = None
-    workspaceId: str | None = None
-    repoId: str | None = None
+    userId: UserId | None = None
+    workspaceId: WorkspaceId | None = None
+    repoId: RepositoryId | None = None
 
 
 class RepoMessagesQuery(Query):
@@ -209,19 +209,19 @@ class RepoMessagesQuery(Query):
 
 
 class AdminOrgQuery(Query):
-    org_id: str | None = Field(None, description=ORG_ID)
+    org_id: OrgId | None = Field(None, description=ORG_ID)
 
 
 class EventsQuery(DateRange):
-    org_id: str | None = Field(None, description=ORG_ID)
+    org_id: OrgId | None = Field(None, description=ORG_ID)
     take: Integer = Field(50, ge=1, le=1000)
     before: EventId = Field(None, description="an event id: the next (older) page")
 
 
 class ViolationsQuery(DateRange):
-    org_id: str | None = Field(None, description=ORG_ID)
+    org_id: OrgId | None = Field(None, description=ORG_ID)
     take: Integer = Field(50, ge=1, le=100)
     skip: Integer = Field(0, ge=0, le=100_000)  # the page is filtered in memory
-    policyId: str | None = None
-    userId: str | None = None
+    policyId: PolicyId | None = None
+    userId: UserId | None = None
     conversationId: str | None = None

@@ -19,8 +19,17 @@ from gateway.access import audit
 from gateway.access.principal import Principal
 from gateway.access.visibility import ConversationFilter
 from gateway.api import queries
+from gateway.api.admin import repository_of
 from gateway.api.conversation_service import creator_of, turn_stream
-from gateway.api.inputs import Body, gateway_of, ok, principal, read_body, request_timing
+from gateway.api.inputs import (
+    Body,
+    RepositoryId,
+    gateway_of,
+    ok,
+    principal,
+    read_body,
+    request_timing,
+)
 from gateway.api.queries import read_query
 from gateway.api.schemas import repository as answers
 from gateway.api.schemas.common import FinishReason, PolicyEvent
@@ -37,7 +46,7 @@ _ERROR_STATUS = {"provider_error": 502, "policy_blocked": 400}
 
 
 class CreateConversation(Body):
-    repoId: str = Field(min_length=1, max_length=200)
+    repoId: RepositoryId = Field(min_length=1, max_length=200)
 
 
 class SendPrompt(Body):
@@ -68,7 +77,10 @@ async def create(request: Request) -> Response:
     caller = await principal(request)
     body = await read_body(request, CreateConversation)
     gw = gateway_of(request)
-    repo = await gw.repositories.get(body.repoId)
+    # the platform admin, naming no org, gets the one repository of that id (ids are per
+    # org; ?org_id= picks one where several orgs have it)
+    org = caller.org_id or read_query(request, queries.AdminOrgQuery).org_id
+    repo = await repository_of(request, caller, body.repoId, org)
     if repo is None or not caller.in_org(repo.org_id):
         raise NotFound(f"repository {body.repoId!r} not found", code="repository_not_found")
     if repo.workspace_id is None:
@@ -140,7 +152,7 @@ async def prompt(request: Request) -> Response:
             **request_timing(request),
         )
     )
-    own_key = gw.repositories.provider_for(conv.repo_id, turn.model.id)
+    own_key = gw.repositories.provider_for(conv.org_id, conv.repo_id, turn.model.id)
     if own_key is not None:
         turn.provider = own_key
     streaming = body.stream or "text/event-stream" in request.headers.get("accept", "").lower()

@@ -36,10 +36,40 @@ log = logging.getLogger("gateway.sse")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# Line breaks that JSON leaves raw but some readers split lines on (JavaScript before ES2019,
+# Python's str.splitlines, old EventSource polyfills): escaped in every frame we write
+_ESCAPED = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+_RAW = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
+
+
+def escape_line_breaks(text: str) -> str:
+    """JSON text with the three line breaks escaped. ASCII text cannot hold them, and
+    str.isascii() is O(1) in CPython: no second pass over an ASCII token; a non-ASCII one is
+    searched by `in` (C's fast search) and translated only when one is there
+    (bench/hotpath.py measures both)."""
+    if text.isascii() or not ("\u2028" in text or "\u2029" in text or "\x85" in text):
+        return text
+    return text.translate(_ESCAPED)
+
+
+def escape_line_break_bytes(raw: bytes) -> bytes:
+    """The same for JSON already encoded as UTF-8 (pydantic's serializer keeps non-ASCII
+    text raw); for the frames other than content, a few per stream."""
+    for sep, escaped in _RAW:
+        if sep in raw:
+            raw = raw.replace(sep, escaped)
+    return raw
+
+
+def json_string(text: str) -> bytes:
+    """`text` as a JSON string literal for one `data:` line."""
+    return escape_line_breaks(encode_basestring(text)).encode()
+
+
 def frame(event: str, data: BaseModel) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (
         event.encode(),
-        data.__pydantic_serializer__.to_json(data),
+        escape_line_break_bytes(data.__pydantic_serializer__.to_json(data)),
     )
 
 
@@ -97,11 +127,7 @@ class ContentFrames:
 
     def __call__(self, text: str) -> bytes:
         self.seq += 1
-        return b'%s%d\ndata: {"delta":%s}\n\n' % (
-            self.prefix,
-            self.seq,
-            encode_basestring(text).encode(),
-        )
+        return b'%s%d\ndata: {"delta":%s}\n\n' % (self.prefix, self.seq, json_string(text))
 
 
 async def encode(
@@ -111,19 +137,33 @@ async def encode(
     start_extra: Callable[[Start], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     content: ContentFrames | None = None
-    async for ev in events:
-        if type(ev) is Delta:
-            yield content(ev.text)  # type: ignore[misc]
-        elif type(ev) is Start:
-            content = ContentFrames(ev.message_id, start_seq)
-            yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
-        elif type(ev) is ErrorEvent:
-            yield frame("error", StreamError(code=ev.code, message=ev.message))
-        elif type(ev) is End:
-            yield frame("end", end_data(ev))
-        elif type(ev) is ToolCallDelta and not ev.choice:
-            yield content.tool_call(ev)  # type: ignore[union-attr]
-        # reasoning, refusals and log probabilities are the compatible APIs' alone
+    started: Start | None = None
+    closed = errored = False
+    try:
+        async for ev in events:
+            if type(ev) is Delta:
+                yield content(ev.text)  # type: ignore[misc]
+            elif type(ev) is Start:
+                started, content = ev, ContentFrames(ev.message_id, start_seq)
+                yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))
+            elif type(ev) is ErrorEvent:
+                errored = True
+                yield frame("error", StreamError(code=ev.code, message=ev.message))
+            elif type(ev) is End:
+                closed = True
+                yield frame("end", end_data(ev))
+            elif type(ev) is ToolCallDelta and not ev.choice:
+                yield content.tool_call(ev)  # type: ignore[union-attr]
+            # reasoning, refusals and log probabilities are the compatible APIs' alone
+    except Exception:
+        if started is None or closed:
+            raise
+        # a bug of ours past the turn's own end: the stream still ends by the contract, and
+        # says the answer may not be stored
+        log.exception("stream of message %s failed", started.message_id)
+        if not errored:
+            yield frame("error", StreamError(code="internal_error", message="the stream failed"))
+        yield frame("end", end_data(End(started.message_id, "error", 0, 0, stored=False)))
 
 
 PING = b": ping\n\n"
@@ -155,8 +195,10 @@ class EventStream(Response):
         ping_interval: float,
         send_timeout: float,
         headers: dict[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.body_iterator = body
+        self.on_close = on_close
         self.status_code = 200
         self.background = None
         self.ping_interval = ping_interval
@@ -164,6 +206,13 @@ class EventStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._respond(scope, receive, send)
+        finally:
+            if self.on_close is not None:  # whatever happened, the body's resources go
+                self.on_close()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         if scope["method"] == "HEAD":  # headers only; never start an endless body
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -356,7 +405,11 @@ async def _listen(receive: Receive, task: asyncio.Task[Any], state: _StreamState
 
 
 def sse_response(
-    body: AsyncIterator[bytes], *, settings: Settings, headers: dict[str, str] | None = None
+    body: AsyncIterator[bytes],
+    *,
+    settings: Settings,
+    headers: dict[str, str] | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> EventStream:
     """A vanished client cancels the body, whose `finally` (chat.run) stores the partial
     answer. A stalled reader is dropped after send_timeout (uvicorn's write buffer is
@@ -366,4 +419,5 @@ def sse_response(
         ping_interval=settings.ping_interval,
         send_timeout=settings.send_timeout,
         headers={**SSE_HEADERS, "Connection": "keep-alive", **(headers or {})},
+        on_close=on_close,
     )

@@ -16,7 +16,7 @@ from gateway.api.queries import AttachQuery, ResumeQuery, org_param, read_query
 from gateway.api.schemas.stream import StopAccepted
 from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized
 from gateway.storage.records import Conversation
-from gateway.turn.resume_log import is_ended, last_seq, replay
+from gateway.turn.resume_log import is_ended, last_seq
 
 
 class StopBody(Body):
@@ -30,9 +30,11 @@ async def _conversation_of(
     conversation_id: str | None = None,
     token: str | None = None,
     stop: bool = False,
-) -> tuple[str, Conversation | None]:
-    """The message's conversation id and the conversation, checked against the caller
-    (None when a valid resume_token for this message stands in for a bearer token)."""
+) -> tuple[str, Conversation, str]:
+    """The message's conversation id, the conversation, and whose follower the caller is
+    ("<org>/<user>"), checked against the caller, or against a resume_token for this
+    message that stands in for a bearer token (valid only while the conversation is not
+    deleted; its holder counts as the conversation's creator)."""
     gw = gateway_of(request)
     if token and not stop and "authorization" not in request.headers:
         if not check_resume_token(gw.resume_secret, token, message_id):
@@ -40,7 +42,10 @@ async def _conversation_of(
         cid = await gw.store.turns.message_conversation_id(message_id)
         if cid is None or (conversation_id and cid != conversation_id):
             raise NotFound("no stream for this message", code="stream_not_found")
-        return cid, None
+        found = await gw.store.conversations.get(cid)
+        if found is None or found.deleted_at is not None:
+            raise NotFound("no stream for this message", code="stream_not_found")
+        return cid, found, f"{found.org_id}/{found.created_by}"
     caller = await principal(request)
     if "org_id" in request.query_params or conversation_id is None:
         org_id = org_param(request, caller)
@@ -54,32 +59,39 @@ async def _conversation_of(
         raise NotFound("no stream for this message", code="stream_not_found")
     if stop and not caller.can_prompt(conv):
         raise Forbidden("only the conversation's creator may stop its answers")
-    return cid, conv
+    return cid, conv, f"{caller.org_id or ''}/{caller.user_id}"
 
 
 async def _attach(
     request: Request, q: ResumeQuery, message_id: str, conversation_id: str | None = None
 ) -> Response:
+    """A follower of the message: its place (429 beyond the caps), the log's reader of this
+    worker (404 for no log), then the replay from Last-Event-ID on."""
     gw = gateway_of(request)
-    cid, _ = await _conversation_of(
+    cid, _, who = await _conversation_of(
         request, message_id, conversation_id=conversation_id, token=q.resume_token
     )
     after = last_seq(request.headers.get("last-event-id") or q.last_event_id, message_id)
-    entries = await gw.store.resume_logs.read(cid, message_id)
-    if not entries:
-        raise NotFound("the stream has expired or never existed", code="stream_not_found")
-    events = replay(gw.store, cid, message_id, after, entries)
-    body = sse.encode(
-        events,
-        start_seq=after,
-        start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)},
-    )
-    return sse.sse_response(body, settings=gw.settings)
+    ticket = gw.chat.followers.admit(cid, message_id, who)
+    try:
+        if not await ticket.open():
+            raise NotFound("the stream has expired or never existed", code="stream_not_found")
+        body = sse.encode(
+            ticket.events(after),
+            start_seq=after,
+            start_extra=lambda ev: {"resume_token": resume_token(gw.resume_secret, ev.message_id)},
+        )
+        return sse.sse_response(body, settings=gw.settings, on_close=ticket.release)
+    except BaseException:
+        ticket.release()
+        raise
 
 
 async def _stop(request: Request, message_id: str, conversation_id: str | None = None) -> Response:
     gw = gateway_of(request)
-    cid, _ = await _conversation_of(request, message_id, conversation_id=conversation_id, stop=True)
+    cid, _, _ = await _conversation_of(
+        request, message_id, conversation_id=conversation_id, stop=True
+    )
     if is_ended(await gw.store.resume_logs.last(cid, message_id)):
         raise Conflict("this message is not being generated", code="not_running")
     await gw.live.request_stop(message_id)

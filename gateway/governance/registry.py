@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.governance.alerts import Alerts
+from gateway.governance.webhooks import WebhookPolicy
 from gateway.observability import Metrics
 from gateway.policy import ActivePolicies, PolicySet, PolicySpec, Violation, default_policies
 from gateway.settings import Settings
@@ -62,7 +63,10 @@ class Governance:
         self.version: str | None = None
         self._api_ids: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self.alerts = Alerts(store.pubsub)
+        self.webhooks = WebhookPolicy(
+            settings.webhook_allowed_hosts, settings.webhook_allowed_networks
+        )
+        self.alerts = Alerts(store.pubsub, self.webhooks)
 
     # -- sources and reloads -----------------------------------------------------------
 

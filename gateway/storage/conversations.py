@@ -49,17 +49,17 @@ class Index:
         user, workspace, repo = self.user, self.workspace, self.repo
         if repo is not None and workspace is not None:
             if user:
-                return keys.org_index(org, "ws_repo_u", f"{workspace}:{repo}:{user}")
-            return keys.org_index(org, "ws_repo", f"{workspace}:{repo}")
+                return keys.org_index(org, "ws_repo_u", workspace, repo, user)
+            return keys.org_index(org, "ws_repo", workspace, repo)
         if repo is not None:
             return (
-                keys.org_index(org, "repo_u", f"{repo}:{user}")
+                keys.org_index(org, "repo_u", repo, user)
                 if user
                 else keys.org_index(org, "repo", repo)
             )
         if workspace is not None:
             if user:
-                return keys.org_index(org, "ws_u", f"{workspace}:{user}")
+                return keys.org_index(org, "ws_u", workspace, user)
             return keys.org_index(org, "ws", workspace)
         if user is not None:
             return keys.org_index(org, "u", user)

@@ -5,107 +5,134 @@ the tag {o:<org>}, so a Redis Cluster needs no data migration and no atomic oper
 two slots. Keys without a tag (gw:sess:, gw:msg:, gw:key:, gw:worker:, gw:stop:, ...) are
 only ever used by single-key commands. Tests read Redis through these functions, never
 through names of their own.
+
+Every id that goes into a name goes through part(): `%`, `:`, `{` and `}` are
+percent-escaped, so no id can run into the next component (workspace `ws-1:secret` with user
+`bob` and workspace `ws-1` with user `secret:bob` once shared an index) or move a key to
+another hash tag (an org id with `}`). Ids of the documented alphabet (gateway/access/ids.py)
+hold none of the four and are kept as they are: their keys are the ones they always had.
 """
 
 from __future__ import annotations
 
 P = "gw:"
+_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+
+
+def part(value: str) -> str:
+    """One id as a component of a key name (reversible: `%` is escaped too)."""
+    if "%" in value or ":" in value or "{" in value or "}" in value:
+        return value.translate(_ESCAPES)
+    return value
 
 
 # -- one conversation: {c:<id>} -------------------------------------------------------------
 
 
 def conversation(cid: str) -> str:
-    return f"{P}{{c:{cid}}}"
+    return f"{P}{{c:{part(cid)}}}"
 
 
 def sessions(cid: str) -> str:
-    return f"{P}{{c:{cid}}}:s"
+    return f"{P}{{c:{part(cid)}}}:s"
 
 
 def messages(cid: str) -> str:
-    return f"{P}{{c:{cid}}}:m"
+    return f"{P}{{c:{part(cid)}}}:m"
 
 
 def turn_lock(cid: str) -> str:
-    return f"{P}{{c:{cid}}}:lock"
+    return f"{P}{{c:{part(cid)}}}:lock"
 
 
 def resume_log(cid: str, message_id: str) -> str:
-    return f"{P}{{c:{cid}}}:r:{message_id}"
+    return f"{P}{{c:{part(cid)}}}:r:{part(message_id)}"
 
 
 # -- lookups by id (single-key commands only) -------------------------------------------------
 
 
 def session_lookup(sid: str) -> str:
-    return f"{P}sess:{sid}"
+    return f"{P}sess:{part(sid)}"
 
 
 def message_lookup(message_id: str) -> str:
-    return f"{P}msg:{message_id}"
+    return f"{P}msg:{part(message_id)}"
 
 
 def api_key(digest: str) -> str:
-    return f"{P}key:{digest}"
+    return f"{P}key:{part(digest)}"
 
 
 def worker(worker_id: str) -> str:
-    return f"{P}worker:{worker_id}"
+    return f"{P}worker:{part(worker_id)}"
 
 
 def stop_request(message_id: str) -> str:
     """A stop request that outlives a missed pub/sub message (see PubSub.request_stop)."""
-    return f"{P}stop:{message_id}"
+    return f"{P}stop:{part(message_id)}"
 
 
 def shared_secret(name: str) -> str:
-    return f"{P}secret:{name}"
+    return f"{P}secret:{part(name)}"
 
 
 # -- one org: {o:<org>} -----------------------------------------------------------------------
 
 
-def org_index(org: str, dimension: str = "", value: str = "") -> str:
-    suffix = f":{dimension}:{value}" if dimension else ""
-    return f"{P}{{o:{org}}}:convs{suffix}"
+def _org(org: str) -> str:
+    return f"{P}{{o:{part(org)}}}"
+
+
+def org_index(org: str, dimension: str = "", *values: str) -> str:
+    """The org's conversations, or those of one `dimension` ("u", "ws", "repo_u", ...)
+    and its ids (user, workspace, repository), each escaped on its own."""
+    if not dimension:
+        return f"{_org(org)}:convs"
+    return f"{_org(org)}:convs:{dimension}:{':'.join([part(v) for v in values])}"
 
 
 def org_usage(org: str) -> str:
-    return f"{P}{{o:{org}}}:usage"
+    return f"{_org(org)}:usage"
 
 
 def counted_once(org: str, message_id: str) -> str:
     """The marker that a message's usage was counted (a retried write counts it once)."""
-    return f"{P}{{o:{org}}}:counted:{message_id}"
+    return f"{_org(org)}:counted:{part(message_id)}"
 
 
 def violations(org: str) -> str:
-    return f"{P}{{o:{org}}}:violations"
+    return f"{_org(org)}:violations"
 
 
 def violation_counts(org: str) -> str:
-    return f"{P}{{o:{org}}}:violation_counts"
+    return f"{_org(org)}:violation_counts"
 
 
 def events(org: str) -> str:
-    return f"{P}{{o:{org}}}:events"
+    return f"{_org(org)}:events"
 
 
 def rate_window(org: str, kind: str, window_id: str, scope: str, user_id: str) -> str:
     """A rate-limit window: kind "requests" or "tokens", scope "org" or "user",
     window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
-    who = "o" if scope == "org" else f"u:{user_id}"
-    return f"{P}{{o:{org}}}:rl:{'req' if kind == 'requests' else 'tok'}:{window_id}:{who}"
+    who = "o" if scope == "org" else f"u:{part(user_id)}"
+    return f"{_org(org)}:rl:{'req' if kind == 'requests' else 'tok'}:{window_id}:{who}"
 
 
 # -- the platform ---------------------------------------------------------------------------
 
 POLICIES = f"{P}{{policies}}"
 POLICIES_VERSION = f"{P}{{policies}}:version"
-REPOSITORIES = f"{P}repos"
+REPOSITORIES = f"{P}repos"  # fields: repository_field(org, id)
 API_KEYS = f"{P}keys"  # key id -> the key's record (with its digest)
 ADMIN_TOKEN = f"{P}admin_token_sha256"
+
+
+def repository_field(org: str, rid: str) -> str:
+    """An admin-managed repository's field in REPOSITORIES: ids are per org."""
+    return f"{part(org)}/{part(rid)}"
+
 
 # pub/sub channels
 KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"
@@ -120,8 +147,8 @@ CONVERSATION_KEYS = f"{P}{{c:*"  # every key of every conversation
 
 
 def org_index_pattern(org: str = "*") -> str:
-    return f"{P}{{o:{org}}}:convs*"
+    return f"{_org(org)}:convs*"
 
 
 def rate_window_pattern(org: str = "*") -> str:
-    return f"{P}{{o:{org}}}:rl:*"
+    return f"{_org(org)}:rl:*"

@@ -16,11 +16,19 @@ log = logging.getLogger("gateway.storage")
 
 STOP_REQUEST_TTL = 600  # seconds a stop request waits for a worker that missed the message
 RESUBSCRIBE_DELAY = 1.0  # seconds before subscribing again after Redis went away
+# an idle subscription is asked to prove it is alive (PING) after this many seconds of
+# silence, and counts as lost when the same time passes again without a word: a connection
+# cut without a reset (a partition, a vanished host) would otherwise look alive forever,
+# and the key cache trust a revoked key for its whole TTL
+LIVENESS = 2.0
 
 
 class PubSub:
-    def __init__(self, redis: Redis | RedisCluster) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, *, control: Redis | RedisCluster | None = None
+    ) -> None:
         self.redis = redis
+        self.control = control or redis  # heartbeats: on connections no request waits for
         self.cluster = isinstance(redis, RedisCluster)
         self._turn = secrets.randbelow(1 << 16)  # workers spread their subscriptions
 
@@ -31,7 +39,8 @@ class PubSub:
         self, channel: str, on_ready: Callable[[], Awaitable[None]] | None = None
     ) -> AsyncIterator[str]:
         """Messages of `channel` until the connection fails (the caller subscribes again).
-        `on_ready` runs once subscribed: the moment to catch up on what was missed.
+        `on_ready` runs once Redis has confirmed the subscription (from then on nothing
+        published is missed): the moment to catch up on what was missed before.
         On a cluster PUBLISH reaches every node, so any node will do: each new
         subscription takes the next one, and a dead node is left behind by the retry."""
         if isinstance(self.redis, RedisCluster):
@@ -39,9 +48,9 @@ class PubSub:
             nodes = sorted(self.redis.get_nodes(), key=lambda n: n.name)
             node = nodes[self._turn % len(nodes)]
             self._turn += 1
-            pubsub: Any = self.redis.pubsub(node=node, ignore_subscribe_messages=True)
+            pubsub: Any = self.redis.pubsub(node=node)
         else:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub()
         try:
             await pubsub.subscribe(channel)
             task = asyncio.current_task()
@@ -49,11 +58,11 @@ class PubSub:
                 # redis-py 8.1's subscribe() swallows a cancellation that arrives while it
                 # connects; without this, a listener cancelled at start-up listens forever
                 raise asyncio.CancelledError
+            await _confirmed(pubsub)
             if on_ready is not None:
                 await on_ready()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    yield message["data"]
+            async for data in _messages(pubsub):
+                yield data
         finally:
             await pubsub.aclose()
 
@@ -90,10 +99,10 @@ class PubSub:
     # -- workers -------------------------------------------------------------------------
 
     async def heartbeat(self, worker_id: str, ttl_ms: int) -> None:
-        await self.redis.set(keys.worker(worker_id), "1", px=ttl_ms)
+        await self.control.set(keys.worker(worker_id), "1", px=ttl_ms)
 
     async def worker_alive(self, worker_id: str) -> bool:
-        return bool(await self.redis.exists(keys.worker(worker_id)))
+        return bool(await self.control.exists(keys.worker(worker_id)))
 
     async def request_stop(self, message_id: str) -> None:
         """A stop for a turn another worker runs: a key it finds even if it missed the
@@ -109,3 +118,40 @@ class PubSub:
             pipe.exists(keys.stop_request(mid))
         found = await pipe.execute()
         return [mid for mid, hit in zip(message_ids, found, strict=True) if hit]
+
+
+class SubscriptionSilent(ConnectionError):
+    """The subscription's connection stopped answering (no reply to our PING)."""
+
+
+async def _confirmed(pubsub: Any) -> None:
+    """Wait for Redis to confirm the subscription: subscribe() only sends the command."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * LIVENESS
+    while loop.time() < deadline:
+        message = await pubsub.get_message(timeout=LIVENESS)
+        if message is not None and message.get("type") == "subscribe":
+            return
+    raise SubscriptionSilent(f"no confirmation of SUBSCRIBE within {2 * LIVENESS:g} s")
+
+
+async def _messages(pubsub: Any) -> AsyncIterator[str]:
+    """The data of each message, until the connection fails or falls silent: after LIVENESS
+    without a word we PING, and LIVENESS after that PING without a word it counts as lost.
+    (get_message also answers None for what redis-py keeps to itself, its own health
+    check's reply, so silence is measured in time.)"""
+    loop = asyncio.get_running_loop()
+    pinged_at: float | None = None
+    while True:
+        message = await pubsub.get_message(timeout=LIVENESS)
+        if message is not None:
+            pinged_at = None  # any word (a message, our PONG) proves the connection
+            if message.get("type") == "message":
+                yield message["data"]
+            continue
+        now = loop.time()
+        if pinged_at is None:
+            await pubsub.ping()
+            pinged_at = now
+        elif now - pinged_at >= LIVENESS:
+            raise SubscriptionSilent(f"no answer to PING within {LIVENESS:g} s")

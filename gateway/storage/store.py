@@ -1,4 +1,10 @@
-"""The gateway's one Redis client per worker, and the aggregates that speak through it."""
+"""The gateway's Redis clients per worker, and the aggregates that speak through them.
+
+Requests share one client (its pool). Two more keep what must not wait behind a burst of
+requests, nor make them wait, on connections of their own: `readers`, the resume followers'
+blocking reads (one per followed message, gateway/turn/followers.py), and `control`, the
+worker's heartbeat and the checks of other workers' heartbeats (a worker is declared gone
+only when its heartbeat is absent, never because our own pool was busy)."""
 
 from __future__ import annotations
 
@@ -14,18 +20,31 @@ from gateway.storage.resume_log import ResumeLogs
 from gateway.storage.turns import Turns
 from gateway.storage.usage import Usage
 
+READER_CONNECTIONS = 256  # followed messages read at once per worker; more wait their turn
+CONTROL_CONNECTIONS = 4
+
 
 class Store:
     """Only gateway/storage/ speaks Redis; everything else asks one of these."""
 
-    def __init__(self, redis: client.AnyRedis, *, durability: Durability | None = None) -> None:
+    def __init__(
+        self,
+        redis: client.AnyRedis,
+        *,
+        durability: Durability | None = None,
+        readers: client.AnyRedis | None = None,
+        control: client.AnyRedis | None = None,
+    ) -> None:
         self.redis = redis
+        self.readers = readers or redis
+        self.control = control or redis
         self.replication = Replication(redis, durability or Durability())
         self.conversations = Conversations(redis)
         self.usage = Usage(redis)
         self.turns = Turns(redis, self.replication, self.usage)
         self.resume_logs = ResumeLogs(redis)
-        self.pubsub = PubSub(redis)
+        self.resume_readers = ResumeLogs(self.readers)
+        self.pubsub = PubSub(redis, control=self.control)
         self.credentials = Credentials(redis)
         self.policies = Policies(redis)
         self.repositories = Repositories(redis)
@@ -36,11 +55,20 @@ class Store:
     def connect(
         cls, url: str, *, cluster: bool = False, durability: Durability | None = None
     ) -> Store:
-        return cls(client.connect(url, cluster=cluster), durability=durability)
+        return cls(
+            client.connect(url, cluster=cluster),
+            durability=durability,
+            readers=client.connect(url, cluster=cluster, max_connections=READER_CONNECTIONS),
+            control=client.connect(url, cluster=cluster, max_connections=CONTROL_CONNECTIONS),
+        )
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     async def aclose(self) -> None:
         await self.replication.aclose()
+        for extra in {
+            id(c): c for c in (self.readers, self.control) if c is not self.redis
+        }.values():
+            await client.close(extra)
         await client.close(self.redis)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis, RedisCluster
 from gateway.storage import keys
 from gateway.storage.durability import Replication
 from gateway.storage.events import queue_violations
+from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, Totals, now_ms
 from gateway.storage.scripts import Script
 from gateway.storage.usage import Usage
@@ -147,6 +148,7 @@ class Turns:
         log_ttl_s: int,
         token_windows: Sequence[tuple[str, int]] = (),
         violations: Sequence[dict[str, Any]] = (),
+        reservation: Reservation | None = None,
     ) -> Totals:
         """The assistant's message, its counters, the resume log's last entries (`end_data`
         is the end entry's JSON, to which the script adds the totals) and the lock's release
@@ -174,13 +176,13 @@ class Turns:
         ]
         if self.cluster:
             counters = self.redis.pipeline(transaction=False)
-            self.usage.queue(counters, msg, org_id, key_id, token_windows)
+            self.usage.queue(counters, msg, org_id, key_id, token_windows, reservation)
             queue_violations(counters, org_id, violations)
             return await self._end_on_cluster(key, keys_, args, counters)
         wait = await self.replication.replicas_to_wait()
         pipe = self.redis.pipeline(transaction=False)
         self._end.queue(pipe, keys_, args)
-        self.usage.queue(pipe, msg, org_id, key_id, token_windows)
+        self.usage.queue(pipe, msg, org_id, key_id, token_windows, reservation)
         queue_violations(pipe, org_id, violations)
         self.replication.queue_wait(pipe, wait)
         results = await pipe.execute()

@@ -69,8 +69,11 @@ class DirectCalls:
         if model is None:
             raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
         org_id = principal.org_id or NO_ORG
-        headers = await self.limits.admit(org_id, principal.user_id)
-        return Admission(principal, model, self.providers[model.id], org_id, headers, new_id())
+        # no token reservation: an embedding's or a count's cost is its input, known up front
+        admitted = await self.limits.admit(org_id, principal.user_id)
+        return Admission(
+            principal, model, self.providers[model.id], org_id, admitted.headers, new_id()
+        )
 
     async def embed(self, admission: Admission, request: EmbeddingRequest) -> Embeddings:
         """The pre-stage policies see every text input (a block: 400, the provider never

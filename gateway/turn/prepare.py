@@ -5,25 +5,37 @@ takes the conversation's lock and stores the user's message."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import anyio
 from redis.exceptions import RedisError
 
 from gateway.access.principal import Principal
-from gateway.access.quotas import RateLimits
+from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
 from gateway.governance import Governance
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
+from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
 from gateway.storage.store import Store
 from gateway.turn import bounds, parts, resume_log
-from gateway.turn.context import HISTORY_LIMIT, build_context
+from gateway.turn.context import HISTORY_LIMIT, build_context, estimated_input_tokens
 from gateway.turn.live import Live
+from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 from gateway.turn.violations import violation_context
-from providers.base import ChatMessage, ChatRequest, Provider
+from providers.base import (
+    MESSAGE_OVERHEAD_TOKENS,
+    ChatMessage,
+    ChatRequest,
+    Provider,
+    estimate_tokens,
+)
+
+log = logging.getLogger("gateway.chat")
 
 NO_ORG = "_platform"  # where the usage of callers without an org (the admin) is counted
 
@@ -131,6 +143,22 @@ async def _keep_blocked(
     await store.events.record_violations(org_id, records)
 
 
+def reservation_for(ask: Prompt, ctx: _Context) -> int:
+    """The tokens a prompt reserves in its token budgets: its input as estimated from what
+    it sends (the stored history and the prompt, at most the context window; or the client's
+    messages) and its output bound (the request's or the model's, else OUTPUT_RESERVE)."""
+    model = ctx.model
+    if ask.text is not None:
+        sent = [m.content for m in ctx.history] + [ask.text]
+        estimate = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in sent)
+        if model.context_window is not None:
+            estimate = min(estimate, model.context_window)
+    else:
+        estimate = estimated_input_tokens(_direct_messages(ask))
+    bound = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+    return estimate + (bound or OUTPUT_RESERVE)
+
+
 class Preparation:
     def __init__(
         self,
@@ -140,7 +168,9 @@ class Preparation:
         governance: Governance,
         limits: RateLimits,
         live: Live,
+        salvage: Salvage,
     ) -> None:
+        self.salvage = salvage
         self.settings = settings
         self.store = store
         self.providers = providers
@@ -159,11 +189,33 @@ class Preparation:
             ctx = await self._stored_context(ask)
         else:
             ctx = await self._direct_context(ask)
-        conv, model, principal = ctx.conversation, ctx.model, ask.principal
+        conv, principal = ctx.conversation, ask.principal
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
-        rate_headers = await self.limits.admit(org_id, principal.user_id)
+        reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id) else 0
+        admitted = await self.limits.admit(org_id, principal.user_id, reserve=reserve)
+        try:
+            if conv is None and not admitted.headers:
+                # a direct turn that has not spoken to Redis yet: its usage must be
+                # recordable, so a Redis that is away is a 503 now, before the upstream
+                await self.store.ping()
+            return await self._admitted(ask, ctx, org_id, admitted)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._give_back(admitted.reservation)
+            raise
+
+    async def _give_back(self, reservation: Reservation | None) -> None:
+        """The reservation of a prompt that goes no further (blocked, busy, refused)."""
+        try:
+            await self.limits.release(reservation)
+        except RedisError as exc:  # it expires with its window
+            log.warning("token reservation not given back: %s", type(exc).__name__)
+
+    async def _admitted(self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted) -> Turn:
+        """The rest of the preparation, once the limits let the prompt through."""
+        conv, model, principal = ctx.conversation, ctx.model, ask.principal
         active = self.governance.active(
             org_id=org_id,
             workspace_id=conv.workspace_id if conv else None,
@@ -191,7 +243,8 @@ class Preparation:
             conversation=conv,
             session_id=session_id,
             on_disconnect=ask.on_disconnect,
-            rate_headers=rate_headers,
+            rate_headers=admitted.headers,
+            reservation=admitted.reservation,
             active=active,
             violations=pre,
             request_id=ask.request_id,
@@ -342,7 +395,16 @@ class Preparation:
         assert turn.conversation is not None and turn.user_message is not None
         cid = turn.conversation.id
         turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
-        start = resume_log.start_entry(turn.start_event(), self.live.worker_id)
+        held = turn.reservation
+        producer = resume_log.Producer(
+            worker=self.live.worker_id,
+            org_id=turn.org_id,
+            user_id=turn.principal.user_id,
+            key_id=turn.principal.key_id,
+            reserved_keys=held.keys if held else (),
+            reserved_tokens=held.tokens if held else 0,
+        )
+        start = resume_log.start_entry(turn.start_event(), producer)
         for attempt in (1, 2):
             try:
                 began = await self.store.turns.begin(
@@ -365,13 +427,14 @@ class Preparation:
             if began:
                 return
             holder = await self.store.turns.lock_holder(cid)
-            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL
+            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL,
+            # once the answer it left half-written is stored in its place
             if (
                 attempt == 1
                 and holder
                 and not await self.store.pubsub.worker_alive(holder.split(":")[0])
             ):
-                await self.store.turns.break_lock(cid, holder)
+                await self.salvage.dead_lock(cid, holder)
                 continue
             break
         raise Conflict(

@@ -71,10 +71,16 @@ class Recorder:
         records = violation_records(self.governance, turn)
         token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
         if turn.conversation is None:
-            await self.store.usage.record(
-                message, turn.org_id, turn.principal.key_id, token_windows=token_windows
+            count = functools.partial(
+                self.store.usage.record,
+                message,
+                turn.org_id,
+                turn.principal.key_id,
+                token_windows=token_windows,
+                violations=records,
+                reservation=turn.reservation,
             )
-            await self.store.events.record_violations(turn.org_id, records)
+            end.stored = await self._counted(count, message)
             return end
         write = functools.partial(
             self.store.turns.end,
@@ -88,6 +94,7 @@ class Recorder:
             log_ttl_s=self.settings.resume_ttl,
             token_windows=token_windows,
             violations=records,
+            reservation=turn.reservation,
         )
         end.totals = await self._durably(write, message)
         end.stored = end.totals is not None
@@ -106,6 +113,23 @@ class Recorder:
         if error is not None:
             entries.append(resume_log.error_entry(error))
         return entries
+
+    async def _counted(self, count: Callable[[], Awaitable[None]], message: Message) -> bool:
+        """A direct turn's usage and violations (one round trip, counted once however often it
+        is retried): retried like an answer's write while Redis is away, so the client that
+        got its answer loses nothing; False when the write was left to the background."""
+        deadline = time.monotonic() + self.settings.final_write_timeout
+        try:
+            await FINAL_WRITE.run(count, retry_on=(RedisError,), deadline=deadline)
+        except RedisError as exc:
+            log.error(
+                "STORAGE: usage of message %s not counted yet (%s); retrying in the background",
+                message.id,
+                type(exc).__name__,
+            )
+            self.live.retry_until_stored(count, message.id)
+            return False
+        return True
 
     async def _durably(
         self, write: Callable[[], Awaitable[Totals]], message: Message

@@ -1,11 +1,11 @@
 """The resume log: every answer of a stored conversation, as a Redis stream its clients can
 replay from any worker or replica (gateway/storage/resume_log.py runs the commands).
 
-This module owns the log's format, its writer and its reader. An entry has three fields:
+This module owns the log's format, its writer and its replay. An entry has three fields:
 `t` its kind, `s` a sequence number, `d` its data (JSON):
 
     t=start  s=0      d={message_id, conversation_id, chat_session_id, model,
-                         user_message_id, worker}
+                         user_message_id, worker, producer}
     t=c      s=<seq>  d=["text", {"tool_call": {index, id?, name?, arguments}}, ...]
                       the content deltas and tool-call pieces numbered seq, seq+1, ...
     t=error  s=0      d={code, message}
@@ -13,10 +13,15 @@ This module owns the log's format, its writer and its reader. An entry has three
                          usage_estimated[, policy], totals}
                       (the totals are added by the end-of-turn script)
 
+`producer` says who asked and what the turn holds (org, user, API key, its token
+reservation): what a worker that finds the producer gone needs to store the
+partial answer in its place (gateway/turn/salvage.py).
+
 The start entry is written with the user's message (one script), the end with the answer
 (another); deltas in between are batched: every FLUSH_INTERVAL, or at FLUSH_BYTES, never per
-token. If the producing worker dies, its heartbeat key expires and a reader ends the stream
-with `error` {producer_lost} + `end` {error} instead of hanging.
+token. Followers read the log through one reader per message and worker
+(gateway/turn/followers.py), which also tells a dead producer (its heartbeat is gone) from a
+slow one.
 """
 
 from __future__ import annotations
@@ -48,12 +53,11 @@ FLUSH_INTERVAL = 0.05  # seconds: deltas reach the resume log within this, never
 # ...or as soon as this much text is waiting (only a stream faster than 1 MB/s gets
 # there; below it a turn costs one XADD per 50 ms of streaming, whatever its token count)
 FLUSH_BYTES = 64 * 1024
-FOLLOW_BLOCK_MS = 1000
-PRODUCER_CHECK_AFTER = 3.0  # seconds without a new entry before asking whether the producer lives
 
 LogEntry = tuple[str, str, str]  # (t, s, d)
 # one numbered item of a `c` entry: a content delta's text, or a piece of a tool call
 LogItem = str | dict[str, Any]
+Entry = tuple[str, dict[str, str]]  # (stream id, fields) as read back
 
 
 def _json(value: Any) -> str:
@@ -63,9 +67,46 @@ def _json(value: Any) -> str:
 # -- the format --------------------------------------------------------------------------
 
 
-def start_entry(start: Start, worker: str) -> list[str]:
+@dataclass(slots=True, frozen=True)
+class Producer:
+    """Who a turn answers and what it holds, as its start entry records it."""
+
+    worker: str
+    org_id: str
+    user_id: str
+    key_id: str | None = None
+    reserved_keys: tuple[str, ...] = ()  # token windows holding the admission's reservation
+    reserved_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "org": self.org_id,
+            "user": self.user_id,
+            "key": self.key_id,
+            "rk": list(self.reserved_keys),
+            "rt": self.reserved_tokens,
+        }
+
+    @classmethod
+    def from_start(cls, data: dict[str, Any]) -> Producer | None:
+        """The producer of a start entry's data (None for a log written before it was kept)."""
+        p = data.get("producer")
+        if not isinstance(p, dict) or not data.get("worker"):
+            return None
+        return cls(
+            worker=str(data["worker"]),
+            org_id=str(p["org"]),
+            user_id=str(p["user"]),
+            key_id=p.get("key"),
+            reserved_keys=tuple(p.get("rk") or ()),
+            reserved_tokens=int(p.get("rt") or 0),
+        )
+
+
+def start_entry(start: Start, producer: Producer) -> list[str]:
     """The start entry's fields, flat, as the begin-of-turn script appends them."""
-    return ["t", "start", "s", "0", "d", json.dumps({**asdict(start), "worker": worker})]
+    data = {**asdict(start), "worker": producer.worker, "producer": producer.to_json()}
+    return ["t", "start", "s", "0", "d", json.dumps(data)]
 
 
 def deltas_entry(first_seq: int, items: list[LogItem]) -> LogEntry:
@@ -117,6 +158,7 @@ _END_DETAILS = (
 def _event(kind: str, data: dict[str, Any]) -> ChatEvent:
     if kind == "start":
         data.pop("worker", None)
+        data.pop("producer", None)
         return Start(**data)
     if kind == "error":
         return ErrorEvent(**data)
@@ -239,16 +281,11 @@ def last_seq(last_event_id: str | None, message_id: str) -> int:
     return int(seq)
 
 
-async def replay(
-    store: Store, cid: str, message_id: str, after: int, entries: list[tuple[str, dict[str, str]]]
-) -> AsyncIterator[ChatEvent]:
-    """Start, the content events with seq > after, then error/end when they come.
-    `entries` is the log as already read (the route reads it to answer 404 early)."""
-    last_id = "0-0"
-    worker: str | None = None
-    quiet_since = time.monotonic()
-    while True:
-        for last_id, fields in entries:  # noqa: B007  # the last id read is where to follow on
+async def replay(batches: AsyncIterator[list[Entry]], after: int) -> AsyncIterator[ChatEvent]:
+    """Start, the content events with seq > after, then error/end when they come, from the
+    log's entries in order (as one message's reader hands them out)."""
+    async for batch in batches:
+        for _, fields in batch:
             kind = fields["t"]
             if kind == "c":
                 seq = int(fields["s"])
@@ -258,24 +295,12 @@ async def replay(
                         after = seq
                     seq += 1
                 continue
-            data = json.loads(fields["d"])
-            if kind == "start":
-                worker = data.get("worker")
-            yield _event(kind, data)
+            yield _event(kind, json.loads(fields["d"]))
             if kind == "end":
                 return
-        if entries:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > PRODUCER_CHECK_AFTER:
-            if worker is None or not await store.pubsub.worker_alive(worker):
-                yield ErrorEvent("producer_lost", "the worker producing this stream is gone")
-                yield End(
-                    message_id=message_id,
-                    finish_reason="error",
-                    input_tokens=0,
-                    output_tokens=0,
-                    usage_estimated=True,
-                )
-                return
-            quiet_since = time.monotonic()
-        entries = await store.resume_logs.follow(cid, message_id, last_id, FOLLOW_BLOCK_MS)
+
+
+def text_of(entries: list[Entry]) -> str:
+    """The answer's text so far, from its content entries (tool-call pieces left out)."""
+    items = (t for _, f in entries if f["t"] == "c" for t in json.loads(f["d"]))
+    return "".join(t for t in items if type(t) is str)

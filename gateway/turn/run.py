@@ -121,21 +121,25 @@ class _Answer:
             self.reason, self.error = "policy_blocked", blocked_event(channels.blocked)
 
     def finish_guard(self) -> list[ChatEvent]:
-        """A complete answer: what the stream guards held back is decided now. Returns the
-        held-back parts that pass."""
-        if self.reason not in ANSWERED_REASONS:
+        """The stream ended, however (complete, failed, stopped, the client gone): what the
+        stream guards held back is final, so it is decided now. Returns the held-back parts
+        that pass. A block found in them ends an answered turn as blocked; any other ending
+        keeps its reason (the violation is recorded, the matched text withheld). A second
+        call returns nothing: every guard is finished once."""
+        if self.reason == "policy_blocked":
             return []
         if self.channels is not None:
             events = self.channels.finish()
-            self._check_blocked()
-            return events
-        if self.guard is None:
+            blocked = self.channels.blocked
+        elif self.guard is not None:
+            step = self.guard.finish()
+            self.turn.violations.extend(step.violations)
+            events, blocked = ([Delta(step.emit)] if step.emit else []), step.blocked
+        else:
             return []
-        step = self.guard.finish()
-        self.turn.violations.extend(step.violations)
-        if step.blocked is not None:
-            self.reason, self.error = "policy_blocked", blocked_event(step.blocked)
-        return [Delta(step.emit)] if step.emit else []
+        if blocked is not None and self.reason in ANSWERED_REASONS:
+            self.reason, self.error = "policy_blocked", blocked_event(blocked)
+        return events
 
     def post_check(self) -> None:
         """The post stage sees the whole answer (its text, each tool call's arguments, the
@@ -226,14 +230,8 @@ class Runner:
                     answer.reason = handle.stop_reason or answer.finish or "stop"
                     break
                 except ProviderError as exc:
-                    # nothing reached the client yet: the next fallback may answer instead
-                    if turn.first_sent is None and not answer.parts:
-                        if await self.upstream.reopen(turn, exc):
-                            answer.restart()
-                            continue
-                    answer.reason = "error"
-                    answer.error = ErrorEvent("provider_error", exc.message)
-                    self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
+                    if await self._fell_back(turn, answer, exc):
+                        continue
                     break
                 text = answer.take(event)
                 if text:
@@ -256,10 +254,35 @@ class Runner:
         finally:
             # shielded: a client that vanished cancels us, and the answer must still be kept
             with anyio.CancelScope(shield=True):
+                late = self._late_tail(answer, handle)
                 end = await self._record(turn, handle, answer)
+        for ev in late:  # the stream was cut before its tail was decided
+            yield ev
         if answer.error is not None:
             yield answer.error
         yield end
+
+    async def _fell_back(self, turn: Turn, answer: _Answer, exc: ProviderError) -> bool:
+        """An upstream failure: True when the next fallback answers instead (nothing reached
+        the client yet), else the answer ends with the error."""
+        if turn.first_sent is None and not answer.parts:
+            if await self.upstream.reopen(turn, exc):
+                answer.restart()
+                return True
+        answer.reason = "error"
+        answer.error = ErrorEvent("provider_error", exc.message)
+        self.metrics.provider_errors.labels(turn.model.id, exc.kind).inc()
+        return False
+
+    def _late_tail(self, answer: _Answer, handle: Running) -> list[ChatEvent]:
+        """The held-back parts of a stream cut before its tail was decided (the client left,
+        or a bug of ours): kept in the answer and its resume log."""
+        try:
+            tail = answer.finish_guard()
+        except Exception:
+            log.exception("turn %s: the stream guard failed at the end", answer.turn.message_id)
+            return []
+        return [self._keep_event(answer, handle, ev) for ev in tail]
 
     async def _record(self, turn: Turn, handle: Running, answer: _Answer) -> End:
         await close(turn.stream)

@@ -13,10 +13,12 @@ from gateway.settings import Settings
 from gateway.storage.records import Conversation
 from gateway.storage.store import Store
 from gateway.turn.events import ChatEvent
+from gateway.turn.followers import Followers
 from gateway.turn.live import Live
 from gateway.turn.prepare import Preparation, Prompt
 from gateway.turn.record import Recorder
 from gateway.turn.run import Runner
+from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 from gateway.turn.upstream import Upstream
 from providers.base import Provider
@@ -38,8 +40,12 @@ class ChatService:
         self.limits = RateLimits(settings.limits, store.quotas)
         recorder = Recorder(settings, store, live, governance, self.limits, metrics)
         self.upstream = Upstream(settings, providers, metrics, recorder)
-        self.preparation = Preparation(settings, store, providers, governance, self.limits, live)
+        salvage = Salvage(settings, store, self.limits)
+        self.preparation = Preparation(
+            settings, store, providers, governance, self.limits, live, salvage
+        )
         self.runner = Runner(self.upstream, recorder, live, metrics)
+        self.followers = Followers(settings, store, salvage)
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
         return await self.preparation.visible_conversation(principal, cid)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from gateway.access.principal import Principal
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig
+from gateway.storage.quotas import Reservation
 from gateway.storage.records import Conversation, Message, new_id
 from gateway.turn.events import Start
 from providers.base import ChatRequest, Provider, ProviderEvent
@@ -33,6 +34,7 @@ class Turn:
     on_disconnect: str = "cancel"  # or "continue": keep generating for a later resume
     lock_value: str | None = None
     rate_headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-* of the admission
+    reservation: Reservation | None = None  # tokens held in the budgets until the end settles
     # set when the upstream accepted the request
     stream: AsyncIterator[ProviderEvent] | None = None
     answering: ModelConfig | None = None  # the model that answers (a fallback, maybe)

@@ -77,7 +77,7 @@ async def test_public_key_jwts(store, kind, alg):
         algorithm=alg,
         email="u1@example.com",
     )
-    p = await auth.authenticate(f"Bearer {token}")
+    p = await auth.authenticate(f"Bearer {token}", client=None)
     assert (p.user_id, p.org_id, p.role, p.managed_workspaces, p.email) == (
         "u1",
         "org-9",
@@ -88,11 +88,11 @@ async def test_public_key_jwts(store, kind, alg):
     other_private, _ = _pem_pair(kind)
     forged = make_jwt("u1", "org-9", secret=other_private, algorithm=alg)
     with pytest.raises(Unauthorized):
-        await auth.authenticate(f"Bearer {forged}")
+        await auth.authenticate(f"Bearer {forged}", client=None)
     # an HS256 token is refused when only a public key is configured (no alg confusion)
     with pytest.raises(Unauthorized, match="HS256"):
         await auth.authenticate(
-            f"Bearer {_hs256_by_hand({'sub': 'u1', 'org_id': 'org-9'}, public)}"
+            f"Bearer {_hs256_by_hand({'sub': 'u1', 'org_id': 'org-9'}, public)}", client=None
         )
 
 
@@ -102,15 +102,19 @@ async def test_jwt_claims_are_checked(store):
         {"sub": "u", "org_id": "o", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256"
     )
     with pytest.raises(Unauthorized, match="expired"):
-        await auth.authenticate(f"Bearer {expired}")
-    no_org = jwt.encode({"sub": "u", "role": "user"}, JWT_SECRET, algorithm="HS256")
+        await auth.authenticate(f"Bearer {expired}", client=None)
+    no_org = jwt.encode(
+        {"sub": "u", "role": "user", "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized, match="org_id"):
-        await auth.authenticate(f"Bearer {no_org}")
+        await auth.authenticate(f"Bearer {no_org}", client=None)
     admin_claim = jwt.encode(
-        {"sub": "u", "org_id": "o", "role": "admin"}, JWT_SECRET, algorithm="HS256"
+        {"sub": "u", "org_id": "o", "role": "admin", "exp": int(time.time()) + 60},
+        JWT_SECRET,
+        algorithm="HS256",
     )
     with pytest.raises(Unauthorized, match="role"):  # nobody becomes platform admin by JWT
-        await auth.authenticate(f"Bearer {admin_claim}")
+        await auth.authenticate(f"Bearer {admin_claim}", client=None)
 
 
 async def test_api_keys_are_stored_hashed_and_revocable(store, redis):
@@ -126,7 +130,7 @@ async def test_api_keys_are_stored_hashed_and_revocable(store, redis):
             "workspaces": ["ws-1"],
         },
     )
-    p = await auth.authenticate(f"Bearer {key}")
+    p = await auth.authenticate(f"Bearer {key}", client=None)
     assert (p.user_id, p.role, p.key_id, p.managed_workspaces) == (
         "kim",
         "workspace_admin",
@@ -138,16 +142,16 @@ async def test_api_keys_are_stored_hashed_and_revocable(store, redis):
             assert key.encode() not in await redis.get(k)
     assert await store.credentials.revoke_api_key(key_id)
     with pytest.raises(Unauthorized):
-        await auth.authenticate(f"Bearer {key}")
+        await auth.authenticate(f"Bearer {key}", client=None)
 
 
 async def test_admin_token_from_stored_hash(store):
     await store.credentials.set_admin_token_digest(digest("generated-secret"))
     auth = authenticator(store)
     await auth.load()
-    assert (await auth.authenticate("Bearer generated-secret")).is_admin
+    assert (await auth.authenticate("Bearer generated-secret", client=None)).is_admin
     with pytest.raises(Unauthorized):
-        await auth.authenticate("Bearer generated-secreT")
+        await auth.authenticate("Bearer generated-secreT", client=None)
 
 
 async def test_admin_may_use_any_org_a_user_only_theirs():

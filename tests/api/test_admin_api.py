@@ -62,7 +62,7 @@ async def test_put_creates_then_replaces_and_conversations_follow(api, cast, red
         "model": "demo",
         "source": "api",
     }
-    record = (await stored(redis))["team-repo"]
+    record = (await stored(redis))[keys.repository_field(ORG, "team-repo")]
     assert (record["org_id"], record["workspace_id"], record["model"]) == (ORG, "ws-1", "demo")
 
     cid = await api.create(cast.alice, "team-repo")
@@ -72,7 +72,7 @@ async def test_put_creates_then_replaces_and_conversations_follow(api, cast, red
     r = await put(api, cast.org_admin, "team-repo", workspace_id="ws-2", model="gpt")
     assert r.status_code == 200
     assert r.json()["repository"]["created_at"] == repo["created_at"]
-    assert (await stored(redis))["team-repo"]["workspace_id"] == "ws-2"
+    assert (await stored(redis))[keys.repository_field(ORG, "team-repo")]["workspace_id"] == "ws-2"
     r = await api.http.post(
         "/conversation", json={"repoId": "team-repo"}, headers=bearer(cast.alice)
     )
@@ -123,23 +123,23 @@ async def test_orgs_are_kept_apart(api, cast, redis):
     ).status_code == 201
     r = await put(api, cast.org_admin, "mine", org_id="org-2", workspace_id="ws-1")
     assert r.status_code == 403 and r.json()["code"] == "forbidden_org"
-    # another org's repository is not there for org-1's admin, whatever the verb
-    for verb in ("GET", "PUT", "DELETE"):
+    # another org's repository is not there for org-1's admin (ids are per org)
+    for verb in ("GET", "DELETE"):
         r = await api.http.request(
-            verb,
-            "/admin/repositories/theirs",
-            headers=bearer(cast.org_admin),
-            json={"workspace_id": "ws-1"} if verb == "PUT" else None,
+            verb, "/admin/repositories/theirs", headers=bearer(cast.org_admin)
         )
         assert r.status_code == 404 and r.json()["code"] == "repository_not_found", verb
     r = await api.http.post("/conversation", json={"repoId": "theirs"}, headers=bearer(cast.alice))
     assert r.status_code == 404
     r = await api.http.get("/admin/repositories", headers=bearer(OTHER_ORG_ADMIN))
     assert [x["id"] for x in r.json()["repositories"]] == ["demo-9", "theirs"]
-    # a repository stays in its org
+    # the same id in org-1 is org-1's own repository, and org-2's stays as it was
     r = await put(api, cast.admin, "theirs", org_id=ORG, workspace_id="ws-1")
-    assert r.status_code == 409 and r.json()["code"] == "repository_org_change"
-    assert (await stored(redis))["theirs"]["org_id"] == "org-2"
+    assert r.status_code == 201 and r.json()["repository"]["org_id"] == ORG
+    assert (await stored(redis))[keys.repository_field("org-2", "theirs")]["workspace_id"] == "ws-9"
+    # the platform admin naming no org is asked for one once the id is in several
+    r = await api.http.get("/admin/repositories/theirs", headers=bearer(cast.admin))
+    assert r.status_code == 400 and "org_id" in r.json()["message"]
 
 
 async def test_delete_stops_new_conversations_but_keeps_existing_ones(api, cast, redis):

@@ -136,33 +136,39 @@ class Webhook:
 
 
 async def test_alert_publishes_and_posts_to_the_webhook_without_delaying_the_stream(
-    client, admin, alice, upstream, redis
+    gateway_factory, admin, alice, upstream, redis
 ):
     hook = Webhook()
-    await put_policy(
-        client,
-        admin,
-        "escalations",
-        kind="keywords",
-        keywords=["escalate"],
-        stages=["pre", "during"],
-        action="alert",
-        webhooks=[hook.url],
-    )
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.ALERT_CHANNEL)
-    conv, session = await new_session(client, alice)
-    upstream.script(Reply(chunks=["I will ", "escalate", " this."]))
-    stream = await client.chat(alice, session["id"], "Please escalate my ticket")
-    assert stream.text == "I will escalate this."  # alerts never change or hold the text
-    published = []
-    for _ in range(50):
-        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-        if msg:
-            published.append(json.loads(msg["data"]))
-        if len(published) == 2 and len(hook.bodies) == 2:
-            break
-    await pubsub.aclose()
+    # the receiver is on the loopback: the operator allows that host and network by name
+    env = {
+        "GATEWAY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    }
+    async with gateway_factory(env=env) as client:
+        await put_policy(
+            client,
+            admin,
+            "escalations",
+            kind="keywords",
+            keywords=["escalate"],
+            stages=["pre", "during"],
+            action="alert",
+            webhooks=[hook.url],
+        )
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(keys.ALERT_CHANNEL)
+        conv, session = await new_session(client, alice)
+        upstream.script(Reply(chunks=["I will ", "escalate", " this."]))
+        stream = await client.chat(alice, session["id"], "Please escalate my ticket")
+        assert stream.text == "I will escalate this."  # alerts never change or hold the text
+        published = []
+        for _ in range(50):
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if msg:
+                published.append(json.loads(msg["data"]))
+            if len(published) == 2 and len(hook.bodies) == 2:
+                break
+        await pubsub.aclose()
     hook.server.shutdown()
     assert sorted(p["stage"] for p in published) == ["during", "pre"]
     assert sorted(b["stage"] for b in hook.bodies) == ["during", "pre"]
@@ -379,7 +385,7 @@ async def test_policy_admin_rules(client, admin, alice, upstream):
     assert r.status_code == 400 and "keywords" in r.json()["message"]
     listed = (await client.http.get("/admin/policies", headers=bearer(org_admin))).json()
     ids = {p["id"]: p["source"] for p in listed["policies"]}
-    assert ids["ours"] == "api" and ids["payment-cards"] == "file"
+    assert ids["org-1:ours"] == "api" and ids["payment-cards"] == "file"  # ids are per org
     assert (
         await client.http.delete("/admin/policies/ours", headers=bearer(org_admin))
     ).status_code == 200

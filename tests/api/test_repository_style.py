@@ -52,11 +52,11 @@ async def test_create_inherits_workspace_and_org_from_the_repository(api, cast, 
             keys.org_index(ORG),
             keys.org_index(ORG, "u", "alice"),
             keys.org_index(ORG, "ws", "ws-1"),
-            keys.org_index(ORG, "ws_u", "ws-1:alice"),
+            keys.org_index(ORG, "ws_u", "ws-1", "alice"),
             keys.org_index(ORG, "repo", "repo-1"),
-            keys.org_index(ORG, "repo_u", "repo-1:alice"),
-            keys.org_index(ORG, "ws_repo", "ws-1:repo-1"),
-            keys.org_index(ORG, "ws_repo_u", "ws-1:repo-1:alice"),
+            keys.org_index(ORG, "repo_u", "repo-1", "alice"),
+            keys.org_index(ORG, "ws_repo", "ws-1", "repo-1"),
+            keys.org_index(ORG, "ws_repo_u", "ws-1", "repo-1", "alice"),
         ]
     )
     # the audit event rode along with the writes

@@ -1,4 +1,4 @@
-"""gateway/redis_client.py: which client a URL and the cluster setting give, and the
+"""gateway/storage/client.py: which client a URL and the cluster setting give, and the
 redis+sentinel:// URL form (its failover is exercised in tests/cluster/test_sentinel.py)."""
 
 from __future__ import annotations

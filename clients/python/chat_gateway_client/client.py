@@ -42,6 +42,27 @@ class GatewayError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The stream's lines, split only where the SSE format ends a line: CR, LF or CRLF.
+    (httpx's aiter_lines() uses str.splitlines(), which also splits on U+2028, U+2029,
+    U+0085 and a few control characters: a JSON string holding one would be cut in two.)
+    Lines are split as bytes, then decoded: a character cut between two reads is whole."""
+    pending = b""
+    cr = False  # the last read ended with CR: a LF first in the next one is the same break
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        if cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        cr = chunk.endswith(b"\r")
+        lines = (pending + chunk).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.decode("utf-8")
+    if pending:
+        yield pending.decode("utf-8")
+
+
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamEvent]:
     """Server-sent events from text lines (comments and unknown fields ignored)."""
     event, data, event_id = "message", [], None
@@ -157,7 +178,7 @@ class GatewayClient:
                 try:
                     if response.status_code >= 400:
                         raise _error(response.status_code, await response.aread())
-                    async for event in parse_sse(response.aiter_lines()):
+                    async for event in parse_sse(sse_lines(response.aiter_bytes())):
                         if event.type == "start":
                             message_id = event.data.get("message_id")
                             if last_id is not None:

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { GatewayClient, NotFoundError, type StreamEvent } from "@chat-gateway/client";
+import { BadRequestError, GatewayClient, NotFoundError, type StreamEvent } from "@chat-gateway/client";
 import { client, contiguousIds, expectStored, GW } from "./support/env.js";
 
 const PROMPT = "What is the best practice for securing API keys?";
@@ -131,12 +131,13 @@ test("ids and filters cannot leave their place in the URL: they are encoded, and
   const { conversationId } = await gw.createConversation({ repoId: "repo-seed" });
 
   const traversal = await gw.getMessages(`../${conversationId}`).then(() => null, (err: unknown) => err);
-  const smuggled = await gw.getConversations({ repoId: "repo-seed&take=1", userId: "alice" });
+  const smuggled = await gw.getConversations({ repoId: "repo-seed&take=1", userId: "alice" }).then(() => null, (err: unknown) => err);
 
   // one path segment (%2F): no route takes it, and the read never reaches the conversation
   assert.ok(traversal instanceof NotFoundError, String(traversal));
   assert.ok(traversal.message.includes(`/conversation/../${conversationId}/messages`), traversal.message);
-  assert.deepEqual([smuggled.total, smuggled.conversations], [0, []]);
+  // the filter arrives whole, as one value, and the gateway refuses it as an id
+  assert.ok(smuggled instanceof BadRequestError && smuggled.code === "invalid_id", String(smuggled));
   assert.throws(() => gw.deleteConversation(""), /conversation_id is required/);
   assert.throws(() => new GatewayClient({ baseUrl: GW, token: "cgw_x\r\nX-Evil: 1" }), /line break/);
   expectStored(conversationId, [], "nothing reached the conversation");

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
 from starlette.requests import Request
@@ -79,8 +78,8 @@ def message_id(turn_message_id: str) -> str:
 
 
 def _event(data: answers.AnthropicEventData) -> bytes:
-    """`event: <data.type>` and the data as one line of JSON."""
-    body = data.__pydantic_serializer__.to_json(data)
+    """`event: <data.type>` and the data as one line of JSON (the line breaks escaped)."""
+    body = sse.escape_line_break_bytes(data.__pydantic_serializer__.to_json(data))
     return b"event: %s\ndata: %s\n\n" % (data.type.encode(), body)
 
 
@@ -164,7 +163,7 @@ class Blocks:
 
     def text(self, text: str) -> bytes:
         head = b"" if self.open == "text" else self._start({"type": "text", "text": ""})
-        return head + self.delta_head + encode_basestring(text).encode() + DELTA_TAIL
+        return head + self.delta_head + sse.json_string(text) + DELTA_TAIL
 
     def event(self, ev: ChatEvent) -> bytes:
         kind = type(ev)
@@ -230,25 +229,26 @@ class Blocks:
 
 async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> AsyncIterator[bytes]:
     """message_start, the content blocks in order (start, deltas, stop), message_delta with
-    the stop reason and the usage, message_stop. A failed turn ends with `event: error`."""
+    the stop reason and the usage, message_stop. A turn that did not finish (failed, blocked,
+    stopped, shut down, or a bug of ours) ends with `event: error`, which the SDK raises."""
     failed = False
     blocks = Blocks()
-    async for ev in events:
+    async for ev in compat.guarded(events):
         kind = type(ev)
         if kind is Delta:
             yield blocks.text(ev.text)  # type: ignore[union-attr]
         elif kind is Start:
             yield message_start(ev, input_tokens) + PING  # type: ignore[arg-type]
         elif kind is ErrorEvent:
-            failed = True
-            yield error_frame(ev)  # type: ignore[arg-type]
+            if not failed:
+                failed = True
+                yield error_frame(ev)  # type: ignore[arg-type]
         elif kind is End:
             if failed:
                 continue
             end: End = ev  # type: ignore[assignment]
-            if end.finish_reason not in STOP_REASONS:  # cancelled: nobody reads; a failure
-                if (error := compat.end_failure(end)) is not None:
-                    yield error_frame(error)
+            if end.finish_reason not in STOP_REASONS:
+                yield error_frame(compat.stream_failure(end))
                 continue
             yield blocks.end() + message_delta(end) + MESSAGE_STOP
         elif not failed:

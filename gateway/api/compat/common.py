@@ -22,8 +22,16 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.api.inputs import dotted, gateway_of, principal, refused
-from gateway.errors import BadRequest, GatewayError, Loc, PolicyBlocked, UpstreamFailed
+from gateway.api.inputs import client_address, dotted, gateway_of, principal, refused
+from gateway.errors import (
+    REDIS_DOWN,
+    BadRequest,
+    GatewayError,
+    Loc,
+    PolicyBlocked,
+    Unavailable,
+    UpstreamFailed,
+)
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
 from gateway.turn.events import Choice
@@ -40,6 +48,11 @@ ErrorShape = Callable[[Request, GatewayError], Response]
 CONVERSATION_HEADER = "x-conversation-id"
 MAX_OUTPUT_TOKENS = 1_000_000  # larger requests are refused here, not by the upstream as a 502
 MAX_CONVERSATION_ID = 200
+REDIS_AWAY = Unavailable(
+    "the gateway cannot reach its store; retry shortly",
+    code="redis_unavailable",
+    headers={"Retry-After": "1"},
+)
 
 
 def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
@@ -54,6 +67,9 @@ def provider_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
                 if exc.status == 403:  # the audit trail of denials; its contract body is dropped
                     await audited_gateway_error(request, exc)
                 return shape(request, exc)
+            except REDIS_DOWN as exc:  # checked before the upstream is called (turn/prepare.py)
+                log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+                return shape(request, REDIS_AWAY)
             except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return shape(request, GatewayError("internal server error"))
@@ -68,7 +84,9 @@ async def caller(request: Request) -> Principal:
     Anthropic's API and older Anthropic clients use)."""
     key = request.headers.get("x-api-key")
     if key and "authorization" not in request.headers:
-        found = await gateway_of(request).auth.principal_for(key.strip())
+        found = await gateway_of(request).auth.principal_for(
+            key.strip(), client=client_address(request)
+        )
         request.state.principal = found  # for the access log line
         return found
     return await principal(request)
@@ -114,6 +132,27 @@ def end_failure(end: End) -> ErrorEvent | None:
     if end.finish_reason == "error":
         return ErrorEvent("internal_error", "the answer failed")
     return None
+
+
+CANCELLED = ErrorEvent("cancelled", "the answer was stopped before it finished")
+BROKEN = ErrorEvent("internal_error", "the gateway failed while streaming")
+
+
+def stream_failure(end: End) -> ErrorEvent:
+    """What a stream that ended without finishing says last: a stopped or shut-down answer
+    is an error too, or the SDKs take the cut text for a complete answer."""
+    return end_failure(end) or CANCELLED
+
+
+async def guarded(events: AsyncIterator[ChatEvent]) -> AsyncIterator[ChatEvent]:
+    """The turn's events; a bug of ours that escapes it (the turn's own end is past) still
+    ends the stream with an error, which each format frames as its terminal one."""
+    try:
+        async for ev in events:
+            yield ev
+    except Exception:
+        log.exception("a stream failed after its turn ended")
+        yield BROKEN
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from json.encoder import encode_basestring  # C-accelerated
 
 from pydantic import Field
 from starlette.requests import Request
@@ -163,13 +162,13 @@ class Frames:
         self.head = (
             b'data: {"id":"%s","object":"text_completion","created":%d,"model":%s,'
             b'"system_fingerprint":null,"choices":'
-            % (cid.encode(), created, encode_basestring(model).encode())
+            % (cid.encode(), created, sse.json_string(model))
         )
         self.text_head = self.head + b'[{"text":'
         self.text_tail = b',"index":0,"logprobs":null,"finish_reason":null}]}\n\n'
 
     def text(self, text: str) -> bytes:
-        return self.text_head + encode_basestring(text).encode() + self.text_tail
+        return self.text_head + sse.json_string(text) + self.text_tail
 
     def finish(self, reason: str) -> bytes:
         return self.head + (
@@ -178,27 +177,28 @@ class Frames:
 
     def usage(self, end: End) -> bytes:
         usage = openai_compat.usage_json(end)
-        return self.head + b'[],"usage":%s}\n\n' % usage.__pydantic_serializer__.to_json(usage)
+        body = sse.escape_line_break_bytes(usage.__pydantic_serializer__.to_json(usage))
+        return self.head + b'[],"usage":%s}\n\n' % body
 
 
 async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
-    """Text chunks, the finish chunk, the usage chunk (when asked), [DONE]; a failed turn
-    ends with one `{"error": {...}}` chunk and no [DONE], as OpenAI's streams do."""
+    """Text chunks, the finish chunk, the usage chunk (when asked), [DONE]; a turn that did
+    not finish (failed, blocked, stopped, shut down, or a bug of ours) ends with one
+    `{"error": {...}}` chunk and no [DONE], as OpenAI's streams do."""
     frames: Frames | None = None
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield frames.text(ev.text)  # type: ignore[union-attr]
         elif type(ev) is Start:
             frames = Frames(completion_id(ev.message_id), int(time.time()), ev.model)
-        elif type(ev) is ErrorEvent:
+        elif type(ev) is ErrorEvent and not failed:
             failed = True
             yield openai_compat.error_frame(ev)
         elif type(ev) is End and not failed:
             reason = FINISH.get(ev.finish_reason)
-            if reason is None:  # cancelled: nobody reads; a failure without its error event
-                if (error := compat.end_failure(ev)) is not None:
-                    yield openai_compat.error_frame(error)
+            if reason is None:
+                yield openai_compat.error_frame(compat.stream_failure(ev))
                 continue
             yield frames.finish(reason)  # type: ignore[union-attr]
             if include_usage:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any, cast
 
 from starlette.requests import Request
@@ -85,7 +84,7 @@ class ChunkFrames:
         self.content_tail = b'},"logprobs":null,"finish_reason":null}]' + self.tail
 
     def content(self, text: str) -> bytes:
-        return self.content_head + encode_basestring(text).encode() + self.content_tail
+        return self.content_head + sse.json_string(text) + self.content_tail
 
     def role(self, choice: int = 0) -> bytes:
         return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null", choice)
@@ -166,7 +165,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def _str(value: str) -> bytes:
-    return encode_basestring(value).encode()
+    return sse.json_string(value)
 
 
 def error_json(
@@ -181,18 +180,19 @@ def error_json(
 
 def error_frame(ev: ErrorEvent) -> bytes:
     body = error_json(compat.failure(ev).status, ev.code, ev.message)
-    return b"data: %s\n\n" % body.__pydantic_serializer__.to_json(body)
+    return b"data: %s\n\n" % sse.escape_line_break_bytes(body.__pydantic_serializer__.to_json(body))
 
 
 async def encode(
     events: AsyncIterator[ChatEvent], *, include_usage: bool, choices: int = 1
 ) -> AsyncIterator[bytes]:
     """Role chunk(s), the answer's chunks, each choice's finish chunk, the usage chunk (when
-    asked), [DONE]. A failed turn ends with one `{"error": {...}}` chunk instead and no
-    [DONE], as OpenAI's own streams do."""
+    asked), [DONE]. A turn that did not finish (failed, blocked, stopped, shut down, or a bug
+    of ours) ends with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's own
+    streams do: the SDK raises it, where a stream that just stopped would look complete."""
     frames: ChunkFrames | None = None
     failed = False
-    async for ev in events:
+    async for ev in compat.guarded(events):
         kind = type(ev)
         if kind is Delta and not ev.choice:  # type: ignore[union-attr]
             yield frames.content(ev.text)  # type: ignore[union-attr]
@@ -201,8 +201,9 @@ async def encode(
             frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)  # type: ignore[union-attr]
             yield b"".join(frames.role(c) for c in range(choices))
         elif kind is ErrorEvent:
-            failed = True
-            yield error_frame(ev)  # type: ignore[arg-type]
+            if not failed:
+                failed = True
+                yield error_frame(ev)  # type: ignore[arg-type]
         elif kind is End:
             if not failed:
                 for frame in _ending(frames, ev, include_usage, choices):  # type: ignore[arg-type]
@@ -215,9 +216,8 @@ async def encode(
 
 def _ending(frames: ChunkFrames, end: End, include_usage: bool, choices: int) -> list[bytes]:
     reason = FINISH.get(end.finish_reason)
-    if reason is None:  # cancelled: nobody reads; a failure without its error event
-        error = compat.end_failure(end)
-        return [error_frame(error)] if error is not None else []
+    if reason is None:  # failed, blocked, stopped or shut down: never a complete-looking stream
+        return [error_frame(compat.stream_failure(end))]
     reasons = {c.choice: FINISH.get(c.finish_reason, "stop") for c in end.choices}
     out = [frames.finish(reasons.get(c, reason), c) for c in range(choices)]
     if include_usage:

@@ -179,7 +179,7 @@ async def encode(
     output: Output | None = None
     rid, created = "", int(time.time())
     error: ErrorEvent | None = None
-    async for ev in events:
+    async for ev in compat.guarded(events):
         if type(ev) is Delta and output is not None:  # the hot path: text
             chunk = output.feed(ev)
             if chunk:
@@ -191,12 +191,13 @@ async def encode(
             yield output.frame(answers.ResponseCreated, response=start)
             yield output.frame(answers.ResponseInProgress, response=start)
         elif type(ev) is ErrorEvent:
-            error = ev
+            error = error or ev
         elif type(ev) is End:
             assert output is not None
             failed = failure_of(ev, error)
             if failed is None and ev.finish_reason == "cancelled":
-                continue  # stopped, or the client is gone: nobody reads
+                # stopped or shut down: an error too, or the SDK takes the cut text for an answer
+                failed = compat.CANCELLED
             closing = output.close()
             if closing:
                 yield closing

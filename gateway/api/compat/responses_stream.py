@@ -9,21 +9,21 @@ would list it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # C-accelerated
 from typing import Any
 
+from gateway.api import sse
 from gateway.api.schemas import openai_responses as answers
 from gateway.turn import Delta
 from gateway.turn.events import ChatEvent, ReasoningDelta, ReasoningEnd, RefusalDelta, ToolCallDelta
 
 
 def _event(data: answers.ResponseEventData) -> bytes:
-    body = data.__pydantic_serializer__.to_json(data)
+    body = sse.escape_line_break_bytes(data.__pydantic_serializer__.to_json(data))
     return b"event: %s\ndata: %s\n\n" % (data.type.encode(), body)
 
 
 def _str(value: str) -> bytes:
-    return encode_basestring(value).encode()
+    return sse.json_string(value)
 
 
 # a text delta of one content part: its template (rendered when the part opens) takes the

@@ -109,6 +109,13 @@ def anthropic_client(server: GatewayServer, key: str) -> anthropic.AsyncAnthropi
     return anthropic.AsyncAnthropic(base_url=server.url, api_key=key, max_retries=0, timeout=10)
 
 
+def wire_json(text: str) -> str:
+    """A JSON string as the providers write it (UTF-8 kept), but with U+2028, U+2029 and
+    U+0085 escaped: a reader splitting lines on them must still see one line of JSON."""
+    out = json.dumps(text, ensure_ascii=False)
+    return out.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+
+
 def strip_pings(raw: bytes) -> bytes:
     return raw.replace(b": ping\n\n", b"")
 

@@ -5,7 +5,6 @@ Redis and the fake upstream behind the gateway (both provider kinds behind the o
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import anthropic
@@ -23,6 +22,7 @@ from tests.api.compat.support import (
     stored_messages,
     strip_pings,
     usage,
+    wire_json,
 )
 from tests.fake_upstream import Reply
 from tests.support import bearer
@@ -156,7 +156,7 @@ async def test_raw_stream_bytes_are_anthropics_wire_format(
         '"content_block":{"type":"text","text":""}}\n\n'
         + "".join(
             'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-            '"delta":{"type":"text_delta","text":' + json.dumps(p, ensure_ascii=False) + "}}\n\n"
+            '"delta":{"type":"text_delta","text":' + wire_json(p) + "}}\n\n"
             for p in pieces
         )
         + 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'

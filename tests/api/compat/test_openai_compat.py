@@ -24,6 +24,7 @@ from tests.api.compat.support import (
     stored_messages,
     strip_pings,
     usage,
+    wire_json,
 )
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
@@ -201,7 +202,7 @@ async def test_raw_stream_bytes_are_openais_wire_format(gateway_server, client, 
 
     expected = (
         chunk('{"role":"assistant","content":"","refusal":null}')
-        + "".join(chunk('{"content":' + json.dumps(p, ensure_ascii=False) + "}") for p in pieces)
+        + "".join(chunk('{"content":' + wire_json(p) + "}") for p in pieces)
         + chunk("{}", '"stop"')
         + head
         + '[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,'
