@@ -375,8 +375,17 @@ def _tool(tool: dict[str, Any], loc: Loc) -> Tool:
         raise compat.unsupported(
             (*loc, "type"), "server tools are not translated (only custom tools)"
         )
+    # eager_input_streaming (what @ai-sdk/anthropic asks for when it streams): a delivery
+    # hint, true or false, that changes only how finely the input is cut; the gateway
+    # streams whatever pieces arrive, so the answer is the same either way
+    eager = tool.get("eager_input_streaming")
+    if eager is not None and not isinstance(eager, bool):
+        raise refused((*loc, "eager_input_streaming"), "true or false")
     compat.only_keys(
-        tool, {"type", "name", "description", "input_schema", "cache_control", "strict"}, loc
+        tool,
+        {"type", "name", "description", "input_schema", "cache_control", "strict"}
+        | {"eager_input_streaming"},
+        loc,
     )
     schema = tool.get("input_schema")
     if not isinstance(schema, dict):

@@ -171,7 +171,17 @@ def _native(body: CompletionRequest) -> dict[str, Any]:
 _MESSAGE_FIELDS = {
     "system": {"role", "content", "name"},
     "user": {"role", "content", "name"},
-    "assistant": {"role", "content", "name", "tool_calls", "refusal", "reasoning_content"},
+    # annotations: an answer's citations, which clients hand back with the rest of the
+    # message; the model reads its text, not them (OpenAI's API takes and ignores them too)
+    "assistant": {
+        "role",
+        "content",
+        "name",
+        "tool_calls",
+        "refusal",
+        "reasoning_content",
+        "annotations",
+    },
     "tool": {"role", "content", "tool_call_id"},
 }
 
@@ -186,11 +196,13 @@ def _message(m: dict[str, Any], i: int) -> ChatMessage:
             f"{raw_role!r} messages are not supported (system, developer, user, assistant, tool)",
             code="unsupported_value",
         )
-    for key in m:
-        if key not in _MESSAGE_FIELDS[role]:
+    for key, value in m.items():  # null is "not set" (an SDK's parsed: null, audio: null)
+        if key not in _MESSAGE_FIELDS[role] and value is not None:
             raise compat.unsupported((*loc, key), f"not a field of a {raw_role} message")
     name = compat.optional_str(m, "name", loc)
     if role == "assistant":
+        if not isinstance(m.get("annotations") or [], list):
+            raise refused((*loc, "annotations"), "a list (an answer's citations)")
         return _assistant(m, loc, name)
     if role == "tool":
         call_id = compat.optional_str(m, "tool_call_id", loc)

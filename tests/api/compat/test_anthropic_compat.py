@@ -345,6 +345,15 @@ async def test_unknown_model_is_not_found(gateway_server, client, make_key, upst
         {"extra_body": {"frequency_penalty": 1}},  # not a Messages field
         {"metadata": {"user_id": "u", "team": "t"}},
         {"thinking": {"type": "enabled"}},  # no budget
+        {  # @ai-sdk/anthropic's streaming hint is a boolean or nothing
+            "tools": [
+                {
+                    "name": "f",
+                    "input_schema": {"type": "object"},
+                    "eager_input_streaming": "yes",
+                }
+            ]
+        },
     ],
 )
 async def test_invalid_body_is_bad_request(

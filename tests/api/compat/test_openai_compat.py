@@ -108,6 +108,34 @@ async def test_sdk_non_streamed_completion(gateway_server, client, make_key, ups
     )
 
 
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_an_answer_handed_back_as_the_sdk_parsed_it(
+    gateway_server, client, make_key, upstream, model
+):
+    """Clients hand an answer back as the SDK parsed it (the Node SDK's stream helper adds
+    parsed: null, the API says annotations and audio): nulls are "not set", citations are
+    not the model's to read, and the upstream gets the text."""
+    key = await make_key()
+    upstream.script(Reply(chunks=["They compare vectors."]))
+    answer = {
+        "role": "assistant",
+        "content": "They index embeddings.",
+        "annotations": [],
+        "audio": None,
+        "parsed": None,
+        "refusal": None,
+    }
+    done = await openai_client(gateway_server, key.key).chat.completions.create(
+        model=model, messages=[*QUESTION, answer, {"role": "user", "content": "And search?"}]
+    )
+    assert done.choices[0].message.content == "They compare vectors."
+    (sent,) = upstream.requests
+    handed = sent.body["messages"][-2]
+    assert handed["role"] == "assistant"
+    assert "annotations" not in handed and "parsed" not in handed
+    assert "They index embeddings." in json.dumps(handed["content"])
+
+
 async def test_sdk_stream_helper_accumulates_the_completion(
     gateway_server, client, make_key, upstream
 ):
@@ -394,6 +422,26 @@ async def test_unknown_model_is_not_found(gateway_server, client, make_key, upst
         ({"logit_bias": {"50256": 101}}, "logit_bias.0"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"model": ""}, "model"),
+        (  # an answer handed back: its citations a list (the model reads its text alone)
+            {
+                "messages": [
+                    *QUESTION,
+                    {"role": "assistant", "content": "They index.", "annotations": "cite"},
+                    {"role": "user", "content": "More?"},
+                ]
+            },
+            "messages.1.annotations",
+        ),
+        (  # null is "not set"; a value is refused
+            {
+                "messages": [
+                    *QUESTION,
+                    {"role": "assistant", "content": "They index.", "audio": {"id": "a"}},
+                    {"role": "user", "content": "More?"},
+                ]
+            },
+            "messages.1.audio",
+        ),
     ],
 )
 async def test_invalid_body_is_bad_request(
