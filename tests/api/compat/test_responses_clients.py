@@ -8,11 +8,6 @@ SDK's default openai(model) with a tool). Redis is checked after each."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import openai
 import pytest
@@ -26,9 +21,9 @@ from tests.api.compat.support import (
     usage,
 )
 from tests.api.compat.test_responses import conversations
+from tests.compat_clients import node_clients
 from tests.fake_upstream import FakeToolCall, Reply
 
-NODE_DIR = Path(__file__).resolve().parents[2] / "compat_clients" / "node"
 PATHS = {"gpt": "/v1/chat/completions", "claude": "/v1/messages"}
 
 set_tracing_disabled(True)  # the agents SDK would send its traces to OpenAI
@@ -82,44 +77,10 @@ async def test_an_openai_agents_agent_calls_its_tool_through_the_gateway(
     assert (await usage(redis))[f"tokens_out:{model}"] > 0
 
 
-def node() -> str:
-    found = shutil.which("node")
-    if found is None or shutil.which("npm") is None:
-        pytest.skip("Node 20+ and npm not found: install nodejs and npm")
-    return found
-
-
-def npm_ci() -> None:
-    """node_modules as the lock file says (kept between runs; gitignored)."""
-    stamp = NODE_DIR / "node_modules" / ".lock-copy.json"
-    lock = (NODE_DIR / "package-lock.json").read_text()
-    if stamp.exists() and stamp.read_text() == lock:
-        return
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund"],
-        cwd=NODE_DIR,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    stamp.write_text(lock)
-
-
 async def run_node(script: str, env: dict[str, str]) -> dict:
     """Runs one script of tests/compat_clients/node; it prints one JSON line of results."""
-    binary = node()
-    await asyncio.to_thread(npm_ci)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [binary, script],
-        cwd=NODE_DIR,
-        env={**os.environ, **env, "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    await asyncio.to_thread(node_clients.ensure_installed)
+    return await asyncio.to_thread(node_clients.run, [script], env)
 
 
 async def test_the_node_sdk_creates_and_streams_responses(
