@@ -5,7 +5,7 @@ choice, structured output, reasoning effort and sampling.
 What a chat model cannot do here is refused with 400 in OpenAI's shape, naming the field:
 hosted tools (web search, file search, code interpreter, computer use, MCP, ...), which this
 gateway does not run, items that refer to OpenAI's own stored objects, background mode and
-prompt templates. Nothing is dropped silently (docs/compat-more.md has the table)."""
+prompt templates. Nothing is dropped silently (docs/compatibility.md has the table)."""
 
 from __future__ import annotations
 
