@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from gateway.storage import keys
 from gateway.storage.embedded import free_port
 from tests.support import bearer, parse_sse
 
@@ -208,7 +209,7 @@ def test_keys_create_list_revoke(tmp_path, redis_url):
     listed = run("list")
     assert key_id in listed.stdout and key not in listed.stdout  # never the key itself
     client = redis.Redis.from_url(redis_url)
-    stored = b" ".join(client.dump(k) for k in client.keys("gw:key*"))
+    stored = b" ".join(client.dump(k) for k in client.keys(keys.API_KEYS + "*"))
     client.close()
     assert key.split("_", 2)[2] not in stored.decode("latin-1")  # only hashes are stored
     assert run("revoke", key_id).returncode == 0

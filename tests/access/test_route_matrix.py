@@ -130,7 +130,9 @@ CREATE_IN_ORG = Rule(by_role(201, 201, 201, 403, 201, 201), cross={403}, names_t
 ORG_LIST = Rule(by_role(200, 200, 200, 200, 200, 200), cross={403}, names_target_org=True)
 ADMIN_LIST = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, names_target_org=True)
 ADMIN_ITEM = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={404})
-ADMIN_PUT = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={404, 409})
+# ids are per org (issue 12): another org's repository or policy id names a new object of the
+# caller's own org, 201, never the other org's (whose marker the answer must not carry)
+ADMIN_PUT = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={201})
 # no org in the request: an org admin sees their org's and the global ones, whatever we aim at
 ADMIN_ANY = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={200})
 PLATFORM = Rule(by_role(200, 403, 403, 403, 403, 403), cross={403})

@@ -82,7 +82,8 @@ async def test_a_turn_that_ends_in_the_next_window_settles_the_window_it_reserve
     from gateway.storage.usage import Usage
 
     quotas, usage = Quotas(store.redis), Usage(store.redis)
-    before, after = "gw:{o:org-1}:rl:tok:min:1:u:alice", "gw:{o:org-1}:rl:tok:min:2:u:alice"
+    before = keys.rate_window("org-1", "tokens", "min:1", "user", "alice")
+    after = keys.rate_window("org-1", "tokens", "min:2", "user", "alice")
     admitted = await quotas.admit([], [(before, 100, 2_000_000_000)], reserve=60)
     assert admitted.admitted and await redis.get(before) == b"60"
     message = Message("m-1", "", "assistant", "x", "complete", 0, input_tokens=5, output_tokens=7)
