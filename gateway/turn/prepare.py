@@ -143,6 +143,74 @@ async def _keep_blocked(
     await store.events.record_violations(org_id, records)
 
 
+async def _pre_check(
+    store: Store,
+    governance: Governance,
+    active: ActivePolicies,
+    principal: Principal,
+    model: ModelConfig,
+    prompt: str,
+    conv: Conversation | None,
+    session_id: str | None,
+) -> tuple[str, list[Violation]]:
+    """Pre stage: the prompt as the provider and the store may see it (redacted), or
+    400 policy_blocked with the provider never called and the prompt kept as blocked."""
+    if not active.pre:
+        return prompt, []
+    decision = active.check_prompt(prompt)
+    if decision.blocked is None:
+        return decision.text, list(decision.violations)
+    violations = list(decision.violations)
+    await _keep_blocked(
+        store,
+        governance,
+        principal,
+        model,
+        conv,
+        session_id,
+        decision.text,
+        violations,
+    )
+    raise PolicyBlocked(
+        f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
+        f"({decision.blocked.label})"
+    )
+
+
+async def _pre_check_parts(
+    store: Store,
+    governance: Governance,
+    active: ActivePolicies,
+    principal: Principal,
+    model: ModelConfig,
+    ctx: _Context,
+    conv: Conversation | None,
+) -> parts.Checked:
+    """Pre stage of a compatible route: every part the model will read, redacted where
+    a policy says so; blocked: 400 policy_blocked, the new input kept as blocked."""
+    messages = ctx.messages
+    if not active.pre:
+        return parts.Checked(messages, [], None)
+    checked = parts.pre_check(active, messages)
+    if checked.blocked is None:
+        return checked
+    content, kept = parts.stored_input(parts.new_input(checked.messages))
+    await _keep_blocked(
+        store,
+        governance,
+        principal,
+        model,
+        conv,
+        None,
+        content,
+        checked.violations,
+        parts_kept=kept,
+    )
+    raise PolicyBlocked(
+        f"the prompt was blocked by policy {checked.blocked.policy_id!r} ({checked.blocked.label})"
+    )
+
+
 def reservation_for(ask: Prompt, ctx: _Context) -> int:
     """The tokens a prompt reserves in its token budgets: its input as estimated from what
     it sends (the stored history and the prompt, at most the context window; or the client's
@@ -225,13 +293,15 @@ class Preparation:
         session_id = ctx.session.id if ctx.session else None
         parts_kept: list[dict[str, Any]]
         if ask.text is not None:
-            prompt, pre = await self._pre_check(
-                active, principal, model, ask.text, conv, session_id
+            prompt, pre = await _pre_check(
+                self.store, self.governance, active, principal, model, ask.text, conv, session_id
             )
             request = _request(ask, ctx, prompt)
             content, parts_kept = prompt, []
         else:
-            checked = await self._pre_check_parts(active, principal, model, ctx, conv)
+            checked = await _pre_check_parts(
+                self.store, self.governance, active, principal, model, ctx, conv
+            )
             pre, request = checked.violations, _request(ask, ctx, "", checked.messages)
             content, parts_kept = parts.stored_input(parts.new_input(checked.messages))
         turn = Turn(
@@ -323,71 +393,6 @@ class Preparation:
         if model is None:
             raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
         return model
-
-    async def _pre_check(
-        self,
-        active: ActivePolicies,
-        principal: Principal,
-        model: ModelConfig,
-        prompt: str,
-        conv: Conversation | None,
-        session_id: str | None,
-    ) -> tuple[str, list[Violation]]:
-        """Pre stage: the prompt as the provider and the store may see it (redacted), or
-        400 policy_blocked with the provider never called and the prompt kept as blocked."""
-        if not active.pre:
-            return prompt, []
-        decision = active.check_prompt(prompt)
-        if decision.blocked is None:
-            return decision.text, list(decision.violations)
-        violations = list(decision.violations)
-        await _keep_blocked(
-            self.store,
-            self.governance,
-            principal,
-            model,
-            conv,
-            session_id,
-            decision.text,
-            violations,
-        )
-        raise PolicyBlocked(
-            f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
-            f"({decision.blocked.label})"
-        )
-
-    async def _pre_check_parts(
-        self,
-        active: ActivePolicies,
-        principal: Principal,
-        model: ModelConfig,
-        ctx: _Context,
-        conv: Conversation | None,
-    ) -> parts.Checked:
-        """Pre stage of a compatible route: every part the model will read, redacted where
-        a policy says so; blocked: 400 policy_blocked, the new input kept as blocked."""
-        messages = ctx.messages
-        if not active.pre:
-            return parts.Checked(messages, [], None)
-        checked = parts.pre_check(active, messages)
-        if checked.blocked is None:
-            return checked
-        content, kept = parts.stored_input(parts.new_input(checked.messages))
-        await _keep_blocked(
-            self.store,
-            self.governance,
-            principal,
-            model,
-            conv,
-            None,
-            content,
-            checked.violations,
-            parts_kept=kept,
-        )
-        raise PolicyBlocked(
-            f"the prompt was blocked by policy {checked.blocked.policy_id!r} "
-            f"({checked.blocked.label})"
-        )
 
     async def _begin(self, turn: Turn) -> None:
         """The lock, the user's message (stored before the provider is called) and the

@@ -105,7 +105,7 @@ class _Reasoning:
 _Open = _Message | _Call | _Reasoning
 
 
-class Output:
+class Output:  # long: one response's items and every event of them, numbered in order
     """The output items of one response as its events arrive; `feed` returns the frames to
     stream for each event (ignored when the answer is not streamed)."""
 
