@@ -1,7 +1,9 @@
 """What the policy checks cost: detector time per KB of text, and the delay the during stage
 adds to a stream (per token, and before the first character reaches the client).
 
-    python bench/policy_bench.py            # about a minute; prints four tables
+    python bench/policy_bench.py                 # about a minute; prints four tables
+    python bench/policy_bench.py --instructions  # a few minutes under valgrind (callgrind)
+    python bench/policy_bench.py --src DIR ...   # the same for the gateway/ under DIR (before)
 
 Tables: detector cost on synthetic benign and mixed text; detector cost on the labelled
 corpus (tests/policy/corpus: real-world-shaped text in ten locales, where most texts hold a
@@ -11,19 +13,36 @@ character.
 
 Targets from the policy issue: every default detector under 50 us per KB; under 1 ms added
 to the time to first token. Figures only, no asserts: they depend on the machine.
+
+--instructions counts the CPU instructions of the same calls (and of the stream guard per
+delta and to the first character) with callgrind instead of timing them: the count does not
+depend on what else the machine is doing, so a before/after comparison on a shared, loaded
+machine is exact to a fraction of a percent.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
+import os
 import random
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --src DIR measures the gateway/ under DIR instead of this checkout's (the code before a change).
+sys.path.insert(
+    0,
+    sys.argv[sys.argv.index("--src") + 1]
+    if "--src" in sys.argv[:-1]
+    else str(Path(__file__).resolve().parents[1]),
+)
 
 from gateway.policy import PolicySet, PolicySpec, default_policies
 from gateway.policy.credentials import secrets_detector
@@ -266,7 +285,183 @@ def hostile_table() -> list[tuple[str, float, float, str]]:
     return rows
 
 
+# --- Instruction counts ------------------------------------------------------------------
+
+# Callgrind counts only inside this C function (functools.reduce), and writes one profile
+# each time it returns: each measured call runs under its own reduce(), nothing else does.
+_COUNTED = "functools_reduce"
+_REPS = 3
+
+
+def _every_pii_and_more() -> list[PolicySpec]:
+    return [
+        PolicySpec(id="all-pii", kind="pii", stages=("during",), action="redact"),
+        PolicySpec(
+            id="kw",
+            kind="keywords",
+            keywords=("bluebird", "project x"),
+            stages=("during",),
+            action="redact",
+        ),
+        PolicySpec(id="inj", kind="prompt_injection", stages=("during",), action="log"),
+    ]
+
+
+def _stream_calls(specs: list[PolicySpec], deltas: int) -> tuple[Callable[[], object], ...]:
+    """A fresh guard fed `deltas` benign deltas; and a fresh guard fed each opening until it
+    releases something (the time to first character, ten answers)."""
+    active = PolicySet(specs).for_context()
+    tokens = tokens_of(benign_text(deltas * 6, seed=5))[:deltas]
+
+    def feed_all() -> None:
+        guard = active.stream_guard()
+        assert guard is not None
+        for tok in tokens:
+            guard.feed(tok)
+
+    def first_chars() -> None:
+        for opening in _OPENINGS:
+            guard = active.stream_guard()
+            assert guard is not None
+            for tok in opening:
+                if guard.feed(tok).emit:
+                    break
+
+    return feed_all, first_chars
+
+
+_ON_CORPUS = ("pii:card", "pii (all entities)", "secrets")
+
+
+def counted_calls() -> list[tuple[str, str, Callable[[], object], float]]:
+    """(row, column, call, units per call): what --instructions measures."""
+    size = 4096
+    benign, mixed = benign_text(size), mixed_text(size)
+    kb = size / 1024
+    rows: list[tuple[str, str, Callable[[], object], float]] = [
+        ("an empty call", "-", lambda: None, 1.0)
+    ]
+    detectors = [(f"pii:{e}", pii_detector([e])) for e in ENTITIES]
+    detectors += [
+        ("pii (all entities)", pii_detector()),
+        ("secrets", secrets_detector()),
+        ("prompt_injection", injection_detector()),
+    ]
+    for name, detector in detectors:
+        rows.append((name, "benign", lambda d=detector: d.find(benign), kb))
+        rows.append((name, "mixed", lambda d=detector: d.find(mixed), kb))
+    active = PolicySet(default_policies()).for_context()
+    for column, text in (("benign", benign), ("mixed", mixed)):
+        rows.append(("default set: pre", column, lambda t=text: active.check_prompt(t), kb))
+        rows.append(("default set: post", column, lambda t=text: active.check_answer(t), kb))
+    texts = [json.loads(line)["text"] for line in CORPUS.open(encoding="utf-8")]
+    corpus_kb = sum(len(t) for t in texts) / 1024
+    for name, detector in (d for d in detectors if d[0] in _ON_CORPUS):
+
+        def each(d: object = detector) -> None:
+            for text in texts:
+                d.find(text)  # type: ignore[attr-defined]
+
+        rows.append((name, "corpus", each, corpus_kb))
+    deltas = 4000
+    for name, specs in (
+        ("stream: default set", default_policies()),
+        ("stream: + all pii, keywords, injection", default_policies() + _every_pii_and_more()),
+    ):
+        feed_all, first_chars = _stream_calls(specs, deltas)
+        rows.append((name, "per delta", feed_all, float(deltas)))
+        rows.append((name, "to first char", first_chars, float(len(_OPENINGS))))
+    return rows
+
+
+def _again(call: Callable[[], object], _: int) -> Callable[[], object]:
+    call()
+    return call
+
+
+def count_child(out: Path, only: str | None) -> None:
+    """Under callgrind: each call once to warm its caches, then _REPS times, counted."""
+    names = []
+    for row, column, call, units in counted_calls():
+        if only and only not in f"{row} {column}" and row != "an empty call":
+            continue
+        call()
+        functools.reduce(_again, range(_REPS), call)
+        names.append((row, column, units))
+    out.write_text(json.dumps(names))
+
+
+def count_instructions(extra: list[str]) -> list[tuple[str, str, float]]:
+    """(row, column, instructions per unit), from a child process run under callgrind."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        names = Path(tmp) / "names.json"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            f"--toggle-collect={_COUNTED}",
+            f"--dump-after={_COUNTED}",
+            f"--callgrind-out-file={tmp}/cg.out",
+            sys.executable,
+            __file__,
+            *extra,
+            "--count-child",
+            str(names),
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
+        rows = json.loads(names.read_text())
+        dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda f: int(f.suffix[1:]))
+        if len(dumps) != len(rows):
+            sys.exit(f"callgrind wrote {len(dumps)} profiles for {len(rows)} calls: is {_COUNTED} "
+                     "in this Python's symbol table?")  # fmt: skip
+        totals = [_total(d) / _REPS for d in dumps]
+    empty = totals[0]  # reduce() and the call itself, subtracted from every row
+    return [(r, c, (t - empty) / units) for (r, c, units), t in zip(rows, totals, strict=True)][1:]
+
+
+def _total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError(f"no totals in {dump}")
+
+
+def print_instructions(extra: list[str]) -> None:
+    counted = count_instructions(extra)
+    print("Instructions (callgrind), thousands per KB of text, or per delta / first character")
+    columns = list(dict.fromkeys(c for _, c, _ in counted))
+    by_row: dict[str, dict[str, float]] = {}
+    for row, column, value in counted:
+        by_row.setdefault(row, {})[column] = value
+    print(f"{'':40}" + "".join(f"{c:>15}" for c in columns))
+    for row, values in by_row.items():
+        cells = "".join(f"{values[c] / 1000:15.1f}" if c in values else f"{'':15}" for c in columns)
+        print(f"{row:40}{cells}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--instructions", action="store_true", help="count, under callgrind")
+    parser.add_argument("--src", help="measure the gateway/ under this directory")
+    parser.add_argument("--only", help="--instructions: the rows whose name holds this")
+    parser.add_argument("--count-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.count_child is not None:
+        count_child(args.count_child, args.only)
+        return
+    if args.instructions:
+        extra = (["--src", args.src] if args.src else []) + (
+            ["--only", args.only] if args.only else []
+        )
+        print_instructions(extra)
+        return
+    print_times()
+
+
+def print_times() -> None:
     print("Detector cost, microseconds per KB of text (4 KB texts)")
     print(f"{'detector':36} {'benign':>10} {'mixed':>10}")
     for name, benign_us, mixed_us in detector_table():
@@ -282,20 +477,9 @@ def main() -> None:
         print(f"{name:16} {attack_us:10.1f} {benign_us:11.1f}   {before}")
     print()
     print("During stage on benign text, one delta (~1 token) per feed, microseconds")
-    every = [
-        PolicySpec(id="all-pii", kind="pii", stages=("during",), action="redact"),
-        PolicySpec(
-            id="kw",
-            kind="keywords",
-            keywords=("bluebird", "project x"),
-            stages=("during",),
-            action="redact",
-        ),
-        PolicySpec(id="inj", kind="prompt_injection", stages=("during",), action="log"),
-    ]
     sets = {
         "default set": default_policies(),
-        "default + all pii, keywords, injection": default_policies() + every,
+        "default + all pii, keywords, injection": default_policies() + _every_pii_and_more(),
     }
     for name, specs in sets.items():
         print(f"  {name}")

@@ -16,25 +16,37 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.access.api_keys import ApiKeys
 from gateway.access.audit import Audit, audited_gateway_error
 from gateway.access.auth import Authenticator
 from gateway.access.repositories import Repositories
+from gateway.access.usage import UsageView
 from gateway.access.visibility import Visibility
-from gateway.api import admin, conversation_service, pages, policies, repository_style, streams
+from gateway.api import (
+    admin,
+    api_keys,
+    conversation_service,
+    models,
+    pages,
+    policies,
+    provider_keys,
+    repository_style,
+    streams,
+    usage,
+)
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import completions, count_tokens, embeddings, responses, unknown
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
 from gateway.governance import Governance
+from gateway.models.connections import Connections
 from gateway.observability import Metrics, RequestMiddleware, configure_logging
 from gateway.settings import Settings, load_settings
 from gateway.storage.durability import Durability
 from gateway.storage.store import Store
 from gateway.turn import ChatService
 from gateway.turn.live import Live
-from providers import build_provider
-from providers.base import Provider
 
 log = logging.getLogger("gateway")
 
@@ -51,10 +63,12 @@ class Gateway:
     governance: Governance
     resume_secret: bytes
     visibility: Visibility
-    providers: dict[str, Provider]
+    connections: Connections
     metrics: Metrics
     repositories: Repositories
     audit: Audit
+    api_keys: ApiKeys
+    usage: UsageView
 
 
 def open_store(settings: Settings) -> Store:
@@ -93,7 +107,12 @@ async def metrics(request: Request) -> Response:
 async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
     """Everything one worker needs, connected and started."""
     store = open_store(settings)
-    providers = {m.id: build_provider(settings.model_spec(m)) for m in settings.served_models}
+    connections = Connections(settings, store)
+    try:
+        await connections.start()  # a KEK that does not match Redis stops the start here
+    except BaseException:
+        await store.aclose()
+        raise
     auth = Authenticator(settings, store)
     await auth.load()
     resume_secret = await store.credentials.shared_secret("resume")
@@ -106,15 +125,17 @@ async def open_gateway(settings: Settings, metrics: Metrics) -> Gateway:
         settings=settings,
         store=store,
         auth=auth,
-        chat=ChatService(settings, store, providers, metrics, live, governance),
+        chat=ChatService(settings, store, connections, metrics, live, governance),
         governance=governance,
         live=live,
         resume_secret=resume_secret,
         visibility=Visibility(store),
-        providers=providers,
+        connections=connections,
         metrics=metrics,
-        repositories=Repositories(settings, store),
+        repositories=Repositories(settings, store, connections),
         audit=Audit(store.events),
+        api_keys=ApiKeys(store),
+        usage=UsageView(store),
     )
 
 
@@ -124,10 +145,7 @@ async def close_gateway(gw: Gateway) -> None:
     await gw.live.close()
     await gw.auth.close()
     await gw.governance.close()
-    for provider in gw.providers.values():
-        with contextlib.suppress(Exception):
-            await provider.aclose()
-    await gw.repositories.aclose()
+    await gw.connections.close()
     await gw.audit.aclose()
     await gw.store.aclose()
 
@@ -162,6 +180,10 @@ ROUTES = [
     *streams.routes,
     *repository_style.routes,
     *admin.routes,
+    *models.routes,
+    *provider_keys.routes,
+    *api_keys.routes,
+    *usage.routes,
     *policies.routes,
     *openai_compat.routes,
     *anthropic_compat.routes,

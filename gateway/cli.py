@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway import __version__
 from gateway.access import audit
-from gateway.access.auth import digest, new_api_key
+from gateway.access.api_keys import ApiKeys, KeySpec
+from gateway.access.auth import digest
 from gateway.access.ids import Kind, first_problem
 from gateway.access.principal import ROLES
+from gateway.errors import GatewayError
+from gateway.models.connections import open_vault
+from gateway.models.provider_keys import rotate
+from gateway.models.vault import VaultError
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.storage.embedded import (
     EmbeddedRedis,
@@ -32,7 +38,6 @@ from gateway.storage.embedded import (
     running_gateways,
     state_dir,
 )
-from gateway.storage.records import now_ms
 from gateway.storage.store import Store
 
 T = TypeVar("T")
@@ -347,7 +352,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             return _fail(str(exc), 1)
     try:
         return asyncio.run(
-            _with_store(url, lambda store: _keys(args, store), cluster=settings.redis_cluster)
+            _with_store(
+                url, lambda store: _keys(args, store, settings), cluster=settings.redis_cluster
+            )
         )
     except RedisError as exc:
         return _fail(f"cannot reach Redis at {_shown(url)}: {exc}", 1)
@@ -356,50 +363,72 @@ def cmd_keys(args: argparse.Namespace) -> int:
             to_start.stop()
 
 
-async def _keys(args: argparse.Namespace, store: Store) -> int:
+async def _keys(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    """The admin API's own code (gateway/access/api_keys.py), as the operator: no role bound."""
+    api_keys = ApiKeys(store)
+    if args.keys_cmd == "rotate-kek":
+        return await _rotate_kek(store, settings)
     if args.keys_cmd == "create":
-        key_id, key = new_api_key()
-        await store.credentials.save_api_key(
-            digest(key),
-            {
-                "key_id": key_id,
-                "org_id": args.org,
-                "user_id": args.user,
-                "role": args.role,
-                "workspaces": args.workspace or [],
-                "name": args.name,
-                "family_name": args.last_name,
-                "email": args.email,
-                "created_at": now_ms(),
-            },
-        )
-        await _audit_key(store, audit.KEY_CREATED, args.org, key_id, args.user, args.role)
-        print(f"key id: {key_id}")
+        try:
+            spec = KeySpec(
+                org_id=args.org,
+                user=args.user,
+                role=args.role,
+                workspaces=args.workspace or [],
+                name=args.name,
+                last_name=args.last_name,
+                email=args.email,
+            )
+            record, key = await api_keys.create(spec, None, via="cli")
+        except ValidationError as exc:
+            return _fail(f"{'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}")
+        except GatewayError as exc:
+            return _fail(exc.message, 1)
+        print(f"key id: {record['key_id']}")
         print(f"api key (printed once, only its hash is kept): {key}")
         return 0
     if args.keys_cmd == "list":
-        for row in await store.credentials.api_keys():
+        for row in await api_keys.list(None):
             print(json.dumps(row))
         return 0
-    record = await store.credentials.api_key_record(args.key_id)
-    if not await store.credentials.revoke_api_key(args.key_id):
+    found = await api_keys.get(args.key_id)
+    if found is None or not await api_keys.revoke(found, None, via="cli"):
         return _fail(f"no key with id {args.key_id}", 1)
-    if record is not None:
-        await _audit_key(
-            store,
-            audit.KEY_REVOKED,
-            record["org_id"],
-            args.key_id,
-            record["user_id"],
-            record["role"],
-        )
     print(f"revoked {args.key_id}")
     return 0
 
 
-async def _audit_key(store: Store, type_: str, org: str, key_id: str, user: str, role: str) -> None:
-    fields = audit.fields_of(type_, None, key_id=key_id, user_id=user, role=role, via="cli")
-    await store.events.append(org, fields, audit.DEFAULT_MAXLEN)
+async def _rotate_kek(store: Store, settings: Settings) -> int:
+    """Re-wrap every stored provider key with the first KEK of GATEWAY_ENCRYPTION_KEY (the
+    others still open what they wrapped); gateways keep serving throughout."""
+    if not settings.encryption_key:
+        return _fail(
+            "rotate-kek: set GATEWAY_ENCRYPTION_KEY (or encryption_key_file) to the new KEK, "
+            'then the old one after it: GATEWAY_ENCRYPTION_KEY="<new>,<old>"'
+        )
+    try:
+        vault = await open_vault(settings, store)
+    except VaultError as exc:
+        return _fail(f"rotate-kek: {exc}", 1)
+    assert vault is not None
+    totals, per_org = await rotate(store, vault)
+    for org, count in per_org.items():
+        event = audit.queued(
+            org, audit.PROVIDER_KEYS_REWRAPPED, None, count=count, kek=vault.current, via="cli"
+        )
+        await store.events.append(*event)
+    print(
+        f"rotate-kek: {totals.rewrapped} keys re-wrapped with KEK {vault.current} in "
+        f"{len(per_org)} of {totals.orgs} orgs; {totals.current} already were"
+    )
+    if totals.changed or totals.failed:
+        return _fail(
+            f"rotate-kek: {totals.changed} keys changed meanwhile and {totals.failed} did not "
+            "open (see the log above): run it again once every gateway holds the new KEK",
+            1,
+        )
+    print("rotate-kek: every provider key is under the new KEK; the old one may be removed")
+    return 0
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -460,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     ksub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = ksub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
+    ksub.add_parser(
+        "rotate-kek",
+        help="re-wrap every stored provider key with the first KEK of GATEWAY_ENCRYPTION_KEY",
+    )
     keys.set_defaults(func=cmd_keys)
 
     config = sub.add_parser("config", help="configuration")

@@ -11,10 +11,18 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from providers.base import ModelSpec
 
@@ -38,9 +46,8 @@ class ModelConfig(_Frozen):
     connect_timeout: float = Field(default=10.0, gt=0, le=600)
     read_timeout: float = Field(default=120.0, gt=0, le=3600)
     max_retries: int = Field(default=2, ge=0, le=10)
-    fallbacks: tuple[
-        str, ...
-    ] = ()  # model ids tried in order when this one fails before its first token
+    # model ids tried in order when this one fails before its first token
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=10)
     # openai and anthropic: the HTTP client under the SDK ("lean": providers/transport.py;
     # "httpx": the SDK's own; a proxy in the environment always means "httpx") and its pool
     transport: Literal["lean", "httpx"] = "lean"
@@ -53,6 +60,10 @@ class ModelConfig(_Frozen):
     # demo only: milliseconds between streamed words, and words per answer
     pace_ms: float = Field(default=20.0, ge=0, le=10_000)
     answer_words: int = Field(default=60, ge=1, le=100_000)
+    # USD per million tokens; absent: the shipped table (gateway/models/prices.py) for
+    # well-known upstream models, else no cost is recorded
+    price_input_per_mtok: float | None = Field(default=None, ge=0, le=100_000)
+    price_output_per_mtok: float | None = Field(default=None, ge=0, le=100_000)
 
     @field_validator("base_url")
     @classmethod
@@ -132,6 +143,14 @@ def _claim_value(value: str) -> str:
     return value
 
 
+def _keks(v: str) -> str:
+    """GATEWAY_ENCRYPTION_KEY: one KEK or several, comma-separated (models/vault.py)."""
+    from gateway.models.vault import parse_keks
+
+    parse_keks(v)  # ValueError says what is wrong, never the key
+    return v
+
+
 class Settings(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -158,9 +177,8 @@ class Settings(_Frozen):
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
-    # what one prompt may ask of a model (each costs the upstream's money or our work):
-    # answers per request (n), tools offered, the tools' JSON schemas in all, stop
-    # sequences, images
+    # what one prompt may ask of a model (each costs the upstream's money or our work): answers
+    # per request (n), tools offered, the tools' JSON schemas in all, stop sequences, images
     max_choices: int = Field(default=8, ge=1, le=128)
     max_tools: int = Field(default=128, ge=0, le=10_000)
     max_tool_schema_bytes: int = Field(default=256 * 1024, ge=0, le=64 * 1024 * 1024)
@@ -177,12 +195,8 @@ class Settings(_Frozen):
     # by default: the peer's own address is the client's
     trusted_proxies: tuple[str, ...] = ()
     auth_failures_per_minute: int = Field(default=30, ge=0, le=1_000_000)  # per address; 0: off
-    send_timeout: float = Field(
-        default=30.0, gt=0, le=3600
-    )  # a stalled reader is dropped after this
-    shutdown_grace: float = Field(
-        default=10.0, ge=0, le=3600
-    )  # open streams may finish within this
+    send_timeout: float = Field(default=30.0, gt=0, le=3600)  # a stalled reader is dropped
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)  # open streams may finish in it
     turn_lock_ttl: float = Field(
         default=600.0, gt=0, le=86400
     )  # the longest a turn may hold its conversation
@@ -200,10 +214,13 @@ class Settings(_Frozen):
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
     policies: tuple[dict[str, Any], ...] = ()
-    default_policies: bool = (
-        True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
-    )
+    # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
+    default_policies: bool = True
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # the key-encryption key(s) of stored provider keys: 32 random bytes in URL-safe base64;
+    # during a rotation several, comma-separated: the first wraps, every one unwraps
+    encryption_key: Annotated[str, AfterValidator(_keks)] | None = Field(default=None, repr=False)
+    encryption_key_file: Path | None = None  # a file holding the same (read at start)
     # resolved from the environment at load time: variable name -> value
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -426,6 +443,7 @@ ENV_FIELDS = {
     "GATEWAY_FINAL_WRITE_TIMEOUT": "final_write_timeout",
     "GATEWAY_DURABILITY_REPLICAS": "durability_replicas",
     "GATEWAY_DURABILITY_TIMEOUT_MS": "durability_timeout_ms",
+    "GATEWAY_ENCRYPTION_KEY": "encryption_key",
     "GATEWAY_HTTP_MAX_HEADER_BYTES": "http_max_header_bytes",
     "GATEWAY_HTTP_MAX_HEADERS": "http_max_headers",
     "GATEWAY_HTTP_HEADER_TIMEOUT": "http_header_timeout",
@@ -467,6 +485,7 @@ def load_settings(
     data = _read_file(config_path or env.get("GATEWAY_CONFIG"))
     data.update(_from_env(env))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    _read_encryption_key_file(data)
     if "secrets" in data:
         raise ConfigError("secrets: not a config field; name the variable with api_key_env")
     wanted = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
@@ -481,6 +500,17 @@ def load_settings(
         raise ConfigError(_format_error(exc)) from None
     _check_policies(settings)
     return settings
+
+
+def _read_encryption_key_file(data: dict[str, Any]) -> None:
+    """encryption_key_file holds what GATEWAY_ENCRYPTION_KEY would (the variable wins)."""
+    path = data.get("encryption_key_file")
+    if not path or data.get("encryption_key"):
+        return
+    try:
+        data["encryption_key"] = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"encryption_key_file {path}: {exc.strerror}") from None
 
 
 def _read_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -173,6 +173,7 @@ class RepoClient:
 async def api(
     repo_gateway: GatewayServer, redis: Any, upstream: FakeUpstream
 ) -> AsyncIterator[RepoClient]:
+    await repo_gateway.restore_heartbeat(redis)
     async with httpx.AsyncClient(base_url=repo_gateway.url, timeout=20) as http:
         yield RepoClient(http)
 

@@ -4,6 +4,7 @@ raw bytes the way a browser does, and JWT minting."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -23,6 +24,8 @@ from gateway.storage.embedded import free_port
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
 ADMIN_TOKEN = "test-admin-token-of-28-chars"
+# the KEK of every test gateway (provider keys); 32 bytes, URL-safe base64
+ENCRYPTION_KEY = base64.urlsafe_b64encode(b"chat-gateway test KEK, 32 bytes!").decode()
 
 
 class GatewayServer:
@@ -71,6 +74,7 @@ class GatewayServer:
         gateway = self.app.state.gateway
         await redis.set(keys.worker(gateway.live.worker_id), "1", px=6000)
         await self.call(gateway.governance.reload())  # policies an earlier test put via the API
+        await self.call(gateway.connections.reset())  # models and keys an earlier test put
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -93,6 +97,7 @@ def gateway_settings(
         "OPENAI_API_KEY": "sk-test-openai",
         "ANTHROPIC_API_KEY": "sk-ant-test",
         "GATEWAY_PING_INTERVAL": "1",
+        "GATEWAY_ENCRYPTION_KEY": ENCRYPTION_KEY,
         # every test calls from 127.0.0.1: one address's failed authentications must not
         # throttle the next test (tests/access/test_auth_throttle.py turns it on)
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",

@@ -32,6 +32,12 @@ KEY_CREATED = "api_key_created"
 KEY_REVOKED = "api_key_revoked"
 REPOSITORY_SAVED = "repository_saved"
 REPOSITORY_DELETED = "repository_deleted"
+MODEL_SAVED = "model_saved"
+MODEL_DELETED = "model_deleted"
+PROVIDER_KEY_SET = "provider_key_set"
+PROVIDER_KEY_ROTATED = "provider_key_rotated"  # a repository's key replaced by another
+PROVIDER_KEY_DELETED = "provider_key_deleted"
+PROVIDER_KEYS_REWRAPPED = "provider_keys_rewrapped"  # `keys rotate-kek`: the org's keys
 
 DEFAULT_MAXLEN = 100_000  # per org; XADD MAXLEN ~ trims whole macro nodes, so roughly this
 NO_ORG = "_platform"  # where events of callers without an org (the admin) go
@@ -53,6 +59,13 @@ def fields_of(type_: str, actor: Principal | None, **details: str | int | None) 
             fields["actor_key_id"] = actor.key_id
     fields.update({k: str(v) for k, v in details.items() if v is not None})
     return fields
+
+
+def queued(
+    org: str | None, type_: str, actor: Principal | None, **details: str | int | None
+) -> QueuedEvent:
+    """An event for a storage write to pipeline with its own commands (the CLI's too)."""
+    return (org or NO_ORG, fields_of(type_, actor, **details), DEFAULT_MAXLEN)
 
 
 class Audit:

@@ -44,10 +44,10 @@ class Authenticator:
         self._jwt = JwtVerifier(settings)
         self.throttle = FailureThrottle(settings.auth_failures_per_minute)
 
-        # API keys seen lately: digest -> (principal, until). Used only while this worker
+        # API keys seen lately: digest -> (principal, until, expires). Used only while this worker
         # hears revocations (Store.revoke_api_key publishes them), so a revoked key stops
         # working on every worker within a message's delivery, not after the TTL.
-        self._keys: dict[str, tuple[Principal, float]] = {}
+        self._keys: dict[str, tuple[Principal, float, int | None]] = {}
         self._hearing_revocations = False
         # bumped by every revocation heard and every subscription lost or made: a lookup that
         # was in flight across one of them must not put what it read into the cache
@@ -93,13 +93,16 @@ class Authenticator:
         self._keys.pop(digest, None)
 
     def _cached_key(self, d: str, now: float) -> Principal | None:
+        """A key this worker knows (401 token_expired once past its expires_at)."""
         cached = self._keys.get(d)
         if cached is not None and cached[1] > now and self._hearing_revocations:
+            _check_expiry(cached[2])
             return cached[0]
         return None
 
     async def _api_key(self, d: str) -> Principal | None:
-        """The key's Principal (frozen, so one serves every request of the key)."""
+        """The key's Principal (frozen, so one serves every request of the key); a key past
+        its `expires_at` is refused, cached or not."""
         now = time.monotonic()
         cached = self._cached_key(d, now)
         if cached is not None:
@@ -108,11 +111,13 @@ class Authenticator:
         record = await self.store.credentials.api_key(d)
         if record is None:
             return None
+        expires = record.get("expires_at")
+        _check_expiry(expires)
         principal = principal_from_key(record)
         if self._hearing_revocations and generation == self._generation:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 del self._keys[next(iter(self._keys))]
-            self._keys[d] = (principal, now + KEY_CACHE_TTL)
+            self._keys[d] = (principal, now + KEY_CACHE_TTL, expires)
         return principal
 
     async def authenticate(self, authorization: str | None, *, client: str | None) -> Principal:
@@ -186,6 +191,11 @@ class Authenticator:
         )
 
 
+def _check_expiry(expires_at_ms: int | None) -> None:
+    if expires_at_ms is not None and expires_at_ms <= time.time() * 1000:
+        raise Unauthorized("API key expired", code="token_expired")
+
+
 def _str_set(value: Any) -> frozenset[str]:
     if isinstance(value, list):
         return frozenset(str(v) for v in value)
@@ -221,4 +231,6 @@ def principal_from_key(record: dict[str, Any]) -> Principal:
         family_name=record.get("family_name"),
         email=record.get("email"),
         key_id=record["key_id"],
+        models=frozenset(record["models"]) if record.get("models") is not None else None,
+        budgets=tuple(sorted((k, int(v)) for k, v in (record.get("budgets") or {}).items())),
     )

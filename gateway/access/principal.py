@@ -12,6 +12,7 @@ from gateway.errors import Forbidden
 from gateway.storage.records import Conversation
 
 ROLES = ("admin", "org_admin", "workspace_admin", "user")
+RANK = {role: len(ROLES) - i for i, role in enumerate(ROLES)}  # admin highest
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,6 +26,10 @@ class Principal:
     family_name: str | None = None
     email: str | None = None
     key_id: str | None = None
+    # an API key's restrictions: the models it may use (None: any), and its own budgets
+    # ((name, limit) pairs of gateway/access/quotas.py KEY_LIMITS)
+    models: frozenset[str] | None = None
+    budgets: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_admin(self) -> bool:
@@ -64,6 +69,9 @@ class Principal:
         if self.role in ("admin", "org_admin") or conv.created_by == self.user_id:
             return True
         return self.role == "workspace_admin" and conv.workspace_id in self.managed_workspaces
+
+    def may_use_model(self, model_id: str) -> bool:
+        return self.models is None or model_id in self.models
 
     def can_use_workspace(self, workspace_id: str) -> bool:
         if self.role in ("admin", "org_admin"):

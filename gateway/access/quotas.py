@@ -23,6 +23,10 @@ Keys, all under the org's hash tag (one slot per org, ready for Redis Cluster):
     gw:{o:<org>}:rl:tok:<min|day|mon>:<window>:o        tokens (window: epoch minute,
     gw:{o:<org>}:rl:tok:<min|day|mon>:<window>:u:<user>  YYYYMMDD or YYYYMM)
 
+An API key may carry budgets of its own (its `budgets`: requests_per_minute,
+tokens_per_minute, tokens_per_day, tokens_per_month), checked by the same script beside the
+user's and the org's, in windows of the key (`...:k:<key id>`).
+
 Each key expires a minute after its window ends (EXPIREAT: every writer sets the same
 instant). Windows follow each gateway's own clock, so replicas should keep theirs in sync.
 The script that checks and counts them is gateway/storage/quotas.py.
@@ -35,6 +39,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from gateway.access.principal import Principal
 from gateway.errors import RateLimited
 from gateway.settings import LimitsConfig, LimitValues
 from gateway.storage import keys
@@ -53,19 +58,26 @@ LIMITS = {
     "user_tokens_per_month": ("tokens", "user", "month"),
     "org_tokens_per_month": ("tokens", "org", "month"),
 }
+# an API key's budget -> (kind, period)
+KEY_LIMITS = {
+    "requests_per_minute": ("requests", "minute"),
+    "tokens_per_minute": ("tokens", "minute"),
+    "tokens_per_day": ("tokens", "day"),
+    "tokens_per_month": ("tokens", "month"),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
     kind: str  # requests | tokens
-    scope: str  # user | org
+    scope: str  # user | org | key
     period: str  # minute | day | month
     limit: int
     key: str
     reset_at: int  # epoch seconds when the window ends
 
     def describe(self) -> str:
-        whose = "your" if self.scope == "user" else "your organization's"
+        whose = {"user": "your", "key": "this API key's"}.get(self.scope, "your organization's")
         if self.kind == "requests":
             return f"{whose} limit of {self.limit} prompts per {self.period} is reached"
         return f"{whose} budget of {self.limit} tokens per {self.period} is used up"
@@ -94,10 +106,27 @@ def headers_for(window: Window, used: int, now: float) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class KeyBudgets:
+    """An API key's own budgets: (budget name, limit) pairs of KEY_LIMITS."""
+
+    key_id: str
+    limits: tuple[tuple[str, int], ...]
+
+
+def key_budgets(principal: Principal) -> KeyBudgets | None:
+    """The caller's API key's own budgets, when it has any."""
+    if principal.key_id is None or not principal.budgets:
+        return None
+    return KeyBudgets(principal.key_id, principal.budgets)
+
+
 class RateLimits:
     def __init__(self, config: LimitsConfig, quotas: Quotas) -> None:
         self.config = config
-        self.quotas = quotas if config.any_set() else None  # none set: no Redis call at all
+        self._quotas = quotas
+        # none set, and no key with budgets: no Redis call at all
+        self.quotas = quotas if config.any_set() else None
         self._per_org: dict[str, LimitValues] = {}
 
     def _values(self, org_id: str) -> LimitValues:
@@ -107,23 +136,42 @@ class RateLimits:
         return values
 
     def windows(
-        self, org_id: str, user_id: str, now: float, *, kind: str | None = None
+        self,
+        org_id: str,
+        user_id: str,
+        now: float,
+        *,
+        kind: str | None = None,
+        key: KeyBudgets | None = None,
     ) -> list[Window]:
-        """The windows that apply to one prompt of `user_id` in `org_id`; requests first."""
-        values = self._values(org_id)
+        """The windows that apply to one prompt of `user_id` in `org_id` (and of the API key
+        with budgets); requests first."""
         ids = window_ids(now)
         found = []
-        for name, (k, scope, period) in LIMITS.items():
-            limit = getattr(values, name)
-            if limit is None or (kind is not None and k != kind):
-                continue
-            window_id, reset_at = ids[period]
-            key = keys.rate_window(org_id, k, window_id, scope, user_id)
-            found.append(Window(k, scope, period, limit, key, reset_at))
-        return found
+        if self.quotas is not None:
+            values = self._values(org_id)
+            for name, (k, scope, period) in LIMITS.items():
+                limit = getattr(values, name)
+                if limit is None or (kind is not None and k != kind):
+                    continue
+                window_id, reset_at = ids[period]
+                key_name = keys.rate_window(org_id, k, window_id, scope, user_id)
+                found.append(Window(k, scope, period, limit, key_name, reset_at))
+        if key is not None:
+            for name, limit in key.limits:
+                k, period = KEY_LIMITS[name]
+                if kind is not None and k != kind:
+                    continue
+                window_id, reset_at = ids[period]
+                key_name = keys.rate_window(org_id, k, window_id, "key", key.key_id)
+                found.append(Window(k, "key", period, limit, key_name, reset_at))
+        return sorted(found, key=lambda w: w.kind != "requests")  # stable: requests first
 
-    def counts_tokens(self, org_id: str) -> bool:
-        """Whether a prompt in `org_id` has token windows (and so a reservation to make)."""
+    def counts_tokens(self, org_id: str, key: KeyBudgets | None = None) -> bool:
+        """Whether a prompt in `org_id` (with that API key) has token windows, and so a
+        reservation to make."""
+        if key is not None and any(KEY_LIMITS[n][0] == "tokens" for n, _ in key.limits):
+            return True
         if self.quotas is None:
             return False
         values = self._values(org_id)
@@ -131,19 +179,24 @@ class RateLimits:
             getattr(values, n) is not None for n, (k, _, _) in LIMITS.items() if k == "tokens"
         )
 
-    async def admit(self, org_id: str, user_id: str, *, reserve: int = 0) -> Admitted:
-        """Count one prompt and reserve `reserve` tokens in its token windows, or raise
-        RateLimited (429) naming the limit that is full. The X-RateLimit-* headers are those
-        of the tightest window (request windows first)."""
-        if self.quotas is None:
+    async def admit(
+        self, org_id: str, user_id: str, key: KeyBudgets | None = None, *, reserve: int = 0
+    ) -> Admitted:
+        """Count one prompt and reserve `reserve` tokens in its token windows (the user's,
+        the org's and the API key's), or raise RateLimited (429) naming the limit that is
+        full. The X-RateLimit-* headers are those of the tightest window (request windows
+        first)."""
+        if self.quotas is None and key is None:
             return NOT_COUNTED
         now = time.time()
-        windows = self.windows(org_id, user_id, now)
+        windows = self.windows(org_id, user_id, now, key=key)
         if not windows:
             return NOT_COUNTED
         n_requests = sum(1 for w in windows if w.kind == "requests")
         keyed = [(w.key, w.limit, w.reset_at + EXPIRY_GRACE) for w in windows]
-        admission = await self.quotas.admit(keyed[:n_requests], keyed[n_requests:], reserve=reserve)
+        admission = await self._quotas.admit(
+            keyed[:n_requests], keyed[n_requests:], reserve=reserve
+        )
         used = admission.used
         if not admission.admitted:
             raise refusal(windows, used, now)
@@ -157,16 +210,19 @@ class RateLimits:
         return Admitted(headers_for(window, count, now), reservation)
 
     async def release(self, reservation: Reservation | None) -> None:
-        if reservation is not None and self.quotas is not None:
-            await self.quotas.release(reservation)
+        # a key's own budgets hold reservations even when no [limits] are set
+        if reservation is not None:
+            await self._quotas.release(reservation)
 
-    def token_windows(self, org_id: str, user_id: str) -> list[tuple[str, int]]:
+    def token_windows(
+        self, org_id: str, user_id: str, key: KeyBudgets | None = None
+    ) -> list[tuple[str, int]]:
         """(key, EXPIREAT instant) of each token window a finished turn adds its tokens to."""
-        if self.quotas is None:
+        if self.quotas is None and key is None:
             return []
         return [
             (w.key, w.reset_at + EXPIRY_GRACE)
-            for w in self.windows(org_id, user_id, time.time(), kind="tokens")
+            for w in self.windows(org_id, user_id, time.time(), kind="tokens", key=key)
         ]
 
 

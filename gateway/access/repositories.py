@@ -5,22 +5,21 @@ Repository ids are per org: two orgs may each have a `repo-1`, and nothing one o
 asks depends on another org's ids. Config wins within its org: an (org, id) the file
 declares is served from the (frozen) settings, never read from Redis, and the admin API
 refuses to change it (409). Every other repository lives in one Redis hash, written by the
-admin API. A repository named in the file may carry its own
-provider key (`api_key_env`, the seeds' "AI API Keys"): its prompts go through a provider
-client built with that key.
+admin API. A repository's own provider key (the seeds' "AI API Keys": `api_key_env` in the
+file, or set through the admin API) is used for its prompts by gateway/models/
+(provider_keys.py, connections.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from gateway.settings import ModelConfig, RepositoryConfig, Settings
+from gateway.models.connections import Connections
+from gateway.models.registry import ModelEntry
+from gateway.settings import RepositoryConfig, Settings
 from gateway.storage.records import now_ms
 from gateway.storage.store import Store
-from providers import build_provider
-from providers.base import Provider
 
 Source = Literal["config", "api"]
 
@@ -53,17 +52,11 @@ class ConfigOwned(Exception):
 
 
 class Repositories:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, connections: Connections) -> None:
         self.settings = settings
         self.store = store
+        self.connections = connections
         self._config = {(r.org_id, r.id): Repository.from_config(r) for r in settings.repositories}
-        # (org, repository id) -> (model id, a client of that model holding the repository's key)
-        self._providers: dict[tuple[str, str], tuple[str, Provider]] = {}
-        for key, repo in self._config.items():
-            model = self.model_for(repo)
-            if repo.api_key_env and model is not None:
-                spec = settings.model_spec(model, api_key_env=repo.api_key_env)
-                self._providers[key] = (model.id, build_provider(spec))
 
     def declared(self, rid: str, org_id: str) -> bool:
         return (org_id, rid) in self._config
@@ -122,18 +115,8 @@ class Repositories:
             raise ConfigOwned(rid)
         return await self.store.repositories.delete(org_id, rid)
 
-    def model_for(self, repo: Repository) -> ModelConfig | None:
-        """The repository's model; without one, the first served model."""
+    async def model_for(self, repo: Repository) -> ModelEntry | None:
+        """The repository's model, as its org sees it; without one, the first of the file."""
         if repo.model is None:
-            return self.settings.served_models[0]
-        return self.settings.model(repo.model)
-
-    def provider_for(self, org_id: str, repo_id: str | None, model_id: str) -> Provider | None:
-        """A client holding the repository's own key, when it has one for that model."""
-        entry = self._providers.get((org_id, repo_id)) if repo_id else None
-        return entry[1] if entry is not None and entry[0] == model_id else None
-
-    async def aclose(self) -> None:
-        for _, provider in self._providers.values():
-            with contextlib.suppress(Exception):
-                await provider.aclose()
+            return self.connections.registry.first
+        return await self.connections.model(repo.model, repo.org_id)

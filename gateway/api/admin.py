@@ -22,6 +22,7 @@ from gateway.api.inputs import Body, OrgId, WorkspaceId, gateway_of, ok, princip
 from gateway.api.queries import AdminOrgQuery, EventsQuery, read_query
 from gateway.api.schemas import admin as answers
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gateway.models.provider_keys import PROVIDERS_WITH_KEYS
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -79,7 +80,9 @@ async def repository_of(
     return found[0] if found else None
 
 
-async def _visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
+async def visible_repository(request: Request, caller: Principal, rid: str) -> Repository:
+    """The repository of that id in the caller's org (?org_id= for the platform admin), or
+    404 repository_not_found: another org's is not there for the caller."""
     named = read_query(request, AdminOrgQuery).org_id
     repo = await repository_of(request, caller, rid, org_scope(named, caller))
     if repo is None or not caller.in_org(repo.org_id):
@@ -97,14 +100,19 @@ def _config_owned(rid: str) -> Conflict:
 async def list_repositories(request: Request) -> Response:
     caller = await admin_principal(request)
     org = org_scope(read_query(request, AdminOrgQuery).org_id, caller)
-    repos = await gateway_of(request).repositories.list(org)
-    return ok(answers.RepositoryList(repositories=[answers.Repository.of(r) for r in repos]))
+    gw = gateway_of(request)
+    repos = await gw.repositories.list(org)
+    keyed = await gw.store.provider_keys.repositories(sorted({r.org_id for r in repos}))
+    rows = [answers.Repository.of(r, has_own_key=(r.org_id, r.id) in keyed) for r in repos]
+    return ok(answers.RepositoryList(repositories=rows))
 
 
 async def get_repository(request: Request) -> Response:
     caller = await admin_principal(request)
-    repo = await _visible_repository(request, caller, repository_id(request))
-    return ok(answers.RepositoryEnvelope(repository=answers.Repository.of(repo)))
+    repo = await visible_repository(request, caller, repository_id(request))
+    keyed = await gateway_of(request).store.provider_keys.repositories([repo.org_id])
+    shown = answers.Repository.of(repo, has_own_key=(repo.org_id, repo.id) in keyed)
+    return ok(answers.RepositoryEnvelope(repository=shown))
 
 
 async def put_repository(request: Request) -> Response:
@@ -123,7 +131,7 @@ async def put_repository(request: Request) -> Response:
     caller.check_org(org)
     if gw.repositories.declared(rid, org):
         raise _config_owned(rid)
-    if body.model is not None and gw.settings.model(body.model) is None:
+    if body.model is not None and await gw.connections.model(body.model, org) is None:
         raise ValidationFailed(f"model: {body.model!r} is not a served model")
     try:
         repo, created = await gw.repositories.put(
@@ -148,7 +156,7 @@ async def delete_repository(request: Request) -> Response:
     caller = await admin_principal(request)
     rid = repository_id(request)
     gw = gateway_of(request)
-    repo = await _visible_repository(request, caller, rid)
+    repo = await visible_repository(request, caller, rid)
     try:
         deleted = await gw.repositories.delete(rid, repo.org_id)
     except ConfigOwned:
@@ -156,6 +164,14 @@ async def delete_repository(request: Request) -> Response:
     if not deleted:
         raise NotFound(f"repository {rid!r} not found", code="repository_not_found")
     gw.audit.record(repo.org_id, audit.REPOSITORY_DELETED, caller, repo_id=rid)
+    # its own provider keys go with it (an id made again later starts without them)
+    gone = await gw.connections.keys.delete(repo.org_id, rid, list(PROVIDERS_WITH_KEYS))
+    if gone:
+        await gw.connections.changed("keys", repo.org_id)
+    for provider in gone:
+        gw.audit.record(
+            repo.org_id, audit.PROVIDER_KEY_DELETED, caller, repo_id=rid, provider=provider
+        )
     return ok(answers.RepositoryDeleted(repositoryId=rid))
 
 

@@ -98,8 +98,8 @@ async def create_session(request: Request) -> Response:
     conv = await _conversation_in_org(request, caller, org_id, body.conversation_id)
     if not caller.can_prompt(conv):
         raise Forbidden("only the conversation's creator may open sessions in it")
-    if gw.settings.model(body.model_id) is None:
-        raise NotFound(f"model {body.model_id!r} is not served", code="model_not_found")
+    # 404 when the org has no such model, 403 when the caller's key may not use it
+    await gw.chat.preparation.model(caller, body.model_id, conv.org_id)
     session = await gw.store.conversations.create_session(
         ChatSession(id=new_id(), conversation_id=conv.id, model_id=body.model_id)
     )

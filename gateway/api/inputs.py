@@ -46,6 +46,12 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+class StrictBody(BaseModel):
+    """Request bodies that refuse an unknown field (400) rather than drop it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
 def gateway_of(request: Request) -> Gateway:
     """Everything the lifespan built for this worker (gateway/app.py)."""
     return cast("Gateway", request.app.state.gateway)

@@ -20,7 +20,17 @@ from pydantic_core import CoreSchema
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
-from gateway.api import admin, conversation_service, policies, queries, repository_style, streams
+from gateway.access.api_keys import KeySpec
+from gateway.api import (
+    admin,
+    conversation_service,
+    models,
+    policies,
+    provider_keys,
+    queries,
+    repository_style,
+    streams,
+)
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import (
     anthropic_request,
@@ -34,12 +44,16 @@ from gateway.api.compat import common as compat
 from gateway.api.schemas import admin as admin_answers
 from gateway.api.schemas import anthropic as anthropic_answers
 from gateway.api.schemas import anthropic_tokens as token_answers
+from gateway.api.schemas import api_keys as key_answers
 from gateway.api.schemas import conversation_service as service_answers
+from gateway.api.schemas import models as model_answers
 from gateway.api.schemas import openai as openai_answers
 from gateway.api.schemas import openai_completions as completion_answers
 from gateway.api.schemas import openai_embeddings as embedding_answers
 from gateway.api.schemas import openai_responses as response_answers
+from gateway.api.schemas import provider_keys as provider_key_answers
 from gateway.api.schemas import repository as repository_answers
+from gateway.api.schemas import usage as usage_answers
 from gateway.api.schemas.common import Error, Health
 from gateway.api.schemas.stream import ChatStreamEvent, StopAccepted
 from gateway.policy import PolicySpec
@@ -122,6 +136,8 @@ PATH_PARAMS: dict[str, dict[str, str]] = {
     },
     "model_id": {"description": "a served model's id"},
     "response_id": {"description": "a stored response's id (resp_...)"},
+    "provider": {"description": "`openai` or `anthropic`"},
+    "key_id": {"description": "an API key's id: the 12 hex digits after `cgw_` in the key"},
     "policy_id": {
         "description": "a policy id: 1-200 letters, digits, `.` `_` `:` `-`",
         "pattern": policies.POLICY_ID.pattern,
@@ -361,6 +377,131 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=ADMIN_ERRORS,
         query=queries.EventsQuery,
     ),
+    # Provider connections
+    ("GET", "/admin/models"): Operation(
+        "List the models: the config file's, every org's, and the org's own",
+        ADMIN,
+        {200: Reply("the entries, with their last connection test", model_answers.ModelList)},
+        errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
+    ),
+    ("GET", "/admin/models/{model_id}"): Operation(
+        "A model entry",
+        ADMIN,
+        {200: Reply("the entry", model_answers.ModelEnvelope)},
+        errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
+    ),
+    ("PUT", "/admin/models/{model_id}"): Operation(
+        "Create or replace a model entry (org admins: their org's own)",
+        ADMIN,
+        {
+            200: Reply("replaced", model_answers.ModelEnvelope),
+            201: Reply("created", model_answers.ModelEnvelope),
+        },
+        errors=(*ADMIN_ERRORS, 409, 413),
+        body=models.PutModel,
+        body_from_path=("id",),
+        description="The config file's `[[models]]` fields plus `price_input_per_mtok` and "
+        "`price_output_per_mtok` (USD per million tokens). The whole entry is replaced. "
+        "Without `org_id` (platform admin only) every org may use it. An org's own entry "
+        "answers with its repositories' provider keys, never the platform's credentials; an "
+        "org admin sets no `base_url`. A config file's id: 409 `model_in_config`; over the "
+        "bound (1000 shared, 100 per org): 409 `too_many_models`. Every worker serves the "
+        "change within a second; a running stream finishes on the entry it started with.",
+    ),
+    ("DELETE", "/admin/models/{model_id}"): Operation(
+        "Delete a model entry: new sessions on it get 404, running streams finish",
+        ADMIN,
+        {200: Reply("deleted", model_answers.ModelDeleted)},
+        errors=(*ADMIN_ERRORS, 409),
+        query=queries.AdminOrgQuery,
+    ),
+    ("POST", "/admin/models/{model_id}/test"): Operation(
+        "Connection test: one tiny upstream call, timed, or the provider's error",
+        ADMIN,
+        {200: Reply("the result (also kept as the entry's health)", model_answers.ModelTest)},
+        errors=(*ADMIN_ERRORS, 409),
+        query=queries.ModelTestQuery,
+        description="One prompt of one word, one output token at most, within 15 s and the "
+        "entry's own timeouts. One test of a model at a time across workers (else 409 "
+        "`test_running` with Retry-After). Org admins test their org's own entries only.",
+    ),
+    # Repository AI keys
+    ("GET", "/admin/repositories/{repo_id}/provider-keys"): Operation(
+        "A repository's own provider keys (never the keys: a fingerprint and the last 4)",
+        ADMIN,
+        {200: Reply("the keys", provider_key_answers.ProviderKeyList)},
+        errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
+    ),
+    ("PUT", "/admin/repositories/{repo_id}/provider-keys/{provider}"): Operation(
+        "Set or replace a repository's key for one provider",
+        ADMIN,
+        {
+            200: Reply("replaced (rotated)", provider_key_answers.ProviderKeyEnvelope),
+            201: Reply("set", provider_key_answers.ProviderKeyEnvelope),
+        },
+        errors=(*ADMIN_ERRORS, 409, 413),
+        body=provider_keys.PutProviderKey,
+        query=queries.AdminOrgQuery,
+        description="Sealed with AES-GCM under the gateway's key-encryption key "
+        "(GATEWAY_ENCRYPTION_KEY); without one: 409 `encryption_key_missing`. Used for every "
+        "prompt of the repository's conversations on a model of that provider, in every API "
+        "style. A config file's repository: 409 `repository_in_config`.",
+    ),
+    ("DELETE", "/admin/repositories/{repo_id}/provider-keys/{provider}"): Operation(
+        "Delete a repository's key for one provider",
+        ADMIN,
+        {200: Reply("deleted", provider_key_answers.ProviderKeyDeleted)},
+        errors=(*ADMIN_ERRORS, 409),
+        query=queries.AdminOrgQuery,
+    ),
+    # Gateway API keys
+    ("POST", "/admin/api-keys"): Operation(
+        "Mint an API key (shown this once)",
+        ADMIN,
+        {201: Reply("the key, and what it is", key_answers.ApiKeyCreated)},
+        errors=(*ADMIN_ERRORS, 409, 413),
+        body=KeySpec,
+        body_name="CreateApiKey",
+        description="Nobody mints a key above their own role; org admins mint in their org. "
+        "`models` limits the models it may use, `expires_at` ends it, `budgets` give it "
+        "request and token limits of its own. At most 1000 keys per org (409 "
+        "`too_many_keys`).",
+    ),
+    ("GET", "/admin/api-keys"): Operation(
+        "List an org's API keys (never the keys)",
+        ADMIN,
+        {200: Reply("the keys", key_answers.ApiKeyList)},
+        errors=ADMIN_ERRORS,
+        query=queries.AdminOrgQuery,
+    ),
+    ("GET", "/admin/api-keys/{key_id}"): Operation(
+        "An API key",
+        ADMIN,
+        {200: Reply("the key", key_answers.ApiKeyEnvelope)},
+        errors=ADMIN_ERRORS,
+    ),
+    ("DELETE", "/admin/api-keys/{key_id}"): Operation(
+        "Revoke an API key: it stops at once on every worker",
+        ADMIN,
+        {200: Reply("revoked", key_answers.ApiKeyRevoked)},
+        errors=ADMIN_ERRORS,
+    ),
+    # Usage and cost
+    ("GET", "/usage"): Operation(
+        "Tokens, requests and cost: totals, a time series and groups",
+        "Usage",
+        {200: Reply("the usage", usage_answers.Usage)},
+        errors=(400, 401, 403, 500),
+        query=queries.UsageQuery,
+        description="Under the conversations' role rules: an org admin sees the org's, a "
+        "workspace admin the workspaces they manage and their own, a user their own. The "
+        "window is cut to what the buckets keep (hours 8 days, days 400, months 25); a "
+        "request that would sum more than 200,000 rows, or answer more than 20,000 points, "
+        "is refused with 400.",
+    ),
     # Policies and their violations
     ("GET", "/admin/policies"): Operation(
         "List policies (org admins: the global ones and their org's)",
@@ -530,6 +671,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     # Pages a browser opens without a token
     ("GET", "/"): Operation("The playground", PAGES, {200: HTML}, auth="none"),
+    ("GET", "/admin"): Operation(
+        "The admin page: usage and cost per day, models and their health, API keys, "
+        "violations, audit events (its data come from the API, with the token entered in it)",
+        PAGES,
+        {200: HTML},
+        auth="none",
+    ),
     ("GET", "/docs"): Operation("This document, rendered", PAGES, {200: HTML}, auth="none"),
     ("GET", "/openapi.json"): Operation(
         "This document",

@@ -1,5 +1,6 @@
-"""The pages a browser opens without a token: the playground at /, the API docs at /docs,
-the OpenAPI document at /openapi.json, and their scripts and styles under /static/."""
+"""The pages a browser opens without a token: the playground at /, the admin page at /admin
+(its data come from the API, with the token entered in it), the API docs at /docs, the
+OpenAPI document at /openapi.json, and their scripts and styles under /static/."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ async def playground(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
+async def admin(request: Request) -> Response:
+    return FileResponse(STATIC / "admin.html", headers=PAGE_HEADERS)
+
+
 async def docs(request: Request) -> Response:
     return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
 
@@ -44,6 +49,7 @@ async def openapi_json(request: Request) -> Response:
 
 routes = [
     Route("/", playground, methods=["GET"]),
+    Route("/admin", admin, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -225,3 +225,24 @@ class ViolationsQuery(DateRange):
     policyId: PolicyId | None = None
     userId: UserId | None = None
     conversationId: str | None = None
+
+
+# -- provider connections and usage --------------------------------------------------------
+
+
+class ModelTestQuery(AdminOrgQuery):
+    repository_id: str | None = Field(
+        None, max_length=200, description="test with this repository's own provider key"
+    )
+
+
+class UsageQuery(DateRange):
+    org_id: str | None = Field(
+        None, description="the org (the platform admin: none for every org with usage)"
+    )
+    bucket: Literal["hour", "day", "month"] = Field("day", description="UTC hours, days, months")
+    group_by: str | None = Field(
+        None,
+        max_length=100,
+        description="comma-separated: org, workspace, repository, user, key, model",
+    )

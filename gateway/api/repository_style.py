@@ -34,7 +34,7 @@ from gateway.api.queries import read_query
 from gateway.api.schemas import repository as answers
 from gateway.api.schemas.common import FinishReason, PolicyEvent
 from gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ValidationFailed
-from gateway.storage.records import ChatSession, Conversation, new_id
+from gateway.storage.records import ChatSession, Conversation, decimal_usd, new_id
 from gateway.turn import ChatEvent, collect
 from gateway.turn.prepare import Prompt
 
@@ -90,7 +90,7 @@ async def create(request: Request) -> Response:
         )
     if not caller.can_use_workspace(repo.workspace_id):
         raise Forbidden(f"no access to workspace {repo.workspace_id!r}")
-    model = gw.repositories.model_for(repo)
+    model = await gw.repositories.model_for(repo)
     if model is None:
         raise NotFound(f"model {repo.model!r} is not served", code="model_not_found")
     conv = Conversation(
@@ -152,9 +152,6 @@ async def prompt(request: Request) -> Response:
             **request_timing(request),
         )
     )
-    own_key = gw.repositories.provider_for(conv.org_id, conv.repo_id, turn.model.id)
-    if own_key is not None:
-        turn.provider = own_key
     streaming = body.stream or "text/event-stream" in request.headers.get("accept", "").lower()
     gw.audit.record(
         conv.org_id,
@@ -190,6 +187,7 @@ async def _json_answer(events: AsyncIterator[ChatEvent]) -> Response:
             model=start.model,
             tokensIn=end.input_tokens,
             tokensOut=end.output_tokens,
+            cost=decimal_usd(end.cost_nusd),
             finishReason=cast(FinishReason, end.finish_reason),  # and validated as one
             usageEstimated=end.usage_estimated,
             policy=[PolicyEvent(**p) for p in end.policy],

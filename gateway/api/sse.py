@@ -28,6 +28,7 @@ from gateway.api.schemas.stream import (
     StreamUsage,
 )
 from gateway.settings import Settings
+from gateway.storage.records import usd
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.events import ToolCallDelta
 
@@ -95,7 +96,11 @@ def end_data(ev: End) -> StreamEnd:
             estimated=ev.usage_estimated,
         ),
         conversation_usage=(
-            ConversationUsage(tokens_in=totals.tokens_in, tokens_out=totals.tokens_out)
+            ConversationUsage(
+                tokens_in=totals.tokens_in,
+                tokens_out=totals.tokens_out,
+                cost=usd(totals.cost_nusd),
+            )
             if totals is not None
             else None
         ),

@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Protocol
 
 from gateway.policy.partial import join_tails, tail_sources
+from gateway.policy.prefilter import Prefilter
 from gateway.policy.triggers import Trigger, Triggers
 
 
@@ -95,6 +96,9 @@ class Shape:
     spaceless matches never contain whitespace, so a tail starts after the last space
     non_ascii matches contain only non-ASCII characters: skipped at once on ASCII text
     hold      False when the detector withholds this shape's tails by other means
+    presence  a regex that matches somewhere in every text where the shape finds a match,
+              tighter than the pattern itself (see prefilter.py): the detector skips the
+              shape where it does not match
     """
 
     def __init__(
@@ -115,9 +119,11 @@ class Shape:
         casefold: bool = False,
         non_ascii: bool = False,
         hold: bool = True,
+        presence: str | None = None,
     ) -> None:
         self.label = label
         self.pattern = re.compile(pattern)
+        self.presence = re.compile(presence) if presence is not None else None
         self.check = check
         self.spans = spans
         self.group = group
@@ -372,6 +378,7 @@ class ShapeDetector:
         """holds: values withheld by their key words (see Hold); extra_triggers: the
         regexes without a match of which extra_holdback is 0."""
         self.shapes = tuple(shapes)
+        self._prefilter = Prefilter(self.shapes)
         self.holds = tuple(holds)
         self.lookbehind = max((max(s.back, s.context) for s in shapes), default=0) + 16
         self._casefold = any(s.casefold for s in shapes) or any(h.casefold for h in holds)
@@ -401,7 +408,7 @@ class ShapeDetector:
     def find(self, text: str, start: int = 0) -> list[Match]:
         found: list[Match] = []
         low = lower_same_length(text) if self._casefold else None
-        for shape in self.shapes:
+        for shape in self._prefilter.select(text, low):
             shape.collect(text, low, start, found)
         return resolve(found)
 

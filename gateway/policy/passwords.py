@@ -256,6 +256,14 @@ _ASSIGNMENT = (
     _KEY_WORDS
     + rf"s?[\"'`]?[ \t]{{0,3}}(?P<sep>{_SEP})[ \t]{{0,3}}(?:{_QUOTED}|(?P<value>{_VALUE}{{1,200}}))"
 )
+# Where an assignment can yield a value (the prefilter's test, prefilter.py): value_ok wants
+# 8 characters or more, and an unquoted value that is not letters only, so prose such as
+# "tokens: therefore" never runs the shape.
+_ASSIGNED_VALUE = (
+    _KEY_WORDS
+    + rf"s?[\"'`]?[ \t]{{0,3}}{_SEP}[ \t]{{0,3}}"
+    + r"(?:\"[^\"\n]{8}|'[^'\n]{8}|`[^`\n]{8}|[^\s\"'`,;<>]*[^\s\"'`,;<>a-z])"
+)
 
 
 def _quoted_group(m: re.Match[str]) -> str | None:
@@ -445,6 +453,7 @@ def _keyed_forms() -> list[Shape]:
             "credential",
             _ASSIGNMENT,
             spans=_assignment_spans,
+            presence=_ASSIGNED_VALUE,
             casefold=True,
             hints=_KEY_HINTS,
             requires=(":", "=", "："),

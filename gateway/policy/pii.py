@@ -243,6 +243,10 @@ _IPV6 = (
     r"(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?![A-Za-z0-9_:]|\.[0-9])"
 )
 
+# Where an IPv6 candidate can pass _ipv6_ok (two colons, hex digits between): the pattern
+# alone starts at every `e:`, which prose is full of.
+_TWO_COLONS = r":[0-9A-Fa-f]{0,4}:"
+
 
 def _shapes(entity: str, regions: Sequence[str]) -> list[Shape]:
     if entity == "card":
@@ -261,7 +265,7 @@ def _shapes(entity: str, regions: Sequence[str]) -> list[Shape]:
     if entity == "ip":
         return [
             Shape("ipv4", _IPV4, check=_ipv4_ok, hints=(".",), context=48),
-            Shape("ipv6", _IPV6, check=_ipv6_ok, hints=(":",), context=48),
+            Shape("ipv6", _IPV6, check=_ipv6_ok, hints=(":",), context=48, presence=_TWO_COLONS),
         ]
     raise ValueError(f"unknown pii entity {entity!r}")
 

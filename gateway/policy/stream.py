@@ -16,7 +16,6 @@ nothing back (see triggers.py), so the two paths give the same steps.
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from gateway.policy.decision import (
 )
 from gateway.policy.detectors import Detector
 from gateway.policy.masking import EXCERPT_CONTEXT
-from gateway.policy.triggers import Searcher, compile_triggers
+from gateway.policy.triggers import Searcher, TriggerSet, compile_triggers
 
 # Never hold more than this: a match still open after that many characters is decided on
 # what has arrived (a PEM block is the longest thing any built-in detector waits for).
@@ -218,34 +217,25 @@ _PROSE = (
 
 class Quiet:
     """Tells a text in which a detector can find or hold nothing: none of its triggers
-    matches it. Triggers on lowered text are trusted for ASCII text only, where lowering is
-    one character for one (the detector then always uses the lowered text).
+    matches it (triggers.py).
 
     helps: False when the test fails even on plain prose (the guard then does not ask)."""
 
-    __slots__ = ("_linear", "_lowered", "_raw", "helps")
+    __slots__ = ("_linear", "_triggers", "helps")
 
-    def __init__(
-        self,
-        raw: re.Pattern[str] | None,
-        lowered: re.Pattern[str] | None,
-        linear: Sequence[Searcher] = (),
-    ) -> None:
-        self._raw = raw
-        self._lowered = lowered
+    def __init__(self, triggers: TriggerSet | None, linear: Sequence[Searcher] = ()) -> None:
+        self._triggers = triggers
         self._linear = tuple(linear)
         self.helps = any(self(text) for text in _PROSE)
 
     def __call__(self, text: str) -> bool:
-        if self._raw is not None and self._raw.search(text) is not None:
+        if self._triggers is not None and self._triggers.fires(text):
             return False
         for linear in self._linear:
             # A tail may match empty at the very end, holding nothing: only that is quiet.
             m = linear.search(text)
             if m is not None and m.end() > m.start():
                 return False
-        if self._lowered is not None:
-            return text.isascii() and self._lowered.search(text.lower()) is None
         return True
 
 
@@ -262,10 +252,11 @@ def quiet_test(detector: Detector) -> Quiet | None:
     test = None
     triggers = getattr(detector, "triggers", None)
     if triggers is not None:
-        raw = compile_triggers(triggers.raw) if triggers.raw else None
-        lowered = compile_triggers(triggers.lowered) if triggers.lowered else None
-        if (raw is not None or not triggers.raw) and (lowered is not None or not triggers.lowered):
-            test = Quiet(raw, lowered, triggers.linear)
+        compiled = None
+        if triggers.raw or triggers.lowered:
+            compiled = compile_triggers(triggers.raw, triggers.lowered)
+        if compiled is not None or not (triggers.raw or triggers.lowered):
+            test = Quiet(compiled, triggers.linear)
     _QUIET[detector] = test
     return test
 

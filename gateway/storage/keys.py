@@ -15,6 +15,8 @@ hold none of the four and are kept as they are: their keys are the ones they alw
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 P = "gw:"
 _ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
 
@@ -24,6 +26,11 @@ def part(value: str) -> str:
     if "%" in value or ":" in value or "{" in value or "}" in value:
         return value.translate(_ESCAPES)
     return value
+
+
+def unpart(component: str) -> str:
+    """The id part() made `component` from (for names read back from a SCAN)."""
+    return unquote(component) if "%" in component else component
 
 
 # -- one conversation: {c:<id>} -------------------------------------------------------------
@@ -114,10 +121,35 @@ def events(org: str) -> str:
 
 
 def rate_window(org: str, kind: str, window_id: str, scope: str, user_id: str) -> str:
-    """A rate-limit window: kind "requests" or "tokens", scope "org" or "user",
-    window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
-    who = "o" if scope == "org" else f"u:{part(user_id)}"
+    """A rate-limit window: kind "requests" or "tokens", scope "org", "user" or "key" (then
+    user_id is the key's id), window_id "min:<epoch minute>", "day:YYYYMMDD" or "mon:YYYYMM"."""
+    who = {"org": "o", "key": f"k:{part(user_id)}"}.get(scope) or f"u:{part(user_id)}"
     return f"{_org(org)}:rl:{'req' if kind == 'requests' else 'tok'}:{window_id}:{who}"
+
+
+def org_models(org: str) -> str:
+    """The org's own model entries (admin API): model id -> JSON."""
+    return f"{_org(org)}:models"
+
+
+def org_model_health(org: str) -> str:
+    return f"{_org(org)}:models:health"
+
+
+def provider_keys(org: str) -> str:
+    """Repositories' own provider keys, sealed: "<provider>:<repo id>" -> envelope JSON."""
+    return f"{_org(org)}:provider_keys"
+
+
+def org_api_keys(org: str) -> str:
+    """The ids of the org's API keys (a set: counts and lists them without a scan)."""
+    return f"{_org(org)}:api_keys"
+
+
+def usage_bucket(org: str, grain: str, bucket: str) -> str:
+    """Usage of one hour, day or month (grain h, d, m; bucket YYYYMMDDHH, YYYYMMDD, YYYYMM):
+    a hash of JSON [user, workspace, repository, key, model] -> "in,out,cost,requests"."""
+    return f"{_org(org)}:usage:{grain}:{bucket}"
 
 
 # -- the platform ---------------------------------------------------------------------------
@@ -127,6 +159,16 @@ POLICIES_VERSION = f"{P}{{policies}}:version"
 REPOSITORIES = f"{P}repos"  # fields: repository_field(org, id)
 API_KEYS = f"{P}keys"  # key id -> the key's record (with its digest)
 ADMIN_TOKEN = f"{P}admin_token_sha256"
+MODELS = f"{P}{{models}}"  # model entries every org may use (admin API): model id -> JSON
+MODELS_VERSION = f"{P}{{models}}:version"  # bumped by every change of a model or provider key
+MODEL_HEALTH = f"{P}{{models}}:health"  # the connection tests' last results
+KEKS = f"{P}{{models}}:keks"  # KEK id -> a check value sealed with it (see models/vault.py)
+USAGE_ORGS = f"{P}usage:orgs"  # every org with recorded usage (a set)
+
+
+def model_test_lock(scope: str, model_id: str) -> str:
+    """Held while a connection test of the model runs (one at a time, every worker)."""
+    return f"{P}{{models}}:testing:{part(scope)}:{part(model_id)}"
 
 
 def repository_field(org: str, rid: str) -> str:
@@ -139,6 +181,7 @@ KEYS_REVOKED_CHANNEL = f"{P}keys-revoked"
 STOP_CHANNEL = f"{P}stop"
 POLICY_CHANNEL = f"{P}policies"
 ALERT_CHANNEL = f"{P}alerts"
+MODELS_CHANNEL = f"{P}models"  # "models:<org>" / "models:" (every org) / "keys:<org>"
 
 
 # -- glob patterns, for scans (tests and tools) --------------------------------------------
@@ -152,3 +195,11 @@ def org_index_pattern(org: str = "*") -> str:
 
 def rate_window_pattern(org: str = "*") -> str:
     return f"{_org(org)}:rl:*"
+
+
+def provider_keys_pattern() -> str:
+    return f"{_org('*')}:provider_keys"
+
+
+def usage_bucket_pattern(org: str = "*") -> str:
+    return f"{_org(org)}:usage:*"

@@ -23,6 +23,21 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+NANO = 1_000_000_000  # nano-USD per USD: costs are stored as integers, summed exactly
+
+
+def usd(nano: int) -> float:
+    """A cost as the APIs show it: USD (a float; the stored integer is exact)."""
+    return nano / NANO
+
+
+def decimal_usd(nano: int) -> str:
+    """A cost as an exact decimal string of USD ("0.000006"), as the repository-style API
+    gives its token counts."""
+    whole, frac = divmod(nano, NANO)
+    return f"{whole}.{frac:09d}".rstrip("0").rstrip(".") if frac else str(whole)
+
+
 @dataclass(slots=True)
 class Creator:
     id: str
@@ -45,7 +60,13 @@ class Conversation:
     updated_at: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    cost_nusd: int = 0  # the answers' cost in nano-USD (1e-9), priced when each was recorded
     deleted_at: int | None = None
+
+    @property
+    def cost(self) -> float:
+        """USD (the APIs' view of cost_nusd)."""
+        return usd(self.cost_nusd)
 
     def to_hash(self) -> dict[str, str]:
         return {
@@ -61,6 +82,7 @@ class Conversation:
             "updated_at": str(self.updated_at),
             "tokens_in": str(self.tokens_in),
             "tokens_out": str(self.tokens_out),
+            "cost_nusd": str(self.cost_nusd),
         }
 
     @classmethod
@@ -78,6 +100,7 @@ class Conversation:
             updated_at=int(h.get("updated_at", 0)),
             tokens_in=int(h.get("tokens_in", 0)),
             tokens_out=int(h.get("tokens_out", 0)),
+            cost_nusd=int(h.get("cost_nusd", 0)),
             deleted_at=int(h["deleted_at"]) if h.get("deleted_at") else None,
         )
 
@@ -119,6 +142,7 @@ class Message:
     output_tokens: int = 0
     finish_reason: str | None = None
     usage_estimated: bool = False
+    cost_nusd: int = 0  # nano-USD, at the prices in force when it was recorded
     policy: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, str] | None = None
     # a user message's parts beyond plain text, in order: {"type": "text", "text"},
@@ -135,6 +159,10 @@ class Message:
     cached_input_tokens: int = 0
     cache_write_input_tokens: int = 0
     reasoning_tokens: int = 0
+
+    @property
+    def cost(self) -> float:
+        return usd(self.cost_nusd)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -172,4 +200,5 @@ class Totals:
 
     tokens_in: int
     tokens_out: int
+    cost_nusd: int = 0
     replicated: bool = True  # False: the replicas WAIT asked for did not acknowledge in time

@@ -14,6 +14,8 @@ from gateway.storage.conversations import Conversations
 from gateway.storage.credentials import Credentials
 from gateway.storage.durability import Durability, Replication
 from gateway.storage.events import Events
+from gateway.storage.models import Models
+from gateway.storage.provider_keys import ProviderKeys
 from gateway.storage.pubsub import PubSub
 from gateway.storage.quotas import Quotas
 from gateway.storage.resume_log import ResumeLogs
@@ -50,6 +52,8 @@ class Store:
         self.repositories = Repositories(redis)
         self.events = Events(redis)
         self.quotas = Quotas(redis)
+        self.models = Models(redis)
+        self.provider_keys = ProviderKeys(redis)
 
     @classmethod
     def connect(

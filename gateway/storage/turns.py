@@ -19,7 +19,7 @@ from gateway.storage.events import queue_violations
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, Totals, now_ms
 from gateway.storage.scripts import Script
-from gateway.storage.usage import Usage
+from gateway.storage.usage import Tally, Usage
 
 # Lock, user's message and the resume log's first entry: all or nothing, one slot.
 _BEGIN_TURN = """
@@ -44,28 +44,30 @@ return 1
 _END_TURN = """
 local has_log = KEYS[3] ~= KEYS[1]
 local last = has_log and redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-local tin, tout
+local tin, tout, cost
 if last and last[2][2] == 'end' then
   tin = tonumber(redis.call('HGET', KEYS[1], 'tokens_in') or '0')
   tout = tonumber(redis.call('HGET', KEYS[1], 'tokens_out') or '0')
+  cost = tonumber(redis.call('HGET', KEYS[1], 'cost_nusd') or '0')
   redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
 else
   redis.call('RPUSH', KEYS[2], ARGV[1])
   tin = redis.call('HINCRBY', KEYS[1], 'tokens_in', ARGV[2])
   tout = redis.call('HINCRBY', KEYS[1], 'tokens_out', ARGV[3])
+  cost = redis.call('HINCRBY', KEYS[1], 'cost_nusd', ARGV[8])
   redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
   if has_log then
-    for i = 8, #ARGV, 3 do
+    for i = 9, #ARGV, 3 do
       redis.call('XADD', KEYS[3], '*', 't', ARGV[i], 's', ARGV[i + 1], 'd', ARGV[i + 2])
     end
     local e = cjson.decode(ARGV[7])
-    e['totals'] = {tokens_in = tin, tokens_out = tout}
+    e['totals'] = {tokens_in = tin, tokens_out = tout, cost_nusd = cost}
     redis.call('XADD', KEYS[3], '*', 't', 'end', 's', '0', 'd', cjson.encode(e))
     redis.call('EXPIRE', KEYS[3], ARGV[6])
   end
 end
 if KEYS[4] ~= KEYS[1] and redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
-return {tin, tout}
+return {tin, tout, cost}
 """
 
 _RELEASE_LOCK = """
@@ -138,8 +140,7 @@ class Turns:
     async def end(
         self,
         msg: Message,
-        org_id: str,
-        key_id: str | None,
+        tally: Tally,
         *,
         lock_value: str | None,
         log: bool,
@@ -150,12 +151,12 @@ class Turns:
         violations: Sequence[dict[str, Any]] = (),
         reservation: Reservation | None = None,
     ) -> Totals:
-        """The assistant's message, its counters, the resume log's last entries (`end_data`
-        is the end entry's JSON, to which the script adds the totals) and the lock's release
-        (one Lua script, one slot); the org's usage counters and violations ride in the same
-        round trip. Then WAIT for the replicas that Durability asks for, on the script's own
-        connection: `replicated` says whether they acknowledged in time. Safe to call again
-        after an error (see _END_TURN)."""
+        """The assistant's message, its counters (tokens, cost), the resume log's last entries
+        (`end_data` is the end entry's JSON, to which the script adds the totals) and the
+        lock's release (one Lua script, one slot); the org's usage counters and buckets and
+        the violations ride in the same round trip. Then WAIT for the replicas that
+        Durability asks for, on the script's own connection: `replicated` says whether they
+        acknowledged in time. Safe to call again after an error (see _END_TURN)."""
         cid = msg.conversation_id
         key = keys.conversation(cid)
         keys_ = [
@@ -172,25 +173,26 @@ class Turns:
             lock_value or "",
             log_ttl_s,
             end_data,
+            msg.cost_nusd,
             *[x for entry in log_entries for x in entry],
         ]
         if self.cluster:
             counters = self.redis.pipeline(transaction=False)
-            self.usage.queue(counters, msg, org_id, key_id, token_windows, reservation)
-            queue_violations(counters, org_id, violations)
+            self.usage.queue(counters, msg, tally, token_windows, reservation)
+            queue_violations(counters, tally.org_id, violations)
             return await self._end_on_cluster(key, keys_, args, counters)
         wait = await self.replication.replicas_to_wait()
         pipe = self.redis.pipeline(transaction=False)
         self._end.queue(pipe, keys_, args)
-        self.usage.queue(pipe, msg, org_id, key_id, token_windows, reservation)
-        queue_violations(pipe, org_id, violations)
+        self.usage.queue(pipe, msg, tally, token_windows, reservation)
+        queue_violations(pipe, tally.org_id, violations)
         self.replication.queue_wait(pipe, wait)
         results = await pipe.execute()
-        tin, tout = results[0]
+        tin, tout, cost = results[0]
         acked = int(results[-1]) if wait else 0
         if acked < wait:
             self.replication.forget_replicas()
-        return Totals(int(tin), int(tout), replicated=acked >= wait)
+        return Totals(int(tin), int(tout), int(cost), replicated=acked >= wait)
 
     async def _end_on_cluster(
         self, key: str, keys_: list[str], args: list[Any], counters: Any
@@ -200,8 +202,8 @@ class Turns:
         (totals, wait, acked), _ = await asyncio.gather(
             self.replication.run_on_primary(key, self._end, keys_, args), counters.execute()
         )
-        tin, tout = totals
-        return Totals(int(tin), int(tout), replicated=acked >= wait)
+        tin, tout, cost = totals
+        return Totals(int(tin), int(tout), int(cost), replicated=acked >= wait)
 
     async def message_conversation_id(self, message_id: str) -> str | None:
         return cast(str | None, await self.redis.get(keys.message_lookup(message_id)))

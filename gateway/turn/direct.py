@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gateway.access.principal import Principal
-from gateway.access.quotas import RateLimits
-from gateway.errors import BadRequest, NotFound, PolicyBlocked
+from gateway.access.quotas import RateLimits, key_budgets
+from gateway.errors import BadRequest, PolicyBlocked
 from gateway.governance import Governance
+from gateway.models.connections import Connections
+from gateway.models.prices import prices_of
 from gateway.observability import Metrics
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.storage.records import Message, new_id, now_ms
 from gateway.storage.store import Store
-from gateway.turn.prepare import NO_ORG
+from gateway.storage.usage import Tally
+from gateway.turn.prepare import NO_ORG, model_entry
 from gateway.turn.upstream import http_error_for
 from gateway.turn.violations import violation_context
 from providers.base import (
@@ -34,9 +38,10 @@ from providers.base import (
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit per request
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True, eq=False)
 class Admission:
-    """A caller let through for one model: the org its usage goes to, the rate headers."""
+    """A caller let through for one model: the org its usage goes to, the rate headers.
+    It holds its provider client (models/clients.py) until it is gone, as a turn does."""
 
     principal: Principal
     model: ModelConfig
@@ -51,29 +56,31 @@ class DirectCalls:
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         governance: Governance,
         limits: RateLimits,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.providers = providers
+        self.connections = connections
         self.governance = governance
         self.limits = limits
         self.metrics = metrics
 
     async def admit(self, principal: Principal, model_id: str) -> Admission:
-        """The model (404 when not served) and one request of the caller's rate limits."""
-        model = self.settings.model(model_id)
-        if model is None:
-            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+        """The model as the registry serves it to the caller's org (404 when it does not,
+        403 when the caller's API key may not use it), its client (the platform's credential:
+        a direct call has no repository) and one request of the caller's rate limits, the
+        API key's own budgets included."""
         org_id = principal.org_id or NO_ORG
+        entry = await model_entry(self.connections, principal, model_id, org_id)
+        provider = await self.connections.provider(entry, org_id, None)
         # no token reservation: an embedding's or a count's cost is its input, known up front
-        admitted = await self.limits.admit(org_id, principal.user_id)
-        return Admission(
-            principal, model, self.providers[model.id], org_id, admitted.headers, new_id()
-        )
+        admitted = await self.limits.admit(org_id, principal.user_id, key_budgets(principal))
+        admission = Admission(principal, entry.config, provider, org_id, admitted.headers, new_id())
+        self.connections.hold(admission, provider)
+        return admission
 
     async def embed(self, admission: Admission, request: EmbeddingRequest) -> Embeddings:
         """The pre-stage policies see every text input (a block: 400, the provider never
@@ -167,8 +174,10 @@ class DirectCalls:
     async def _account(
         self, admission: Admission, input_tokens: int, violations: list[Violation]
     ) -> None:
-        """The tokens in the org's usage (per model, user and key) and in the rate limits'
-        token windows, counted once; then the violations, when there were any."""
+        """The tokens and their cost in the org's usage (per model, user and key, and its
+        hour, day and month buckets) and in the rate limits' token windows (the API key's
+        own included), counted once, with the violations: one round trip, as a direct
+        turn's end (turn/record.py)."""
         principal, model = admission.principal, admission.model
         usage = Message(
             id=admission.id,
@@ -180,22 +189,33 @@ class DirectCalls:
             model_id=model.id,
             user_id=principal.user_id,
             input_tokens=input_tokens,
+            cost_nusd=prices_of(model).cost_nusd(input_tokens, 0),
         )
-        windows = self.limits.token_windows(admission.org_id, principal.user_id)
+        windows = self.limits.token_windows(
+            admission.org_id, principal.user_id, key_budgets(principal)
+        )
         await self.store.usage.record(
-            usage, admission.org_id, principal.key_id, token_windows=windows
+            usage,
+            Tally.of(admission.org_id, principal.key_id, None),
+            token_windows=windows,
+            violations=self._violation_records(admission, violations),
         )
-        await self._record_violations(admission, violations)
         self.metrics.tokens.labels(model.id, "in").inc(input_tokens)
 
-    async def _record_violations(self, admission: Admission, violations: list[Violation]) -> None:
+    def _violation_records(
+        self, admission: Admission, violations: list[Violation]
+    ) -> list[dict[str, Any]]:
         if not violations:
-            return
+            return []
         context = violation_context(
             admission.principal, admission.org_id, None, admission.id, admission.model.id
         )
-        records = self.governance.records(violations, context)
-        await self.store.events.record_violations(admission.org_id, records)
+        return self.governance.records(violations, context)
+
+    async def _record_violations(self, admission: Admission, violations: list[Violation]) -> None:
+        records = self._violation_records(admission, violations)
+        if records:
+            await self.store.events.record_violations(admission.org_id, records)
 
 
 def _text_of(message: ChatMessage) -> str:

@@ -99,6 +99,7 @@ class End:
     usage_estimated: bool = False
     policy: list[dict[str, Any]] = field(default_factory=list)
     stored: bool = True
+    cost_nusd: int = 0  # this answer's cost (nano-USD)
     # the provider's own word for the end ("end_turn", "stop_sequence", "tool_use", ...)
     # when it is not finish_reason, and the stop sequence that ended it, when it said
     native: str | None = None

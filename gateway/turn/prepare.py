@@ -13,9 +13,11 @@ import anyio
 from redis.exceptions import RedisError
 
 from gateway.access.principal import Principal
-from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits
+from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits, key_budgets
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
 from gateway.governance import Governance
+from gateway.models.connections import Connections
+from gateway.models.registry import ModelEntry
 from gateway.policy import ActivePolicies, Violation
 from gateway.settings import ModelConfig, Settings
 from gateway.storage.quotas import Reservation
@@ -69,8 +71,12 @@ class _Context:
     conversation: Conversation | None
     session: ChatSession | None
     history: list[Message]
-    model: ModelConfig
+    entry: ModelEntry
     messages: list[ChatMessage] = field(default_factory=list)  # a compatible route's own
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.entry.config
 
 
 def _direct_messages(ask: Prompt) -> list[ChatMessage]:
@@ -227,12 +233,25 @@ def reservation_for(ask: Prompt, ctx: _Context) -> int:
     return estimate + (bound or OUTPUT_RESERVE)
 
 
+async def model_entry(
+    connections: Connections, principal: Principal, model_id: str, org_id: str
+) -> ModelEntry:
+    """The entry `model_id` names in the org: 404 when there is none (or it was deleted),
+    403 when the caller's API key is not allowed to use it."""
+    entry = await connections.model(model_id, org_id)
+    if entry is None:
+        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    if not principal.may_use_model(entry.id):
+        raise Forbidden(f"this API key may not use model {model_id!r}", code="model_not_allowed")
+    return entry
+
+
 class Preparation:
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         governance: Governance,
         limits: RateLimits,
         live: Live,
@@ -241,7 +260,7 @@ class Preparation:
         self.salvage = salvage
         self.settings = settings
         self.store = store
-        self.providers = providers
+        self.connections = connections
         self.governance = governance
         self.limits = limits
         self.live = live
@@ -259,16 +278,21 @@ class Preparation:
             ctx = await self._direct_context(ask)
         conv, principal = ctx.conversation, ask.principal
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+        # the client the turn keeps to its end, whatever happens to the entry meanwhile
+        provider = await self.connections.provider(
+            ctx.entry, org_id, conv.repo_id if conv else None
+        )
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
-        reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id) else 0
-        admitted = await self.limits.admit(org_id, principal.user_id, reserve=reserve)
+        budgets = key_budgets(principal)
+        reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id, budgets) else 0
+        admitted = await self.limits.admit(org_id, principal.user_id, budgets, reserve=reserve)
         try:
             if conv is None and not admitted.headers:
                 # a direct turn that has not spoken to Redis yet: its usage must be
                 # recordable, so a Redis that is away is a 503 now, before the upstream
                 await self.store.ping()
-            return await self._admitted(ask, ctx, org_id, admitted)
+            return await self._admitted(ask, ctx, org_id, admitted, provider)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._give_back(admitted.reservation)
@@ -281,7 +305,9 @@ class Preparation:
         except RedisError as exc:  # it expires with its window
             log.warning("token reservation not given back: %s", type(exc).__name__)
 
-    async def _admitted(self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted) -> Turn:
+    async def _admitted(
+        self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted, provider: Provider
+    ) -> Turn:
         """The rest of the preparation, once the limits let the prompt through."""
         conv, model, principal = ctx.conversation, ctx.model, ask.principal
         active = self.governance.active(
@@ -308,7 +334,7 @@ class Preparation:
             principal=principal,
             org_id=org_id,
             model=model,
-            provider=self.providers[model.id],
+            provider=provider,
             request=request,
             conversation=conv,
             session_id=session_id,
@@ -319,6 +345,7 @@ class Preparation:
             violations=pre,
             request_id=ask.request_id,
         )
+        self.connections.hold(turn, provider)
         if ask.started is not None:
             turn.started = ask.started
         if conv is not None:
@@ -356,18 +383,18 @@ class Preparation:
             raise NotFound("chat session not found", code="session_not_found")
         if not principal.can_prompt(conv):
             raise Forbidden("only the conversation's creator may prompt it")
-        model = self._model(session.model_id)
+        entry = await self.model(principal, session.model_id, conv.org_id)
         if len(ask.text) > self.settings.max_prompt_chars:
             raise BadRequest(
                 f"prompt is longer than {self.settings.max_prompt_chars} characters",
                 code="prompt_too_long",
             )
-        return _Context(conv, session, history, model)
+        return _Context(conv, session, history, entry)
 
     async def _direct_context(self, ask: Prompt) -> _Context:
         """A compatible route's turn: the client sends the history itself."""
         assert ask.model_id is not None
-        model = self._model(ask.model_id)
+        entry = await self.model(ask.principal, ask.model_id, ask.principal.org_id or NO_ORG)
         messages = _direct_messages(ask)
         if not messages or messages[-1].role not in ("user", "tool"):
             raise BadRequest(
@@ -386,13 +413,10 @@ class Preparation:
             conv = await self.visible_conversation(ask.principal, ask.conversation_id)
             if not ask.principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-        return _Context(conv, None, [], model, messages)
+        return _Context(conv, None, [], entry, messages)
 
-    def _model(self, model_id: str) -> ModelConfig:
-        model = self.settings.model(model_id)
-        if model is None:
-            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
-        return model
+    async def model(self, principal: Principal, model_id: str, org_id: str) -> ModelEntry:
+        return await model_entry(self.connections, principal, model_id, org_id)
 
     async def _begin(self, turn: Turn) -> None:
         """The lock, the user's message (stored before the provider is called) and the

@@ -11,13 +11,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.access.quotas import RateLimits
+from gateway.access.quotas import RateLimits, key_budgets
 from gateway.backoff import Backoff
 from gateway.governance import Governance, fired
+from gateway.models.prices import prices_of
 from gateway.observability import Metrics, stream_log
 from gateway.settings import Settings
 from gateway.storage.records import Message, Totals, now_ms
 from gateway.storage.store import Store
+from gateway.storage.usage import Tally
 from gateway.turn import resume_log
 from gateway.turn.context import estimated_input_tokens
 from gateway.turn.events import Choice, ChoiceEnd, End, ErrorEvent
@@ -69,13 +71,16 @@ class Recorder:
         end = end_event(turn, usage, reason, finishes or {}, estimated=estimated)
         message = answer_message(turn, text, end, error, choices or {})
         records = violation_records(self.governance, turn)
-        token_windows = self.limits.token_windows(turn.org_id, turn.principal.user_id)
+        principal, conv = turn.principal, turn.conversation
+        token_windows = self.limits.token_windows(
+            turn.org_id, principal.user_id, key_budgets(principal)
+        )
+        tally = Tally.of(turn.org_id, principal.key_id, conv)
         if turn.conversation is None:
             count = functools.partial(
                 self.store.usage.record,
                 message,
-                turn.org_id,
-                turn.principal.key_id,
+                tally,
                 token_windows=token_windows,
                 violations=records,
                 reservation=turn.reservation,
@@ -85,8 +90,7 @@ class Recorder:
         write = functools.partial(
             self.store.turns.end,
             message,
-            turn.org_id,
-            turn.principal.key_id,
+            tally,
             lock_value=turn.lock_value,
             log=True,
             log_entries=await self._log_tail(handle, error),
@@ -212,7 +216,8 @@ class Recorder:
 def end_event(
     turn: Turn, usage: Usage, reason: str, finishes: dict[int, Finish], *, estimated: bool
 ) -> End:
-    """The turn's End, before the conversation's totals are known."""
+    """The turn's End, before the conversation's totals are known; priced now at the
+    answering entry's prices (a later price change rewrites nothing)."""
     first = finishes.get(0)
     return End(
         message_id=turn.message_id,
@@ -221,6 +226,9 @@ def end_event(
         output_tokens=usage.output_tokens,
         usage_estimated=estimated,
         policy=fired(turn.violations),
+        cost_nusd=prices_of(turn.answering or turn.model).cost_nusd(
+            usage.input_tokens, usage.output_tokens
+        ),
         native=first.native if first is not None and reason == first.reason else None,
         stop_sequence=first.stop_sequence if first is not None else None,
         cached_input_tokens=usage.cached_input_tokens,
@@ -237,9 +245,10 @@ def end_event(
 def answer_message(
     turn: Turn, text: str, end: End, error: ErrorEvent | None, choices: dict[int, Choice]
 ) -> Message:
-    """The assistant's message as it is stored."""
+    """The assistant's message as it is stored, with the cost its End was priced at."""
     reason = end.finish_reason
     first = choices.get(0) or Choice()
+    answering = turn.answering or turn.model
     return Message(
         id=turn.message_id,
         conversation_id=turn.conversation.id if turn.conversation else "",
@@ -248,12 +257,13 @@ def answer_message(
         content=text,
         status=STATUS.get(reason, reason),
         created_at=now_ms(),
-        model_id=(turn.answering or turn.model).id,
+        model_id=answering.id,
         user_id=turn.principal.user_id,
         input_tokens=end.input_tokens,
         output_tokens=end.output_tokens,
         finish_reason=reason,
         usage_estimated=end.usage_estimated,
+        cost_nusd=end.cost_nusd,
         error={"code": error.code, "message": error.message} if error else None,
         policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
         tool_calls=[

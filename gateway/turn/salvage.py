@@ -10,10 +10,13 @@ import json
 import logging
 
 from gateway.access.quotas import RateLimits
-from gateway.settings import Settings
+from gateway.models.connections import Connections
+from gateway.models.prices import prices_of
+from gateway.settings import ModelConfig, Settings
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import Message, now_ms
 from gateway.storage.store import Store
+from gateway.storage.usage import Tally
 from gateway.turn.context import HISTORY_LIMIT
 from gateway.turn.events import End, ErrorEvent
 from gateway.turn.resume_log import Entry, Producer, end_data, error_entry, is_ended, text_of
@@ -27,10 +30,13 @@ LOST = ErrorEvent(
 
 
 class Salvage:
-    def __init__(self, settings: Settings, store: Store, limits: RateLimits) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, limits: RateLimits, connections: Connections
+    ) -> None:
         self.settings = settings
         self.store = store
         self.limits = limits
+        self.connections = connections
 
     async def lost_answer(self, cid: str, entries: list[Entry]) -> End | None:
         """Store the answer the log `entries` (from its start, no end yet) hold, as an
@@ -47,6 +53,11 @@ class Salvage:
             user_id=conv.created_by if conv else "",
         )
         text = text_of(entries)
+        model_id = start.get("model")
+        entry = await self.connections.model(model_id, producer.org_id) if model_id else None
+        model = entry.config if entry is not None else None
+        input_tokens = self._input_estimate(history, model)
+        output_tokens = estimate_tokens(text)
         message = Message(
             id=mid,
             conversation_id=cid,
@@ -55,20 +66,21 @@ class Salvage:
             content=text,
             status="error",
             created_at=now_ms(),
-            model_id=start.get("model"),
+            model_id=model_id,
             user_id=producer.user_id,
-            input_tokens=self._input_estimate(history, start.get("model")),
-            output_tokens=estimate_tokens(text),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             finish_reason="error",
             usage_estimated=True,
+            # priced as the turn's end would have (an entry deleted since: not priced)
+            cost_nusd=prices_of(model).cost_nusd(input_tokens, output_tokens) if model else 0,
             error={"code": LOST.code, "message": LOST.message},
         )
         end = End(mid, "error", message.input_tokens, message.output_tokens, usage_estimated=True)
         held = producer.reserved_keys
         end.totals = await self.store.turns.end(
             message,
-            producer.org_id,
-            producer.key_id,
+            Tally.of(producer.org_id, producer.key_id, conv),
             lock_value=f"{producer.worker}:{mid}",
             log=True,
             log_entries=[error_entry(LOST)],
@@ -94,12 +106,11 @@ class Salvage:
             await self.lost_answer(cid, entries)
         await self.store.turns.break_lock(cid, holder)  # compare-and-delete: a no-op if gone
 
-    def _input_estimate(self, history: list[Message], model_id: str | None) -> int:
+    def _input_estimate(self, history: list[Message], model: ModelConfig | None) -> int:
         """What the turn sent, as well as it can be told: the conversation's text up to the
         lost answer (its user message included), at most the model's context window."""
         estimate = sum(
             estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in history if m.content
         )
-        model = self.settings.model(model_id) if model_id else None
         window = model.context_window if model is not None else None
         return min(estimate, window) if window else estimate

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from gateway.access.principal import Principal
 from gateway.access.quotas import RateLimits
 from gateway.governance import Governance
+from gateway.models.connections import Connections
 from gateway.observability import Metrics
 from gateway.settings import Settings
 from gateway.storage.records import Conversation
@@ -21,7 +22,6 @@ from gateway.turn.run import Runner
 from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 from gateway.turn.upstream import Upstream
-from providers.base import Provider
 
 
 class ChatService:
@@ -29,7 +29,7 @@ class ChatService:
         self,
         settings: Settings,
         store: Store,
-        providers: dict[str, Provider],
+        connections: Connections,
         metrics: Metrics,
         live: Live,
         governance: Governance,
@@ -39,10 +39,10 @@ class ChatService:
         self.live = live
         self.limits = RateLimits(settings.limits, store.quotas)
         recorder = Recorder(settings, store, live, governance, self.limits, metrics)
-        self.upstream = Upstream(settings, providers, metrics, recorder)
-        salvage = Salvage(settings, store, self.limits)
+        self.upstream = Upstream(settings, connections, metrics, recorder)
+        salvage = Salvage(settings, store, self.limits, connections)
         self.preparation = Preparation(
-            settings, store, providers, governance, self.limits, live, salvage
+            settings, store, connections, governance, self.limits, live, salvage
         )
         self.runner = Runner(self.upstream, recorder, live, metrics)
         self.followers = Followers(settings, store, salvage)

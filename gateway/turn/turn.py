@@ -15,10 +15,11 @@ from gateway.turn.events import Start
 from providers.base import ChatRequest, Provider, ProviderEvent
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True, eq=False)
 class Turn:
     """A direct turn (the OpenAI/Anthropic-compatible routes without a conversation) has no
-    conversation: only its usage is recorded."""
+    conversation: only its usage is recorded. A turn holds its provider clients (weakly
+    referenced by gateway/models/clients.py, which closes none while a turn holds it)."""
 
     principal: Principal
     org_id: str
@@ -38,6 +39,7 @@ class Turn:
     # set when the upstream accepted the request
     stream: AsyncIterator[ProviderEvent] | None = None
     answering: ModelConfig | None = None  # the model that answers (a fallback, maybe)
+    answering_provider: Provider | None = None
     # set while it streams
     first_sent: float | None = None
     overhead: float = 0.0

@@ -1,6 +1,6 @@
 """Opening the provider's stream: the upstream accepts, or the model's fallbacks are tried,
 or it is an HTTP error (nothing has been sent to the client yet). A failure after the
-upstream accepted but before any text reached the client is retried once."""
+upstream accepted but before anything reached the client goes to the next fallback."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError, RateLimited, UpstreamFailed
+from gateway.models.connections import Connections
 from gateway.observability import Metrics
 from gateway.settings import ModelConfig, Settings
 from gateway.turn.events import ErrorEvent
@@ -61,20 +62,37 @@ class Upstream:
     def __init__(
         self,
         settings: Settings,
-        providers: dict[str, Provider],
+        connections: Connections,
         metrics: Metrics,
         recorder: Recorder,
     ) -> None:
         self.settings = settings
-        self.providers = providers
+        self.connections = connections
         self.metrics = metrics
         self.recorder = recorder
+
+    async def _candidates(self, turn: Turn) -> list[tuple[ModelConfig, Provider]]:
+        """The turn's model, then each of its fallbacks that is served to the turn's org
+        and has a credential there (the conversation's repository key, as for the model)."""
+        found: list[tuple[ModelConfig, Provider]] = [(turn.model, turn.provider)]
+        repo_id = turn.conversation.repo_id if turn.conversation else None
+        for fallback in turn.model.fallbacks:
+            entry = await self.connections.model(fallback, turn.org_id)
+            if entry is None:
+                continue
+            try:
+                provider = await self.connections.provider(entry, turn.org_id, repo_id)
+            except GatewayError:
+                continue
+            self.connections.hold(turn, provider)
+            found.append((entry.config, provider))
+        return found
 
     async def open(self, turn: Turn) -> None:
         if turn.stream is not None:
             return
         failure: ProviderError | None = None
-        for model, provider in self._candidates(turn):
+        for model, provider in await self._candidates(turn):
             try:
                 turn.stream = await connect(
                     provider, replace(turn.request, model=model.upstream_model)
@@ -86,6 +104,7 @@ class Upstream:
                     break  # the request is at fault: no other model is asked to mend it
                 continue
             turn.answering = model
+            turn.answering_provider = provider
             return
         assert failure is not None
         # a refused request generated nothing (the adapter refuses before any call): no
@@ -103,9 +122,9 @@ class Upstream:
         most max_retries + 1 requests to each upstream it reaches."""
         if exc.kind == "bad_request":
             return False
-        candidates = self._candidates(turn)
-        answering = turn.answering or turn.model
-        later = [c for c in candidates if c[0] is answering]
+        candidates = await self._candidates(turn)
+        answering = (turn.answering or turn.model).id
+        later = [c for c in candidates if c[0].id == answering]
         if not later:
             return False
         await close(turn.stream)
@@ -119,16 +138,9 @@ class Upstream:
                 self.metrics.provider_errors.labels(model.id, failure.kind).inc()
                 continue
             turn.answering = model
+            turn.answering_provider = provider
             return True
         return False
-
-    def _candidates(self, turn: Turn) -> list[tuple[ModelConfig, Provider]]:
-        """The turn's model, then its fallbacks, in order."""
-        return [(turn.model, turn.provider)] + [
-            (m, self.providers[m.id])
-            for m in (self.settings.model(f) for f in turn.model.fallbacks)
-            if m is not None
-        ]
 
 
 async def connect(provider: Provider, request: ChatRequest) -> AsyncIterator[ProviderEvent]:

@@ -1,6 +1,6 @@
 """The authorization matrix: every route of the app x every kind of caller x a resource of
-the caller's own org and of another, through real HTTP (41 routes x 14 callers x 2 orgs:
-1,148 cells today). The routes are walked from the app's route table, so a new route fails
+the caller's own org and of another, through real HTTP (55 routes x 14 callers x 2 orgs:
+1,540 cells today). The routes are walked from the app's route table, so a new route fails
 this test, by name, until CASES holds one line for it.
 
 What every cell must show (the contract):
@@ -135,6 +135,10 @@ ADMIN_ITEM = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admi
 ADMIN_PUT = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={201})
 # no org in the request: an org admin sees their org's and the global ones, whatever we aim at
 ADMIN_ANY = Rule(by_role(200, 200, 403, 403, 403, 403), cross={403}, cross_admin={200})
+# made anew in the caller's scope: another org's id is not there for an org admin (404)
+ADMIN_MAKE = Rule(by_role(201, 201, 403, 403, 403, 403), cross={403}, cross_admin={404})
+# an org_id of another org in the body: 403, whoever the caller
+ADMIN_MINT = Rule(by_role(201, 201, 403, 403, 403, 403), cross={403}, names_target_org=True)
 PLATFORM = Rule(by_role(200, 403, 403, 403, 403, 403), cross={403})
 ANY_CALLER = Rule(by_role(200, 200, 200, 200, 200, 200), cross={200})  # nothing of an org
 PUBLIC = Rule(by_role(200, 200, 200, 200, 200, 200), cross={200}, public=True)
@@ -192,6 +196,8 @@ class World:
             "api_repo": await self.fresh_repo(org),
             "policy": await self.fresh_policy(org),
             "response": await self.stored_response(owner, mark),
+            "org_model": await self.fresh_model(org),
+            "api_key": await self.fresh_api_key(org),
         }
 
     async def stored_response(self, owner: str, mark: str) -> str:
@@ -243,6 +249,37 @@ class World:
         )
         return pid
 
+    async def fresh_model(self, org: str) -> str:
+        """An org's own model entry (its upstream name carries the org's marker)."""
+        mid = self.next_id("model", org)
+        await self.call(
+            "PUT",
+            f"/admin/models/{mid}",
+            ADMIN_TOKEN,
+            {"provider": "demo", "model": f"up-{marker(org)}", "org_id": org},
+        )
+        return mid
+
+    async def fresh_keyed_repo(self, org: str) -> str:
+        """A repository of the org with its own OpenAI key."""
+        rid = await self.fresh_repo(org)
+        await self.call(
+            "PUT",
+            f"/admin/repositories/{rid}/provider-keys/openai?org_id={org}",
+            ADMIN_TOKEN,
+            {"api_key": f"sk-{marker(org)}-0123456789"},
+        )
+        return rid
+
+    async def fresh_api_key(self, org: str) -> str:
+        made = await self.call(
+            "POST",
+            "/admin/api-keys",
+            ADMIN_TOKEN,
+            {"org_id": org, "user": "keyholder", "role": "user", "name": f"key {marker(org)}"},
+        )
+        return str(made["id"])
+
 
 @dataclass(frozen=True)
 class Call:
@@ -257,6 +294,9 @@ FRESH = {
     "fresh_conv": "fresh_conversation",
     "fresh_repo": "fresh_repo",
     "fresh_policy": "fresh_policy",
+    "fresh_model": "fresh_model",
+    "fresh_keyed_repo": "fresh_keyed_repo",
+    "fresh_api_key": "fresh_api_key",
 }
 
 
@@ -433,6 +473,56 @@ CASES: dict[tuple[str, str], Case] = {
         ANY_CALLER,
         request("POST", "/v1/messages/count_tokens", {"model": "demo", "messages": HI}),
     ),
+    ("GET", "/admin"): Case(PUBLIC, request("GET", "/admin")),
+    ("GET", "/admin/models"): Case(ADMIN_LIST, request("GET", "/admin/models?org_id={org}")),
+    ("GET", "/admin/models/{model_id}"): Case(
+        ADMIN_ITEM, request("GET", "/admin/models/{org_model}?org_id={org}")
+    ),
+    ("PUT", "/admin/models/{model_id}"): Case(
+        ADMIN_PUT,
+        request(
+            "PUT",
+            "/admin/models/{fresh_model}",
+            {"provider": "demo", "model": "echo", "org_id": "{org}"},
+        ),
+    ),
+    ("DELETE", "/admin/models/{model_id}"): Case(
+        ADMIN_ITEM, request("DELETE", "/admin/models/{fresh_model}?org_id={org}")
+    ),
+    ("POST", "/admin/models/{model_id}/test"): Case(
+        ADMIN_ITEM, request("POST", "/admin/models/{org_model}/test?org_id={org}")
+    ),
+    ("GET", "/admin/repositories/{repo_id}/provider-keys"): Case(
+        ADMIN_ITEM, request("GET", "/admin/repositories/{api_repo}/provider-keys?org_id={org}")
+    ),
+    ("PUT", "/admin/repositories/{repo_id}/provider-keys/{provider}"): Case(
+        ADMIN_MAKE,
+        request(
+            "PUT",
+            "/admin/repositories/{fresh_repo}/provider-keys/openai?org_id={org}",
+            {"api_key": "sk-test-0123456789"},
+        ),
+    ),
+    ("DELETE", "/admin/repositories/{repo_id}/provider-keys/{provider}"): Case(
+        ADMIN_ITEM,
+        request(
+            "DELETE", "/admin/repositories/{fresh_keyed_repo}/provider-keys/openai?org_id={org}"
+        ),
+    ),
+    ("POST", "/admin/api-keys"): Case(
+        ADMIN_MINT,
+        request("POST", "/admin/api-keys", {"org_id": "{org}", "user": "minted", "role": "user"}),
+    ),
+    ("GET", "/admin/api-keys"): Case(ADMIN_LIST, request("GET", "/admin/api-keys?org_id={org}")),
+    ("GET", "/admin/api-keys/{key_id}"): Case(
+        ADMIN_ITEM, request("GET", "/admin/api-keys/{api_key}")
+    ),
+    ("DELETE", "/admin/api-keys/{key_id}"): Case(
+        ADMIN_ITEM, request("DELETE", "/admin/api-keys/{fresh_api_key}")
+    ),
+    ("GET", "/usage"): Case(
+        ORG_LIST, request("GET", "/usage?org_id={org}&group_by=user,repository,model")
+    ),
     ("GET", "/v1/models"): Case(ANY_CALLER, request("GET", "/v1/models")),
     ("GET", "/v1/models/{model_id:path}"): Case(ANY_CALLER, request("GET", "/v1/models/{model}")),
 }
@@ -513,5 +603,5 @@ async def test_the_route_matrix(api: RepoClient, store, repo_gateway):
                 seen = set(OTHER_DATA.findall(r.text)) - {marker(caller.org or "")}
                 if caller.role != "admin" and seen:
                     failures.append(f"{where} carries {sorted(seen)}: {r.text[:160]}")
-    assert cells >= 36 * 14 * 2
+    assert cells >= 50 * 14 * 2
     assert not failures, f"{len(failures)} of {cells} cells:\n" + "\n".join(failures)

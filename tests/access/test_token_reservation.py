@@ -79,7 +79,7 @@ keywords = ["zebra"]
 async def test_a_turn_that_ends_in_the_next_window_settles_the_window_it_reserved_in(store, redis):
     from gateway.storage.quotas import Quotas, Reservation
     from gateway.storage.records import Message
-    from gateway.storage.usage import Usage
+    from gateway.storage.usage import Tally, Usage
 
     quotas, usage = Quotas(store.redis), Usage(store.redis)
     before = keys.rate_window("org-1", "tokens", "min:1", "user", "alice")
@@ -88,12 +88,12 @@ async def test_a_turn_that_ends_in_the_next_window_settles_the_window_it_reserve
     assert admitted.admitted and await redis.get(before) == b"60"
     message = Message("m-1", "", "assistant", "x", "complete", 0, input_tokens=5, output_tokens=7)
     pipe = store.redis.pipeline(transaction=False)
-    usage.queue(pipe, message, ORG, None, [(after, 2_000_000_000)], Reservation((before,), 60))
+    usage.queue(pipe, message, Tally(ORG), [(after, 2_000_000_000)], Reservation((before,), 60))
     await pipe.execute()
     assert (await redis.get(before), await redis.get(after)) == (b"0", b"12")
     # the end counted once: a retried write moves nothing again
     pipe = store.redis.pipeline(transaction=False)
-    usage.queue(pipe, message, ORG, None, [(after, 2_000_000_000)], Reservation((before,), 60))
+    usage.queue(pipe, message, Tally(ORG), [(after, 2_000_000_000)], Reservation((before,), 60))
     await pipe.execute()
     assert (await redis.get(before), await redis.get(after)) == (b"0", b"12")
     # a window that expired meanwhile is not brought back (nor made negative)

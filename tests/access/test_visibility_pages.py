@@ -114,6 +114,7 @@ async def test_walking_every_page_of_1000_conversations(api, cast, store):
         "repoId": "repo-3",
         "tokensIn": "999",
         "tokensOut": "1998",
+        "cost": "0",  # seeded without answers: nothing was priced
         "creator": {"id": "dave", "name": None, "lastName": None, "email": None},
     }
     last = await api.list(cast.org_admin, take=100, skip=950)

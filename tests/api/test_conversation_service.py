@@ -155,7 +155,12 @@ async def test_tokens_sum_into_the_conversation_totals(client, alice, upstream, 
     )
     await client.chat(alice, session["id"], "one")
     stream = await client.chat(alice, session["id"], "two")
-    assert stream.events[-1].json["conversation_usage"] == {"tokens_in": 35, "tokens_out": 7}
+    # gpt-4o-mini at the shipped list prices: 35 x $0.15/M + 7 x $0.60/M
+    assert stream.events[-1].json["conversation_usage"] == {
+        "tokens_in": 35,
+        "tokens_out": 7,
+        "cost": 0.00000945,
+    }
     r = await client.http.get(
         f"/api/conversation/get_with_sessions?org_id={ORG}&conversation_id={conv['id']}",
         headers=bearer(alice),

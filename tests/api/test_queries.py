@@ -154,7 +154,7 @@ async def test_a_date_range_the_wrong_way_round_names_from(client, admin, conver
             )
             refused_for(r, "from", "must not be after to")
             ranged += 1
-    assert ranged == 3  # conversations, the audit trail, violations
+    assert ranged == 4  # conversations, the audit trail, violations, usage
 
 
 def test_handlers_read_their_query_only_through_a_query_model():

@@ -140,6 +140,7 @@ async def test_prompt_json_answer(api, cast, upstream, redis):
         "model": "gpt",
         "tokensIn": 12,
         "tokensOut": 5,
+        "cost": "0.0000048",  # gpt-4o-mini at the shipped list prices, as an exact string
         "finishReason": "stop",
     }
     # the repository's model answered, through the upstream named for it
@@ -202,6 +203,7 @@ async def test_json_and_sse_prompts_sum_into_the_listed_totals(api, cast, upstre
     assert parse_sse(r.content).events[-1].json["conversation_usage"] == {
         "tokens_in": 35,
         "tokens_out": 7,
+        "cost": 0.00000945,  # gpt-4o-mini at the shipped list prices
     }
     assert (await api.prompt(cast.alice, cid, "third", stream=False)).json()["tokensIn"] == 40
     [listed] = (await api.list(cast.alice))["conversations"]
@@ -342,6 +344,7 @@ async def test_list_fields_newest_first(api, cast, upstream):
         "repoId": "repo-1",
         "tokensIn": "1523",
         "tokensOut": "2847",
+        "cost": "0.00193665",  # 1523 x $0.15/M + 2847 x $0.60/M (gpt-4o-mini's list prices)
         "creator": {
             "id": "alice",
             "name": "Alice",

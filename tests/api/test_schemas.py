@@ -61,7 +61,7 @@ async def test_every_frame_of_a_stream_is_a_chat_stream_event(document):
         "length",
         12,
         48,
-        totals=Totals(100, 200),
+        totals=Totals(100, 200, cost_nusd=7_500),
         usage_estimated=True,
         policy=[{"id": "no-cards", "action": "redact"}],
         stored=False,
@@ -85,7 +85,7 @@ async def test_every_frame_of_a_stream_is_a_chat_stream_event(document):
         "message_id": "m-1",
         "finish_reason": "length",
         "usage": {"input_tokens": 12, "output_tokens": 48, "estimated": True},
-        "conversation_usage": {"tokens_in": 100, "tokens_out": 200},
+        "conversation_usage": {"tokens_in": 100, "tokens_out": 200, "cost": 0.0000075},
         "policy": [{"id": "no-cards", "action": "redact"}],
         "stored": False,
     }

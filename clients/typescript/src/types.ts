@@ -13,7 +13,25 @@ export interface ErrorBody {
   message: string;
 }
 
-export type FinishReason = "stop" | "length" | "policy_blocked" | "error" | "cancelled";
+/** Why an answer ended: the model's own finish (tool_calls: it called tools and waits for
+ * their results; content_filter: the provider's filter or a refusal; pause: an Anthropic
+ * server tool paused the turn) or the gateway's. */
+export type FinishReason =
+  | "stop"
+  | "length"
+  | "tool_calls"
+  | "content_filter"
+  | "pause"
+  | "policy_blocked"
+  | "error"
+  | "cancelled";
+
+/** A tool an answer called, with its generated arguments (a JSON text). */
+export interface StoredToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
 
 /** A policy that acted on a message. */
 export interface PolicyEvent {
@@ -54,6 +72,8 @@ export interface PromptAnswer {
   model: string;
   tokensIn: number;
   tokensOut: number;
+  /** this answer's cost in USD, an exact decimal string, priced when it was recorded */
+  cost: string;
   finishReason: FinishReason;
   usageEstimated?: boolean;
   policy?: PolicyEvent[];
@@ -70,6 +90,8 @@ export interface RepoConversation {
   /** a decimal string: totals outgrow what some JSON readers hold exactly */
   tokensIn: string;
   tokensOut: string;
+  /** USD of every answer so far, an exact decimal string like the token counts */
+  cost: string;
   creator: {
     id: string;
     name: string | null;
@@ -115,9 +137,18 @@ export interface RepoMessage {
   createdAt: string;
   tokensIn: number;
   tokensOut: number;
+  /** USD, an exact decimal string */
+  cost: string;
   model: string | null;
   status: string;
   finishReason: string | null;
+  /** a user message's parts beyond plain text, in order (text, image, document, tool_result);
+   * content is their text joined */
+  parts?: Record<string, unknown>[];
+  /** the tools an answer called */
+  toolCalls?: StoredToolCall[];
+  /** the model declined */
+  refusal?: string | null;
 }
 
 export interface RepoMessagePage {
@@ -163,6 +194,8 @@ export interface Conversation {
   created_by: string;
   tokens_in: number;
   tokens_out: number;
+  /** USD of every answer so far, each priced when it was recorded */
+  cost: number;
 }
 
 export interface CreateSession {
@@ -210,9 +243,18 @@ export interface Message {
   output_tokens: number;
   finish_reason: string | null;
   usage_estimated: boolean;
+  /** USD, at the prices in force when it was recorded */
+  cost: number;
   created_at: string;
   policy?: PolicyEvent[];
   error?: { [key: string]: string } | null;
+  /** a user message's parts beyond plain text, in order (text, image, document, tool_result);
+   * content is their text joined */
+  parts?: Record<string, unknown>[];
+  /** the tools an answer called */
+  tool_calls?: StoredToolCall[];
+  /** the model declined */
+  refusal?: string | null;
 }
 
 export interface MessagePage {
@@ -267,6 +309,8 @@ export interface StreamEnd {
   conversation_usage?: {
     tokens_in: number;
     tokens_out: number;
+    /** the conversation's cost so far, USD */
+    cost: number;
   };
   policy?: PolicyEvent[];
 }

@@ -29,7 +29,7 @@ from gateway.api.compat import common as compat
 from gateway.api.compat.anthropic_request import MessagesRequest, to_request
 from gateway.api.inputs import gateway_of, ok, read_body, request_timing
 from gateway.api.schemas import anthropic as answers
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.events import (
@@ -355,8 +355,8 @@ def model_json(m: ModelConfig) -> answers.AnthropicModel:
 
 @compat.provider_errors(error_response)
 async def list_models(request: Request) -> Response:
-    await compat.caller(request)
-    data = [model_json(m) for m in gateway_of(request).settings.served_models]
+    who = await compat.caller(request)
+    data = [model_json(m) for m in await compat.served_models(request, who)]
     page = answers.AnthropicModelList(
         data=data,
         has_more=False,
@@ -368,11 +368,8 @@ async def list_models(request: Request) -> Response:
 
 @compat.provider_errors(error_response)
 async def retrieve_model(request: Request) -> Response:
-    await compat.caller(request)
-    model_id = str(request.path_params["model_id"])
-    model = gateway_of(request).settings.model(model_id)
-    if model is None:
-        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    who = await compat.caller(request)
+    model = await compat.served_model(request, who, str(request.path_params["model_id"]))
     return ok(model_json(model), headers=request_id_header(request))
 
 

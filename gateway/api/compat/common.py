@@ -28,10 +28,12 @@ from gateway.errors import (
     BadRequest,
     GatewayError,
     Loc,
+    NotFound,
     PolicyBlocked,
     Unavailable,
     UpstreamFailed,
 )
+from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
 from gateway.turn.events import Choice
@@ -90,6 +92,20 @@ async def caller(request: Request) -> Principal:
         request.state.principal = found  # for the access log line
         return found
     return await principal(request)
+
+
+async def served_models(request: Request, who: Principal) -> list[ModelConfig]:
+    """The models the caller may use: the config file's, those every org may use, their
+    org's own; an API key limited to some models lists only those."""
+    entries = await gateway_of(request).connections.registry.visible(who.org_id)
+    return [e.config for e in entries if who.may_use_model(e.id)]
+
+
+async def served_model(request: Request, who: Principal, model_id: str) -> ModelConfig:
+    entry = await gateway_of(request).connections.model(model_id, who.org_id)
+    if entry is None or not who.may_use_model(entry.id):
+        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    return entry.config
 
 
 def conversation_id(request: Request) -> str | None:

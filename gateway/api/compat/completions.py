@@ -24,7 +24,7 @@ from gateway.api.inputs import Body, gateway_of, ok, read_body, refused, request
 from gateway.api.schemas import openai_completions as answers
 from gateway.errors import BadRequest
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, Turn
-from gateway.turn.prepare import Prompt
+from gateway.turn.prepare import NO_ORG, Prompt
 from providers.base import (
     ChatMessage,
     ChatRequest,
@@ -38,6 +38,9 @@ from providers.base import (
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 MAX_STOP = 4  # OpenAI's limit
+# the provider kinds whose adapter is a TextCompleter (providers/openai.py's complete());
+# the kind decides it before the turn builds its client (as_text_completion checks it)
+TEXT_COMPLETION_PROVIDERS = frozenset({"openai"})
 
 
 class StreamOptions(Body):
@@ -228,8 +231,10 @@ async def completions(request: Request) -> Response:
     text = prompt_of(body)
     template = template_of(body)
     gw = gateway_of(request)
-    model = gw.settings.model(body.model)
-    if model is not None and not isinstance(gw.providers[model.id], TextCompleter):
+    # the model as the turn will find it (404, or 403 for an API key's), refused before
+    # anything is stored when its adapter has no legacy completions
+    model = (await gw.chat.preparation.model(caller, body.model, caller.org_id or NO_ORG)).config
+    if model.provider not in TEXT_COMPLETION_PROVIDERS:
         raise unsupported(
             ("model",),
             f"model {body.model!r} ({model.provider}) has no legacy completions; "

@@ -14,5 +14,5 @@ if TYPE_CHECKING:
 def direct_calls(gw: Gateway) -> DirectCalls:
     """A few references to the worker's parts: cheaper to make per request than to keep."""
     return DirectCalls(
-        gw.settings, gw.store, gw.providers, gw.governance, gw.chat.limits, gw.metrics
+        gw.settings, gw.store, gw.connections, gw.governance, gw.chat.limits, gw.metrics
     )

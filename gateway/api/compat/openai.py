@@ -27,7 +27,7 @@ from gateway.api.compat import common as compat
 from gateway.api.compat.openai_request import CompletionRequest, param_loc, to_request
 from gateway.api.inputs import dotted, gateway_of, ok, read_body, request_timing
 from gateway.api.schemas import openai as answers
-from gateway.errors import GatewayError, Loc, NotFound
+from gateway.errors import GatewayError, Loc
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.events import (
@@ -334,18 +334,14 @@ def model_json(m: ModelConfig) -> answers.OpenAIModel:
 
 @compat.provider_errors(error_response)
 async def _list_models(request: Request) -> Response:
-    await compat.caller(request)
-    models = gateway_of(request).settings.served_models
+    models = await compat.served_models(request, await compat.caller(request))
     return ok(answers.OpenAIModelList(data=[model_json(m) for m in models]))
 
 
 @compat.provider_errors(error_response)
 async def _retrieve_model(request: Request) -> Response:
-    await compat.caller(request)
-    model_id = str(request.path_params["model_id"])
-    model = gateway_of(request).settings.model(model_id)
-    if model is None:
-        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    who = await compat.caller(request)
+    model = await compat.served_model(request, who, str(request.path_params["model_id"]))
     return ok(model_json(model))
 
 

@@ -33,7 +33,7 @@ from gateway.errors import GatewayError, NotFound, PolicyBlocked
 from gateway.storage.records import Conversation, Message
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
 from gateway.turn.events import ReasoningDelta, ReasoningEnd, RefusalDelta, ToolCallDelta
-from gateway.turn.prepare import Prompt
+from gateway.turn.prepare import NO_ORG, Prompt
 from gateway.turn.stored_responses import Stored, StoredResponses, join
 
 _RESPONSE_ID = re.compile(r"resp_([0-9a-f]{32})")
@@ -343,8 +343,9 @@ async def create(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, ResponsesRequest)
     gw = gateway_of(request)
-    if gw.settings.model(body.model) is None:  # before anything is stored for it
-        raise NotFound(f"model {body.model!r} is not served", code="model_not_found")
+    # the model as the turn will find it (404, or 403 for an API key's), before anything
+    # is stored for it
+    await gw.chat.preparation.model(caller, body.model, caller.org_id or NO_ORG)
     responses = StoredResponses(gw.store)
     conv: Conversation | None = None
     prior = []

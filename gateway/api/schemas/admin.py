@@ -23,14 +23,15 @@ class Repository(Schema):
     updated_at: Timestamp | None
 
     @classmethod
-    def of(cls, r: repositories.Repository) -> Repository:
+    def of(cls, r: repositories.Repository, *, has_own_key: bool = False) -> Repository:
+        """`has_own_key`: it has provider keys set through the admin API."""
         return cls(
             id=r.id,
             org_id=r.org_id,
             workspace_id=r.workspace_id,
             model=r.model,
             source=r.source,
-            has_own_api_key=r.api_key_env is not None,
+            has_own_api_key=r.api_key_env is not None or has_own_key,
             created_at=r.created_at,
             updated_at=r.updated_at,
         )

@@ -31,6 +31,7 @@ class Conversation(Schema):
     created_by: str = Field(description="the creator's user id")
     tokens_in: int = Field(description="input tokens of every answer so far")
     tokens_out: int = Field(description="output tokens of every answer so far")
+    cost: float = Field(description="USD of every answer so far, each priced when recorded")
 
     @classmethod
     def of(cls, c: records.Conversation) -> Conversation:
@@ -66,6 +67,7 @@ class Message(Schema):
     output_tokens: int
     finish_reason: str | None
     usage_estimated: bool = Field(description="counted by the gateway: the provider never said")
+    cost: float = Field(description="USD, at the prices in force when it was recorded")
     created_at: Timestamp
     policy: list[PolicyEvent] = Field(default_factory=list, exclude_if=empty)
     error: dict[str, str] | None = Field(

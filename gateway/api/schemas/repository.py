@@ -18,6 +18,8 @@ from gateway.api.schemas.common import (
 )
 from gateway.storage import records
 
+COST = r"^[0-9]+(\.[0-9]+)?$"  # an exact decimal of USD
+
 
 class RepoCreator(Schema):
     id: str
@@ -36,6 +38,9 @@ class RepoConversation(Schema):
     repoId: str | None
     tokensIn: str = Field(pattern="^[0-9]+$", examples=["1200"])
     tokensOut: str = Field(pattern="^[0-9]+$", examples=["5400"])
+    cost: str = Field(
+        pattern=COST, examples=["0.0042"], description="USD so far, exact (a string, as tokens)"
+    )
     creator: RepoCreator
 
     @classmethod
@@ -50,6 +55,7 @@ class RepoConversation(Schema):
             repoId=c.repo_id,
             tokensIn=str(c.tokens_in),
             tokensOut=str(c.tokens_out),
+            cost=records.decimal_usd(c.cost_nusd),
             creator=RepoCreator(
                 id=c.creator.id or c.created_by,
                 name=c.creator.name,
@@ -87,6 +93,7 @@ class RepoMessage(Schema):
     createdAt: Timestamp
     tokensIn: int
     tokensOut: int
+    cost: str = Field(pattern=COST, description="USD, priced when it was recorded")
     model: str | None
     status: str = Field(description="complete | error | cancelled | blocked")
     finishReason: str | None
@@ -108,6 +115,7 @@ class RepoMessage(Schema):
             createdAt=m.created_at,
             tokensIn=m.input_tokens,
             tokensOut=m.output_tokens,
+            cost=records.decimal_usd(m.cost_nusd),
             model=m.model_id,
             status=m.status,
             finishReason=m.finish_reason,
@@ -136,6 +144,7 @@ class PromptAnswer(Schema):
     model: str
     tokensIn: int
     tokensOut: int
+    cost: str = Field(pattern=COST, description="this answer's cost, USD, exact")
     finishReason: FinishReason
     usageEstimated: bool = Field(
         False, exclude_if=empty, description="counted by the gateway: the provider never said"

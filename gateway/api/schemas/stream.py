@@ -75,6 +75,7 @@ class ConversationUsage(Schema):
 
     tokens_in: int
     tokens_out: int
+    cost: float = Field(description="USD so far, each answer priced when it was recorded")
 
 
 class StreamEnd(Schema):

@@ -1,0 +1,315 @@
+"""Whether a text can hold a match of any of many `re` patterns: one linear RE2 pass.
+
+Our detectors' patterns run on `re` (they need look-behind), one search each. Asking first
+"could any of them match here?" is far cheaper when all of them are answered together by
+one automaton: each pattern is rewritten into a *superset* in RE2 syntax, and the rewrites
+go into one `re2.Set`, whose single pass over the text says which of them match somewhere.
+Where a superset finds nothing, its pattern finds nothing, so the caller may skip it.
+
+The rewrite only ever widens: look-arounds and word boundaries are dropped (a constraint
+less), except a one-character look-behind where a match begins, `(?<![A-Za-z0-9_-])sk-`,
+which becomes the character before it, `(?:^|[^A-Za-z0-9_-])sk-`, the same presence (the
+two-character form `x(?<![0-9]x)` that tests the first character too is the same look-behind
+moved after it); without it a hold-back's tail would fire on every word that ends with its
+first letter. Atomic groups and possessive or lazy repeats become plain ones, a long repeat
+`{20,400}` becomes `{24,}`; each class is written out for ASCII exactly as `re` reads it,
+and beyond ASCII it keeps its explicit ranges, or takes every non-ASCII character when it
+holds a category (`\\w`, `\\d`...) or is negated, or when case is ignored (`re` folds `K`
+into `k`, `ı` into `i`). For text known to be ASCII, classes are written for ASCII only,
+and a pattern meant for the lowered text (a case-folding detector's) is written for the
+text as it is, each character class taking the characters whose lowering it matches.
+
+A Set reports no match at all when its automaton runs out of memory: each Set also holds
+`\\z`, which matches every text at its end, so a pass that did not report it failed, and
+the caller treats every pattern as present.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import re2  # type: ignore[import-untyped]
+
+from gateway.policy.syntax import (
+    DOTALL,
+    IGNORECASE,
+    Alt,
+    Anchor,
+    Atomic,
+    Char,
+    Fail,
+    Group,
+    Look,
+    Node,
+    Repeat,
+    Seq,
+    Unsupported,
+    Writer,
+    parse,
+    seq_width,
+    to_re_flags,
+    width,
+)
+
+# Repeats longer than this are written `{CAP,}`: the same presence, a smaller automaton.
+CAP = 24
+# Memory for one Set's automaton; past it the pass fails, which the sentinel tells.
+MAX_MEM = 16 << 20
+_NEVER = r"[^\x00-\x{10ffff}]"
+_NON_ASCII = (0x80, 0x10FFFF)
+
+
+def superset(
+    pattern: re.Pattern[str],
+    *,
+    ascii_text: bool,
+    lowered: bool = False,
+    nonempty: bool = False,
+    ahead: bool = True,
+) -> str | None:
+    """RE2 source that matches somewhere in every text where `pattern` matches somewhere.
+
+    ascii_text: the texts searched are ASCII. lowered: `pattern` runs on the text lowered;
+    for ASCII text the superset is then searched in the text as it is, for other text in
+    the text lowered. nonempty: only the pattern's non-empty matches count (a hold-back's
+    tail, which matches empty at every text's end), and every match of the superset is
+    non-empty. ahead=False: the pattern runs on a truncated text (an `endpos`), where an
+    end anchor passes: `\\Z` is dropped too. None: the pattern cannot be rewritten."""
+    try:
+        tree = parse(pattern.pattern, pattern.flags)
+        writer = _Superset(ascii_text=ascii_text, lowered=lowered, ahead=ahead)
+        if nonempty:
+            return writer.nonempty_seq(tree.seq, tree.flags, start=True)
+        return writer.seq(tree.seq, tree.flags, start=True)
+    except (Unsupported, RecursionError):
+        return None
+
+
+class _Superset:
+    def __init__(self, *, ascii_text: bool, lowered: bool, ahead: bool) -> None:
+        self.ascii_text = ascii_text
+        self.lowered = lowered and ascii_text  # for other text the subject is lowered already
+        self.ahead = ahead
+
+    def seq(self, seq: Seq, flags: int, *, start: bool = False) -> str:
+        """`start`: nothing has been consumed before `seq` on the way to it, so a
+        look-behind at its head reads what precedes the match."""
+        out = []
+        for node in _behind_first(seq) if start else seq:
+            out.append(self.node(node, flags, start=start))
+            start = start and width(node)[1] == 0
+        return "".join(out)
+
+    def node(self, node: Node, flags: int, *, start: bool = False) -> str:  # noqa: C901
+        if isinstance(node, Char):
+            return _char(node, flags, ascii_text=self.ascii_text, lowered=self.lowered)
+        if isinstance(node, Anchor):
+            # Only the end of the text stays (a hold-back's tail is nothing without it).
+            return r"\z" if node.at == "\\Z" and self.ahead else ""
+        if isinstance(node, Look):
+            return self._before(node, flags) if start else ""
+        if isinstance(node, Fail):
+            return _NEVER
+        if isinstance(node, Alt):
+            return "(?:" + "|".join(self.seq(b, flags, start=start) for b in node.branches) + ")"
+        if isinstance(node, Group):
+            scoped = (flags | node.add) & ~node.remove
+            return "(?:" + self.seq(node.seq, scoped, start=start) + ")"
+        if isinstance(node, Atomic):
+            return "(?:" + self.seq(node.seq, flags, start=start) + ")"
+        if isinstance(node, Repeat):
+            return self._repeat(self.seq(node.seq, flags), node.low, node.high)
+        raise Unsupported(type(node).__name__)
+
+    def _before(self, look: Look, flags: int) -> str:
+        """A look-behind where a match begins: one character of it becomes the character
+        before the match (or the text's start, for a negative one); others are dropped."""
+        if not look.behind or len(look.seq) != 1 or not isinstance(look.seq[0], Char):
+            return ""
+        char = look.seq[0]
+        if not look.negate:
+            return self.node(char, flags)
+        return "(?:^|" + self.node(_complement(char, flags), flags) + ")"
+
+    @staticmethod
+    def _repeat(inner: str, low: int, high: int | None) -> str:
+        if high is not None and high <= CAP:
+            return f"(?:{inner}){{{low},{high}}}"
+        return f"(?:{inner}){{{min(low, CAP)},}}"
+
+    # Non-empty matches only: a sequence's first non-empty element is written non-empty,
+    # those before it as they are (they matched empty), those after it as they are.
+    def nonempty_seq(self, seq: Seq, flags: int, *, start: bool = False) -> str:
+        if start:
+            seq = _behind_first(seq)
+        branches = []
+        for i, node in enumerate(seq):
+            head = self.nonempty(node, flags, start=start and seq_width(seq[:i])[1] == 0)
+            if head is not None:
+                before = self.seq(seq[:i], flags, start=start)
+                branches.append(before + head + self.seq(seq[i + 1 :], flags))
+            if width(node)[0] > 0:
+                break  # every match consumes this one: none starts empty past it
+        return "(?:" + "|".join(branches) + ")" if branches else _NEVER
+
+    def nonempty(self, node: Node, flags: int, *, start: bool = False) -> str | None:
+        if isinstance(node, Char):
+            return self.node(node, flags)
+        if isinstance(node, (Anchor, Look, Fail)):
+            return None
+        if isinstance(node, Alt):
+            heads = [self.nonempty_seq(b, flags, start=start) for b in node.branches]
+            return "(?:" + "|".join(heads) + ")"
+        if isinstance(node, Group):
+            scoped = (flags | node.add) & ~node.remove
+            return self.nonempty_seq(node.seq, scoped, start=start)
+        if isinstance(node, Atomic):
+            return self.nonempty_seq(node.seq, flags, start=start)
+        if isinstance(node, Repeat):
+            if node.high == 0:
+                return None
+            inner = self.seq(node.seq, flags)
+            if seq_width(node.seq)[0] > 0:
+                return self._repeat(inner, max(node.low, 1), node.high)
+            # Copies that may be empty: one non-empty copy among any number of others.
+            return f"(?:{inner})*{self.nonempty_seq(node.seq, flags)}(?:{inner})*"
+        raise Unsupported(type(node).__name__)
+
+
+def _behind_first(seq: Seq) -> Seq:
+    """`x(?<!Cy)...` as `(?<!C)x...` when y takes every character x does: the look-behind
+    then tests only what precedes x."""
+    if len(seq) >= 2 and isinstance(seq[0], Char) and isinstance(seq[1], Look):
+        first, look = seq[0], seq[1]
+        if (
+            look.behind
+            and len(look.seq) == 2
+            and all(isinstance(c, Char) for c in look.seq)
+            and _covers(look.seq[1], first)  # type: ignore[arg-type]
+        ):
+            return (Look(look.seq[:1], behind=True, negate=look.negate), first, *seq[2:])
+    return seq
+
+
+def _covers(outer: Char, inner: Char) -> bool:
+    """Whether `outer` takes every character `inner` does (conservatively: False if unsure)."""
+    if outer == inner:
+        return True
+    if inner.kind == "literal":
+        code = inner.code
+    elif inner.kind == "class" and not inner.negate and len(inner.items) == 1:
+        item = inner.items[0]
+        if isinstance(item, str) or item[0] != item[1]:
+            return False
+        code = item[0]
+    else:
+        return False
+    if code >= 128:
+        return False
+    return re.fullmatch(Writer("re").single(outer), chr(code)) is not None
+
+
+def _complement(char: Char, flags: int) -> Char:
+    """The characters `char` does not take, as a class."""
+    if char.kind == "class":
+        return Char("class", items=char.items, negate=not char.negate)
+    if char.kind == "category":
+        return Char("class", items=(char.category,), negate=True)
+    if char.kind == "literal":
+        return Char("class", items=((char.code, char.code),), negate=True)
+    return Char("class", items=() if flags & DOTALL else ((10, 10),))  # `.`: all but \n
+
+
+def _char(node: Char, flags: int, *, ascii_text: bool, lowered: bool) -> str:
+    extra = () if ascii_text else _beyond_ascii(node, flags)
+    return _class(Writer("re").single(node), flags, lowered, extra)
+
+
+def _beyond_ascii(node: Char, flags: int) -> tuple[tuple[int, int], ...]:
+    """The non-ASCII characters a matcher may take: its explicit ones, or all of them."""
+    if flags & IGNORECASE or node.kind in ("any", "category") or node.negate:
+        return (_NON_ASCII,)
+    if node.kind == "literal":
+        return ((node.code, node.code),) if node.code >= 128 else ()
+    ranges = []
+    for item in node.items:
+        if isinstance(item, str):
+            return (_NON_ASCII,)
+        if item[1] >= 128:
+            ranges.append((max(item[0], 128), item[1]))
+    return tuple(ranges)
+
+
+@lru_cache(maxsize=4096)
+def _class(source: str, flags: int, lowered: bool, extra: tuple[tuple[int, int], ...]) -> str:
+    """An RE2 class: the ASCII characters `re` matches with `source` (in the character as
+    lowered, when `lowered`), and the `extra` ranges."""
+    compiled = re.compile(source, to_re_flags(flags))
+    members = [
+        code
+        for code in range(128)
+        if compiled.fullmatch(chr(code).lower() if lowered else chr(code)) is not None
+    ]
+    return _klass(_ranges(members) + list(extra))
+
+
+def _ranges(codes: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for code in codes:
+        if out and out[-1][1] == code - 1:
+            out[-1] = (out[-1][0], code)
+        else:
+            out.append((code, code))
+    return out
+
+
+def _klass(ranges: list[tuple[int, int]]) -> str:
+    parts = []
+    for low, high in ranges:
+        # Surrogates cannot be encoded, so never reach RE2 (which refuses them in a class).
+        if low < 0xD800:
+            parts.append(_code_range(low, min(high, 0xD7FF)))
+        if high > 0xDFFF:
+            parts.append(_code_range(max(low, 0xE000), high))
+    return "[" + "".join(parts) + "]" if parts else _NEVER
+
+
+def _code_range(low: int, high: int) -> str:
+    if low == high:
+        return _code(low)
+    return f"{_code(low)}-{_code(high)}"
+
+
+def _code(code: int) -> str:
+    if code < 128 and chr(code).isalnum():
+        return chr(code)
+    return rf"\x{{{code:x}}}"
+
+
+class PresenceSet:
+    """RE2 sources searched together: `present(subject)` says which match somewhere."""
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        options = re2.Options()
+        options.max_mem = MAX_MEM
+        options.log_errors = False
+        self._set = re2.Set.SearchSet(options)
+        for source in sources:
+            self._set.Add(source)
+        self.size = len(sources)
+        # `\z` matches at the end of every text: a pass that reports it read it all. (A
+        # pattern that matched everywhere would make the automaton record a match at every
+        # character: three times slower.)
+        self._set.Add(r"\z")
+        self._set.Compile()
+
+    def present(self, subject: bytes) -> list[int] | None:
+        """The indices of the sources that match in `subject` (UTF-8), in no order; None
+        when the pass failed (then any of them may)."""
+        matched: list[int] = self._set.Match(subject)
+        if not matched or self.size not in matched:
+            return None
+        matched.remove(self.size)
+        return matched
