@@ -35,6 +35,7 @@ from gateway.api import (
     usage,
 )
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import completions, count_tokens, embeddings, responses, unknown
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
@@ -186,8 +187,13 @@ ROUTES = [
     *policies.routes,
     *openai_compat.routes,
     *anthropic_compat.routes,
+    *responses.routes,
+    *embeddings.routes,
+    *completions.routes,
+    *count_tokens.routes,
     *pages.routes,  # /, /docs, /openapi.json, /static: no token
 ]
+ROUTES.append(unknown.UnknownV1(list(ROUTES)))  # any other /v1/ path, in its API's shape
 
 
 def create_app(settings: Settings) -> Starlette:

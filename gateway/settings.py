@@ -177,6 +177,13 @@ class Settings(_Frozen):
     ping_interval: float = Field(default=15.0, gt=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    # what one prompt may ask of a model (each costs the upstream's money or our work): answers
+    # per request (n), tools offered, the tools' JSON schemas in all, stop sequences, images
+    max_choices: int = Field(default=8, ge=1, le=128)
+    max_tools: int = Field(default=128, ge=0, le=10_000)
+    max_tool_schema_bytes: int = Field(default=256 * 1024, ge=0, le=64 * 1024 * 1024)
+    max_stop_sequences: int = Field(default=16, ge=0, le=10_000)
+    max_images: int = Field(default=20, ge=0, le=10_000)
     # the HTTP edge (gateway/server.py, SECURITY.md): what a connection may cost before the app
     http_max_header_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)  # line + headers
     http_max_headers: int = Field(default=100, ge=8, le=10_000)
@@ -188,12 +195,8 @@ class Settings(_Frozen):
     # by default: the peer's own address is the client's
     trusted_proxies: tuple[str, ...] = ()
     auth_failures_per_minute: int = Field(default=30, ge=0, le=1_000_000)  # per address; 0: off
-    send_timeout: float = Field(
-        default=30.0, gt=0, le=3600
-    )  # a stalled reader is dropped after this
-    shutdown_grace: float = Field(
-        default=10.0, ge=0, le=3600
-    )  # open streams may finish within this
+    send_timeout: float = Field(default=30.0, gt=0, le=3600)  # a stalled reader is dropped
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)  # open streams may finish in it
     turn_lock_ttl: float = Field(
         default=600.0, gt=0, le=86400
     )  # the longest a turn may hold its conversation
@@ -211,9 +214,8 @@ class Settings(_Frozen):
     models: tuple[ModelConfig, ...] = ()
     repositories: tuple[RepositoryConfig, ...] = ()
     policies: tuple[dict[str, Any], ...] = ()
-    default_policies: bool = (
-        True  # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
-    )
+    # the built-in baseline (gateway/policy/defaults.py), under [[policies]]
+    default_policies: bool = True
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     # the key-encryption key(s) of stored provider keys: 32 random bytes in URL-safe base64;
     # during a rotation several, comma-separated: the first wraps, every one unwraps

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
 # "stop": a natural end or a stop sequence; "length": the token limit; "tool_calls": the
@@ -440,6 +440,26 @@ class Embeddings:
     model: str
 
 
+@dataclass(slots=True, frozen=True)
+class TextCompletionRequest:
+    """A legacy completion (OpenAI's /v1/completions): the prompt continued as text, with
+    the sampling options that API takes. Only OpenAI-compatible upstreams have one."""
+
+    model: str
+    prompt: str
+    _: KW_ONLY
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: Mapping[str, int] | None = None
+    suffix: str | None = None
+    user: str | None = None
+
+
 # -- the provider ----------------------------------------------------------------------------
 
 
@@ -476,3 +496,11 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TextCompleter(Protocol):
+    """A provider with legacy completions (the OpenAI adapter): the same events as stream()
+    (Opened first, text deltas, Usage, Finish), closed however the iteration ends."""
+
+    def complete(self, request: TextCompletionRequest) -> AsyncIterator[ProviderEvent]: ...

@@ -9,7 +9,8 @@ docs/compat-translation.md tells.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx2
@@ -34,6 +35,7 @@ from providers.base import (
     ReasoningDelta,
     ReasoningPart,
     RefusalDelta,
+    TextCompletionRequest,
     TextDelta,
     TextPart,
     Thinking,
@@ -164,7 +166,7 @@ class OpenAIProvider:
         for name in ("dimensions", "encoding_format", "user"):
             if getattr(request, name) is not None:
                 body[name] = getattr(request, name)
-        try:
+        with _upstream_errors():
             response = await self._client.post(
                 "/embeddings",
                 cast_to=httpx2.Response,
@@ -172,17 +174,37 @@ class OpenAIProvider:
                 options={"security": {"bearer_auth": True}},
             )
             data = wire.json_object(response.content)
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except openai.APITimeoutError as exc:
-            raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
-        except openai.APIConnectionError as exc:
-            raise ProviderError(
-                f"upstream connection failed: {exc.message}", kind="connection"
-            ) from exc
-        except wire.TRANSPORT_ERRORS as exc:
-            raise wire.transport_error(exc) from exc
         return _embeddings(data, request)
+
+    async def complete(self, request: TextCompletionRequest) -> AsyncIterator[ProviderEvent]:
+        """A legacy completion, streamed: POST /completions, its chunks parsed from bytes
+        like the chat stream's."""
+        body: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "stream": True}
+        if self.spec.options.get("include_usage", True):
+            body["stream_options"] = {"include_usage": True}
+        max_tokens = request.max_output_tokens or self.spec.max_output_tokens
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        for name in _COMPLETION_FORWARDED:
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = dict(value) if isinstance(value, Mapping) else value
+        if request.stop:
+            body["stop"] = list(request.stop)
+        with _upstream_errors():
+            response = await self._client.post(
+                "/completions",
+                cast_to=httpx2.Response,
+                body=body,
+                options={"security": {"bearer_auth": True}},
+                stream=True,
+            )
+            try:
+                yield OPENED
+                async for event in _completion_events(response.aiter_bytes()):
+                    yield event
+            finally:  # ended, raised, or the consumer closed us at a yield
+                await response.aclose()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         body = self._arguments(request)  # refused before any upstream call
@@ -216,6 +238,23 @@ class OpenAIProvider:
             ) from exc
         except wire.TRANSPORT_ERRORS as exc:
             raise wire.transport_error(exc) from exc
+
+
+@contextlib.contextmanager
+def _upstream_errors() -> Iterator[None]:
+    """The SDK's and the transport's failures as ProviderError (what stream() does inline)."""
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        raise _status_error(exc) from exc
+    except openai.APITimeoutError as exc:
+        raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
+    except openai.APIConnectionError as exc:
+        raise ProviderError(
+            f"upstream connection failed: {exc.message}", kind="connection"
+        ) from exc
+    except wire.TRANSPORT_ERRORS as exc:
+        raise wire.transport_error(exc) from exc
 
 
 def _status_error(exc: openai.APIStatusError) -> ProviderError:
@@ -261,6 +300,19 @@ _FORWARDED = (
     "reasoning_effort",
     "user",
     "metadata",
+)
+
+
+# the legacy completion's fields of the same name and meaning
+_COMPLETION_FORWARDED = (
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "suffix",
+    "user",
 )
 
 
@@ -452,6 +504,37 @@ async def _events(  # noqa: C901 - one loop on the hot path: a call per chunk wo
     if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
         for ending in _ending(finishes, usage):
             yield ending
+
+
+async def _completion_events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:
+    """A legacy completion's chunks: choices[0].text as it comes, then Usage and Finish at
+    [DONE] (or at a clean end without it), as in the chat stream."""
+    finishes: dict[int, str] = {}
+    usage: Usage | None = None
+    done = False
+    try:
+        async for event, data in wire.sse_events(body):
+            if done:
+                continue  # read on to the end so the connection can be reused
+            if data == b"[DONE]":
+                done = True
+                continue
+            chunk = wire.json_object(data)
+            if event == "error" or chunk.get("error"):
+                raise _stream_error(chunk)
+            for choice in chunk.get("choices") or ():
+                text = choice.get("text")
+                if text:
+                    yield TextDelta(text)
+                if choice.get("finish_reason"):
+                    finishes[0] = choice["finish_reason"]
+            if chunk.get("usage"):
+                usage = _usage(chunk["usage"])
+    except wire.TRANSPORT_ERRORS:
+        if not done:
+            raise
+    for ending in _ending(finishes, usage):
+        yield ending
 
 
 def _choices(

@@ -32,14 +32,25 @@ from gateway.api import (
     streams,
 )
 from gateway.api.compat import anthropic as anthropic_compat
+from gateway.api.compat import (
+    anthropic_request,
+    completions,
+    count_tokens,
+    embeddings,
+    openai_request,
+    responses_input,
+)
 from gateway.api.compat import common as compat
-from gateway.api.compat import openai as openai_compat
 from gateway.api.schemas import admin as admin_answers
 from gateway.api.schemas import anthropic as anthropic_answers
+from gateway.api.schemas import anthropic_tokens as token_answers
 from gateway.api.schemas import api_keys as key_answers
 from gateway.api.schemas import conversation_service as service_answers
 from gateway.api.schemas import models as model_answers
 from gateway.api.schemas import openai as openai_answers
+from gateway.api.schemas import openai_completions as completion_answers
+from gateway.api.schemas import openai_embeddings as embedding_answers
+from gateway.api.schemas import openai_responses as response_answers
 from gateway.api.schemas import provider_keys as provider_key_answers
 from gateway.api.schemas import repository as repository_answers
 from gateway.api.schemas import usage as usage_answers
@@ -124,6 +135,7 @@ PATH_PARAMS: dict[str, dict[str, str]] = {
         "pattern": admin.REPO_ID.pattern,
     },
     "model_id": {"description": "a served model's id"},
+    "response_id": {"description": "a stored response's id (resp_...)"},
     "provider": {"description": "`openai` or `anthropic`"},
     "key_id": {"description": "an API key's id: the 12 hex digits after `cgw_` in the key"},
     "policy_id": {
@@ -541,7 +553,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=COMPAT_ERRORS,
         headers=(CONVERSATION_HEADER,),
-        body=openai_compat.CompletionRequest,
+        body=openai_request.CompletionRequest,
         body_name="ChatCompletionRequest",
         auth="compat",
         error_shape=openai_answers.OpenAIError,
@@ -581,10 +593,81 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         errors=COMPAT_ERRORS,
         headers=(CONVERSATION_HEADER, ANTHROPIC_VERSION),
-        body=anthropic_compat.MessagesRequest,
+        body=anthropic_request.MessagesRequest,
         body_name="AnthropicMessagesRequest",
         auth="compat",
         error_shape=anthropic_answers.AnthropicError,
+    ),
+    ("POST", "/v1/responses"): Operation(
+        "Responses (OpenAI's format) on any served model",
+        OPENAI,
+        {
+            200: Reply(
+                "the response (JSON), or its events (SSE) with `stream: true`",
+                response_answers.Response,
+                sse=response_answers.ResponseStreamFrame,
+            )
+        },
+        errors=(*COMPAT_ERRORS, 409),
+        body=responses_input.ResponsesRequest,
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="Input as a text or items (messages, function_call, function_call_output, "
+        "reasoning); function tools, `instructions`, `text.format`, `reasoning`. With `store` "
+        "(the default) the response is kept as a conversation: `previous_response_id` "
+        "continues it (404 for one the caller may not see). Hosted tools answer 400.",
+    ),
+    ("GET", "/v1/responses/{response_id}"): Operation(
+        "A stored response (OpenAI's format)",
+        OPENAI,
+        {200: Reply("the response: output, status and usage", response_answers.Response)},
+        errors=(401, 404, 409, 500),
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+    ),
+    ("POST", "/v1/embeddings"): Operation(
+        "Embeddings (OpenAI's format): floats, or base64 of little-endian float32",
+        OPENAI,
+        {200: Reply("one vector per input, in order", embedding_answers.EmbeddingList)},
+        errors=COMPAT_ERRORS,
+        body=embeddings.EmbeddingsRequest,
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="The pre-stage policies check every input (a block: 400 `policy_blocked`, "
+        "the provider never called); the input tokens count in the usage. Models without "
+        "embeddings (Anthropic, demo) answer 400.",
+    ),
+    ("POST", "/v1/completions"): Operation(
+        "Legacy completions (OpenAI's format), on OpenAI-compatible models",
+        OPENAI,
+        {
+            200: Reply(
+                "the completion (JSON), or chunks (SSE) with `stream: true`",
+                completion_answers.TextCompletion,
+                sse=completion_answers.TextCompletionStreamFrame,
+            )
+        },
+        errors=COMPAT_ERRORS,
+        headers=(CONVERSATION_HEADER,),
+        body=completions.CompletionsRequest,
+        body_name="TextCompletionRequest",
+        auth="compat",
+        error_shape=openai_answers.OpenAIError,
+        description="One prompt, one choice: `n` or `best_of` above 1, `echo` and `logprobs` "
+        "answer 400. Anthropic and demo models answer 400.",
+    ),
+    ("POST", "/v1/messages/count_tokens"): Operation(
+        "Count a Messages request's input tokens (Anthropic's format)",
+        ANTHROPIC,
+        {200: Reply("the count", token_answers.MessageTokensCount)},
+        errors=(400, 401, 403, 404, 413, 429, 500, 502),
+        headers=(ANTHROPIC_VERSION,),
+        body=count_tokens.CountTokensRequest,
+        body_name="AnthropicCountTokensRequest",
+        auth="compat",
+        error_shape=anthropic_answers.AnthropicError,
+        description="Anthropic models: the upstream's count. Other models: the gateway's "
+        'estimate, marked `"estimated": true`.',
     ),
     # Pages a browser opens without a token
     ("GET", "/"): Operation("The playground", PAGES, {200: HTML}, auth="none"),

@@ -24,11 +24,13 @@ from gateway.api.schemas.stream import (
     StreamEnd,
     StreamError,
     StreamStart,
+    StreamToolCall,
     StreamUsage,
 )
 from gateway.settings import Settings
 from gateway.storage.records import usd
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn.events import ToolCallDelta
 
 log = logging.getLogger("gateway.sse")
 
@@ -109,13 +111,24 @@ def end_data(ev: End) -> StreamEnd:
 
 class ContentFrames:
     """`event: content` frames of one message, numbered from 1 (or after `seq`, when a
-    resumed stream continues where the client's Last-Event-ID left off)."""
+    resumed stream continues where the client's Last-Event-ID left off); `event: tool_call`
+    frames are numbered in the same sequence, so a resume replays them too."""
 
-    __slots__ = ("prefix", "seq")
+    __slots__ = ("prefix", "seq", "message_id")
 
     def __init__(self, message_id: str, seq: int = 0) -> None:
         self.prefix = b"event: content\nid: " + message_id.encode() + b":"
         self.seq = seq
+        self.message_id = message_id
+
+    def tool_call(self, ev: ToolCallDelta) -> bytes:
+        self.seq += 1
+        data = StreamToolCall(index=ev.index, id=ev.id, name=ev.name, arguments=ev.arguments)
+        return b"event: tool_call\nid: %s:%d\ndata: %s\n\n" % (
+            self.message_id.encode(),
+            self.seq,
+            data.__pydantic_serializer__.to_json(data),
+        )
 
     def __call__(self, text: str) -> bytes:
         self.seq += 1
@@ -144,6 +157,9 @@ async def encode(
             elif type(ev) is End:
                 closed = True
                 yield frame("end", end_data(ev))
+            elif type(ev) is ToolCallDelta and not ev.choice:
+                yield content.tool_call(ev)  # type: ignore[union-attr]
+            # reasoning, refusals and log probabilities are the compatible APIs' alone
     except Exception:
         if started is None or closed:
             raise

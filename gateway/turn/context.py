@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.errors import BadRequest
 from gateway.storage.records import Message
+from gateway.turn.parts import consistent, history_turns
 from providers.base import MESSAGE_OVERHEAD_TOKENS, ChatMessage, estimate_tokens
 
 HISTORY_LIMIT = 1000  # messages loaded per turn before trimming to the context window
@@ -23,18 +24,18 @@ def build_context(
     usable = [
         m
         for m in history
-        if m.content
+        if (m.content or m.parts or m.tool_calls)
         and (
             (m.role == "user" and m.status == "complete")
             or (m.role == "assistant" and m.status in ("complete", "cancelled"))
         )
     ]
-    messages = [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in usable]
+    messages = [turn for m in usable for turn in history_turns(m)]
     messages.append(ChatMessage("user", prompt))
     if context_window is None:
-        return messages
+        return consistent(messages)
     budget = context_window - (max_output or 0)
-    cost = [estimate_tokens(m.text) + MESSAGE_OVERHEAD_TOKENS for m in messages]
+    cost = [_cost(m) for m in messages]
     if cost[-1] > budget:
         raise BadRequest(
             f"prompt needs about {cost[-1]} tokens; the model's context window leaves {budget}",
@@ -46,4 +47,9 @@ def build_context(
             break
         used += c
         keep += 1
-    return messages[-keep:]
+    return consistent(messages[-keep:])
+
+
+def _cost(m: ChatMessage) -> int:
+    calls = sum(estimate_tokens(c.name) + estimate_tokens(c.arguments) for c in m.tool_calls)
+    return estimate_tokens(m.text) + calls + MESSAGE_OVERHEAD_TOKENS

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -23,7 +23,7 @@ from gateway.settings import ModelConfig, Settings
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
 from gateway.storage.store import Store
-from gateway.turn import resume_log
+from gateway.turn import bounds, parts, resume_log
 from gateway.turn.context import HISTORY_LIMIT, build_context, estimated_input_tokens
 from gateway.turn.live import Live
 from gateway.turn.salvage import Salvage
@@ -53,6 +53,10 @@ class Prompt:
     session_id: str | None = None
     org_id: str | None = None  # the org the native route names: another org's session is 404
     messages: list[ChatMessage] | None = None
+    # the compatible routes' whole normalized request (tools, sampling, structured output,
+    # ...; its messages are `messages` when that is not set): the turn sets its model,
+    # its messages as the pre stage left them and its output limit
+    request: ChatRequest | None = None
     model_id: str | None = None
     conversation_id: str | None = None
     max_output_tokens: int | None = None
@@ -68,68 +72,178 @@ class _Context:
     session: ChatSession | None
     history: list[Message]
     entry: ModelEntry
+    messages: list[ChatMessage] = field(default_factory=list)  # a compatible route's own
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.entry.config
+
+
+def _direct_messages(ask: Prompt) -> list[ChatMessage]:
+    if ask.messages is not None:
+        return ask.messages
+    return list(ask.request.messages) if ask.request is not None else []
+
+
+def _request(
+    ask: Prompt, ctx: _Context, prompt: str, messages: list[ChatMessage] | None = None
+) -> ChatRequest:
+    """What the provider gets: the stored history plus the prompt (trimmed to the context
+    window) for a native route, the client's own request for a compatible one; the prompt
+    as the pre stage left it (redacted, maybe)."""
+    model = ctx.model
+    limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
+    if ask.text is None:
+        template = ask.request or ChatRequest(model="", messages=[], temperature=ask.temperature)
+        return replace(
+            template,
+            model=model.upstream_model,
+            messages=messages or [],
+            max_output_tokens=limit,
+        )
+    history = build_context(
+        ctx.history,
+        prompt,
+        context_window=model.context_window,
+        max_output=model.max_output_tokens,
+    )
+    return ChatRequest(
+        model=model.upstream_model,
+        messages=history,
+        max_output_tokens=limit,
+        temperature=ask.temperature,
+    )
+
+
+async def _keep_blocked(
+    store: Store,
+    governance: Governance,
+    principal: Principal,
+    model: ModelConfig,
+    conv: Conversation | None,
+    session_id: str | None,
+    content: str,
+    violations: list[Violation],
+    *,
+    parts_kept: list[dict[str, Any]] | None = None,
+) -> None:
+    """A blocked prompt: kept (redacted, marked blocked) with its violations."""
+    org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
+    blocked = Message(
+        id=new_id(),
+        conversation_id=conv.id if conv else "",
+        chat_session_id=session_id,
+        role="user",
+        content=content,
+        status="blocked",
+        created_at=now_ms(),
+        model_id=model.id,
+        user_id=principal.user_id,
+        policy=[{"id": v.policy_id, "action": v.action, "stage": "pre"} for v in violations],
+        parts=parts_kept or [],
+    )
+    context = violation_context(principal, org_id, conv, blocked.id, model.id)
+    records = governance.records(violations, context)
+    if conv is not None:
+        await store.conversations.append_message(blocked)
+    await store.events.record_violations(org_id, records)
+
+
+async def _pre_check(
+    store: Store,
+    governance: Governance,
+    active: ActivePolicies,
+    principal: Principal,
+    model: ModelConfig,
+    prompt: str,
+    conv: Conversation | None,
+    session_id: str | None,
+) -> tuple[str, list[Violation]]:
+    """Pre stage: the prompt as the provider and the store may see it (redacted), or
+    400 policy_blocked with the provider never called and the prompt kept as blocked."""
+    if not active.pre:
+        return prompt, []
+    decision = active.check_prompt(prompt)
+    if decision.blocked is None:
+        return decision.text, list(decision.violations)
+    violations = list(decision.violations)
+    await _keep_blocked(
+        store,
+        governance,
+        principal,
+        model,
+        conv,
+        session_id,
+        decision.text,
+        violations,
+    )
+    raise PolicyBlocked(
+        f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
+        f"({decision.blocked.label})"
+    )
+
+
+async def _pre_check_parts(
+    store: Store,
+    governance: Governance,
+    active: ActivePolicies,
+    principal: Principal,
+    model: ModelConfig,
+    ctx: _Context,
+    conv: Conversation | None,
+) -> parts.Checked:
+    """Pre stage of a compatible route: every part the model will read, redacted where
+    a policy says so; blocked: 400 policy_blocked, the new input kept as blocked."""
+    messages = ctx.messages
+    if not active.pre:
+        return parts.Checked(messages, [], None)
+    checked = parts.pre_check(active, messages)
+    if checked.blocked is None:
+        return checked
+    content, kept = parts.stored_input(parts.new_input(checked.messages))
+    await _keep_blocked(
+        store,
+        governance,
+        principal,
+        model,
+        conv,
+        None,
+        content,
+        checked.violations,
+        parts_kept=kept,
+    )
+    raise PolicyBlocked(
+        f"the prompt was blocked by policy {checked.blocked.policy_id!r} ({checked.blocked.label})"
+    )
 
 
 def reservation_for(ask: Prompt, ctx: _Context) -> int:
     """The tokens a prompt reserves in its token budgets: its input as estimated from what
     it sends (the stored history and the prompt, at most the context window; or the client's
     messages) and its output bound (the request's or the model's, else OUTPUT_RESERVE)."""
-    model = ctx.entry.config
+    model = ctx.model
     if ask.text is not None:
         sent = [m.content for m in ctx.history] + [ask.text]
         estimate = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in sent)
         if model.context_window is not None:
             estimate = min(estimate, model.context_window)
     else:
-        estimate = estimated_input_tokens(ask.messages or [])
+        estimate = estimated_input_tokens(_direct_messages(ask))
     bound = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
     return estimate + (bound or OUTPUT_RESERVE)
 
 
-def provider_request(ask: Prompt, ctx: _Context, prompt: str) -> ChatRequest:
-    """What the provider gets: the stored history plus the prompt (trimmed to the context
-    window) for a native route, the client's own messages for a compatible one; the
-    prompt as the pre stage left it (redacted, maybe)."""
-    model = ctx.entry.config
-    if ask.text is not None:
-        messages = build_context(
-            ctx.history,
-            prompt,
-            context_window=model.context_window,
-            max_output=model.max_output_tokens,
-        )
-    else:
-        messages = [*(ask.messages or [])[:-1], ChatMessage("user", prompt)]
-    limit = min(filter(None, (ask.max_output_tokens, model.max_output_tokens)), default=None)
-    return ChatRequest(
-        model=model.upstream_model,
-        messages=messages,
-        max_output_tokens=limit,
-        temperature=ask.temperature,
-    )
-
-
-def blocked_prompt(
-    text: str,
-    principal: Principal,
-    model: ModelConfig,
-    conv: Conversation | None,
-    session_id: str | None,
-    fired: list[dict[str, Any]],
-) -> Message:
-    """The prompt a pre-stage policy blocked, as it is kept (redacted, maybe)."""
-    return Message(
-        id=new_id(),
-        conversation_id=conv.id if conv else "",
-        chat_session_id=session_id,
-        role="user",
-        content=text,
-        status="blocked",
-        created_at=now_ms(),
-        model_id=model.id,
-        user_id=principal.user_id,
-        policy=fired,
-    )
+async def model_entry(
+    connections: Connections, principal: Principal, model_id: str, org_id: str
+) -> ModelEntry:
+    """The entry `model_id` names in the org: 404 when there is none (or it was deleted),
+    403 when the caller's API key is not allowed to use it."""
+    entry = await connections.model(model_id, org_id)
+    if entry is None:
+        raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
+    if not principal.may_use_model(entry.id):
+        raise Forbidden(f"this API key may not use model {model_id!r}", code="model_not_allowed")
+    return entry
 
 
 class Preparation:
@@ -195,7 +309,7 @@ class Preparation:
         self, ask: Prompt, ctx: _Context, org_id: str, admitted: Admitted, provider: Provider
     ) -> Turn:
         """The rest of the preparation, once the limits let the prompt through."""
-        conv, model, principal = ctx.conversation, ctx.entry.config, ask.principal
+        conv, model, principal = ctx.conversation, ctx.model, ask.principal
         active = self.governance.active(
             org_id=org_id,
             workspace_id=conv.workspace_id if conv else None,
@@ -203,14 +317,25 @@ class Preparation:
             model_id=model.id,
         )
         session_id = ctx.session.id if ctx.session else None
-        asked = ask.text if ask.text is not None else (ask.messages or [])[-1].text
-        prompt, pre = await self._pre_check(active, principal, model, asked, conv, session_id)
+        parts_kept: list[dict[str, Any]]
+        if ask.text is not None:
+            prompt, pre = await _pre_check(
+                self.store, self.governance, active, principal, model, ask.text, conv, session_id
+            )
+            request = _request(ask, ctx, prompt)
+            content, parts_kept = prompt, []
+        else:
+            checked = await _pre_check_parts(
+                self.store, self.governance, active, principal, model, ctx, conv
+            )
+            pre, request = checked.violations, _request(ask, ctx, "", checked.messages)
+            content, parts_kept = parts.stored_input(parts.new_input(checked.messages))
         turn = Turn(
             principal=principal,
             org_id=org_id,
             model=model,
             provider=provider,
-            request=provider_request(ask, ctx, prompt),
+            request=request,
             conversation=conv,
             session_id=session_id,
             on_disconnect=ask.on_disconnect,
@@ -229,11 +354,12 @@ class Preparation:
                 conversation_id=conv.id,
                 chat_session_id=session_id,
                 role="user",
-                content=prompt,
+                content=content,
                 status="complete",
                 created_at=now_ms(),
                 model_id=model.id,
                 user_id=principal.user_id,
+                parts=parts_kept,
             )
             await self._begin(turn)
         return turn
@@ -269,12 +395,17 @@ class Preparation:
         """A compatible route's turn: the client sends the history itself."""
         assert ask.model_id is not None
         entry = await self.model(ask.principal, ask.model_id, ask.principal.org_id or NO_ORG)
-        messages = ask.messages or []
-        if not messages or messages[-1].role != "user":
-            raise BadRequest("the last message must be the user's", code="validation_error")
-        if sum(len(m.text) for m in messages) > self.settings.max_prompt_chars:
+        messages = _direct_messages(ask)
+        if not messages or messages[-1].role not in ("user", "tool"):
             raise BadRequest(
-                f"messages are longer than {self.settings.max_prompt_chars} characters in all",
+                "the last message must be the user's or a tool's result", code="validation_error"
+            )
+        if ask.request is not None:
+            bounds.check(ask.request, self.settings)
+        if parts.size(messages) > self.settings.max_prompt_chars:
+            raise BadRequest(
+                f"messages are longer than {self.settings.max_prompt_chars} characters in all "
+                "(images and documents counted by their bytes)",
                 code="prompt_too_long",
             )
         conv = None
@@ -282,50 +413,10 @@ class Preparation:
             conv = await self.visible_conversation(ask.principal, ask.conversation_id)
             if not ask.principal.can_prompt(conv):
                 raise Forbidden("only the conversation's creator may prompt it")
-        return _Context(conv, None, [], entry)
+        return _Context(conv, None, [], entry, messages)
 
     async def model(self, principal: Principal, model_id: str, org_id: str) -> ModelEntry:
-        """The entry `model_id` names in the org: 404 when there is none (or it was deleted),
-        403 when the caller's API key is not allowed to use it."""
-        entry = await self.connections.model(model_id, org_id)
-        if entry is None:
-            raise NotFound(f"model {model_id!r} is not served", code="model_not_found")
-        if not principal.may_use_model(entry.id):
-            raise Forbidden(
-                f"this API key may not use model {model_id!r}", code="model_not_allowed"
-            )
-        return entry
-
-    async def _pre_check(
-        self,
-        active: ActivePolicies,
-        principal: Principal,
-        model: ModelConfig,
-        prompt: str,
-        conv: Conversation | None,
-        session_id: str | None,
-    ) -> tuple[str, list[Violation]]:
-        """Pre stage: the prompt as the provider and the store may see it (redacted), or
-        400 policy_blocked with the provider never called and the prompt kept as blocked."""
-        if not active.pre:
-            return prompt, []
-        decision = active.check_prompt(prompt)
-        if decision.blocked is None:
-            return decision.text, list(decision.violations)
-        org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
-        fired = [
-            {"id": v.policy_id, "action": v.action, "stage": "pre"} for v in decision.violations
-        ]
-        blocked = blocked_prompt(decision.text, principal, model, conv, session_id, fired)
-        context = violation_context(principal, org_id, conv, blocked.id, model.id)
-        records = self.governance.records(decision.violations, context)
-        if conv is not None:
-            await self.store.conversations.append_message(blocked)
-        await self.store.events.record_violations(org_id, records)
-        raise PolicyBlocked(
-            f"the prompt was blocked by policy {decision.blocked.policy_id!r} "
-            f"({decision.blocked.label})"
-        )
+        return await model_entry(self.connections, principal, model_id, org_id)
 
     async def _begin(self, turn: Turn) -> None:
         """The lock, the user's message (stored before the provider is called) and the

@@ -7,6 +7,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -21,16 +22,16 @@ from gateway.storage.store import Store
 from gateway.storage.usage import Tally
 from gateway.turn import resume_log
 from gateway.turn.context import estimated_input_tokens
-from gateway.turn.events import End, ErrorEvent
+from gateway.turn.events import Choice, ChoiceEnd, End, ErrorEvent
 from gateway.turn.live import Live, Running
 from gateway.turn.turn import Turn
 from gateway.turn.violations import violation_records
-from providers.base import Usage, estimate_tokens
+from providers.base import ANSWERED_REASONS, Finish, Usage, estimate_tokens
 
 log = logging.getLogger("gateway.chat")
 
 FINAL_WRITE = Backoff(first=0.05, factor=2.0, cap=1.0)  # within final_write_timeout
-STATUS = {"stop": "complete", "length": "complete", "policy_blocked": "blocked"}
+STATUS = {reason: "complete" for reason in ANSWERED_REASONS} | {"policy_blocked": "blocked"}
 
 
 class Recorder:
@@ -58,21 +59,17 @@ class Recorder:
         usage: Usage | None,
         reason: str,
         error: ErrorEvent | None,
+        *,
+        choices: dict[int, Choice] | None = None,
+        finishes: dict[int, Finish] | None = None,
     ) -> End:
+        """choices: what the answer said beside choice 0's text (tool calls, reasoning, a
+        refusal, the other choices); finishes: the provider's Finish of each choice."""
         estimated = usage is None
         if usage is None:
             usage = Usage(estimated_input_tokens(turn.request.messages), estimate_tokens(text))
-        message = answer_message(turn, text, usage, reason, error, estimated=estimated)
-        cost = message.cost_nusd
-        end = End(
-            message_id=turn.message_id,
-            finish_reason=reason,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            usage_estimated=estimated,
-            policy=fired(turn.violations),
-            cost_nusd=cost,
-        )
+        end = end_event(turn, usage, reason, finishes or {}, estimated=estimated)
+        message = answer_message(turn, text, end, error, choices or {})
         records = violation_records(self.governance, turn)
         principal, conv = turn.principal, turn.conversation
         token_windows = self.limits.token_windows(
@@ -216,11 +213,41 @@ class Recorder:
             )
 
 
+def end_event(
+    turn: Turn, usage: Usage, reason: str, finishes: dict[int, Finish], *, estimated: bool
+) -> End:
+    """The turn's End, before the conversation's totals are known; priced now at the
+    answering entry's prices (a later price change rewrites nothing)."""
+    first = finishes.get(0)
+    return End(
+        message_id=turn.message_id,
+        finish_reason=reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        usage_estimated=estimated,
+        policy=fired(turn.violations),
+        cost_nusd=prices_of(turn.answering or turn.model).cost_nusd(
+            usage.input_tokens, usage.output_tokens
+        ),
+        native=first.native if first is not None and reason == first.reason else None,
+        stop_sequence=first.stop_sequence if first is not None else None,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_input_tokens=usage.cache_write_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        choices=tuple(
+            ChoiceEnd(n, f.reason, f.native, f.stop_sequence)
+            for n, f in sorted(finishes.items())
+            if n
+        ),
+    )
+
+
 def answer_message(
-    turn: Turn, text: str, usage: Usage, reason: str, error: ErrorEvent | None, *, estimated: bool
+    turn: Turn, text: str, end: End, error: ErrorEvent | None, choices: dict[int, Choice]
 ) -> Message:
-    """The assistant's message as it is stored, priced now at the answering entry's prices
-    (a later price change rewrites nothing)."""
+    """The assistant's message as it is stored, with the cost its End was priced at."""
+    reason = end.finish_reason
+    first = choices.get(0) or Choice()
     answering = turn.answering or turn.model
     return Message(
         id=turn.message_id,
@@ -232,11 +259,37 @@ def answer_message(
         created_at=now_ms(),
         model_id=answering.id,
         user_id=turn.principal.user_id,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
+        input_tokens=end.input_tokens,
+        output_tokens=end.output_tokens,
         finish_reason=reason,
-        usage_estimated=estimated,
-        cost_nusd=prices_of(answering).cost_nusd(usage.input_tokens, usage.output_tokens),
+        usage_estimated=end.usage_estimated,
+        cost_nusd=end.cost_nusd,
         error={"code": error.code, "message": error.message} if error else None,
         policy=[{"id": v.policy_id, "action": v.action, "stage": v.stage} for v in turn.violations],
+        tool_calls=[
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in first.tool_calls
+        ],
+        reasoning=first.reasoning,
+        refusal=first.refusal or None,
+        alternatives=[_alternative(n, c, end) for n, c in sorted(choices.items()) if n],
+        native_finish=end.native,
+        stop_sequence=end.stop_sequence,
+        cached_input_tokens=end.cached_input_tokens,
+        cache_write_input_tokens=end.cache_write_input_tokens,
+        reasoning_tokens=end.reasoning_tokens,
     )
+
+
+def _alternative(number: int, choice: Choice, end: End) -> dict[str, Any]:
+    """Choice `number` of an n > 1 answer, as the message keeps it."""
+    finish = next((c.finish_reason for c in end.choices if c.choice == number), None)
+    alternative: dict[str, Any] = {"choice": number, "content": choice.text}
+    if choice.tool_calls:
+        alternative["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in choice.tool_calls
+        ]
+    if choice.refusal:
+        alternative["refusal"] = choice.refusal
+    if finish is not None:
+        alternative["finish_reason"] = finish
+    return alternative

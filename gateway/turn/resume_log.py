@@ -6,7 +6,8 @@ This module owns the log's format, its writer and its replay. An entry has three
 
     t=start  s=0      d={message_id, conversation_id, chat_session_id, model,
                          user_message_id, worker, producer}
-    t=c      s=<seq>  d=["text", ...]  the content deltas numbered seq, seq+1, ...
+    t=c      s=<seq>  d=["text", {"tool_call": {index, id?, name?, arguments}}, ...]
+                      the content deltas and tool-call pieces numbered seq, seq+1, ...
     t=error  s=0      d={code, message}
     t=end    s=0      d={message_id, finish_reason, input_tokens, output_tokens,
                          usage_estimated[, policy], totals}
@@ -36,7 +37,15 @@ from typing import Any
 from gateway.errors import BadRequest
 from gateway.storage.records import Totals
 from gateway.storage.store import Store
-from gateway.turn.events import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn.events import (
+    ChatEvent,
+    ChoiceEnd,
+    Delta,
+    End,
+    ErrorEvent,
+    Start,
+    ToolCallDelta,
+)
 
 log = logging.getLogger("gateway.resume")
 
@@ -46,6 +55,8 @@ FLUSH_INTERVAL = 0.05  # seconds: deltas reach the resume log within this, never
 FLUSH_BYTES = 64 * 1024
 
 LogEntry = tuple[str, str, str]  # (t, s, d)
+# one numbered item of a `c` entry: a content delta's text, or a piece of a tool call
+LogItem = str | dict[str, Any]
 Entry = tuple[str, dict[str, str]]  # (stream id, fields) as read back
 
 
@@ -98,8 +109,25 @@ def start_entry(start: Start, producer: Producer) -> list[str]:
     return ["t", "start", "s", "0", "d", json.dumps(data)]
 
 
-def deltas_entry(first_seq: int, texts: list[str]) -> LogEntry:
-    return ("c", str(first_seq), _json(texts))
+def deltas_entry(first_seq: int, items: list[LogItem]) -> LogEntry:
+    return ("c", str(first_seq), _json(items))
+
+
+def tool_call_item(ev: ToolCallDelta) -> dict[str, Any]:
+    """A tool call's piece as the log keeps it (id and name only on its first piece)."""
+    call: dict[str, Any] = {"index": ev.index, "arguments": ev.arguments}
+    if ev.id is not None:
+        call["id"] = ev.id
+    if ev.name is not None:
+        call["name"] = ev.name
+    return {"tool_call": call}
+
+
+def _item_event(item: LogItem) -> Delta | ToolCallDelta:
+    if isinstance(item, str):
+        return Delta(item)
+    call = item["tool_call"]
+    return ToolCallDelta(call["index"], call.get("id"), call.get("name"), call["arguments"])
 
 
 def error_entry(error: ErrorEvent) -> LogEntry:
@@ -109,9 +137,22 @@ def error_entry(error: ErrorEvent) -> LogEntry:
 def end_data(end: End) -> str:
     """The end entry's data before the end-of-turn script adds the conversation's totals."""
     data = {k: v for k, v in asdict(end).items() if k not in ("totals", "policy", "stored")}
+    for name in _END_DETAILS:  # left out while empty: the entry reads as before
+        if not data[name]:
+            del data[name]
     if end.policy:
         data["policy"] = end.policy
     return json.dumps(data)
+
+
+_END_DETAILS = (
+    "native",
+    "stop_sequence",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "reasoning_tokens",
+    "choices",
+)
 
 
 def _event(kind: str, data: dict[str, Any]) -> ChatEvent:
@@ -123,7 +164,13 @@ def _event(kind: str, data: dict[str, Any]) -> ChatEvent:
         return ErrorEvent(**data)
     totals = data.pop("totals", None)
     policy = data.pop("policy", None) or []
-    return End(**data, totals=Totals(**totals) if totals else None, policy=list(policy))
+    choices = tuple(ChoiceEnd(**c) for c in data.pop("choices", None) or ())
+    return End(
+        **data,
+        totals=Totals(**totals) if totals else None,
+        policy=list(policy),
+        choices=choices,
+    )
 
 
 def is_ended(last: dict[str, str] | None) -> bool:
@@ -140,7 +187,7 @@ class LogBuffer:
     conversation_id: str
     message_id: str
     first_seq: int = 1
-    pending: list[str] = field(default_factory=list)
+    pending: list[LogItem] = field(default_factory=list)
     pending_bytes: int = 0
 
 
@@ -154,10 +201,10 @@ class LogWriter:
         self._wake = asyncio.Event()
         self._flush_done: asyncio.Future[None] | None = None
 
-    def append(self, buffer: LogBuffer, text: str) -> None:
+    def append(self, buffer: LogBuffer, item: LogItem) -> None:
         """O(1) and no I/O: the flusher writes the batch."""
-        buffer.pending.append(text)
-        buffer.pending_bytes += len(text)
+        buffer.pending.append(item)
+        buffer.pending_bytes += len(item) if type(item) is str else len(str(item))
         if buffer.message_id not in self._dirty:
             self._dirty[buffer.message_id] = buffer
             self._wake.set()
@@ -242,9 +289,9 @@ async def replay(batches: AsyncIterator[list[Entry]], after: int) -> AsyncIterat
             kind = fields["t"]
             if kind == "c":
                 seq = int(fields["s"])
-                for text in json.loads(fields["d"]):
+                for item in json.loads(fields["d"]):
                     if seq > after:
-                        yield Delta(text)
+                        yield Delta(item) if type(item) is str else _item_event(item)
                         after = seq
                     seq += 1
                 continue
@@ -254,5 +301,6 @@ async def replay(batches: AsyncIterator[list[Entry]], after: int) -> AsyncIterat
 
 
 def text_of(entries: list[Entry]) -> str:
-    """The answer's text so far, from its content entries."""
-    return "".join(t for _, f in entries if f["t"] == "c" for t in json.loads(f["d"]))
+    """The answer's text so far, from its content entries (tool-call pieces left out)."""
+    items = (t for _, f in entries if f["t"] == "c" for t in json.loads(f["d"]))
+    return "".join(t for t in items if type(t) is str)

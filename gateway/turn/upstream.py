@@ -1,6 +1,6 @@
 """Opening the provider's stream: the upstream accepts, or the model's fallbacks are tried,
 or it is an HTTP error (nothing has been sent to the client yet). A failure after the
-upstream accepted but before any text reached the client is retried once."""
+upstream accepted but before anything reached the client goes to the next fallback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from gateway.backoff import Backoff
 from gateway.errors import GatewayError, RateLimited, UpstreamFailed
 from gateway.models.connections import Connections
 from gateway.observability import Metrics
@@ -17,26 +16,46 @@ from gateway.settings import ModelConfig, Settings
 from gateway.turn.events import ErrorEvent
 from gateway.turn.record import Recorder
 from gateway.turn.turn import Turn
-from providers.base import ChatRequest, Opened, Provider, ProviderError, ProviderEvent
+from providers.base import ChatRequest, Opened, Provider, ProviderError, ProviderEvent, Usage
 
-RETRY_BEFORE_FIRST_TOKEN = 1  # our own retries of a failure after Opened but before any text
-REOPEN = Backoff(first=0.5, factor=2.0, cap=5.0, jitter=True)
+# The provider's SDK retries a refusal before the first byte (max_retries); the gateway never
+# asks the same upstream again, and tells the client's SDK not to retry either.
+NO_RETRY = {"x-should-retry": "false"}
 
 
-def http_error_for(exc: ProviderError) -> Exception:
-    """How an upstream refusal before any byte was sent reaches the client."""
+def http_error_for(exc: ProviderError) -> GatewayError:
+    """How an upstream refusal before any byte was sent reaches the client: a request the
+    upstream (or the adapter, for what the model cannot do) refused keeps its 4xx status,
+    message, code and parameter; the upstream's own failures are 502 (401/403: the
+    gateway's credentials) or 429. The provider's SDK has retried already: the client's
+    is told not to (x-should-retry: false, which the OpenAI and Anthropic SDKs obey)."""
+    if exc.kind == "bad_request":
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
+        if status in (401, 403, 429):  # statuses that name the gateway's standing, not the request
+            status = 400
+        return GatewayError(
+            exc.message,
+            status=status,
+            code=exc.code or "provider_bad_request",
+            param=(exc.param,) if exc.param else None,
+            headers=dict(NO_RETRY),
+        )
     if exc.kind == "auth":
         return UpstreamFailed(
-            f"the provider refused the gateway's credentials: {exc.message}", code="provider_auth"
+            f"the provider refused the gateway's credentials: {exc.message}",
+            code="provider_auth",
+            headers=dict(NO_RETRY),
         )
     if exc.kind == "rate_limit":
         retry = max(1, round(exc.retry_after or 1))
         return RateLimited(
             f"the provider is rate limiting: {exc.message}",
             code="provider_rate_limited",
-            headers={"Retry-After": str(retry)},
+            headers={"Retry-After": str(retry), **NO_RETRY},
         )
-    return UpstreamFailed(f"the provider failed: {exc.message}", code="provider_error")
+    return UpstreamFailed(
+        f"the provider failed: {exc.message}", code="provider_error", headers=dict(NO_RETRY)
+    )
 
 
 class Upstream:
@@ -72,9 +91,8 @@ class Upstream:
     async def open(self, turn: Turn) -> None:
         if turn.stream is not None:
             return
-        candidates = await self._candidates(turn)
         failure: ProviderError | None = None
-        for model, provider in candidates:
+        for model, provider in await self._candidates(turn):
             try:
                 turn.stream = await connect(
                     provider, replace(turn.request, model=model.upstream_model)
@@ -82,31 +100,47 @@ class Upstream:
             except ProviderError as exc:
                 self.metrics.provider_errors.labels(model.id, exc.kind).inc()
                 failure = exc
+                if exc.kind == "bad_request":
+                    break  # the request is at fault: no other model is asked to mend it
                 continue
             turn.answering = model
             turn.answering_provider = provider
             return
         assert failure is not None
+        # a refused request generated nothing (the adapter refuses before any call): no
+        # tokens count; other failures keep the estimate, as the upstream may bill them
+        usage = Usage(0, 0) if failure.kind == "bad_request" else None
         await self.recorder.record(
-            turn, None, "", None, "error", ErrorEvent("provider_error", failure.message)
+            turn, None, "", usage, "error", ErrorEvent("provider_error", failure.message)
         )
         raise http_error_for(failure)
 
-    async def reopen(self, turn: Turn, exc: ProviderError, attempt: int) -> bool:
-        """A failure after Opened but before any text reached the client: retry once
-        with backoff and jitter (honouring Retry-After), so nothing is ever duplicated."""
-        if attempt > RETRY_BEFORE_FIRST_TOKEN or not exc.retryable:
+    async def reopen(self, turn: Turn, exc: ProviderError) -> bool:
+        """A failure after the upstream accepted but before anything reached the client:
+        the model's next fallback answers instead. Never the same upstream again: its SDK
+        has spent the model's retries already (max_retries), and one client call costs at
+        most max_retries + 1 requests to each upstream it reaches."""
+        if exc.kind == "bad_request":
             return False
-        await asyncio.sleep(REOPEN.delay(attempt, asked=exc.retry_after))
-        model = turn.answering or turn.model
+        candidates = await self._candidates(turn)
+        answering = (turn.answering or turn.model).id
+        later = [c for c in candidates if c[0].id == answering]
+        if not later:
+            return False
         await close(turn.stream)
         turn.stream = None
-        provider = turn.answering_provider or turn.provider
-        try:
-            turn.stream = await connect(provider, replace(turn.request, model=model.upstream_model))
-        except ProviderError:
-            return False
-        return True
+        for model, provider in candidates[candidates.index(later[0]) + 1 :]:
+            try:
+                turn.stream = await connect(
+                    provider, replace(turn.request, model=model.upstream_model)
+                )
+            except ProviderError as failure:
+                self.metrics.provider_errors.labels(model.id, failure.kind).inc()
+                continue
+            turn.answering = model
+            turn.answering_provider = provider
+            return True
+        return False
 
 
 async def connect(provider: Provider, request: ChatRequest) -> AsyncIterator[ProviderEvent]:

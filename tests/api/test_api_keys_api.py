@@ -198,6 +198,47 @@ async def test_a_keys_token_budget_stops_the_next_prompt(client, upstream, redis
     assert len(upstream.requests) == 1
 
 
+NEWER_ROUTES = [  # the compatible routes beyond chat: each finds its model through the registry
+    ("/v1/embeddings", {"model": "gpt", "input": "hi"}),
+    ("/v1/completions", {"model": "gpt", "prompt": "hi", "max_tokens": 4}),
+    ("/v1/responses", {"model": "gpt", "input": "hi"}),
+    (
+        "/v1/messages/count_tokens",
+        {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
+    ),
+]
+
+
+async def test_a_key_limited_to_some_models_is_refused_them_on_every_compatible_route(
+    client, upstream, redis
+):
+    key = (await mint(client, ORG_ADMIN, models=["demo"])).json()["key"]
+    for path, body in NEWER_ROUTES:
+        r = await client.http.post(path, json=body, headers=bearer(key))
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"]["message"] == "this API key may not use model 'gpt'", path
+    assert upstream.requests == []
+    assert await redis.keys(keys.CONVERSATION_KEYS) == []  # no stored response was opened
+    assert await redis.hgetall(keys.org_usage(ORG)) == {}
+
+
+async def test_a_keys_token_budget_counts_embeddings_and_stops_the_next(client, upstream, redis):
+    r = await mint(client, ORG_ADMIN, budgets={"tokens_per_day": 50})
+    key, key_id = r.json()["key"], r.json()["id"]
+    upstream.script(Reply(input_tokens=60))
+    r = await client.http.post(
+        "/v1/embeddings", json={"model": "gpt", "input": "crosses it"}, headers=bearer(key)
+    )
+    assert r.status_code == 200, r.text
+    r = await client.http.post(
+        "/v1/embeddings", json={"model": "gpt", "input": "refused"}, headers=bearer(key)
+    )
+    assert r.status_code == 429 and r.json()["error"]["code"] == "token_budget_exceeded"
+    assert len(upstream.requests) == 1
+    usage = await redis.hgetall(keys.org_usage(ORG))
+    assert usage[f"tokens_in:key:{key_id}".encode()] == b"60"
+
+
 @pytest.mark.parametrize(
     "body",
     [

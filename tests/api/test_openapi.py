@@ -90,6 +90,7 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
     assert [f["$ref"].rsplit("/", 1)[1] for f in frames] == [
         "StartFrame",
         "ContentFrame",
+        "ToolCallFrame",
         "ErrorFrame",
         "EndFrame",
     ]
@@ -110,11 +111,12 @@ def test_operations_carry_their_auth_params_and_error_shapes(document):
                     shape = response["content"]["application/json"]["schema"]["$ref"].rsplit(
                         "/", 1
                     )[1]
+                    anthropic = path.startswith("/v1/messages")  # and its count_tokens
                     expected = (
-                        "OpenAIError"
-                        if path.startswith("/v1/") and path != "/v1/messages"
-                        else "AnthropicError"
-                        if path == "/v1/messages"
+                        "AnthropicError"
+                        if anthropic
+                        else "OpenAIError"
+                        if path.startswith("/v1/")
                         else "Error"
                     )
                     assert shape == expected, (method, path, status)
@@ -377,7 +379,7 @@ async def test_compatible_answers_and_errors_are_as_documented(
     r = await http.get("/v1/models/gpt", headers=headers)
     documented(served, "GET", "/v1/models/{model_id}", r)
 
-    bad = {"model": "gpt", "messages": question, "n": 3, "stream": stream}
+    bad = {"model": "gpt", "messages": question, "n": 0, "stream": stream}
     r = await http.post("/v1/chat/completions", headers=auth, json=bad)
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"
     documented(served, "POST", "/v1/chat/completions", r)

@@ -22,6 +22,14 @@ from gateway.api.schemas.repository import PromptAnswer
 from gateway.errors import error_body
 from gateway.storage.records import Totals
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn.events import (
+    Logprobs,
+    ReasoningDelta,
+    ReasoningEnd,
+    RefusalDelta,
+    ToolCallDelta,
+)
+from providers.base import TokenLogprob
 from tests.api.document import app_document, conforms, sse_frames, violations
 
 # what a delta may hold: JSON escapes, a line break (the frame must stay one line), a line
@@ -156,6 +164,102 @@ async def test_a_failed_openai_stream_ends_with_an_error_frame(document):
     assert violations(document, "ChatCompletionStreamFrame", {"data": {"id": "x"}})
 
 
+# every kind of event an answer beyond plain text carries, in the order a model may say them
+STRUCTURED = (
+    START,
+    ReasoningDelta("think"),
+    ReasoningEnd(signature="sig=="),
+    ReasoningEnd(redacted="opaque"),
+    Delta(AWKWARD),
+    RefusalDelta("I will not"),
+    Logprobs((TokenLogprob("hi", -0.1, (104, 105), (TokenLogprob("ho", -2.0),)),)),
+    ToolCallDelta(0, "call_1", "get_weather", '{"ci'),
+    ToolCallDelta(0, arguments='ty": "Paris"}'),
+    ToolCallDelta(1, "call_2", "get_time", ""),
+    End("m-1", "tool_calls", 3, 4, cached_input_tokens=1, reasoning_tokens=2),
+)
+
+
+async def test_every_openai_chunk_of_a_structured_answer_is_a_stream_frame(document):
+    frames = sse_frames(
+        await written(openai_compat.encode(replay(*STRUCTURED), include_usage=True))
+    )
+    for frame in frames:
+        openai.ChatCompletionStreamFrame.model_validate(frame)
+        conforms(document, "ChatCompletionStreamFrame", frame)
+    chunks = [openai.ChatCompletionChunk.model_validate(f["data"]) for f in frames[:-1]]
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[1].reasoning_content == "think"  # signatures: nothing OpenAI can carry
+    calls = [d.tool_calls[0] for d in deltas if d.tool_calls]
+    assert [(c.index, c.id, c.function.name) for c in calls] == [
+        (0, "call_1", "get_weather"),
+        (0, None, None),
+        (1, "call_2", "get_time"),
+    ]
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens_details.cached_tokens == 1
+    assert usage.completion_tokens_details.reasoning_tokens == 2
+
+
+async def test_every_anthropic_event_of_a_structured_answer_is_a_stream_frame(document):
+    frames = sse_frames(await written(anthropic_compat.encode(replay(*STRUCTURED), input_tokens=2)))
+    for frame in frames:
+        anthropic.AnthropicStreamFrame.model_validate(frame)
+        conforms(document, "AnthropicStreamFrame", frame)
+    starts = [f["data"] for f in frames if f["event"] == "content_block_start"]
+    assert [(s["index"], s["content_block"]["type"]) for s in starts] == [
+        (0, "thinking"),
+        (1, "redacted_thinking"),
+        (2, "text"),
+        (3, "tool_use"),
+        (4, "tool_use"),
+    ]
+    deltas = [f["data"]["delta"] for f in frames if f["event"] == "content_block_delta"]
+    assert [d["type"] for d in deltas] == [
+        "thinking_delta",
+        "signature_delta",
+        "text_delta",
+        "text_delta",  # a refusal is text, ended by stop_reason refusal
+        "input_json_delta",
+        "input_json_delta",
+    ]
+    end = next(f["data"] for f in frames if f["event"] == "message_delta")
+    assert end["delta"]["stop_reason"] == "tool_use"
+    assert end["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 4,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 1,
+    }
+
+
+async def test_a_tool_call_frame_of_the_native_stream_is_a_chat_stream_event(document):
+    raw = await written(
+        sse.encode(replay(START, Delta("a"), *STRUCTURED[7:10], End("m-1", "tool_calls", 1, 1)))
+    )
+    frames = sse_frames(raw)
+    assert [(f["event"], f.get("id")) for f in frames] == [
+        ("start", None),
+        ("content", "m-1:1"),
+        ("tool_call", "m-1:2"),
+        ("tool_call", "m-1:3"),
+        ("tool_call", "m-1:4"),
+        ("end", None),
+    ]
+    for frame in frames:
+        stream.ChatStreamEvent.model_validate(frame)
+        conforms(document, "ChatStreamEvent", frame)
+    assert frames[2]["data"] == {
+        "index": 0,
+        "id": "call_1",
+        "name": "get_weather",
+        "arguments": '{"ci',
+    }
+    assert frames[3]["data"] == {"index": 0, "arguments": 'ty": "Paris"}'}
+
+
 # -- the Anthropic-compatible stream ----------------------------------------------------------
 
 
@@ -168,8 +272,8 @@ async def test_every_anthropic_event_is_a_stream_frame(document):
     frames = sse_frames(raw)
     assert [f["event"] for f in frames] == [
         "message_start",
-        "content_block_start",
         "ping",
+        "content_block_start",
         "content_block_delta",
         "content_block_stop",
         "message_delta",

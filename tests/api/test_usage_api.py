@@ -167,6 +167,51 @@ async def test_the_series_sums_to_the_stored_messages_in_every_bucket(api, cast,
     assert point["group"] == {}
 
 
+# gpt-4o-mini's list prices (gateway/models/prices.py), in nano-USD per token
+GPT_IN_NUSD, GPT_OUT_NUSD = 150, 600
+
+
+async def test_the_newer_compatible_routes_count_tokens_and_cost_like_a_turn(
+    api, cast, upstream, redis
+):
+    """Embeddings (a direct call), legacy completions and the Responses API (turns, the
+    latter stored as a conversation) land in the same buckets, priced at the model's prices;
+    a token count is not usage."""
+    upstream.script(
+        Reply(input_tokens=7),  # the embeddings
+        Reply(chunks=["legacy"], input_tokens=20, output_tokens=5),
+        Reply(chunks=["resp"], input_tokens=30, output_tokens=9),
+    )
+    alice = bearer(cast.alice)
+    r = await api.http.post("/v1/embeddings", json={"model": "gpt", "input": "hi"}, headers=alice)
+    assert r.status_code == 200, r.text
+    r = await api.http.post(
+        "/v1/completions", json={"model": "gpt", "prompt": "hi", "max_tokens": 8}, headers=alice
+    )
+    assert r.status_code == 200, r.text
+    r = await api.http.post("/v1/responses", json={"model": "gpt", "input": "hi"}, headers=alice)
+    assert r.status_code == 200, r.text
+    r = await api.http.post(
+        "/v1/messages/count_tokens",
+        json={"model": "claude", "messages": [{"role": "user", "content": "hi"}]},
+        headers={**alice, **ANTHROPIC},
+    )
+    assert r.status_code == 200, r.text
+
+    tokens_in, tokens_out = 7 + 20 + 30, 5 + 9
+    cost = tokens_in * GPT_IN_NUSD + tokens_out * GPT_OUT_NUSD
+    r = await get_usage(api, cast.org_admin, bucket="day", group_by="model,user")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert sums([body["totals"]]) == (tokens_in, tokens_out, cost, 3)
+    [group] = body["groups"]
+    assert group["group"] == {"model": "gpt", "user": "alice"}
+    assert sums([group]) == (tokens_in, tokens_out, cost, 3)
+    # the stored response's answer carries its own cost, as every stored answer does
+    [answer] = await stored_answers(redis)
+    assert answer["cost_nusd"] == 30 * GPT_IN_NUSD + 9 * GPT_OUT_NUSD
+
+
 async def test_every_dimension_groups_the_same_rows(api, cast, upstream, redis):
     await traffic(api, cast, upstream)
     answers = await stored_answers(redis)

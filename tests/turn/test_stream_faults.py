@@ -298,16 +298,32 @@ async def test_fallback_model_answers_when_the_first_fails_before_its_first_toke
     assert assistant["model_id"] == "claude" and assistant["status"] == "complete"
 
 
-async def test_failure_after_headers_but_before_text_is_retried_without_duplicates(
+async def test_failure_after_headers_but_before_text_goes_to_the_fallback_without_duplicates(
     client, alice, upstream, redis
 ):
-    conv, session = await session_for(client, alice, "claude")
+    conv, session = await session_for(client, alice, "flaky")  # fallbacks = ["claude"]
     upstream.script(Reply(chunks=["never"], error_after=0), Reply(chunks=["second ", "try"]))
     stream = await client.chat(alice, session["id"], "hi")
     assert stream.names == ["start", "content", "content", "end"]
     assert stream.text == "second try"
-    assert len(upstream.requests) == 2
-    assert (await stored(redis, conv["id"]))[1]["content"] == "second try"
+    # one request to each upstream: the failed one is never asked again (its SDK has
+    # spent the model's max_retries already)
+    assert [r.path for r in upstream.requests] == ["/v1/chat/completions", "/v1/messages"]
+    assistant = (await stored(redis, conv["id"]))[1]
+    assert (assistant["content"], assistant["model_id"]) == ("second try", "claude")
+
+
+async def test_failure_before_text_without_a_fallback_asks_the_upstream_once(
+    client, alice, upstream, redis
+):
+    conv, session = await session_for(client, alice, "claude")  # max_retries = 0
+    upstream.script(Reply(chunks=["never"], error_after=0), Reply(chunks=["second ", "try"]))
+    stream = await client.chat(alice, session["id"], "hi")
+    assert stream.names == ["start", "error", "end"]
+    assert stream.events[1].json["code"] == "provider_error"
+    assert len(upstream.requests) == 1
+    assistant = (await stored(redis, conv["id"]))[1]
+    assert (assistant["status"], assistant["content"]) == ("error", "")
 
 
 async def test_no_retry_once_text_was_delivered(client, alice, upstream, redis):

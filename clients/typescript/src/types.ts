@@ -13,7 +13,25 @@ export interface ErrorBody {
   message: string;
 }
 
-export type FinishReason = "stop" | "length" | "policy_blocked" | "error" | "cancelled";
+/** Why an answer ended: the model's own finish (tool_calls: it called tools and waits for
+ * their results; content_filter: the provider's filter or a refusal; pause: an Anthropic
+ * server tool paused the turn) or the gateway's. */
+export type FinishReason =
+  | "stop"
+  | "length"
+  | "tool_calls"
+  | "content_filter"
+  | "pause"
+  | "policy_blocked"
+  | "error"
+  | "cancelled";
+
+/** A tool an answer called, with its generated arguments (a JSON text). */
+export interface StoredToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
 
 /** A policy that acted on a message. */
 export interface PolicyEvent {
@@ -124,6 +142,13 @@ export interface RepoMessage {
   model: string | null;
   status: string;
   finishReason: string | null;
+  /** a user message's parts beyond plain text, in order (text, image, document, tool_result);
+   * content is their text joined */
+  parts?: Record<string, unknown>[];
+  /** the tools an answer called */
+  toolCalls?: StoredToolCall[];
+  /** the model declined */
+  refusal?: string | null;
 }
 
 export interface RepoMessagePage {
@@ -223,6 +248,13 @@ export interface Message {
   created_at: string;
   policy?: PolicyEvent[];
   error?: { [key: string]: string } | null;
+  /** a user message's parts beyond plain text, in order (text, image, document, tool_result);
+   * content is their text joined */
+  parts?: Record<string, unknown>[];
+  /** the tools an answer called */
+  tool_calls?: StoredToolCall[];
+  /** the model declined */
+  refusal?: string | null;
 }
 
 export interface MessagePage {

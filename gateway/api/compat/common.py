@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,10 +22,12 @@ from starlette.responses import Response
 from gateway.access import audit
 from gateway.access.audit import audited_gateway_error
 from gateway.access.principal import Principal
-from gateway.api.inputs import client_address, gateway_of, principal, refused
+from gateway.api.inputs import client_address, dotted, gateway_of, principal, refused
 from gateway.errors import (
     REDIS_DOWN,
+    BadRequest,
     GatewayError,
+    Loc,
     NotFound,
     PolicyBlocked,
     Unavailable,
@@ -33,11 +36,13 @@ from gateway.errors import (
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, End, ErrorEvent, Turn
 from gateway.turn import collect as collect_turn
+from gateway.turn.events import Choice
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger("gateway.compat")
+T = TypeVar("T")
 
 Handler = Callable[[Request], Awaitable[Response]]
 ErrorShape = Callable[[Request, GatewayError], Response]
@@ -131,8 +136,8 @@ def failure(ev: ErrorEvent) -> GatewayError:
     """A turn's error event as the error a non-streamed answer raises."""
     if ev.code == "policy_blocked":
         return PolicyBlocked(ev.message)
-    if ev.code == "provider_error":
-        return UpstreamFailed(ev.message)
+    if ev.code == "provider_error":  # the provider's SDK has retried: the client's need not
+        return UpstreamFailed(ev.message, headers={"x-should-retry": "false"})
     return GatewayError(ev.message, code=ev.code)
 
 
@@ -172,6 +177,7 @@ class Answer:
     model: str
     text: str
     end: End
+    choices: dict[int, Choice] = field(default_factory=dict)  # choice 0's text is `text`
 
 
 async def collect(events: AsyncIterator[ChatEvent]) -> Answer:
@@ -180,7 +186,64 @@ async def collect(events: AsyncIterator[ChatEvent]) -> Answer:
     error = turn.error or end_failure(turn.end)
     if error is not None:
         raise failure(error)
-    return Answer(turn.start.message_id, turn.start.model, turn.text, turn.end)
+    return Answer(turn.start.message_id, turn.start.model, turn.text, turn.end, turn.choices)
+
+
+# -- reading a body's nested objects: every refusal names its field ---------------------------
+
+
+def unsupported(loc: Loc, message: str) -> BadRequest:
+    """400 unsupported_parameter: a field the gateway cannot carry where it was asked."""
+    return refused(loc, message, code="unsupported_parameter")
+
+
+def only_keys(value: dict[str, Any], allowed: set[str], loc: Loc) -> None:
+    """Any other key is refused, unless it is null (not set: what an SDK's model_dump()
+    of an answer's block leaves in, `citations: null` and the like)."""
+    for key, item in value.items():
+        if key not in allowed and item is not None:
+            raise unsupported((*loc, key), "not a field this gateway takes here")
+
+
+def optional_str(value: dict[str, Any], key: str, loc: Loc) -> str | None:
+    found = value.get(key)
+    if found is not None and not isinstance(found, str):
+        raise refused((*loc, key), "must be a string")
+    return found
+
+
+def required_str(value: dict[str, Any], key: str, loc: Loc) -> str:
+    found = optional_str(value, key, loc)
+    if found is None:
+        raise refused((*loc, key), "is required")
+    return found
+
+
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def param_loc(param: str) -> Loc:
+    """An adapter's name of a request field (`messages[3].content[0]`, `top_k`) as a Loc."""
+    loc: list[str | int] = []
+    for name, index in _STEP.findall(param):
+        loc.append(name if name else int(index))
+    return tuple(loc)
+
+
+async def translated(step: Awaitable[T], rename: Callable[[str], Loc]) -> T:
+    """Run a step of the turn; an error that names a normalized field (an adapter's
+    refusal, a bound) names it as the client's API does."""
+    try:
+        return await step
+    except GatewayError as exc:
+        if exc.param and len(exc.param) == 1 and isinstance(exc.param[0], str):
+            name = exc.param[0]
+            loc = rename(name)
+            if loc:
+                exc.param = loc
+                if exc.message.startswith(f"{name}: "):
+                    exc.message = f"{dotted(loc)}: {exc.message[len(name) + 2 :]}"
+        raise
 
 
 def hex_id(message_id: str) -> str:

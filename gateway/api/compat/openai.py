@@ -1,21 +1,22 @@
 """The OpenAI-compatible API: POST /v1/chat/completions (JSON or SSE) and GET /v1/models.
 
-A request becomes a direct turn (ChatService.prepare_direct: policies, limits and usage
-accounting as everywhere else); the turn's events become Chat Completions chunks, byte for
-byte as OpenAI streams them. Errors use OpenAI's shape
+A request (gateway/api/compat/openai_request.py) becomes a direct turn: policies, limits
+and usage accounting as everywhere else; the turn's events become Chat Completions chunks,
+byte for byte as OpenAI streams them: text, tool-call deltas (the first piece of a call
+with its id, type and name, then its argument fragments), refusals, log probabilities,
+reasoning as `reasoning_content` (as compatible servers stream it), each choice's finish
+and the usage chunk with its cached and reasoning tokens. Errors use OpenAI's shape
 {"error": {"message", "type", "param", "code"}} instead of the contract's, so the official
-SDK raises its own classes (see gateway/api/compat/common.py). Tool calls, images, `n` > 1 and
-structured output are refused with 400; sampling knobs other than temperature and
-max_tokens (top_p, stop, seed, penalties, ...) are accepted and not forwarded.
+SDK raises its own classes (see gateway/api/compat/common.py).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
-from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,21 +24,29 @@ from starlette.routing import Route
 from gateway.api import sse
 from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import common as compat
-from gateway.api.inputs import Body, dotted, gateway_of, ok, read_body, refused, request_timing
+from gateway.api.compat.openai_request import CompletionRequest, param_loc, to_request
+from gateway.api.inputs import dotted, gateway_of, ok, read_body, request_timing
 from gateway.api.schemas import openai as answers
-from gateway.errors import BadRequest, GatewayError, Loc
+from gateway.errors import GatewayError, Loc
 from gateway.settings import ModelConfig
 from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn.events import (
+    Choice,
+    Logprobs,
+    ReasoningDelta,
+    RefusalDelta,
+    ToolCallDelta,
+)
 from gateway.turn.prepare import Prompt
-from providers.base import ChatMessage, Role
+from providers.base import TokenLogprob
 
-ROLES: dict[str, Role] = {
-    "system": "system",
-    "developer": "system",
-    "user": "user",
-    "assistant": "assistant",
+FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "pause": "stop",  # an Anthropic server tool's pause: Chat Completions has no word for it
 }
-FINISH = {"stop": "stop", "length": "length"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -49,92 +58,18 @@ ERROR_TYPES = {
 MODELS_CREATED = int(time.time())  # models have no date of their own: when serving began
 
 
-# -- the request ---------------------------------------------------------------------------
-
-
-class ContentPart(Body):
-    type: str
-    text: str | None = None
-
-
-class InMessage(Body):
-    role: str
-    content: str | list[ContentPart] | None = None
-    tool_calls: list[Any] | None = None
-
-
-class StreamOptions(Body):
-    include_usage: bool = False
-
-
-class CompletionRequest(Body):
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[InMessage] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=compat.MAX_OUTPUT_TOKENS)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=compat.MAX_OUTPUT_TOKENS)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    n: int | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
-
-
-def unsupported(loc: Loc, message: str) -> BadRequest:
-    return refused(loc, message, code="unsupported_parameter")
-
-
-def to_messages(body: CompletionRequest) -> list[ChatMessage]:
-    if body.tools or body.functions:
-        raise unsupported(("tools",), "tool and function calling is not supported by this gateway")
-    if body.n not in (None, 1):
-        raise unsupported(("n",), "only one choice per request is supported")
-    if body.response_format and body.response_format.get("type") not in (None, "text"):
-        raise unsupported(("response_format",), "only text responses are supported")
-    if body.stream_options is not None and not body.stream:
-        raise refused(("stream_options",), "only allowed when stream is true", code="bad_request")
-    messages = []
-    for i, m in enumerate(body.messages):
-        role = ROLES.get(m.role)
-        if role is None:
-            raise refused(
-                ("messages", i, "role"),
-                f"{m.role!r} messages are not supported by this gateway "
-                "(text messages of system, developer, user and assistant only)",
-                code="unsupported_value",
-            )
-        if m.tool_calls:
-            raise unsupported(("messages", i, "tool_calls"), "tool calls are not supported")
-        messages.append(ChatMessage(role, text_of(m.content, ("messages", i, "content"))))
-    return messages
-
-
-def text_of(content: str | list[ContentPart] | None, loc: Loc) -> str:
-    if isinstance(content, str):
-        return content
-    if content is None:
-        raise refused(loc, "a text content is required", code="bad_request")
-    for j, part in enumerate(content):
-        if part.type != "text" or part.text is None:
-            raise refused(
-                (*loc, j),
-                f"only text parts are supported, not {part.type!r}",
-                code="unsupported_value",
-            )
-    return "\n".join(p.text for p in content if p.text is not None)
-
-
-# -- the answer ----------------------------------------------------------------------------
-
-
 def completion_id(message_id: str) -> str:
     return "chatcmpl-" + compat.hex_id(message_id)
 
 
+def _json(value: Any) -> bytes:
+    """A rarer frame's JSON: ASCII only, so no line separator reaches an SSE line splitter."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 class ChunkFrames:
     """`data: <chat.completion.chunk>` frames of one completion. Everything but the delta
-    is rendered once per stream; a content frame only JSON-escapes its text."""
+    is rendered once per stream; a content frame of choice 0 only JSON-escapes its text."""
 
     __slots__ = ("content_head", "content_tail", "head", "tail")
 
@@ -151,25 +86,79 @@ class ChunkFrames:
     def content(self, text: str) -> bytes:
         return self.content_head + sse.json_string(text) + self.content_tail
 
-    def role(self) -> bytes:
-        return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null")
+    def role(self, choice: int = 0) -> bytes:
+        return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null", choice)
 
-    def finish(self, reason: str) -> bytes:
-        return self.choice(b"{}", b'"%s"' % reason.encode())
+    def finish(self, reason: str, choice: int = 0) -> bytes:
+        return self.choice(b"{}", b'"%s"' % reason.encode(), choice)
 
-    def choice(self, delta: bytes, finish: bytes) -> bytes:
-        return b'%s[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]%s' % (
+    def choice(
+        self, delta: bytes, finish: bytes, index: int = 0, logprobs: bytes = b"null"
+    ) -> bytes:
+        return b'%s[{"index":%d,"delta":%s,"logprobs":%s,"finish_reason":%s}]%s' % (
             self.head,
+            index,
             delta,
+            logprobs,
             finish,
             self.tail,
         )
 
-    def usage(self, prompt: int, completion: int) -> bytes:
-        return (
-            b'%s[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
-            % (self.head, prompt, completion, prompt + completion)
-        )
+    def event(self, ev: ChatEvent) -> bytes:
+        """The chunk of any event but choice 0's text and the stream's own frames."""
+        kind = type(ev)
+        if kind is Delta:
+            return self.choice(b'{"content":%s}' % _str(ev.text), b"null", ev.choice)  # type: ignore[union-attr]
+        if kind is ToolCallDelta:
+            return self.choice(_json({"tool_calls": [tool_call(ev)]}), b"null", ev.choice)  # type: ignore[arg-type, union-attr]
+        if kind is RefusalDelta:
+            return self.choice(_json({"refusal": ev.text}), b"null", ev.choice)  # type: ignore[union-attr]
+        if kind is ReasoningDelta:  # as vLLM, DeepSeek and other compatible servers stream it
+            return self.choice(_json({"reasoning_content": ev.text}), b"null", ev.choice)  # type: ignore[union-attr]
+        if kind is Logprobs:
+            lp: Logprobs = ev  # type: ignore[assignment]
+            tokens = [logprob_json(t) for t in lp.tokens]
+            body = (
+                {"content": None, "refusal": tokens}
+                if lp.refusal
+                else {"content": tokens, "refusal": None}
+            )
+            return self.choice(b"{}", b"null", lp.choice, _json(body))
+        return b""  # a signature or redacted reasoning: nothing Chat Completions can carry
+
+    def usage(self, end: End) -> bytes:
+        return b'%s[],"usage":%s}\n\n' % (self.head, _json(usage_json(end).model_dump()))
+
+
+def tool_call(ev: ToolCallDelta) -> dict[str, Any]:
+    """A tool-call delta as OpenAI streams it: the first piece with id, type and name."""
+    if ev.id is None:
+        return {"index": ev.index, "function": {"arguments": ev.arguments}}
+    function = {"name": ev.name or "", "arguments": ev.arguments}
+    return {"index": ev.index, "id": ev.id, "type": "function", "function": function}
+
+
+def logprob_json(token: TokenLogprob, top: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "token": token.token,
+        "logprob": token.logprob,
+        "bytes": list(token.bytes) if token.bytes is not None else None,
+    }
+    if top:
+        out["top_logprobs"] = [logprob_json(t, top=False) for t in token.top]
+    return out
+
+
+def usage_json(end: End) -> answers.OpenAIUsage:
+    return answers.OpenAIUsage(
+        prompt_tokens=end.input_tokens,
+        completion_tokens=end.output_tokens,
+        total_tokens=end.input_tokens + end.output_tokens,
+        prompt_tokens_details=answers.PromptTokensDetails(cached_tokens=end.cached_input_tokens),
+        completion_tokens_details=answers.CompletionTokensDetails(
+            reasoning_tokens=end.reasoning_tokens
+        ),
+    )
 
 
 DONE = b"data: [DONE]\n\n"
@@ -194,51 +183,101 @@ def error_frame(ev: ErrorEvent) -> bytes:
     return b"data: %s\n\n" % sse.escape_line_break_bytes(body.__pydantic_serializer__.to_json(body))
 
 
-async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> AsyncIterator[bytes]:
-    """Role chunk, content chunks, the finish chunk, the usage chunk (when asked), [DONE].
-    A turn that did not finish (failed, blocked, stopped, shut down, or a bug of ours) ends
-    with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's own streams do: the
-    SDK raises it, where a stream that just stopped would look complete."""
+async def encode(
+    events: AsyncIterator[ChatEvent], *, include_usage: bool, choices: int = 1
+) -> AsyncIterator[bytes]:
+    """Role chunk(s), the answer's chunks, each choice's finish chunk, the usage chunk (when
+    asked), [DONE]. A turn that did not finish (failed, blocked, stopped, shut down, or a bug
+    of ours) ends with one `{"error": {...}}` chunk instead and no [DONE], as OpenAI's own
+    streams do: the SDK raises it, where a stream that just stopped would look complete."""
     frames: ChunkFrames | None = None
     failed = False
     async for ev in compat.guarded(events):
-        if type(ev) is Delta:
+        kind = type(ev)
+        if kind is Delta and not ev.choice:  # type: ignore[union-attr]
             yield frames.content(ev.text)  # type: ignore[union-attr]
-        elif type(ev) is Start:
-            cid = completion_id(ev.message_id)
-            frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)
-            yield frames.role()
-        elif type(ev) is ErrorEvent and not failed:
-            failed = True
-            yield error_frame(ev)
-        elif type(ev) is End and not failed:
-            reason = FINISH.get(ev.finish_reason)
-            if reason is None:
-                yield error_frame(compat.stream_failure(ev))
-                continue
-            yield frames.finish(reason)  # type: ignore[union-attr]
-            if include_usage:
-                yield frames.usage(ev.input_tokens, ev.output_tokens)  # type: ignore[union-attr]
-            yield DONE
+        elif kind is Start:
+            cid = completion_id(ev.message_id)  # type: ignore[union-attr]
+            frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)  # type: ignore[union-attr]
+            yield b"".join(frames.role(c) for c in range(choices))
+        elif kind is ErrorEvent:
+            if not failed:
+                failed = True
+                yield error_frame(ev)  # type: ignore[arg-type]
+        elif kind is End:
+            if not failed:
+                for frame in _ending(frames, ev, include_usage, choices):  # type: ignore[arg-type]
+                    yield frame
+        elif not failed:
+            frame = frames.event(ev)  # type: ignore[union-attr]
+            if frame:
+                yield frame
 
 
-def completion_json(answer: compat.Answer) -> answers.ChatCompletion:
+def _ending(frames: ChunkFrames, end: End, include_usage: bool, choices: int) -> list[bytes]:
+    reason = FINISH.get(end.finish_reason)
+    if reason is None:  # failed, blocked, stopped or shut down: never a complete-looking stream
+        return [error_frame(compat.stream_failure(end))]
+    reasons = {c.choice: FINISH.get(c.finish_reason, "stop") for c in end.choices}
+    out = [frames.finish(reasons.get(c, reason), c) for c in range(choices)]
+    if include_usage:
+        out.append(frames.usage(end))
+    out.append(DONE)
+    return out
+
+
+def completion_json(answer: compat.Answer, choices: int, logprobs: bool) -> answers.ChatCompletion:
     end = answer.end
+    reasons = {c.choice: FINISH.get(c.finish_reason, "stop") for c in end.choices}
+    first = FINISH.get(end.finish_reason, end.finish_reason)
     return answers.ChatCompletion(
         id=completion_id(answer.message_id),
         created=int(time.time()),
         model=answer.model,
         choices=[
-            answers.ChatCompletionChoice(
-                message=answers.ChatCompletionMessage(content=answer.text),
-                finish_reason=FINISH.get(end.finish_reason, end.finish_reason),
+            _choice_json(
+                n,
+                answer.choices.get(n) or Choice(),
+                answer.text if n == 0 else None,
+                reasons.get(n, first),
+                logprobs,
             )
+            for n in range(choices)
         ],
-        usage=answers.OpenAIUsage(
-            prompt_tokens=end.input_tokens,
-            completion_tokens=end.output_tokens,
-            total_tokens=end.input_tokens + end.output_tokens,
-        ),
+        usage=usage_json(end),
+    )
+
+
+def _choice_json(
+    n: int, choice: Choice, text: str | None, reason: str, logprobs: bool
+) -> answers.ChatCompletionChoice:
+    text = choice.text if text is None else text
+    calls = [
+        answers.ToolCallOut(
+            id=c.id, function=answers.FunctionCallOut(name=c.name, arguments=c.arguments)
+        )
+        for c in choice.tool_calls
+    ]
+    reasoning = "".join(b.get("text", "") for b in choice.reasoning) or None
+    message = answers.ChatCompletionMessage(
+        content=text if text or not (calls or choice.refusal) else None,
+        refusal=choice.refusal or None,
+        tool_calls=calls or None,
+        reasoning_content=reasoning,
+    )
+    probs = None
+    if logprobs:
+        probs = answers.ChoiceLogprobs.model_validate(
+            {
+                "content": [logprob_json(t) for t in choice.logprobs],
+                "refusal": [logprob_json(t) for t in choice.refusal_logprobs] or None,
+            }
+        )
+    return answers.ChatCompletionChoice(
+        index=n,
+        message=message,
+        logprobs=probs,
+        finish_reason=cast(answers.FinishReason, reason),  # and validated as one
     )
 
 
@@ -253,30 +292,40 @@ def error_response(request: Request, exc: GatewayError) -> Response:
 async def chat_completions(request: Request) -> Response:
     caller = await compat.caller(request)
     body = await read_body(request, CompletionRequest)
-    messages = to_messages(body)
+    normalized = to_request(body)
     gw = gateway_of(request)
-    turn = await gw.chat.prepare(
-        Prompt(
-            caller,
-            model_id=body.model,
-            messages=messages,
-            conversation_id=compat.conversation_id(request),
-            max_output_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.temperature,
-            **request_timing(request),
-        )
+    turn = await compat.translated(
+        gw.chat.prepare(
+            Prompt(
+                caller,
+                model_id=body.model,
+                request=normalized,
+                conversation_id=compat.conversation_id(request),
+                max_output_tokens=normalized.max_output_tokens,
+                temperature=body.temperature,
+                **request_timing(request),
+            )
+        ),
+        param_loc,
     )
     compat.audit_prompt(gw, caller, turn, stream=body.stream)
-    await gw.chat.open(turn)  # an upstream refusal before any byte is still an HTTP error
+    # an upstream refusal before any byte is still an HTTP error
+    await compat.translated(gw.chat.open(turn), param_loc)
     events = gw.chat.run(turn)
+    choices = body.n or 1
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return sse.sse_response(
-            encode(events, include_usage=include_usage),
+            encode(events, include_usage=include_usage, choices=choices),
             settings=gw.settings,
             headers=turn.rate_headers,
         )
-    return ok(completion_json(await compat.collect(events)), headers=turn.rate_headers)
+    answer = await compat.collect(events)
+    return ok(
+        completion_json(answer, choices, bool(body.logprobs)),
+        headers=turn.rate_headers,
+        exclude_none=False,
+    )
 
 
 def model_json(m: ModelConfig) -> answers.OpenAIModel:

@@ -7,7 +7,7 @@ tests/api/test_schemas.py holds to AnthropicStreamFrame."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,8 +27,10 @@ class AnthropicError(Schema):
 
 
 class AnthropicUsage(Schema):
-    input_tokens: int
+    input_tokens: int = Field(description="the input apart from what the prompt cache held")
     output_tokens: int
+    cache_creation_input_tokens: int = Field(default=0, description="input written to the cache")
+    cache_read_input_tokens: int = Field(default=0, description="input read from the cache")
 
 
 class AnthropicTextBlock(Schema):
@@ -36,16 +38,44 @@ class AnthropicTextBlock(Schema):
     text: str
 
 
+class ThinkingBlock(Schema):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str = Field(description="hand the block back unchanged in a tool loop")
+
+
+class RedactedThinkingBlock(Schema):
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    data: str = Field(description="the provider's encrypted reasoning")
+
+
+class ToolUseBlock(Schema):
+    type: Literal["tool_use"] = "tool_use"
+    id: str = Field(examples=["toolu_01A09q90qw90lq917835lq9"])
+    name: str
+    input: dict[str, Any] = Field(description="the call's arguments; {} as its block starts")
+
+
+AnthropicBlock = Annotated[
+    AnthropicTextBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock,
+    Field(discriminator="type"),
+]
+
+
 class AnthropicMessage(Schema):
     id: str = Field(examples=["msg_0b7c6a5e8d2f4a519a0e2f4c1f7f9d3e"])
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str
-    content: list[AnthropicTextBlock] = Field(description="one text block; none in message_start")
-    stop_reason: str | None = Field(
-        description="end_turn | max_tokens; null in message_start", examples=["end_turn"]
+    content: list[AnthropicBlock] = Field(
+        description="thinking, redacted_thinking, text and tool_use blocks; none in message_start"
     )
-    stop_sequence: None = None
+    stop_reason: str | None = Field(
+        description="end_turn | max_tokens | stop_sequence | tool_use | refusal | pause_turn; "
+        "null in message_start",
+        examples=["end_turn"],
+    )
+    stop_sequence: str | None = Field(description="the stop sequence that ended the answer")
     usage: AnthropicUsage
 
 
@@ -59,7 +89,7 @@ class MessageStart(Schema):
 class ContentBlockStart(Schema):
     type: Literal["content_block_start"] = "content_block_start"
     index: int = 0
-    content_block: AnthropicTextBlock
+    content_block: AnthropicBlock
 
 
 class Ping(Schema):
@@ -71,10 +101,27 @@ class TextDelta(Schema):
     text: str
 
 
+class InputJsonDelta(Schema):
+    type: Literal["input_json_delta"] = "input_json_delta"
+    partial_json: str = Field(description="the next fragment of the tool call's JSON input")
+
+
+class ThinkingDelta(Schema):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class SignatureDelta(Schema):
+    type: Literal["signature_delta"] = "signature_delta"
+    signature: str
+
+
 class ContentBlockDelta(Schema):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int = 0
-    delta: TextDelta
+    delta: Annotated[
+        TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta, Field(discriminator="type")
+    ]
 
 
 class ContentBlockStop(Schema):
@@ -84,7 +131,7 @@ class ContentBlockStop(Schema):
 
 class StopReason(Schema):
     stop_reason: str = Field(examples=["end_turn"])
-    stop_sequence: None = None
+    stop_sequence: str | None = None
 
 
 class MessageDelta(Schema):

@@ -29,7 +29,18 @@ Timestamp = Annotated[
     PlainSerializer(_iso, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-FinishReason = Literal["stop", "length", "policy_blocked", "error", "cancelled"]
+# "tool_calls": the model waits for tool results; "content_filter": the provider withheld or
+# cut the answer; "pause": an Anthropic server tool's long turn, to be continued
+FinishReason = Literal[
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "pause",
+    "policy_blocked",
+    "error",
+    "cancelled",
+]
 
 
 def empty(value: object) -> bool:
@@ -63,3 +74,18 @@ class PolicyEvent(Schema):
     id: str = Field(description="the policy's id")
     action: Literal["log", "alert", "block", "redact"]
     stage: Literal["pre", "during", "post"] | None = Field(None, exclude_if=is_none)
+
+
+class StoredToolCall(Schema):
+    """A tool call an answer made: its arguments are the JSON text the model wrote."""
+
+    id: str = Field(examples=["call_5b0f1c2a9e"])
+    name: str = Field(examples=["get_weather"])
+    arguments: str = Field(examples=['{"city": "Paris"}'])
+
+
+MESSAGE_PARTS = (
+    "a user message's parts beyond plain text, in order: text, image (url, or data with "
+    "media_type), document, and tool_result (tool_call_id, content, is_error) parts; "
+    "content is their text joined"
+)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from gateway.api.schemas.common import PolicyEvent, Schema, Timestamp, empty
+from gateway.api.schemas.common import (
+    MESSAGE_PARTS,
+    PolicyEvent,
+    Schema,
+    StoredToolCall,
+    Timestamp,
+    empty,
+)
 from gateway.storage import records
 
 
@@ -66,6 +73,13 @@ class Message(Schema):
     error: dict[str, str] | None = Field(
         None, exclude_if=empty, description="the error that ended the answer: code, message"
     )
+    parts: list[dict[str, Any]] = Field(
+        default_factory=list, exclude_if=empty, description=MESSAGE_PARTS
+    )
+    tool_calls: list[StoredToolCall] = Field(
+        default_factory=list, exclude_if=empty, description="the tools an answer called"
+    )
+    refusal: str | None = Field(None, exclude_if=empty, description="the model declined")
 
     @classmethod
     def of(cls, m: records.Message) -> Message:

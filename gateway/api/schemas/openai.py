@@ -29,24 +29,69 @@ class OpenAIError(Schema):
     error: OpenAIErrorDetail
 
 
+class PromptTokensDetails(Schema):
+    cached_tokens: int = Field(description="of prompt_tokens, read from the prompt cache")
+
+
+class CompletionTokensDetails(Schema):
+    reasoning_tokens: int = Field(description="of completion_tokens, spent reasoning")
+
+
 class OpenAIUsage(Schema):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
+
+
+class FunctionCallOut(Schema):
+    name: str
+    arguments: str = Field(description="JSON text, as the model wrote it")
+
+
+class ToolCallOut(Schema):
+    id: str = Field(examples=["call_5b0f1c2a9e"])
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
+class TokenLogprobOut(Schema):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobWithTop(TokenLogprobOut):
+    top_logprobs: list[TokenLogprobOut]
+
+
+class ChoiceLogprobs(Schema):
+    content: list[TokenLogprobWithTop] | None
+    refusal: list[TokenLogprobWithTop] | None
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 class ChatCompletionMessage(Schema):
     role: Literal["assistant"] = "assistant"
-    content: str
-    refusal: None = None
+    content: str | None = Field(description="null when the answer is tool calls or a refusal")
+    refusal: str | None = None
     annotations: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[ToolCallOut] | None = Field(None, exclude_if=is_none)
+    reasoning_content: str | None = Field(
+        None,
+        exclude_if=is_none,
+        description="the model's reasoning, as OpenAI-compatible servers return it",
+    )
 
 
 class ChatCompletionChoice(Schema):
     index: int = 0
     message: ChatCompletionMessage
-    logprobs: None = None
-    finish_reason: str | None = Field(examples=["stop"])
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None = Field(examples=["stop"])
 
 
 class ChatCompletion(Schema):
@@ -59,20 +104,37 @@ class ChatCompletion(Schema):
     system_fingerprint: None = None
 
 
+class ToolCallDeltaFunction(Schema):
+    name: str | None = Field(None, exclude_if=is_none)
+    arguments: str
+
+
+class ToolCallDeltaOut(Schema):
+    """A piece of tool call `index`: the first with id, type and name, the next ones the
+    following fragment of its arguments."""
+
+    index: int
+    id: str | None = Field(None, exclude_if=is_none)
+    type: Literal["function"] | None = Field(None, exclude_if=is_none)
+    function: ToolCallDeltaFunction
+
+
 class ChunkDelta(Schema):
-    """The first chunk's delta names the role; the next ones carry content; the finishing
-    one is empty."""
+    """The first chunk's delta names the role; the next ones carry content, a refusal,
+    tool-call pieces or reasoning; the finishing one is empty."""
 
     role: Literal["assistant"] | None = Field(None, exclude_if=is_none)
     content: str | None = Field(None, exclude_if=is_none)
-    refusal: None = Field(None, exclude_if=is_none)
+    refusal: str | None = Field(None, exclude_if=is_none)
+    tool_calls: list[ToolCallDeltaOut] | None = Field(None, exclude_if=is_none)
+    reasoning_content: str | None = Field(None, exclude_if=is_none)
 
 
 class ChunkChoice(Schema):
     index: int
     delta: ChunkDelta
-    logprobs: None = None
-    finish_reason: Literal["stop", "length"] | None
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None
 
 
 class ChatCompletionChunk(Schema):

@@ -3,11 +3,19 @@ flag, token totals of a conversation as strings (they grow large)."""
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from pydantic import Field
 
-from gateway.api.schemas.common import FinishReason, PolicyEvent, Schema, Timestamp, empty
+from gateway.api.schemas.common import (
+    MESSAGE_PARTS,
+    FinishReason,
+    PolicyEvent,
+    Schema,
+    StoredToolCall,
+    Timestamp,
+    empty,
+)
 from gateway.storage import records
 
 COST = r"^[0-9]+(\.[0-9]+)?$"  # an exact decimal of USD
@@ -89,6 +97,13 @@ class RepoMessage(Schema):
     model: str | None
     status: str = Field(description="complete | error | cancelled | blocked")
     finishReason: str | None
+    parts: list[dict[str, Any]] = Field(
+        default_factory=list, exclude_if=empty, description=MESSAGE_PARTS
+    )
+    toolCalls: list[StoredToolCall] = Field(
+        default_factory=list, exclude_if=empty, description="the tools an answer called"
+    )
+    refusal: str | None = Field(None, exclude_if=empty, description="the model declined")
 
     @classmethod
     def of(cls, m: records.Message) -> RepoMessage:
@@ -104,6 +119,9 @@ class RepoMessage(Schema):
             model=m.model_id,
             status=m.status,
             finishReason=m.finish_reason,
+            parts=m.parts,
+            toolCalls=[StoredToolCall(**c) for c in m.tool_calls],
+            refusal=m.refusal,
         )
 
 

@@ -38,6 +38,22 @@ class StreamContent(Schema):
     delta: str = Field(description="the next piece of the answer", examples=["Hel"])
 
 
+class StreamToolCall(Schema):
+    """A piece of a tool call the model makes. Its first piece carries the call's id and
+    the tool's name; the next ones the following fragment of its JSON arguments (split
+    anywhere, even inside a string): a call's arguments are its pieces' `arguments` joined,
+    by `index`."""
+
+    index: int = Field(description="the call's number in this answer, from 0", ge=0)
+    id: str | None = Field(
+        None, exclude_if=is_none, description="on the first piece", examples=["call_5b0f1c"]
+    )
+    name: str | None = Field(
+        None, exclude_if=is_none, description="on the first piece", examples=["send_email"]
+    )
+    arguments: str = Field(description="the next fragment of the JSON arguments")
+
+
 class StreamError(Schema):
     code: str = Field(
         description="policy_blocked | provider_error | producer_lost | ...",
@@ -87,6 +103,15 @@ class ContentFrame(Schema):
     data: StreamContent
 
 
+class ToolCallFrame(Schema):
+    event: Literal["tool_call"]
+    id: str = Field(
+        pattern=r"^.+:[0-9]+$",
+        description="`<message_id>:<seq>`, numbered with the content events",
+    )
+    data: StreamToolCall
+
+
 class ErrorFrame(Schema):
     event: Literal["error"]
     data: StreamError
@@ -99,11 +124,14 @@ class EndFrame(Schema):
 
 class ChatStreamEvent(
     RootModel[
-        Annotated[StartFrame | ContentFrame | ErrorFrame | EndFrame, Field(discriminator="event")]
+        Annotated[
+            StartFrame | ContentFrame | ToolCallFrame | ErrorFrame | EndFrame,
+            Field(discriminator="event"),
+        ]
     ]
 ):
     """One frame of a chat stream (`event:`, `id:`, `data:` lines). Every stream is exactly:
-    one start, zero or more content, at most one error, one end."""
+    one start, zero or more content and tool_call, at most one error, one end."""
 
 
 class StopAccepted(Schema):

@@ -143,15 +143,17 @@ async def test_raw_stream_bytes_are_anthropics_wire_format(
         raw,
     )
     assert m, raw[:200]
-    estimate = int(re.search(rb'"usage":\{"input_tokens":(\d+),"output_tokens":0\}', raw)[1])
+    estimate = int(re.search(rb'"usage":\{"input_tokens":(\d+),"output_tokens":0,', raw)[1])
     assert estimate > 0
+    no_cache = '"cache_creation_input_tokens":0,"cache_read_input_tokens":0'
     expected = (
         f'event: message_start\ndata: {{"type":"message_start","message":{{"id":"{m[1].decode()}",'
         '"type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,'
-        f'"stop_sequence":null,"usage":{{"input_tokens":{estimate},"output_tokens":0}}}}}}\n\n'
+        f'"stop_sequence":null,"usage":{{"input_tokens":{estimate},"output_tokens":0,'
+        f"{no_cache}}}}}}}\n\n"
+        + 'event: ping\ndata: {"type": "ping"}\n\n'
         + 'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
         '"content_block":{"type":"text","text":""}}\n\n'
-        + 'event: ping\ndata: {"type": "ping"}\n\n'
         + "".join(
             'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
             '"delta":{"type":"text_delta","text":' + wire_json(p) + "}}\n\n"
@@ -159,13 +161,15 @@ async def test_raw_stream_bytes_are_anthropics_wire_format(
         )
         + 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
         + 'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn",'
-        '"stop_sequence":null},"usage":{"input_tokens":7,"output_tokens":3}}\n\n'
+        '"stop_sequence":null},"usage":{"input_tokens":7,"output_tokens":3,'
+        + no_cache
+        + "}}\n\n"
         + 'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     )
     assert raw.decode() == expected
 
 
-async def test_request_translation(gateway_server, client, make_key, upstream):
+async def test_request_translation(gateway_server, client, make_key, upstream, redis):
     key = await make_key()
     upstream.script(Reply(chunks=["ok"]), Reply(chunks=["ok"]))
     sdk = anthropic_client(gateway_server, key.key)
@@ -178,20 +182,39 @@ async def test_request_translation(gateway_server, client, make_key, upstream):
             {"role": "user", "content": "Bye?"},
         ],
         # anthropic 2.x dropped both from create()'s signature; the API still takes them
-        "extra_body": {"temperature": 0.5, "top_k": 5},  # top_k: accepted, not forwarded
+        "extra_body": {"temperature": 0.5, "top_k": 5},
     }
     await sdk.messages.create(model="claude", **arguments)
-    await sdk.messages.create(model="gpt", **arguments)
-    claude, gpt = upstream.requests
-    assert claude.body["system"] == "Be brief.\nBe kind."
+    (claude,) = upstream.requests
+    assert claude.body["system"] == [
+        {"type": "text", "text": "Be brief."},
+        {"type": "text", "text": "Be kind."},
+    ]
     assert claude.body["messages"] == [
-        {"role": "user", "content": "Hello"},
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
         {"role": "assistant", "content": "Hi."},
         {"role": "user", "content": "Bye?"},
     ]
-    assert (claude.body["max_tokens"], claude.body["temperature"]) == (40, 0.5)
-    assert "top_k" not in claude.body
-    assert gpt.body["messages"][0] == {"role": "system", "content": "Be brief.\nBe kind."}
+    assert (claude.body["max_tokens"], claude.body["temperature"], claude.body["top_k"]) == (
+        40,
+        0.5,
+        5,
+    )
+    # OpenAI has no top_k: refused before any upstream call, naming it
+    counted = await usage(redis)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await sdk.messages.create(model="gpt", **arguments)
+    assert err.value.body["error"]["message"].startswith("top_k: OpenAI has no top_k")
+    assert err.value.response.headers["x-should-retry"] == "false"
+    assert len(upstream.requests) == 1
+    assert await usage(redis) == {**counted, "tokens_in:gpt": 0, "tokens_out:gpt": 0}
+    del arguments["extra_body"]["top_k"]
+    await sdk.messages.create(model="gpt", **arguments)
+    gpt = upstream.requests[-1]
+    assert gpt.body["messages"][0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Be kind."}],
+    }
     assert (gpt.body["max_tokens"], gpt.body["temperature"]) == (40, 0.5)
 
 
@@ -310,15 +333,27 @@ async def test_unknown_model_is_not_found(gateway_server, client, make_key, upst
                 {
                     "role": "user",
                     "content": [
-                        {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+                        {"type": "image", "source": {"type": "url", "url": "ftp://x/y.png"}}
                     ],
                 }
             ]
         },
         {"messages": [{"role": "assistant", "content": "I speak last"}]},
         {"system": [{"type": "document", "source": {}}]},
-        {"tools": [{"name": "f", "input_schema": {"type": "object"}}]},
+        {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
         {"extra_body": {"temperature": 1.5}},
+        {"extra_body": {"frequency_penalty": 1}},  # not a Messages field
+        {"metadata": {"user_id": "u", "team": "t"}},
+        {"thinking": {"type": "enabled"}},  # no budget
+        {  # @ai-sdk/anthropic's streaming hint is a boolean or nothing
+            "tools": [
+                {
+                    "name": "f",
+                    "input_schema": {"type": "object"},
+                    "eager_input_streaming": "yes",
+                }
+            ]
+        },
     ],
 )
 async def test_invalid_body_is_bad_request(

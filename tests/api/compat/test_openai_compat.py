@@ -108,6 +108,34 @@ async def test_sdk_non_streamed_completion(gateway_server, client, make_key, ups
     )
 
 
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_an_answer_handed_back_as_the_sdk_parsed_it(
+    gateway_server, client, make_key, upstream, model
+):
+    """Clients hand an answer back as the SDK parsed it (the Node SDK's stream helper adds
+    parsed: null, the API says annotations and audio): nulls are "not set", citations are
+    not the model's to read, and the upstream gets the text."""
+    key = await make_key()
+    upstream.script(Reply(chunks=["They compare vectors."]))
+    answer = {
+        "role": "assistant",
+        "content": "They index embeddings.",
+        "annotations": [],
+        "audio": None,
+        "parsed": None,
+        "refusal": None,
+    }
+    done = await openai_client(gateway_server, key.key).chat.completions.create(
+        model=model, messages=[*QUESTION, answer, {"role": "user", "content": "And search?"}]
+    )
+    assert done.choices[0].message.content == "They compare vectors."
+    (sent,) = upstream.requests
+    handed = sent.body["messages"][-2]
+    assert handed["role"] == "assistant"
+    assert "annotations" not in handed and "parsed" not in handed
+    assert "They index embeddings." in json.dumps(handed["content"])
+
+
 async def test_sdk_stream_helper_accumulates_the_completion(
     gateway_server, client, make_key, upstream
 ):
@@ -205,7 +233,9 @@ async def test_raw_stream_bytes_are_openais_wire_format(gateway_server, client, 
         + "".join(chunk('{"content":' + wire_json(p) + "}") for p in pieces)
         + chunk("{}", '"stop"')
         + head
-        + '[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n'
+        + '[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,'
+        + '"prompt_tokens_details":{"cached_tokens":0},'
+        + '"completion_tokens_details":{"reasoning_tokens":0}}}\n\n'
         + "data: [DONE]\n\n"
     )
     assert raw.decode() == expected
@@ -230,20 +260,26 @@ async def test_request_translation(gateway_server, client, make_key, upstream):
         max_completion_tokens=50,
         temperature=0.3,
         top_p=0.9,
-        user="someone",  # accepted, not forwarded
+        user="someone",
     )
     await sdk.chat.completions.create(model="claude", messages=messages, max_tokens=40)
     gpt, claude = upstream.requests
     assert gpt.body["messages"] == [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hello\nthere"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}],
+        },
         {"role": "assistant", "content": "Hi."},
         {"role": "user", "content": "Bye?"},
     ]
     assert (gpt.body["max_tokens"], gpt.body["temperature"]) == (50, 0.3)
-    assert "top_p" not in gpt.body
+    assert (gpt.body["top_p"], gpt.body["user"]) == (0.9, "someone")
     assert claude.body["system"] == "Be brief." and claude.body["max_tokens"] == 40
-    assert claude.body["messages"][0] == {"role": "user", "content": "Hello\nthere"}
+    assert claude.body["messages"][0] == {
+        "role": "user",
+        "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}],
+    }
 
 
 async def test_length_finish_reason_non_stream(gateway_server, client, make_key, upstream):
@@ -347,29 +383,65 @@ async def test_unknown_model_is_not_found(gateway_server, client, make_key, upst
     "change, param",
     [
         ({"messages": []}, "messages"),
+        ({"messages": [{"role": "function", "content": "42", "name": "f"}]}, "messages.0.role"),
         (
-            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]},
-            "messages.0.role",
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_audio", "input_audio": {"data": "AAAA"}}],
+                    }
+                ]
+            },
+            "messages.0.content.0",
         ),
         (
             {
                 "messages": [
                     {
                         "role": "user",
-                        "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+                        "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}],
                     }
                 ]
             },
-            "messages.0.content.0",
+            "messages.0.content.0.image_url.url",
         ),
         ({"messages": [{"role": "assistant", "content": "I speak last"}]}, None),
         ({"messages": [{"role": "user"}]}, "messages.0.content"),
         ({"temperature": 5}, "temperature"),
         ({"max_tokens": 0}, "max_tokens"),
-        ({"n": 2}, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"n": 0}, "n"),
+        ({"tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools.0.type"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "no spaces"}}]},
+            "tools.0.function.name",
+        ),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # needs logprobs
+        ({"logit_bias": {"50256": 101}}, "logit_bias.0"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"model": ""}, "model"),
+        (  # an answer handed back: its citations a list (the model reads its text alone)
+            {
+                "messages": [
+                    *QUESTION,
+                    {"role": "assistant", "content": "They index.", "annotations": "cite"},
+                    {"role": "user", "content": "More?"},
+                ]
+            },
+            "messages.1.annotations",
+        ),
+        (  # null is "not set"; a value is refused
+            {
+                "messages": [
+                    *QUESTION,
+                    {"role": "assistant", "content": "They index.", "audio": {"id": "a"}},
+                    {"role": "user", "content": "More?"},
+                ]
+            },
+            "messages.1.audio",
+        ),
     ],
 )
 async def test_invalid_body_is_bad_request(
