@@ -8,7 +8,11 @@
   worker too, since `npm ci` and `npm run build` write one node_modules and one dist/.
 - `@pytest.mark.serial`: a test whose assertions bound wall-clock time (a timeout observed, a
   deadline met) runs alone, with no other test on any worker: each test holds a shared lock,
-  a serial one the exclusive lock, taken through a turnstile so it cannot be starved.
+  a serial one the exclusive lock, taken through a turnstile so it cannot be starved. Serial
+  tests come first, in one group (or first in their folder's), and a worker keeps the lock
+  from one serial test to the next: the others wait once, not once per serial test.
+- Bytecode: PYTHONDONTWRITEBYTECODE is dropped for the workers and every `python -m gateway`
+  the tests start, so each compiles the checkout (and pytest rewrites its plugins) once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +33,7 @@ import pytest
 # the suite soonest (see the ciperf report for -n 2 / 3 / 4).
 WORKERS = 3
 NPM_GROUP = "clients-typescript"  # tests.clients.node builds clients/typescript in place
+SERIAL_GROUP = "serial"
 LOCKS_OPTION = "chat_gateway_locks"  # workerinput key: the folder of this run's two lock files
 
 
@@ -37,6 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if _distributing(config) and not _worker(config):
         config.stash[_LOCKS] = Path(tempfile.mkdtemp(prefix="chat-gateway-tests-"))
+        # inherited by the workers and the processes tests start: dozens of interpreters
+        # that would each compile the checkout again
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        sys.dont_write_bytecode = False
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -63,13 +73,13 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _worker(config):
+        return
+    items.sort(key=lambda item: not _serial(item))  # stable: each module keeps its order
     for item in items:
-        if item.get_closest_marker("xdist_group"):
+        if item.get_closest_marker("xdist_group") or getattr(item, "module", None) is None:
             continue
-        module = getattr(item, "module", None)
-        if module is None:
-            continue
-        group = NPM_GROUP if _builds_the_typescript_client(module) else _fixture_group(item)
+        group = _group(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
 
@@ -79,11 +89,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     folder = getattr(item.config, "workerinput", {}).get(LOCKS_OPTION)
     if folder is None:  # one process: nothing runs beside this test anyway
         return (yield)
-    with _turn(Path(folder), alone=item.get_closest_marker("serial") is not None):
+    if not _serial(item):
+        with _shared(Path(folder)):
+            return (yield)
+    global _alone
+    if _alone is None:
+        _alone = _Exclusive(Path(folder))
+    try:
         return (yield)
+    finally:
+        if nextitem is None or not _serial(nextitem):
+            _alone.close()
+            _alone = None
 
 
 _LOCKS = pytest.StashKey[Path]()
+_alone: _Exclusive | None = None  # this worker's hold on the machine, between serial tests
 
 
 def _distributing(config: pytest.Config) -> bool:
@@ -92,6 +113,19 @@ def _distributing(config: pytest.Config) -> bool:
 
 def _worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def _serial(item: pytest.Item) -> bool:
+    return item.get_closest_marker("serial") is not None
+
+
+def _group(item: pytest.Item) -> str | None:
+    if _builds_the_typescript_client(item.module):  # type: ignore[attr-defined]
+        return NPM_GROUP
+    group = _fixture_group(item)
+    if group is None and _serial(item):
+        return SERIAL_GROUP
+    return group
 
 
 def _builds_the_typescript_client(module: Any) -> bool:
@@ -119,22 +153,42 @@ def _fixture_group(item: pytest.Item) -> str | None:
     return min(groups, key=len) if groups else None  # the widest: a folder before a module
 
 
-@contextmanager
-def _turn(folder: Path, *, alone: bool) -> Iterator[None]:
-    """Shared use of the machine, or all of it. Taking the gate first, even for a moment,
-    lets a waiting serial test in before any test that arrives after it."""
-    with _locked(folder / "gate", fcntl.LOCK_EX) as gate:
-        with _locked(folder / "run", fcntl.LOCK_EX if alone else fcntl.LOCK_SH):
-            if not alone:
-                fcntl.flock(gate, fcntl.LOCK_UN)  # others may come in beside this one
-            yield
+# Two flock(2) files per run. A test takes the gate, then "run" shared, and lets the gate go;
+# a serial test keeps the gate while it waits for "run" exclusively, so no test that arrives
+# after it gets in first.
 
 
 @contextmanager
-def _locked(path: Path, mode: int) -> Iterator[int]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _shared(folder: Path) -> Iterator[None]:
+    gate = _open(folder / "gate")
+    run = _open(folder / "run")
     try:
-        fcntl.flock(fd, mode)
-        yield fd
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(run, fcntl.LOCK_SH)
+        os.close(gate)
+        gate = -1
+        yield
     finally:
-        os.close(fd)  # closing releases the lock
+        for fd in (gate, run):
+            if fd >= 0:
+                os.close(fd)  # closing releases its lock
+
+
+class _Exclusive:
+    def __init__(self, folder: Path) -> None:
+        self.fds = [_open(folder / "gate"), _open(folder / "run")]
+        try:
+            for fd in self.fds:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
