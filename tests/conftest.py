@@ -1,6 +1,8 @@
 """Shared test infrastructure: one real Redis and one fake LLM upstream per session.
 
 Each test gets them clean (FLUSHALL, reset()); more fixture modules can join via pytest_plugins.
+`python -m pytest` runs the suite on pytest-xdist workers (tests/parallel.py): a session is one
+worker's, so each worker has its own Redis, upstream, gateways, ports and tmp folders.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import redis.asyncio as aioredis
 from gateway.storage.embedded import EmbeddedRedis
 from tests.fake_upstream import FakeUpstream
 
-pytest_plugins = ["tests.gateway_fixtures", "tests.repo_fixtures"]
+pytest_plugins = ["tests.parallel", "tests.gateway_fixtures", "tests.repo_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from gateway.app import create_app
 from gateway.server import server_config
 from gateway.settings import Settings, load_settings
 from gateway.storage import keys
-from gateway.storage.embedded import free_port
 
 JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
 ADMIN_TOKEN = "test-admin-token-of-28-chars"
@@ -33,7 +33,11 @@ class GatewayServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = free_port()
+        # bound here and handed to uvicorn: a port only looked up as free could be taken by
+        # another xdist worker's server, or by a client's ephemeral port, before uvicorn binds
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = int(self.socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = server_config(  # the edge limits of `serve` too
@@ -54,7 +58,7 @@ class GatewayServer:
 
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
-        await self.server.serve()
+        await self.server.serve(sockets=[self.socket])
 
     async def call(self, coro: Any) -> Any:
         """Await a coroutine on the server's own event loop (its Redis clients live there)."""
@@ -79,6 +83,7 @@ class GatewayServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.socket.close()  # uvicorn closes it too, once it has started
 
 
 def write_config(path: Path, text: str) -> Path:

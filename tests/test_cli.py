@@ -71,7 +71,8 @@ class Serve:
             text=True,
         )
         self.lines: list[str] = []
-        deadline = time.monotonic() + 20
+        # a start, not a speed: the suite's other workers may hold both cores meanwhile
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:

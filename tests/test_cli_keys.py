@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import bearer
 from tests.test_cli import Serve, gateway
@@ -137,6 +138,7 @@ def test_two_running_gateways_make_keys_ask_which_one(tmp_path):
         assert answers_with(in_a, key) == 401
 
 
+@pytest.mark.serial  # within 10 s
 def test_junk_and_foreign_records_in_the_state_folder_are_never_followed(tmp_path):
     """Someone else's or a broken record must not send a key to some other Redis, and a
     folder full of junk costs a bounded amount of work."""

@@ -39,6 +39,7 @@ def processes_using(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.serial  # at once: within 10 s
 def test_serve_on_a_busy_port_exits_at_once_with_one_line(tmp_path, busy_port, workers):
     data = tmp_path / "data"
     started = time.monotonic()

@@ -81,6 +81,7 @@ async def push_huge_header(where: tuple[str, int], size: int) -> tuple[int, dict
     return status, body, sent
 
 
+@pytest.mark.serial  # a refused head's answer is read for its 1 s linger
 async def test_huge_headers_are_431_and_eight_of_32_mib_do_not_grow_memory(gateway_server):
     where = address(gateway_server.url)
     before = rss_bytes()
@@ -159,6 +160,7 @@ async def drip(
     return status, body, time.monotonic() - started
 
 
+@pytest.mark.serial  # timeouts of 1 to 4 s, observed
 async def test_slowloris_heads_a_byte_at_a_time_are_closed_at_the_header_timeout(gateway_factory):
     """The issue's attack: 300 connections of one address sending a head byte by byte. 256
     may wait for their heads (http_max_pending_per_client), the rest are refused at once,
@@ -183,6 +185,7 @@ async def test_slowloris_heads_a_byte_at_a_time_are_closed_at_the_header_timeout
         )
 
 
+@pytest.mark.serial  # timeouts of 1 to 4 s, observed
 async def test_a_second_head_on_a_kept_alive_connection_is_timed_too(gateway_factory):
     async with gateway_factory(env={"GATEWAY_HTTP_HEADER_TIMEOUT": "1.5"}) as gw:
         async with connection(address(gw.http.base_url)) as (reader, writer):
@@ -200,6 +203,7 @@ async def test_a_second_head_on_a_kept_alive_connection_is_timed_too(gateway_fac
         assert time.monotonic() - started < 4
 
 
+@pytest.mark.serial  # timeouts of 1 to 4 s, observed
 async def test_a_connection_that_never_speaks_is_closed_at_the_header_timeout(gateway_factory):
     async with gateway_factory(env={"GATEWAY_HTTP_HEADER_TIMEOUT": "1"}) as gw:
         started = time.monotonic()
@@ -209,6 +213,7 @@ async def test_a_connection_that_never_speaks_is_closed_at_the_header_timeout(ga
         assert time.monotonic() - started < 4
 
 
+@pytest.mark.serial  # timeouts of 1 to 4 s, observed
 async def test_a_body_sent_a_byte_per_second_is_cut_at_the_body_timeout(gateway_factory, redis):
     async with gateway_factory(env={"GATEWAY_HTTP_BODY_TIMEOUT": "1.5"}) as gw:
         head = (

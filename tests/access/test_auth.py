@@ -196,6 +196,7 @@ async def first_refusal(client, key: str) -> tuple[Any, float]:
             return r, after
 
 
+@pytest.mark.serial  # refused within a second
 async def test_a_known_key_costs_no_redis_round_trip_and_its_revocation_reaches_the_gateway(
     client, store, redis
 ):

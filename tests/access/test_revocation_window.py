@@ -20,6 +20,8 @@ from tests.gateway_fixtures import ORG
 from tests.redis_proxy import RedisProxy
 from tests.support import bearer
 
+pytestmark = pytest.mark.serial  # revocations refused within seconds
+
 LIST = f"/api/conversation/list?org_id={ORG}"
 
 

@@ -20,6 +20,8 @@ from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
 from tests.topologies import EmbeddedCluster
 
+pytestmark = pytest.mark.serial  # a failover within its node timeout, under load
+
 CONFIG = """
 [[models]]
 id = "paced"

@@ -18,6 +18,8 @@ from tests.gateway_fixtures import ORG
 from tests.support import GatewayServer, bearer, gateway_settings, make_jwt, parse_sse
 from tests.topologies import EmbeddedSentinel
 
+pytestmark = pytest.mark.serial  # a failover within its down-after time
+
 CONFIG = """
 [[models]]
 id = "demo"

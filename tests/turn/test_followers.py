@@ -12,6 +12,7 @@ import json
 import time
 
 import httpx
+import pytest
 from redis import exceptions as redis_errors
 
 from gateway.storage import keys
@@ -19,6 +20,8 @@ from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, make_jwt, parse_sse
 from tests.turn.test_stream_faults import open_stream, read_until, session_for, wait_for
+
+pytestmark = pytest.mark.serial  # heartbeats, TTLs and attach times in seconds
 
 OLGA = make_jwt("olga", ORG, "org_admin")
 OSCAR = make_jwt("oscar", ORG, "org_admin")

@@ -11,11 +11,14 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from gateway.storage import keys
 from gateway.storage.embedded import free_port
 from tests.support import ADMIN_TOKEN, bearer, parse_sse
 from tests.test_cli import clean_env
+
+pytestmark = pytest.mark.serial  # streams ended within seconds of SIGTERM
 
 CONFIG = """
 [[models]]

@@ -8,6 +8,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from gateway.storage import keys
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
@@ -54,6 +56,7 @@ async def session_for(client, token, model="gpt"):
     return conv, await client.create_session(token, conv["id"], model)
 
 
+@pytest.mark.serial  # a deadline in seconds
 async def test_disconnect_while_only_pings_flow_cancels_upstream_within_a_second(
     client, alice, upstream, redis
 ):
@@ -222,6 +225,7 @@ async def test_resume_token_lets_an_eventsource_attach_without_headers(client, a
     assert r.status_code == 401  # valid for that one message only
 
 
+@pytest.mark.serial  # a deadline in seconds
 async def test_a_dead_producer_ends_followers_with_an_error_instead_of_hanging(
     client, alice, redis
 ):
