@@ -134,11 +134,12 @@ async function selectConversation(id, sessionId = null) {
   if (conv.sessions.length) $("session").value = sessionId || conv.sessions.at(-1).id;
   $("session").disabled = conv.sessions.length === 0;
   $("new-session").disabled = false;
-  setBusy(false);
+  $("send").disabled = true; // until the transcript is drawn: a reload would wipe a new answer
   await loadConversations();
   const page = await json("GET", "/api/conversation/messages", { query: { conversation_id: id, limit: 200 } });
   $("transcript").replaceChildren();
   for (const m of page.messages) addMessage(m.role, m.content, m.role === "assistant" ? m.model_id : "you");
+  setBusy(false);
   status(conv.sessions.length ? "" : "Create a session on a model to start.");
 }
 
