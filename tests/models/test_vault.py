@@ -77,6 +77,8 @@ def test_the_check_values_tell_a_wrong_kek_at_start():
         (f"{b64(NEW)},{b64(os.urandom(31))}", "key 2 is not 32 bytes"),
         (f"{b64(NEW)},{b64(NEW)}", "twice"),
     ],
+    # named, not by their random keys: every xdist worker must collect the same test ids
+    ids=["empty", "not-base64", "16-bytes", "second-31-bytes", "twice"],
 )
 def test_bad_keks_say_what_is_wrong_and_never_echo_the_key(text, says):
     with pytest.raises(ValueError, match=says) as caught:
