@@ -8,7 +8,11 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
   delta the fake upstream sends, and per 50-token stream), a stored message's encode and
   decode (gateway/storage/records.py Message: asdict + json.dumps before), and a content
   frame's JSON string (gateway/api/sse.py json_string against orjson.dumps: not adopted,
-  it saves about 1 us per stream).
+  it saves about 1 us per stream);
+- the collector's full pass over what a worker made at start-up (the SDKs' type modules,
+  the compiled default policies), in a fresh interpreter: walked (before) against frozen
+  by gc.freeze() in the app's lifespan (gateway/app.py). A full pass runs whenever enough
+  objects survived since the last one, so a busy worker paid it every few thousand streams.
 
     python -m bench.levers [--n 20000] [--rounds 5]
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -122,12 +128,40 @@ def json_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+_GC_PROBE = """
+import gc, time
+import gateway.app, providers.openai, providers.anthropic
+from gateway.policy.defaults import default_policies
+from gateway.policy.engine import PolicySet
+PolicySet(default_policies())
+gc.collect()
+def full_pass():
+    t0 = time.process_time_ns(); gc.collect(); return (time.process_time_ns() - t0) / 1000
+before = min(full_pass() for _ in range(ROUNDS))
+gc.freeze()
+after = min(full_pass() for _ in range(ROUNDS))
+print(len(gc.get_objects()) + gc.get_freeze_count(), before, after)
+"""
+
+
+def gc_rows(rounds: int) -> list[tuple[str, float, float]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE.replace("ROUNDS", str(rounds))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    objects, before, after = out.stdout.split()
+    name = f"a full collection over the start-up heap ({int(objects):,} objects)"
+    return [(name, float(before), float(after))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
     parser.add_argument("--n", type=int, default=20_000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    rows = jwt_rows(args.n, args.rounds) + json_rows(args.n, args.rounds)
+    rows = jwt_rows(args.n, args.rounds) + json_rows(args.n, args.rounds) + gc_rows(args.rounds)
     width = max(len(r[0]) for r in rows)
     print(f"{'CPU per call':<{width}}  {'before':>10}  {'after':>10}  change")
     for name, before, after in rows:

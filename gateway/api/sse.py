@@ -173,6 +173,7 @@ async def encode(
 
 PING = b": ping\n\n"
 COALESCE_BYTES = 16 * 1024  # frames ready together go out in one write, up to this much
+EAGER_FRAMES = 2  # the start frame and the first content frame: one write, at once
 
 
 class EventStream(Response):
@@ -296,10 +297,13 @@ async def _pump(
 ) -> None:
     """Send the body's frames. A frame the body produced after waiting (the first delta of
     an upstream read) goes out at once; the frames it has ready right after that one (the
-    rest of the read) are gathered into one write, sent before the body waits again. So the
-    first token is never delayed and no frame is held back."""
+    rest of the read) are gathered into one write, sent before the body waits again. The
+    response's first frames (its start and its first content) go out as soon as both are
+    made, even when the upstream had more ready: so the first token is never delayed behind
+    the rest of a read, and no frame is held back."""
     buffered: list[bytes] = []
     size = 0
+    eager = EAGER_FRAMES
     while True:
         step = body.__anext__()
         try:
@@ -321,13 +325,14 @@ async def _pump(
             except StopAsyncIteration:
                 break
             await flush([chunk])
+            eager = 0
             continue
         buffered.append(chunk)
         size += len(chunk)
         chunk = b""  # an idle stream's frame does not keep its last frame alive
-        if size >= COALESCE_BYTES:
+        if size >= COALESCE_BYTES or len(buffered) == eager:
             await flush(buffered)
-            size = 0
+            size = eager = 0
     if buffered:
         await flush(buffered)
 

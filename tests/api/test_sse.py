@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.api.sse import COALESCE_BYTES, EventStream
+from gateway.api.sse import COALESCE_BYTES, EAGER_FRAMES, EventStream
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
@@ -76,6 +76,24 @@ async def test_a_frame_after_a_wait_is_sent_before_the_body_goes_on():
     await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
     assert wire.bodies == [b"frame %d\n\n" % i for i in range(5)]
     assert writes_seen == [1, 2, 3, 4, 5]
+
+
+async def test_the_start_and_first_content_go_at_once_when_the_upstream_had_more_ready():
+    made: list[int] = []  # writes done when each frame was made
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"start\n\n"
+        for i in range(50):  # one upstream read held all 50 deltas: no wait between them
+            made.append(len(wire.bodies))
+            yield b"frame %d\n\n" % i
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body())(SCOPE, wire.receive, wire.send), 5)
+    assert EAGER_FRAMES == 2
+    # the start and the first delta in the first write, before the other 49 were made
+    assert wire.bodies[0] == b"start\n\nframe 0\n\n"
+    assert made[1] == 1
+    assert wire.bodies[1:] == [b"".join(b"frame %d\n\n" % i for i in range(1, 50))]
 
 
 async def test_one_write_holds_at_most_the_coalescing_limit():
