@@ -19,6 +19,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gateway.policy.decision import (
     CompiledPolicy,
@@ -30,7 +31,7 @@ from gateway.policy.decision import (
 )
 from gateway.policy.detectors import Detector
 from gateway.policy.masking import EXCERPT_CONTEXT
-from gateway.policy.triggers import Searcher, TriggerSet, compile_triggers
+from gateway.policy.triggers import Searcher, Trigger, TriggerSet, compile_triggers
 
 # Never hold more than this: a match still open after that many characters is decided on
 # what has arrived (a PEM block is the longest thing any built-in detector waits for).
@@ -92,12 +93,10 @@ class StreamGuard:
             step = GuardStep(delta)
         elif self._quiet is not None and not self._pending:
             buf = self._context + delta
-            for quiet in self._quiet:
-                if not quiet(buf):
-                    step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
-                    break
-            else:
+            if self._quiet(buf):
                 step = self._release(buf, delta)
+            else:
+                step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
         else:
             buf = self._context + self._pending + delta
             step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
@@ -261,11 +260,34 @@ def quiet_test(detector: Detector) -> Quiet | None:
     return test
 
 
-def _quiet_tests(detectors: tuple[Detector, ...]) -> tuple[Quiet, ...] | None:
-    tests = []
+def _quiet_tests(detectors: tuple[Detector, ...]) -> Quiet | None:
+    """One test for all the detectors: the text is quiet for them all, or the slow path runs
+    them all anyway. None when one of them makes no promise, or its test would not help."""
     for detector in detectors:
         test = quiet_test(detector)
         if test is None or not test.helps:
             return None
-        tests.append(test)
-    return tuple(tests) or None
+    return _union(detectors) if detectors else None
+
+
+@lru_cache(maxsize=64)
+def _union(detectors: tuple[Detector, ...]) -> Quiet | None:
+    """The detectors' triggers in one RE2 Set pass (and their linear searchers after it),
+    rather than a pass per detector: cached per set of detectors, as a guard is made per
+    answer. One detector keeps its own test."""
+    if len(detectors) == 1:
+        return quiet_test(detectors[0])
+    raw: list[Trigger] = []
+    lowered: list[Trigger] = []
+    linear: list[Searcher] = []
+    for detector in detectors:
+        triggers = detector.triggers
+        assert triggers is not None  # quiet_test made a test of them
+        raw += triggers.raw
+        lowered += triggers.lowered
+        linear += triggers.linear
+    compiled = compile_triggers(tuple(raw), tuple(lowered)) if raw or lowered else None
+    if compiled is None and (raw or lowered):
+        return None  # each compiles alone, together they did not: the slow path, as safe
+    test = Quiet(compiled, linear)
+    return test if test.helps else None

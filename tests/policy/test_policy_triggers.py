@@ -12,7 +12,7 @@ from gateway.policy.detectors import KeywordDetector
 from gateway.policy.injection import injection_detector
 from gateway.policy.patterns import RegexDetector
 from gateway.policy.pii import ENTITIES, pii_detector
-from gateway.policy.stream import quiet_test
+from gateway.policy.stream import _quiet_tests, quiet_test
 from gateway.policy.triggers import Trigger, compile_triggers
 
 KEY = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_0-9"
@@ -104,6 +104,27 @@ def test_where_no_trigger_matches_the_detector_finds_and_holds_nothing(name, det
             assert detector.find(text, 0) == [], text
             assert detector.holdback(text) == 0, text
     assert quiet_texts > 30  # the promise was put to the test, not vacuously kept
+
+
+def test_the_guards_one_test_is_quiet_exactly_where_each_detectors_own_test_is():
+    # The stream guard asks one RE2 Set pass for all its detectors (their triggers joined):
+    # it must say quiet where, and only where, every detector's own test does.
+    groups = [
+        [secrets_detector(), pii_detector(["card"])],  # the default during stage
+        [d for name, d in detectors() if not name.startswith("pii")] + [pii_detector(["card"])],
+    ]
+    rng = random.Random("union")
+    for group in groups:
+        union = _quiet_tests(tuple(group))
+        assert union is not None
+        own = [quiet_test(d) for d in group]
+        quiet_texts = 0
+        for _ in range(1500):
+            text = random_text(rng)
+            expected = all(q(text) for q in own)  # type: ignore[misc]
+            assert union(text) == expected, text
+            quiet_texts += expected
+        assert 30 < quiet_texts < 1500  # both answers were put to the test
 
 
 def test_operator_patterns_promise_through_re2_alone():
