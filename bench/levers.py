@@ -9,6 +9,8 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
   decode (gateway/storage/records.py Message: asdict + json.dumps before), and a content
   frame's JSON string (gateway/api/sse.py json_string against orjson.dumps: not adopted,
   it saves about 1 us per stream);
+- finding a request's route: Starlette's walk over every route's regex in order against
+  the dict of fixed paths in front of it (gateway/api/routing.py FixedPathRouter);
 - the collector's full pass over what a worker made at start-up (the SDKs' type modules,
   the compiled default policies), in a fresh interpreter: walked (before) against frozen
   by gc.freeze() in the app's lifespan (gateway/app.py). A full pass runs whenever enough
@@ -128,6 +130,30 @@ def json_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def routing_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    from starlette.routing import Match
+
+    from gateway.api.routing import fixed_paths
+    from gateway.app import ROUTES
+
+    table = fixed_paths(ROUTES)
+    rows = []
+    for path in ("/v1/chat/completions", "/api/conversation/stream_chat"):
+        scope = {"type": "http", "path": path, "root_path": "", "method": "POST"}
+
+        def walk(scope: dict[str, str] = scope) -> object:
+            return next(r for r in ROUTES if r.matches(scope)[0] is Match.FULL)
+
+        def fixed(scope: dict[str, str] = scope) -> object:
+            route = table[scope["path"]]
+            return route if route.matches(scope)[0] is Match.FULL else walk(scope)
+
+        rows.append(
+            (f"find the route of POST {path}", cpu_us(walk, n, rounds), cpu_us(fixed, n, rounds))
+        )
+    return rows
+
+
 _GC_PROBE = """
 import gc, time
 import gateway.app, providers.openai, providers.anthropic
@@ -161,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20_000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    rows = jwt_rows(args.n, args.rounds) + json_rows(args.n, args.rounds) + gc_rows(args.rounds)
+    rows = (
+        jwt_rows(args.n, args.rounds)
+        + json_rows(args.n, args.rounds)
+        + routing_rows(args.n, args.rounds)
+        + gc_rows(args.rounds)
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'CPU per call':<{width}}  {'before':>10}  {'after':>10}  change")
     for name, before, after in rows:

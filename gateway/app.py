@@ -39,6 +39,7 @@ from gateway.api.compat import anthropic as anthropic_compat
 from gateway.api.compat import completions, count_tokens, embeddings, responses, unknown
 from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import gateway_of, principal
+from gateway.api.routing import FixedPathRouter
 from gateway.errors import EXCEPTION_HANDLERS, Forbidden, GatewayError, error_response
 from gateway.governance import Governance
 from gateway.models.connections import Connections
@@ -213,13 +214,13 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await close_gateway(gateway)
 
-    return Starlette(
-        routes=ROUTES,
+    app = Starlette(
         middleware=middleware(settings, metrics_registry),
         # every 403 also leaves an access_denied audit event
         exception_handlers={**EXCEPTION_HANDLERS, GatewayError: audited_gateway_error},
-        lifespan=lifespan,
     )
+    app.router = FixedPathRouter(ROUTES, lifespan=lifespan)
+    return app
 
 
 def app_from_env() -> Starlette:
