@@ -14,7 +14,12 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
 - the collector's full pass over what a worker made at start-up (the SDKs' type modules,
   the compiled default policies), in a fresh interpreter: walked (before) against frozen
   by gc.freeze() in the app's lifespan (gateway/app.py). A full pass runs whenever enough
-  objects survived since the last one, so a busy worker paid it every few thousand streams.
+  objects survived since the last one, so a busy worker paid it every few thousand streams;
+- a turn's three Redis round trips (gateway/storage/turns.py: load_context, begin, end with
+  the usage script, on an embedded redis-server on the other core) through redis-py's
+  Pipeline (before) against gateway/storage/batch.py's Batch (after: the same commands and
+  callbacks, hiredis packing, no pipeline object); and, not adopted, a turn's EVALs sent
+  as EVALSHA (the body is not sent; the server's script cache answers either way).
 
     python -m bench.levers [--n 20000] [--rounds 5]
 """
@@ -23,12 +28,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import jwt
 import orjson
@@ -36,7 +46,13 @@ import orjson
 from gateway.access.auth import Authenticator
 from gateway.api.sse import json_string
 from gateway.settings import load_settings
+from gateway.storage import batch, client, scripts, turns
+from gateway.storage import usage as usage_module
+from gateway.storage.durability import Durability
+from gateway.storage.embedded import EmbeddedRedis
 from gateway.storage.records import Message
+from gateway.storage.store import Store
+from gateway.storage.usage import Tally
 from providers import wire
 
 SECRET = "bench-secret-bench-secret-bench-secret"
@@ -182,6 +198,133 @@ def gc_rows(rounds: int) -> list[tuple[str, float, float]]:
     return [(name, float(before), float(after))]
 
 
+_CALLS = itertools.count()  # each call its own conversation, across every measurement
+
+
+async def acpu_us(fn: Callable[[int], Awaitable[object]], n: int, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time_ns()
+        for _ in range(n):
+            await fn(next(_CALLS))
+        best = min(best, (time.process_time_ns() - t0) / n / 1000)
+    return best
+
+
+def _message(cid: str, mid: str, role: str) -> Message:
+    return Message(
+        id=mid,
+        conversation_id=cid,
+        role=role,
+        content="Benchmark prompt: how does a gateway keep time to first token low?",
+        status="complete",
+        created_at=int(time.time() * 1000),
+        model_id="openai-50",
+        user_id="alice",
+        input_tokens=40,
+        output_tokens=50,
+    )
+
+
+def _turn_steps(store: Store) -> dict[str, Callable[[int], Awaitable[object]]]:
+    """Each of a turn's round trips, on a fresh conversation per call (no history)."""
+    t = store.turns
+
+    async def load(i: int) -> object:
+        return await t.load_context(f"c{i}", "s1", 1000)
+
+    async def begin(i: int) -> object:
+        return await t.begin(
+            _message(f"c{i}", f"u{i}", "user"),
+            answer_id=f"a{i}",
+            lock_value=f"w:a{i}",
+            lock_ttl_ms=600_000,
+            start_entry=["t", "start", "s", "0", "d", "{}"],
+            log_ttl_s=3600,
+        )
+
+    async def end(i: int) -> object:
+        return await t.end(
+            _message(f"c{i}", f"a{i}", "assistant"),
+            Tally("org-1", "key-1", "ws-1"),
+            lock_value=f"w:a{i}",
+            log=True,
+            log_entries=[("c", "1", '["token"]')],
+            end_data="{}",
+            log_ttl_s=3600,
+        )
+
+    return {"load_context": load, "begin": begin, "end": end}
+
+
+async def _redis_rows(url: str, n: int, rounds: int) -> list[tuple[str, float, float]]:
+    store = Store(client.connect(url), durability=Durability(replicas=0))
+    steps = _turn_steps(store)
+    measured: dict[str, list[float]] = {name: [] for name in steps}
+    try:
+        for lean in (False, True):
+            setattr(turns, "batch", batch.batch if lean else _pipeline)  # noqa: B010
+            for name, step in steps.items():
+                await acpu_us(step, 200, 1)  # connections, scripts
+                measured[name].append(await acpu_us(step, n, rounds))
+            await store.redis.flushall()
+        evals = await _eval_rows(store, n, rounds)
+    finally:
+        setattr(turns, "batch", batch.batch)  # noqa: B010
+        await store.aclose()
+    rows = [(f"a turn's {name} round trip", *_pair(measured[name])) for name in steps]
+    total = [sum(measured[name][k] for name in steps) for k in (0, 1)]
+    rows.append(("  the turn's three round trips together", total[0], total[1]))
+    return rows + evals
+
+
+def _pair(found: list[float]) -> tuple[float, float]:
+    return found[0], found[1]
+
+
+def _pipeline(redis: object) -> object:
+    return redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+
+
+async def _eval_rows(store: Store, n: int, rounds: int) -> list[tuple[str, float, float]]:
+    """The turn's three round trips (three scripts) with each script queued as EVAL of its
+    body (before) against EVALSHA of its loaded SHA (after)."""
+    steps = _turn_steps(store)
+    shas = {}
+    for body in (turns._BEGIN_TURN, turns._END_TURN, usage_module._COUNT_ONCE):  # noqa: SLF001
+        shas[body] = await store.redis.script_load(body)
+    queue = scripts.Script.queue
+
+    def by_sha(self: scripts.Script, pipe: Any, keys: list[str], args: list[Any]) -> None:
+        pipe.evalsha(shas[self.body], len(keys), *keys, *args)
+
+    async def turn(i: int) -> None:
+        for step in steps.values():
+            await step(i)
+
+    measured = []
+    try:
+        for how in (queue, by_sha):
+            scripts.Script.queue = how  # type: ignore[method-assign]
+            await acpu_us(turn, 200, 1)
+            measured.append(await acpu_us(turn, n, rounds))
+    finally:
+        scripts.Script.queue = queue  # type: ignore[method-assign]
+    return [("  the same with EVALSHA, not the scripts' bodies (not adopted)", *_pair(measured))]
+
+
+def redis_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="levers-")) / "redis", appendonly=False)
+    server.start()
+    try:
+        if (os.cpu_count() or 1) > 1:  # the server on the other core, as in the bench
+            os.sched_setaffinity(server.process.pid, {1})  # type: ignore[union-attr]
+            os.sched_setaffinity(0, {0})
+        return asyncio.run(_redis_rows(server.url, max(200, n // 10), rounds))
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
     parser.add_argument("--n", type=int, default=20_000, help="calls per round")
@@ -193,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         + routing_rows(args.n, args.rounds)
         + gc_rows(args.rounds)
     )
+    rows += redis_rows(args.n, args.rounds)
     width = max(len(r[0]) for r in rows)
     print(f"{'CPU per call':<{width}}  {'before':>10}  {'after':>10}  change")
     for name, before, after in rows:

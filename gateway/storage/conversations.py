@@ -126,6 +126,7 @@ class Conversations:
         if event is not None:
             queue_event(pipe, *event)
         await pipe.execute()
+        self._remember(session.id, conv.id)
         return conv
 
     async def get(self, cid: str) -> Conversation | None:
@@ -231,6 +232,7 @@ class Conversations:
         pipe.hset(keys.conversation(session.conversation_id), "updated_at", str(session.updated_at))
         await pipe.execute()
         await self.redis.set(keys.session_lookup(session.id), session.conversation_id)
+        self._remember(session.id, session.conversation_id)
         return session
 
     async def ensure_default_session(self, session: ChatSession) -> str:
@@ -244,20 +246,27 @@ class Conversations:
         )
         if sid != session.id:
             await self.redis.delete(keys.session_lookup(session.id))
+        else:
+            self._remember(sid, cid)
         return sid or ""
 
     async def session_conversation_id(self, sid: str) -> str | None:
-        """A session never changes conversation, so what was read once is kept (the
-        newest SESSION_CACHE_SIZE): a turn of a session seen before saves a round trip.
-        A deleted conversation is still found gone by Turns.load_context."""
+        """A session never changes conversation, so what was read (or made) once is kept
+        (the newest SESSION_CACHE_SIZE): a turn of a session seen before saves a round trip,
+        the first one too when this worker made the session. A deleted conversation is
+        still found gone by Turns.load_context."""
         cid = self._session_conversations.get(sid)
         if cid is None:
             cid = cast(str | None, await self.redis.get(keys.session_lookup(sid)))
             if cid is not None:
-                if len(self._session_conversations) >= SESSION_CACHE_SIZE:
-                    del self._session_conversations[next(iter(self._session_conversations))]
-                self._session_conversations[sid] = cid
+                self._remember(sid, cid)
         return cid
+
+    def _remember(self, sid: str, cid: str) -> None:
+        known = self._session_conversations
+        if sid not in known and len(known) >= SESSION_CACHE_SIZE:
+            del self._session_conversations[next(iter(self._session_conversations))]
+        self._session_conversations[sid] = cid
 
     async def sessions(self, cid: str) -> list[ChatSession]:
         raw = cast(list[str], await self.redis.hvals(keys.sessions(cid)))

@@ -10,6 +10,7 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
+from gateway.storage.batch import batch
 
 VIOLATIONS_MAXLEN = 100_000
 
@@ -48,7 +49,7 @@ class Events:
 
     async def append_many(self, events: Sequence[QueuedEvent]) -> None:
         """Audit events in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         for org, fields, maxlen in events:
             queue_event(pipe, org, fields, maxlen)
         await pipe.execute()
@@ -64,7 +65,7 @@ class Events:
 
     async def record_violations(self, org_id: str, records: list[dict[str, Any]]) -> None:
         if records:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = batch(self.redis)
             queue_violations(pipe, org_id, records)
             await pipe.execute()
 

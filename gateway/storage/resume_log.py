@@ -9,6 +9,7 @@ from typing import cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
+from gateway.storage.batch import batch
 
 Entry = tuple[str, dict[str, str]]  # (stream id, fields)
 
@@ -19,9 +20,9 @@ class ResumeLogs:
 
     async def append_many(self, batches: Sequence[tuple[str, str, dict[str, str]]]) -> None:
         """(conversation id, message id, fields) per entry, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         for cid, message_id, fields in batches:
-            pipe.xadd(keys.resume_log(cid, message_id), fields)  # type: ignore[arg-type]  # dict is invariant
+            pipe.xadd(keys.resume_log(cid, message_id), fields)
         await pipe.execute()
 
     async def read(self, cid: str, message_id: str, after: str = "-") -> list[Entry]:

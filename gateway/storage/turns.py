@@ -14,6 +14,7 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
+from gateway.storage.batch import batch
 from gateway.storage.durability import Replication
 from gateway.storage.events import queue_violations
 from gateway.storage.quotas import Reservation
@@ -92,7 +93,7 @@ class Turns:
         self, cid: str, sid: str, history_limit: int
     ) -> tuple[Conversation | None, ChatSession | None, list[Message]]:
         """Conversation, session and the last history_limit messages, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         pipe.hgetall(keys.conversation(cid))
         pipe.hget(keys.sessions(cid), sid)
         pipe.lrange(keys.messages(cid), -history_limit, -1)
@@ -115,7 +116,7 @@ class Turns:
         resume log with `start_entry` (its fields, flat), atomically (one slot); False, and
         nothing written, when busy."""
         cid = msg.conversation_id
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         self._begin.queue(
             pipe,
             [
@@ -182,7 +183,7 @@ class Turns:
             queue_violations(counters, tally.org_id, violations)
             return await self._end_on_cluster(key, keys_, args, counters)
         wait = await self.replication.replicas_to_wait()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         self._end.queue(pipe, keys_, args)
         self.usage.queue(pipe, msg, tally, token_windows, reservation)
         queue_violations(pipe, tally.org_id, violations)

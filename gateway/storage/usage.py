@@ -27,6 +27,7 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 
 from gateway.storage import keys
+from gateway.storage.batch import batch
 from gateway.storage.events import queue_violations
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import Conversation, Message
@@ -282,7 +283,7 @@ class Usage:
     ) -> None:
         """A turn outside any conversation: only its usage and violations are kept, in one
         round trip (the usage counted once however often this is retried)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = batch(self.redis)
         self.queue(pipe, msg, tally, token_windows, reservation)
         queue_violations(pipe, tally.org_id, violations)
         await pipe.execute()
