@@ -265,8 +265,8 @@ class Conversations:
     def _remember(self, sid: str, cid: str) -> None:
         known = self._session_conversations
         if sid not in known and len(known) >= SESSION_CACHE_SIZE:
-            del self._session_conversations[next(iter(self._session_conversations))]
-        self._session_conversations[sid] = cid
+            del known[next(iter(known))]  # the oldest
+        known[sid] = cid
 
     async def sessions(self, cid: str) -> list[ChatSession]:
         raw = cast(list[str], await self.redis.hvals(keys.sessions(cid)))
