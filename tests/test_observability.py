@@ -117,5 +117,6 @@ async def test_a_started_worker_has_frozen_its_start_up_heap(gateway_factory):
         garbage = [[]]
         garbage[0].append(garbage)  # a cycle made after start-up
         del garbage
-        assert gc.collect() >= 1
-        assert gc.get_freeze_count() == frozen
+        assert gc.collect() >= 1  # the cycle made after start-up was collected
+        # and nothing was frozen by it (frozen objects may still die by refcount meanwhile)
+        assert gc.get_freeze_count() <= frozen
