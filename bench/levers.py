@@ -19,7 +19,10 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
   the usage script, on an embedded redis-server on the other core) through redis-py's
   Pipeline (before) against gateway/storage/batch.py's Batch (after: the same commands and
   callbacks, hiredis packing, no pipeline object); and, not adopted, a turn's EVALs sent
-  as EVALSHA (the body is not sent; the server's script cache answers either way).
+  as EVALSHA (the body is not sent; the server's script cache answers either way);
+- a turn's history read back (Turns.load_context): each stored message parsed (before)
+  against found in the worker's ParsedMessages (gateway/storage/records.py), for a
+  conversation of 8 messages and one of 200.
 
     python -m bench.levers [--n 20000] [--rounds 5]
 """
@@ -50,7 +53,7 @@ from gateway.storage import batch, client, scripts, turns
 from gateway.storage import usage as usage_module
 from gateway.storage.durability import Durability
 from gateway.storage.embedded import EmbeddedRedis
-from gateway.storage.records import Message
+from gateway.storage.records import Message, ParsedMessages
 from gateway.storage.store import Store
 from gateway.storage.usage import Tally
 from providers import wire
@@ -325,6 +328,38 @@ def redis_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
         server.stop()
 
 
+def _history_cpu_us(
+    parse: Callable[[str], Message], raws: list[str], calls: int, rounds: int
+) -> float:
+    """CPU per turn reading `raws` back. Each LRANGE reply is a new str, hashed and compared
+    anew, so every call gets fresh copies, made before the clock starts."""
+    best = float("inf")
+    for _ in range(rounds):
+        replies = iter([[raw.encode().decode() for raw in raws] for _ in range(calls)])
+        t0 = time.process_time_ns()
+        for _ in range(calls):
+            [parse(raw) for raw in next(replies)]
+        best = min(best, (time.process_time_ns() - t0) / calls / 1000)
+    return best
+
+
+def history_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    rows = []
+    for count in (8, 200):
+        raws = [
+            _message("c" * 26, f"m{i:025}", ("user", "assistant")[i % 2]).to_json()
+            for i in range(count)
+        ]
+        parsed = ParsedMessages()
+        for raw in raws:
+            parsed(raw)
+        calls = max(1, n // count)
+        before = _history_cpu_us(Message.from_json, raws, calls, rounds)
+        after = _history_cpu_us(parsed, raws, calls, rounds)
+        rows.append((f"a turn's history of {count} messages parsed", before, after))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__)
     parser.add_argument("--n", type=int, default=20_000, help="calls per round")
@@ -335,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         + json_rows(args.n, args.rounds)
         + routing_rows(args.n, args.rounds)
         + gc_rows(args.rounds)
+        + history_rows(args.n, args.rounds)
     )
     rows += redis_rows(args.n, args.rounds)
     width = max(len(r[0]) for r in rows)

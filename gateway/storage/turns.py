@@ -18,7 +18,14 @@ from gateway.storage.batch import batch
 from gateway.storage.durability import Replication
 from gateway.storage.events import queue_violations
 from gateway.storage.quotas import Reservation
-from gateway.storage.records import ChatSession, Conversation, Message, Totals, now_ms
+from gateway.storage.records import (
+    ChatSession,
+    Conversation,
+    Message,
+    ParsedMessages,
+    Totals,
+    now_ms,
+)
 from gateway.storage.scripts import Script
 from gateway.storage.usage import Tally, Usage
 
@@ -88,6 +95,7 @@ class Turns:
         self._begin = Script(redis, _BEGIN_TURN)
         self._end = Script(redis, _END_TURN)
         self._release_lock = Script(redis, _RELEASE_LOCK)
+        self.parsed = ParsedMessages()
 
     async def load_context(
         self, cid: str, sid: str, history_limit: int
@@ -100,7 +108,8 @@ class Turns:
         h, raw_session, raw_messages = await pipe.execute()
         conv = Conversation.from_hash(h) if h else None
         session = ChatSession.from_json(raw_session) if raw_session else None
-        return conv, session, [Message.from_json(m) for m in raw_messages]
+        parsed = self.parsed
+        return conv, session, [parsed(m) for m in raw_messages]
 
     async def begin(
         self,
