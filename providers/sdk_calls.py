@@ -16,9 +16,10 @@ pyproject.toml): `_prepare_options`, `_build_request`, `_prepare_request`, `_sho
 `_sleep_for_retry`, `_make_status_error_from_response`, `_idempotency_header`,
 `_idempotency_key`, `_platform`, `_client`; openai's `_provider_runtime`,
 `_workload_identity_auth`, `_api_key_provider`; anthropic's `_copy_and_prepare`, `_middleware`,
-`_tracer`, `_token_cache`. A client using any feature that hooks into sending (custom auth,
-OpenAI workload identity or provider runtimes or key providers, Anthropic middleware, tracing or
-credential tokens) gets the SDK's own `post()`: nothing here reproduces those paths.
+`_tracer`, `_open_telemetry`, `_token_cache`. A client using any feature that hooks into
+sending (custom auth, OpenAI workload identity or provider runtimes or key providers, Anthropic
+middleware or credential tokens, or Anthropic's OpenTelemetry spans once a tracer provider is
+set) gets the SDK's own `post()`: nothing here reproduces those paths.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from openai._httpx2 import request_exceptions as _openai_request_exceptions
 from openai._httpx2 import timeout_exceptions as _openai_timeout_exceptions
 from openai._models import FinalRequestOptions as _OpenAIOptions
 from openai._utils import asyncify as _openai_asyncify
+from opentelemetry import trace
 
 Client = openai.AsyncOpenAI | anthropic.AsyncAnthropic
 
+# OpenTelemetry's global tracer provider before an application sets one: its spans record nothing
+_UNSET_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _RETRY_COUNT = b"x-stainless-retry-count"
 _CONTENT_LENGTH = b"content-length"
 
@@ -95,7 +99,17 @@ class SdkCalls:
                 and client._workload_identity_auth is None
                 and client._api_key_provider is None
             )
-        return not client._middleware and client._tracer is None and client._token_cache is None
+        return not client._middleware and client._token_cache is None and self._untraced()
+
+    def _untraced(self) -> bool:
+        """True when the SDK's spans would go nowhere: no tracer, or OpenTelemetry's global
+        provider still the placeholder nothing records (asked per call: it may be set later)."""
+        client: Any = self._client
+        if client._tracer is None:
+            return True
+        if client._open_telemetry.get("tracer_provider") is not None:
+            return False
+        return isinstance(trace.get_tracer_provider(), _UNSET_PROVIDERS)
 
     def _credentials(self) -> tuple[Any, ...]:
         client: Any = self._client
