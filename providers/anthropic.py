@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
-import httpx2
 
 from providers import wire
 from providers.base import (
@@ -46,6 +45,7 @@ from providers.base import (
     Usage,
     add_native_fields,
 )
+from providers.sdk_calls import SdkCalls
 from providers.transport import upstream_transport
 
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens; used when nothing sets it
@@ -119,6 +119,7 @@ class AnthropicProvider:
                 transport=upstream_transport(spec.options, limits=limits),
             ),
         )
+        self._calls = SdkCalls(self._client)
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         raise UnsupportedParameter("model", "Anthropic has no embeddings API")
@@ -212,9 +213,7 @@ class AnthropicProvider:
         try:
             # Returns once the response headers are in (the body streams); a non-2xx status
             # has raised APIStatusError by then, after the SDK's retries.
-            response = await self._client.post(
-                "/v1/messages", cast_to=httpx2.Response, body=body, stream=True
-            )
+            response = await self._calls.post("/v1/messages", body=body, stream=True)
             try:
                 yield OPENED
                 async for event in _events(response.aiter_bytes(), json_tool):
@@ -232,9 +231,7 @@ class AnthropicProvider:
         body, _ = self._arguments(request)
         counted = {name: value for name, value in body.items() if name in _COUNTED}
         try:
-            response = await self._client.post(
-                "/v1/messages/count_tokens", cast_to=httpx2.Response, body=counted
-            )
+            response = await self._calls.post("/v1/messages/count_tokens", body=counted)
             data = wire.json_object(response.content)
         except anthropic.APIError as exc:
             raise _api_error(exc) from exc

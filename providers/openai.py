@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-import httpx2
 import openai
 
 from providers import wire
@@ -47,6 +46,7 @@ from providers.base import (
     add_native_fields,
     estimate_request_tokens,
 )
+from providers.sdk_calls import SdkCalls
 from providers.transport import upstream_transport
 
 # request fields beyond OpenAI's that an OpenAI-compatible server may take (spec.options accepts)
@@ -54,6 +54,8 @@ EXTENSIONS = frozenset({"top_k"})
 # Anthropic's thinking budget -> reasoning_effort: the inverse of the budgets the Anthropic
 # adapter gives each effort (LiteLLM's: low 1024, medium 2048, high 4096)
 _EFFORT_BY_BUDGET = ((2048, "low"), (4096, "medium"))
+# as create() does: this SDK adds the auth headers of the schemes named here
+_BEARER = {"security": {"bearer_auth": True}}
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -92,6 +94,7 @@ class OpenAIProvider:
                 transport=upstream_transport(spec.options, limits=limits),
             ),
         )
+        self._calls = SdkCalls(self._client)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -167,11 +170,10 @@ class OpenAIProvider:
             if getattr(request, name) is not None:
                 body[name] = getattr(request, name)
         with _upstream_errors():
-            response = await self._client.post(
+            response = await self._calls.post(
                 "/embeddings",
-                cast_to=httpx2.Response,
                 body=body,
-                options={"security": {"bearer_auth": True}},
+                options=_BEARER,
             )
             data = wire.json_object(response.content)
         return _embeddings(data, request)
@@ -192,11 +194,10 @@ class OpenAIProvider:
         if request.stop:
             body["stop"] = list(request.stop)
         with _upstream_errors():
-            response = await self._client.post(
+            response = await self._calls.post(
                 "/completions",
-                cast_to=httpx2.Response,
                 body=body,
-                options={"security": {"bearer_auth": True}},
+                options=_BEARER,
                 stream=True,
             )
             try:
@@ -211,12 +212,10 @@ class OpenAIProvider:
         try:
             # Returns once the response headers are in (the body streams); a non-2xx status
             # has raised APIStatusError by then, after the SDK's retries.
-            response = await self._client.post(
+            response = await self._calls.post(
                 "/chat/completions",
-                cast_to=httpx2.Response,
                 body=body,
-                # as create() does: this SDK adds the auth headers of the schemes named here
-                options={"security": {"bearer_auth": True}},
+                options=_BEARER,
                 stream=True,
             )
             try:

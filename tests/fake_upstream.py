@@ -211,6 +211,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     client_port: int | None = None  # tells whether two requests shared a keep-alive connection
+    raw_headers: list[tuple[bytes, bytes]] | None = None  # as they came, in order
+    raw_body: bytes | None = None
 
     @property
     def images(self) -> list[dict[str, Any]]:
@@ -531,6 +533,7 @@ class FakeUpstream:
         )
 
     async def _record(self, request: Request) -> tuple[Any, Reply]:
+        raw_body = await request.body()
         body = await request.json()
         client = request.client
         with self._lock:
@@ -540,6 +543,8 @@ class FakeUpstream:
                     headers={k.lower(): v for k, v in request.headers.items()},
                     body=body,
                     client_port=client.port if client else None,
+                    raw_headers=list(request.headers.raw),
+                    raw_body=raw_body,
                 )
             )
             reply = self._replies.popleft() if self._replies else Reply()
