@@ -5,7 +5,8 @@ The SDK's `post()` rebuilds per attempt what never changes for a client (merged 
 auth headers, platform headers, the URL, the timeout) and copies its options model twice. Here
 the first call to a (path, options) builds a request with the SDK's own `_prepare_options`,
 `_build_request` and `_prepare_request` and keeps its URL, header list and extensions; later
-calls send a copy of that request with this call's body (orjson), Content-Length and
+calls send a copy of that request with this call's body (serialized by the SDK's own
+`openapi_dumps`, so the bytes are the SDK's, NaN refused as it refuses it), Content-Length and
 x-stainless-retry-count, through the client's own httpx2 client (its transport and pool).
 Retries, their delays, and the errors raised are the SDK's: its `_should_retry`,
 `_sleep_for_retry` (which honours Retry-After through `_calculate_retry_timeout`),
@@ -30,15 +31,16 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
-import orjson
 from anthropic._base_client import get_platform as _anthropic_platform
 from anthropic._models import FinalRequestOptions as _AnthropicOptions
 from anthropic._utils import asyncify as _anthropic_asyncify
+from anthropic._utils._json import openapi_dumps as _anthropic_dumps
 from openai._base_client import get_platform as _openai_platform
 from openai._httpx2 import request_exceptions as _openai_request_exceptions
 from openai._httpx2 import timeout_exceptions as _openai_timeout_exceptions
 from openai._models import FinalRequestOptions as _OpenAIOptions
 from openai._utils import asyncify as _openai_asyncify
+from openai._utils._json import openapi_dumps as _openai_dumps
 from opentelemetry import trace
 
 Client = openai.AsyncOpenAI | anthropic.AsyncAnthropic
@@ -138,7 +140,7 @@ class SdkCalls:
         template = self._templates.get(cached)
         if template is None:
             template = self._templates[cached] = await self._template(path, options or {})
-        content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        content = _openai_dumps(body) if self._openai else _anthropic_dumps(body)
         return await self._send(template, content, stream)
 
     async def _template(self, path: str, options: Mapping[str, Any]) -> _Template:

@@ -25,14 +25,15 @@ BODY: dict[str, Any] = {
     "model": "m",
     "messages": [{"role": "user", "content": 'héllo "wörld" \u2028 \n\t 😀 </script>'}],
     "stream": True,
-    "temperature": 0.1,
+    "temperature": 1e-07,  # json.dumps writes 1e-07, orjson 1e-7
     "top_p": 1.0,
     "max_tokens": 64,
 }
 # per API: the path, the post's options, the body (with a field the other API refuses)
 PATHS = {
-    "openai": ("/chat/completions", BEARER, {**BODY, "stop": ["ü", "1e16"]}),
-    "anthropic": ("/v1/messages", None, {**BODY, "stop_sequences": ["ü", "1e16"]}),
+    # an integer past 64 bits: orjson refuses it, json.dumps writes it
+    "openai": ("/chat/completions", BEARER, {**BODY, "stop": ["ü", "1e16"], "seed": 2**70}),
+    "anthropic": ("/v1/messages", None, {**BODY, "stop_sequences": ["ü", "1e16"], "top_k": 2**70}),
 }
 
 
@@ -93,6 +94,19 @@ async def test_the_request_on_the_wire_is_the_sdks_byte_for_byte(make, upstream,
     assert sdk.raw_body == first.raw_body == cached.raw_body
     assert sdk.raw_headers == first.raw_headers == sdk_again.raw_headers == cached.raw_headers
     assert sdk.path == cached.path
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_body_the_sdk_cannot_write_fails_as_the_sdks_post_fails(make, upstream, kind):
+    provider = make(kind)
+    path, options, body = PATHS[kind]
+    nan = {**body, "temperature": float("nan")}
+
+    with pytest.raises(ValueError) as sdk:
+        await sdk_post(provider, path, nan, options, True)
+    with pytest.raises(ValueError) as ours:
+        await calls_post(provider, path, nan, options, True)
+    assert str(ours.value) == str(sdk.value) and upstream.requests == []
 
 
 @pytest.mark.parametrize(
