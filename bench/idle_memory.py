@@ -30,7 +30,10 @@ SNAPSHOT_ENV = "BENCH_IDLE_MEMORY_SNAPSHOT"  # where the traced server writes it
 
 # (area, path fragments of the innermost frame outside the standard library)
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("server connection (uvicorn, EdgeProtocol)", ("/uvicorn/", "/httptools/", "gateway/server.py")),
+    (
+        "server connection (uvicorn, EdgeProtocol)",
+        ("/uvicorn/", "/httptools/", "gateway/server.py"),
+    ),
     ("EventStream (gateway/api/sse.py)", ("gateway/api/sse.py",)),
     ("ASGI/Starlette chain", ("/starlette/", "gateway/app.py", "gateway/observability.py")),
     ("routes (gateway/api)", ("gateway/api/",)),
@@ -47,9 +50,7 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pydantic", ("/pydantic",)),
     ("gateway, other", ("gateway/",)),
 )
-_STDLIB = tuple(
-    p for p in {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")} if p
-)
+_STDLIB = tuple(p for p in {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")} if p)
 
 
 # -- inside the gateway -----------------------------------------------------------------------
@@ -85,7 +86,9 @@ def blame(traceback: tracemalloc.Traceback) -> tuple[str, str]:
     """(area, site) of an allocation: its innermost frame outside the standard library (or
     the innermost frame at all, when it has none)."""
     frames = list(traceback)  # oldest first
-    chosen = next((f for f in reversed(frames) if _ours(f.filename)), frames[-1] if frames else None)
+    chosen = next(
+        (f for f in reversed(frames) if _ours(f.filename)), frames[-1] if frames else None
+    )
     if chosen is None:
         return "unknown", "?"
     name = chosen.filename
@@ -112,7 +115,9 @@ def _package(filename: str) -> str:
     return short.split("/", 1)[0] if "/" in short else short
 
 
-def breakdown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int, top: int) -> dict[str, Any]:
+def breakdown(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int, top: int
+) -> dict[str, Any]:
     areas: Counter[str] = Counter()
     sites: Counter[str] = Counter()
     counts: Counter[str] = Counter()
@@ -169,7 +174,9 @@ async def _hold_idle_openai(env: Any, n: int, batch: int = 50) -> tuple[list[Any
                 "messages": [{"role": "user", "content": PROMPT}],
             }
             fut = conn.request(
-                http_request("POST", "/v1/chat/completions", host=host, token=env.api_key, body=body),
+                http_request(
+                    "POST", "/v1/chat/completions", host=host, token=env.api_key, body=body
+                ),
                 rec,
             )
             fut.add_done_callback(lambda f, r=rec, w=waiting: None if r.started else w.tick(r))
@@ -200,7 +207,11 @@ async def _measure(env: Any, args: argparse.Namespace) -> dict[str, Any]:
     gw = env.start_gateway(wrap=wrap)
     os.kill(gw.process.pid, signal.SIGUSR2)
     warm_n = 50
-    sids = await env.sessions("openai-idle", warm_n + args.streams) if args.route == "conversation" else []
+    sids = (
+        await env.sessions("openai-idle", warm_n + args.streams)
+        if args.route == "conversation"
+        else []
+    )
     conns, _ = await _open(env, sids[:warm_n] or [""] * warm_n, args.route)  # first-use allocations
     await close_gently(conns)
     await settle(env, 0)

@@ -172,7 +172,7 @@ class _Event:
         else:
             self._waiters.append(waiter)
         try:
-            return await waiter
+            return bool(await waiter)
         finally:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
@@ -349,7 +349,7 @@ class EdgeProtocol(HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         if self.cycle is not before:  # a new request's; its task has not run yet
-            self.cycle.message_event = _Event()  # type: ignore[union-attr, assignment]
+            self.cycle.message_event = _Event()  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
