@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from uvicorn.server import ServerState
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
+DISCONNECT_EXTENSION = "gateway.disconnect"  # scope["extensions"][it].on_disconnect(callback)
 SWEEP_EVERY = 0.25  # seconds between looks at the connections whose first head is late
 LINGER = 1.0  # seconds a refused connection is still read (and dropped) so the client gets
 # the answer: closing with unread input would make the kernel reset it away
@@ -209,6 +211,7 @@ class EdgeProtocol(HttpToolsProtocol):
         "_refused",
         "_max_head",
         "_max_headers",
+        "_on_lost",
     )
 
     def __init__(
@@ -231,6 +234,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._max_head = self.limits.max_head_bytes
         self._max_headers = self.limits.max_headers
         self.pipeline = _Pipeline()  # type: ignore[assignment]
+        self._on_lost: Callable[[], None] | None = None
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -263,6 +267,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self.edge.watch(self)  # a connection that never speaks is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
         self._disarm()
         self._not_pending()
         if not self._heads:
@@ -350,6 +357,13 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not before:  # a new request's; its task has not run yet
             self.cycle.message_event = _Event()  # type: ignore[assignment]
+            self.cycle.scope["extensions"] = {DISCONNECT_EXTENSION: self}  # type: ignore[dict-item]
+
+    def on_disconnect(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` (once) when the client goes away; None forgets it. A streaming
+        response learns of a vanished client so without a task of its own awaiting
+        receive() (gateway/api/sse.py)."""
+        self._on_lost = callback
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
