@@ -151,7 +151,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from bench.harness import REPO, Env
 
     src = Path(args.gateway_src).resolve() if args.gateway_src else REPO
-    with Env(src=src).start() as env:
+    with Env(src=src) as env:  # __enter__ starts it (a .start() too would leak a pair)
         counted = await _counted(env, args)
         cpu = await _cpu(env, args)
     return {**counted, **cpu}
