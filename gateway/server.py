@@ -362,7 +362,11 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_disconnect(self, callback: Callable[[], None] | None) -> None:
         """Call `callback` (once) when the client goes away; None forgets it. A streaming
         response learns of a vanished client so without a task of its own awaiting
-        receive() (gateway/api/sse.py)."""
+        receive() (gateway/api/sse.py). A client already gone is told at once: it may
+        have left while the request was being prepared."""
+        if callback is not None and (self.transport is None or self.transport.is_closing()):
+            callback()
+            return
         self._on_lost = callback
 
     def on_message_complete(self) -> None:
