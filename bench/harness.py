@@ -7,6 +7,7 @@ HTTP like any client would)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -264,17 +266,9 @@ class Env:
         self.redis = EmbeddedRedis(self.workdir / "redis", appendonly=False).start()
         set_affinity(self.redis.process.pid, self.harness_cpus)  # type: ignore[union-attr]
         self.upstream_port = free_port()
-        self.upstream = subprocess.Popen(
-            pinned(
-                [sys.executable, "-m", "bench.upstream", "--port", str(self.upstream_port)],
-                self.harness_cpus,
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "upstream.log", "wb"),  # noqa: SIM115
-            start_new_session=True,
-            cwd=REPO,
+        self.upstream = start_upstream(
+            self.upstream_port, self.harness_cpus, self.workdir / "upstream.log"
         )
-        wait_port(self.upstream_port, self.upstream, self.workdir / "upstream.log")
         self.api_key = self._mint_key()
         return self
 
@@ -488,6 +482,39 @@ class Env:
             return stats
         finally:
             conn.close()
+
+
+def start_upstream(port: int, cpus: set[int] | None, log: Path) -> subprocess.Popen[bytes]:
+    """bench/upstream.py on `port`, pinned to `cpus`, its stderr in `log`: once it listens
+    (one that never does is stopped before the error is raised)."""
+    proc = subprocess.Popen(
+        pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], cpus),
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115
+        start_new_session=True,
+        cwd=REPO,
+    )
+    try:
+        wait_port(port, proc, log)
+    except BaseException:
+        proc.kill()
+        proc.wait(5)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def upstream_apart(name: str) -> Iterator[int]:
+    """For a bench of client-side CPU: the fake upstream on core 1, this process on core 0;
+    its port. Its log is /tmp/bench-<name>-<port>.log."""
+    port = free_port()
+    proc = start_upstream(port, {1}, Path("/tmp") / f"bench-{name}-{port}.log")
+    try:
+        set_affinity(0, {0})
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:

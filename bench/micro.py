@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from bench.harness import HOST, REPO, pinned, set_affinity, wait_port
+from bench.harness import HOST, upstream_apart
 from bench.loadgen import OPENAI, Connection, Recorder, http_request
-from gateway.storage.embedded import free_port
 
 
 async def per_call(
@@ -202,26 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    port = free_port()
-    log = Path("/tmp") / f"bench-micro-upstream-{port}.log"
-    up = subprocess.Popen(
-        pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),
-        cwd=REPO,
-    )  # noqa: SIM115
-    try:
-        wait_port(port, up, log)
-        set_affinity(0, {0})
+    with upstream_apart("micro-upstream") as port:
         try:
             import uvloop
 
             results = uvloop.run(measure(port, args.streams, args.tokens, max(1, args.rounds)))
         except ImportError:
             results = asyncio.run(measure(port, args.streams, args.tokens, max(1, args.rounds)))
-    finally:
-        up.terminate()
-        up.wait(5)
     width = max(len(k) for k in results)
     for name, us in results.items():
         print(f"{name.ljust(width)}  {us:9.0f} µs CPU")

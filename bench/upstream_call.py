@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from bench.harness import REPO, pinned, set_affinity, wait_port
-from gateway.storage.embedded import free_port
+from bench.harness import upstream_apart
 from providers.anthropic import AnthropicProvider
 from providers.base import ModelSpec
 from providers.openai import OpenAIProvider
@@ -110,21 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=50)
     args = parser.parse_args(argv)
-    port = free_port()
-    log = Path("/tmp") / f"bench-upstream-call-{port}.log"
-    up = subprocess.Popen(  # noqa: SIM115
-        pinned([sys.executable, "-m", "bench.upstream", "--port", str(port)], {1}),
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115
-        cwd=REPO,
-    )
-    try:
-        wait_port(port, up, log)
-        set_affinity(0, {0})
+    with upstream_apart("upstream-call") as port:
         results = asyncio.run(measure(port, args.n, max(1, args.rounds), args.tokens))
-    finally:
-        up.terminate()
-        up.wait(5)
     rounds = f"least of {args.rounds} rounds of {args.n}"
     print(f"CPU per upstream call, streamed {args.tokens} tokens, {rounds}")
     for kind in ("OpenAI", "Anthropic"):
