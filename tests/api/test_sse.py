@@ -34,6 +34,22 @@ def stream(body: AsyncIterator[bytes]) -> EventStream:
     return EventStream(body, ping_interval=30, send_timeout=30)
 
 
+async def stalled(waiting: asyncio.Event, cleaned: asyncio.Event) -> AsyncIterator[bytes]:
+    """One frame, then an upstream that never sends again; `cleaned` once its finally ran."""
+    try:
+        yield b"first\n\n"
+        waiting.set()
+        await asyncio.Event().wait()
+        yield b"never\n\n"
+    finally:
+        await asyncio.sleep(0)  # the body may still await while it cleans up
+        cleaned.set()
+
+
+async def never_receive() -> dict[str, Any]:
+    raise AssertionError("receive() awaited although the server tells of a disconnect")
+
+
 async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
     read = asyncio.Event()
     release = asyncio.Event()
@@ -111,21 +127,11 @@ async def test_one_write_holds_at_most_the_coalescing_limit():
 
 
 async def test_a_vanished_client_cancels_the_waiting_body_and_its_finally_runs():
-    cleaned = asyncio.Event()
-    waiting = asyncio.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"first\n\n"
-            waiting.set()
-            await asyncio.Event().wait()  # an upstream that never sends again
-            yield b"never\n\n"
-        finally:
-            await asyncio.sleep(0)  # the body may still await while it cleans up
-            cleaned.set()
+    waiting, cleaned = asyncio.Event(), asyncio.Event()
+    body = stalled(waiting, cleaned)
 
     wire = Wire()
-    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    response = asyncio.create_task(stream(body)(SCOPE, wire.receive, wire.send))
     await asyncio.wait_for(waiting.wait(), 5)
     wire.gone.set()
     await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
@@ -198,25 +204,12 @@ class Connection:
 
 
 async def test_a_client_gone_as_told_by_the_server_cancels_the_body_without_a_listener():
-    cleaned = asyncio.Event()
-    waiting = asyncio.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"first\n\n"
-            waiting.set()
-            await asyncio.Event().wait()  # an upstream that never sends again
-            yield b"never\n\n"
-        finally:
-            await asyncio.sleep(0)
-            cleaned.set()
-
-    async def receive() -> dict[str, Any]:
-        raise AssertionError("receive() awaited although the server tells of a disconnect")
+    waiting, cleaned = asyncio.Event(), asyncio.Event()
+    body = stalled(waiting, cleaned)
 
     wire, conn = Wire(), Connection()
     scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
-    response = asyncio.create_task(stream(body())(scope, receive, wire.send))
+    response = asyncio.create_task(stream(body)(scope, never_receive, wire.send))
     await asyncio.wait_for(waiting.wait(), 5)
     assert conn.registered == 1
     conn.callback()  # the connection was lost
@@ -230,11 +223,8 @@ async def test_a_stream_that_ends_forgets_its_disconnect_callback():
     async def body() -> AsyncIterator[bytes]:
         yield b"only\n\n"
 
-    async def receive() -> dict[str, Any]:
-        raise AssertionError("receive() awaited although the server tells of a disconnect")
-
     wire, conn = Wire(), Connection()
     scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
-    await asyncio.wait_for(stream(body())(scope, receive, wire.send), 5)
+    await asyncio.wait_for(stream(body())(scope, never_receive, wire.send), 5)
     assert conn.registered == 1 and conn.callback is None
     assert wire.bodies == [b"only\n\n"]
