@@ -82,14 +82,12 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             # the server had closed this kept-alive connection: once more, on a new one
             conn, _ = await self._acquire(origin, request, timeouts, reuse=False)
             await conn.exchange(request, method, data, timeouts)
-        response = httpx2.Response(
+        return httpx2.Response(
             status_code=conn.status,
             headers=conn.headers,
             stream=_Body(self, conn, timeouts.get("read")),
             extensions={"http_version": conn.http_version, "reason_phrase": conn.reason},
         )
-        conn.headers = []  # the response holds its own copy
-        return response
 
     async def aclose(self) -> None:
         self._closed = True
@@ -221,35 +219,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection carrying one request at a time. httptools calls back into it
-    as the response arrives; the task reading the response waits on `waiter`. Slotted, and
-    the response's raw header list is let go once httpx2 has its copy: a connection lives as
-    long as its stream, which may idle for minutes."""
-
-    __slots__ = (
-        "pool",
-        "origin",
-        "loop",
-        "transport",
-        "parser",
-        "idle",
-        "idle_since",
-        "waiter",
-        "writable",
-        "paused",
-        "request",
-        "got_bytes",
-        "status",
-        "reason",
-        "headers",
-        "framed",
-        "headers_done",
-        "complete",
-        "keep_alive",
-        "head_only",
-        "chunks",
-        "buffered",
-        "error",
-    )
+    as the response arrives; the task reading the response waits on `waiter`."""
 
     def __init__(
         self, pool: LeanTransport, origin: Origin, loop: asyncio.AbstractEventLoop
@@ -273,7 +243,6 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.framed = False  # the response says its length (or is chunked)
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -398,7 +367,7 @@ class _Connection(asyncio.Protocol):
                 self.error = httpx2.RemoteProtocolError(
                     "server disconnected without sending a response", request=self.request
                 )
-            elif self.headers_done and not self.framed:
+            elif self.headers_done and not self._framed():
                 self.complete = True  # a body without length ends with the connection
             else:
                 self.error = httpx2.RemoteProtocolError(
@@ -419,6 +388,11 @@ class _Connection(asyncio.Protocol):
         if writable is not None and not writable.done():
             writable.set_result(None)
 
+    def _framed(self) -> bool:
+        return any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
+
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -437,9 +411,6 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             return
         self.status = status
-        self.framed = any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
         self.headers_done = True
         if self.head_only:  # no body follows, whatever its headers say
             self.on_message_complete()

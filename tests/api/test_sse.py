@@ -34,22 +34,6 @@ def stream(body: AsyncIterator[bytes]) -> EventStream:
     return EventStream(body, ping_interval=30, send_timeout=30)
 
 
-async def stalled(waiting: asyncio.Event, cleaned: asyncio.Event) -> AsyncIterator[bytes]:
-    """One frame, then an upstream that never sends again; `cleaned` once its finally ran."""
-    try:
-        yield b"first\n\n"
-        waiting.set()
-        await asyncio.Event().wait()
-        yield b"never\n\n"
-    finally:
-        await asyncio.sleep(0)  # the body may still await while it cleans up
-        cleaned.set()
-
-
-async def never_receive() -> dict[str, Any]:
-    raise AssertionError("receive() awaited although the server tells of a disconnect")
-
-
 async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
     read = asyncio.Event()
     release = asyncio.Event()
@@ -127,11 +111,21 @@ async def test_one_write_holds_at_most_the_coalescing_limit():
 
 
 async def test_a_vanished_client_cancels_the_waiting_body_and_its_finally_runs():
-    waiting, cleaned = asyncio.Event(), asyncio.Event()
-    body = stalled(waiting, cleaned)
+    cleaned = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first\n\n"
+            waiting.set()
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)  # the body may still await while it cleans up
+            cleaned.set()
 
     wire = Wire()
-    response = asyncio.create_task(stream(body)(SCOPE, wire.receive, wire.send))
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
     await asyncio.wait_for(waiting.wait(), 5)
     wire.gone.set()
     await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
@@ -189,42 +183,3 @@ async def test_a_reader_that_stops_reading_mid_write_ends_the_waiting_body_clean
     await asyncio.wait_for(response(SCOPE, receive, send), 5)
     assert cleaned.is_set()
     assert sent == [b"start\n\n", b"one\n\n"]
-
-
-class Connection:
-    """Our server's side of the "gateway.disconnect" extension: one callback at a time."""
-
-    def __init__(self) -> None:
-        self.callback: Any = None
-        self.registered = 0
-
-    def on_disconnect(self, callback: Any) -> None:
-        self.callback = callback
-        self.registered += callback is not None
-
-
-async def test_a_client_gone_as_told_by_the_server_cancels_the_body_without_a_listener():
-    waiting, cleaned = asyncio.Event(), asyncio.Event()
-    body = stalled(waiting, cleaned)
-
-    wire, conn = Wire(), Connection()
-    scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
-    response = asyncio.create_task(stream(body)(scope, never_receive, wire.send))
-    await asyncio.wait_for(waiting.wait(), 5)
-    assert conn.registered == 1
-    conn.callback()  # the connection was lost
-    await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
-    assert cleaned.is_set()
-    assert wire.bodies == [b"first\n\n"]
-    assert conn.callback is None  # forgotten: a next request on the connection starts clean
-
-
-async def test_a_stream_that_ends_forgets_its_disconnect_callback():
-    async def body() -> AsyncIterator[bytes]:
-        yield b"only\n\n"
-
-    wire, conn = Wire(), Connection()
-    scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
-    await asyncio.wait_for(stream(body())(scope, never_receive, wire.send), 5)
-    assert conn.registered == 1 and conn.callback is None
-    assert wire.bodies == [b"only\n\n"]
