@@ -8,6 +8,10 @@ the first call to a (path, options) builds a request with the SDK's own `_prepar
 calls send a copy of that request with this call's body (serialized by the SDK's own
 `openapi_dumps`, so the bytes are the SDK's, NaN refused as it refuses it), Content-Length and
 x-stainless-retry-count, through the client's own httpx2 client (its transport and pool).
+When that client is plain (a LeanTransport for every URL, no auth, no event hooks: what
+providers/ builds), the request goes straight to the transport, as httpx2's
+`_send_single_request` hands it over, without the client's auth, redirect and hook layers
+around it; a redirect goes on through the client's own redirect handling, as it would have.
 Retries, their delays, and the errors raised are the SDK's: its `_should_retry`,
 `_sleep_for_retry` (which honours Retry-After through `_calculate_retry_timeout`),
 `_make_status_error_from_response`, APITimeoutError and APIConnectionError.
@@ -21,10 +25,16 @@ pyproject.toml): `_prepare_options`, `_build_request`, `_prepare_request`, `_sho
 sending (custom auth, OpenAI workload identity or provider runtimes or key providers, Anthropic
 middleware or credential tokens, or Anthropic's OpenTelemetry spans once a tracer provider is
 set) gets the SDK's own `post()`: nothing here reproduces those paths.
+
+Private httpx2 members used for the direct path (httpx2 pinned the same way): the client's
+`_transport`, `_mounts`, `_auth`, `_event_hooks`, `_state`, `_default_encoding`,
+`_build_redirect_request`, `_send_handling_redirects`, and `ClientState`, `request_context`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +45,8 @@ from anthropic._base_client import get_platform as _anthropic_platform
 from anthropic._models import FinalRequestOptions as _AnthropicOptions
 from anthropic._utils import asyncify as _anthropic_asyncify
 from anthropic._utils._json import openapi_dumps as _anthropic_dumps
+from httpx2._client import ClientState as _ClientState
+from httpx2._exceptions import request_context as _request_context
 from openai._base_client import get_platform as _openai_platform
 from openai._httpx2 import request_exceptions as _openai_request_exceptions
 from openai._httpx2 import timeout_exceptions as _openai_timeout_exceptions
@@ -43,12 +55,15 @@ from openai._utils import asyncify as _openai_asyncify
 from openai._utils._json import openapi_dumps as _openai_dumps
 from opentelemetry import trace
 
+from providers.transport import LeanTransport
+
 Client = openai.AsyncOpenAI | anthropic.AsyncAnthropic
 
 # OpenTelemetry's global tracer provider before an application sets one: its spans record nothing
 _UNSET_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _RETRY_COUNT = b"x-stainless-retry-count"
 _CONTENT_LENGTH = b"content-length"
+_httpx_log = logging.getLogger("httpx2")
 
 
 class _Template:
@@ -186,7 +201,7 @@ class SdkCalls:
             remaining = max_retries - retries_taken
             request = template.request(content, retries_taken, key)
             try:
-                response = await http.send(request, stream=stream)
+                response = await _send(http, request, stream)
             except sdk_error:
                 raise
             except timeouts as exc:
@@ -216,3 +231,65 @@ class SdkCalls:
         await self._client._sleep_for_retry(
             retries_taken=retries_taken, max_retries=max_retries, options=options, response=response
         )
+
+
+async def _send(http: httpx2.AsyncClient, request: httpx2.Request, stream: bool) -> httpx2.Response:
+    """`http.send(request, stream=stream)`; for a plain client, the transport's own answer
+    with what httpx2's `_send_single_request` adds to it (the request, the client's cookies
+    and default encoding, its log line), less the body wrapper that times `elapsed`."""
+    transport = _direct_transport(http)
+    if transport is None or request.url.userinfo:  # credentials in the URL: httpx2's auth
+        return await http.send(request, stream=stream)
+    http._state = _ClientState.OPENED
+    with _request_context(request=request):
+        response = await transport.handle_async_request(request)
+    response.request = request
+    if "set-cookie" in response.headers:
+        http.cookies.extract_cookies(response)
+    response.default_encoding = http._default_encoding
+    if _httpx_log.isEnabledFor(logging.INFO):
+        _httpx_log.info(
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            request.url,
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
+    if response.has_redirect_location:  # from here on the client's own redirect handling
+        try:
+            if http.follow_redirects:
+                redirect = http._build_redirect_request(request, response)
+                await response.aread()
+                response = await http._send_handling_redirects(
+                    redirect, follow_redirects=True, history=[response]
+                )
+            else:
+                with contextlib.suppress(httpx2.RemoteProtocolError):
+                    response.next_request = http._build_redirect_request(request, response)
+        except BaseException:
+            await response.aclose()
+            raise
+    if not stream:
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+    return response
+
+
+def _direct_transport(http: httpx2.AsyncClient) -> LeanTransport | None:
+    """The client's LeanTransport when nothing else in it acts on a request: no mounts (a
+    proxy), no auth, no event hooks, and the client open."""
+    transport = http._transport
+    if (
+        type(transport) is not LeanTransport
+        or http._state is _ClientState.CLOSED
+        or http._mounts
+        or http._auth is not None
+        or http._event_hooks["request"]
+        or http._event_hooks["response"]
+    ):
+        return None
+    return transport
