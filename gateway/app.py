@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -228,4 +230,7 @@ def app_from_env() -> Starlette:
     `serve` prepared (config path, embedded Redis URL)."""
     settings = load_settings()
     configure_logging(settings.log_level)
+    # `kill -USR1 <worker pid>`: every thread's stack on stderr, and the worker goes on (for
+    # a worker that does not stop, or a stream that does not end)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return create_app(settings)

@@ -44,6 +44,16 @@ def gateway(
     )
 
 
+def stacks(proc: subprocess.Popen[str]) -> str:
+    """What a gateway that did not stop was doing: its threads' stacks (SIGUSR1, see
+    gateway/app.py), then it is killed; the tail of its output."""
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(1.0)
+    proc.kill()
+    out, err = proc.communicate()
+    return ((out or "") + (err or ""))[-12000:]
+
+
 class Serve:
     """`python -m gateway serve` in a subprocess, ready when this returns. Without data_dir
     the gateway keeps its data in `cwd`/.gateway; `state` is where it records itself
@@ -96,7 +106,10 @@ class Serve:
 
     def interrupt(self) -> str:
         self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=20)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("serve not exited within 20 s:\n" + stacks(self.proc)) from None
         self.lines.append(out)
         return out
 

@@ -121,3 +121,15 @@ def test_serve_with_two_workers_serves_on_its_port_and_stops_its_redis(tmp_path,
         os.kill(redis_pid, 0)
     assert processes_using(data) == []
     assert list(state.glob("chat-gateway/serve-*.json")) == []
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_gateway_goes_on(tmp_path):
+    with Serve(tmp_path / "data") as serve:
+        serve.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert httpx.get(f"{serve.url}/readyz").status_code == 200
+        out = serve.interrupt()
+
+    assert "Current thread 0x" in out  # faulthandler's dump: the main thread, at its frame
+    assert 'File "' in out and "uvicorn" in out
+    assert "embedded Redis stopped" in out  # and it still stopped cleanly afterwards

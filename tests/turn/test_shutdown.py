@@ -16,7 +16,7 @@ import pytest
 from gateway.storage import keys
 from gateway.storage.embedded import free_port
 from tests.support import ADMIN_TOKEN, bearer, parse_sse
-from tests.test_cli import clean_env
+from tests.test_cli import clean_env, stacks
 
 pytestmark = pytest.mark.serial  # streams ended within seconds of SIGTERM
 
@@ -97,7 +97,10 @@ async def test_sigterm_lets_short_streams_finish_and_ends_the_rest_cancelled(
         assert long.events[-1].json["finish_reason"] == "cancelled"
         assert long.names[0] == "start" and "content" in long.names
         assert 1.0 < ended_after < 5.0
-        assert proc.wait(timeout=15) == 0
+        try:
+            assert proc.wait(timeout=15) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError("not exited within 15 s:\n" + stacks(proc)) from None
         stored = [
             json.loads(m) for m in await redis.lrange(keys.messages(sessions["long"][0]), 0, -1)
         ]
