@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 import time
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,61 +45,104 @@ LATENCY_BUCKETS = (
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+M = TypeVar("M", Counter, Histogram)
+
+
+class Labelled(Generic[M]):
+    """A labelled metric whose children are kept by their label values: prometheus-client's
+    `labels()` checks and converts the values and takes a lock on every call (3 µs, against
+    1 µs to update a kept child; a stream updates seven). The children are the metric's own,
+    so there are never more of them than the metric itself holds."""
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     """All of the gateway's metrics on one registry (one per app, so tests stay isolated)."""
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "gateway_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
+        self.requests = Labelled(
+            Counter(
+                "gateway_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
+            )
         )
-        self.request_seconds = Histogram(
-            "gateway_request_duration_seconds",
-            "HTTP request duration",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.request_seconds = Labelled(
+            Histogram(
+                "gateway_request_duration_seconds",
+                "HTTP request duration",
+                ["route"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
         self.active_streams = Gauge("gateway_active_streams", "Streams in flight", registry=r)
-        self.ttft = Histogram(
-            "gateway_ttft_seconds",
-            "Time to first token sent to the client",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.ttft = Labelled(
+            Histogram(
+                "gateway_ttft_seconds",
+                "Time to first token sent to the client",
+                ["model"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.overhead = Histogram(
-            "gateway_overhead_seconds",
-            "The gateway's own share of time to first token: time to first byte sent minus "
-            "the upstream's time to first token",
-            ["model"],
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
+        self.overhead = Labelled(
+            Histogram(
+                "gateway_overhead_seconds",
+                "The gateway's own share of time to first token: time to first byte sent minus "
+                "the upstream's time to first token",
+                ["model"],
+                buckets=OVERHEAD_BUCKETS,
+                registry=r,
+            )
         )
-        self.tokens = Counter(
-            "gateway_tokens_total",
-            "Tokens by model and direction",
-            ["model", "direction"],
-            registry=r,
+        self.tokens = Labelled(
+            Counter(
+                "gateway_tokens_total",
+                "Tokens by model and direction",
+                ["model", "direction"],
+                registry=r,
+            )
         )
-        self.violations = Counter(
-            "gateway_policy_violations_total", "Policy violations", ["policy", "action"], registry=r
+        self.violations = Labelled(
+            Counter(
+                "gateway_policy_violations_total",
+                "Policy violations",
+                ["policy", "action"],
+                registry=r,
+            )
         )
-        self.provider_errors = Counter(
-            "gateway_provider_errors_total", "Provider errors", ["model", "kind"], registry=r
+        self.provider_errors = Labelled(
+            Counter(
+                "gateway_provider_errors_total", "Provider errors", ["model", "kind"], registry=r
+            )
         )
-        self.redis_seconds = Histogram(
-            "gateway_redis_seconds",
-            "Redis round trips of a turn",
-            ["op"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.redis_seconds = Labelled(
+            Histogram(
+                "gateway_redis_seconds",
+                "Redis round trips of a turn",
+                ["op"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.streams = Counter(
-            "gateway_streams_total",
-            "Finished streams by finish reason",
-            ["model", "finish_reason"],
-            registry=r,
+        self.streams = Labelled(
+            Counter(
+                "gateway_streams_total",
+                "Finished streams by finish reason",
+                ["model", "finish_reason"],
+                registry=r,
+            )
         )
 
     def render(self) -> Response:

@@ -8,8 +8,9 @@ import json
 import logging
 
 import pytest
+from prometheus_client import generate_latest
 
-from gateway.observability import JsonFormatter
+from gateway.observability import JsonFormatter, Metrics
 from tests.fake_upstream import Reply
 from tests.support import bearer
 
@@ -120,3 +121,16 @@ async def test_a_started_worker_has_frozen_its_start_up_heap(gateway_factory):
         assert gc.collect() >= 1  # the cycle made after start-up was collected
         # and nothing was frozen by it (frozen objects may still die by refcount meanwhile)
         assert gc.get_freeze_count() <= frozen
+
+
+def test_a_labelled_metric_keeps_its_children_and_counts_every_update():
+    metrics = Metrics()
+    first = metrics.requests.labels("/x", "POST", "200")
+    for _ in range(3):
+        metrics.requests.labels("/x", "POST", "200").inc()
+    metrics.requests.labels("/x", "GET", "200").inc()
+
+    assert metrics.requests.labels("/x", "POST", "200") is first  # one child per label values
+    text = generate_latest(metrics.registry).decode()
+    assert 'gateway_requests_total{method="POST",route="/x",status="200"} 3.0' in text
+    assert 'gateway_requests_total{method="GET",route="/x",status="200"} 1.0' in text
