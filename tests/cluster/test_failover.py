@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,13 +124,23 @@ async def test_a_primary_killed_mid_load_loses_no_answer_whose_end_was_sent(
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
             users = [asyncio.create_task(user(http, token, load)) for _ in range(USERS)]
             try:
-                await asyncio.sleep(1.5)  # load running, every conversation has answers
                 victim = cluster.primary_ports()[0]
-                victim_slots = {
-                    c.conversation_id
-                    for c in load.outcomes
-                    if redis.get_node_from_key(keys.conversation(c.conversation_id)).port == victim
-                }
+
+                def on_victim_slots(o: Any) -> bool:
+                    node = redis.get_node_from_key(keys.conversation(o.conversation_id))
+                    return bool(node.port == victim)
+
+                # load running until the victim holds a stored answer (a start, not a speed:
+                # on a busy machine 1.5 s was sometimes not enough)
+                await asyncio.sleep(1.5)
+                deadline = time.monotonic() + 30
+                while not any(
+                    o.end is not None and o.end.get("stored", True) and on_victim_slots(o)
+                    for o in load.outcomes
+                ):
+                    assert time.monotonic() < deadline, "no answer stored on the victim in 30 s"
+                    await asyncio.sleep(0.1)
+                victim_slots = {c.conversation_id for c in load.outcomes if on_victim_slots(c)}
                 killed_at = time.monotonic()
                 cluster.kill(victim)
                 promoted = await asyncio.to_thread(cluster.wait_failover, victim)
