@@ -3,7 +3,8 @@ helpers the translation tests share."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -19,6 +20,7 @@ from providers.base import (
 )
 from providers.openai import OpenAIProvider
 from tests.fake_upstream import FakeUpstream
+from tests.providers.raw_server import Answer, RawServer
 
 MakeOpenAI = Callable[..., OpenAIProvider]
 MakeAnthropic = Callable[..., AnthropicProvider]
@@ -93,3 +95,16 @@ def calls_of(events: list[ProviderEvent]) -> list[tuple[str | None, str | None, 
             call[1] = call[1] or e.name
             call[2] += e.arguments
     return [tuple(calls[i]) for i in sorted(calls)]  # type: ignore[misc]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[..., Awaitable[RawServer]]]:
+    started: list[RawServer] = []
+
+    async def start(answer: Answer, tls: ssl.SSLContext | None = None) -> RawServer:
+        started.append(await RawServer(answer).start(tls))
+        return started[-1]
+
+    yield start
+    for server in started:
+        await server.aclose()

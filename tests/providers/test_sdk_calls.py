@@ -248,56 +248,29 @@ async def test_a_new_key_is_sent_once_set(make, upstream, kind):
     assert "sk-rotated" in new
 
 
-class _Origin:
-    """A bare HTTP/1.1 server answering every request with one fixed response, and counting
-    them: a redirect or a cookie the fake upstream does not send."""
+def answering(raw: bytes) -> Any:
+    """A RawServer answer: `raw` to every request, and the connection closed."""
 
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.requests = 0
-        self.server: Any = None
+    async def answer(reader: Any, writer: Any, n: int) -> bool:
+        writer.write(raw)
+        return False
 
-    async def __aenter__(self) -> str:
-        import asyncio
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(v)
-                    for k, v in (
-                        line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line
-                    )
-                    if k.strip().lower() == b"content-length"
-                ),
-                0,
-            )
-            await reader.readexactly(length)
-            self.requests += 1
-            writer.write(self.response)
-            await writer.drain()
-            writer.close()
-
-        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        await self.server.wait_closed()
+    return answer
 
 
 @pytest.mark.parametrize("post", [sdk_post, calls_post])
-async def test_a_redirect_is_followed_as_the_sdks_client_follows_it(make, upstream, post):
+async def test_a_redirect_is_followed_as_the_sdks_client_follows_it(
+    make, upstream, raw_server, post
+):
     path, options, body = PATHS["openai"]
     target = upstream.openai_base_url + path
     redirect = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n"
-    origin = _Origin(redirect % target.encode())
-    async with origin as url:
-        provider = make("openai", base_url=url)
+    origin = await raw_server(answering(redirect % target.encode()))
+    provider = make("openai", base_url=origin.url)
 
-        response = await post(provider, path, body, options, True)
+    response = await post(provider, path, body, options, True)
 
-        assert origin.requests == 1
+    assert origin.requests == 1
     assert response.status_code == 200
     assert str(response.url) == target
     (followed,) = upstream.requests
@@ -305,13 +278,12 @@ async def test_a_redirect_is_followed_as_the_sdks_client_follows_it(make, upstre
 
 
 @pytest.mark.parametrize("post", [sdk_post, calls_post])
-async def test_a_cookie_the_upstream_sets_is_kept_by_the_client(make, post):
+async def test_a_cookie_the_upstream_sets_is_kept_by_the_client(make, raw_server, post):
     path, options, body = PATHS["openai"]
     answer = b"HTTP/1.1 200 OK\r\nSet-Cookie: __cf_bm=abc; Path=/\r\nContent-Length: 2\r\n\r\n{}"
-    async with _Origin(answer) as url:
-        provider = make("openai", base_url=url)
+    provider = make("openai", base_url=(await raw_server(answering(answer))).url)
 
-        response = await post(provider, path, body, options, False)
+    response = await post(provider, path, body, options, False)
 
     assert response.status_code == 200
     assert provider._client._client.cookies.get("__cf_bm") == "abc"
