@@ -5,8 +5,9 @@ one round trip) and each command packed counted where our code made it, and Redi
 INFO commandstats beside them (those count the commands Lua scripts run too).
 
 The gateway runs under this module (`--counting-server`), which wraps redis-py's
-`send_packed_command` and `pack_command` and dumps its counters on SIGUSR1 (SIGUSR2 resets
-them). A second, unwrapped gateway gives the CPU per turn (its process time over the turns,
+`send_packed_command` and `pack_command` and dumps its counters on SIGUSR2 (SIGUSR1 is the
+gateway's own stack dump); the harness dumps them before and after the counted turns and
+takes the difference. A second, unwrapped gateway gives the CPU per turn (its process time over the turns,
 one client: noisy on a shared machine, compare runs of the same minute).
 
     python -m bench.turn_redis [--turns 200] [--per-session 5] [--concurrency 1]
@@ -65,14 +66,9 @@ def counting_server(argv: list[str]) -> int:
             json.dumps({"trips": dict(trips), "commands": dict(commands)})
         )
 
-    def reset(*_: object) -> None:
-        trips.clear()
-        commands.clear()
-
     AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
     AbstractConnection.pack_command = counted_pack  # type: ignore[method-assign]
-    signal.signal(signal.SIGUSR1, dump)
-    signal.signal(signal.SIGUSR2, reset)
+    signal.signal(signal.SIGUSR2, dump)
     from gateway.cli import main
 
     return main(argv[argv.index("gateway") + 1 :])
@@ -100,6 +96,20 @@ async def _turns(target: Any, args: argparse.Namespace) -> list[Any]:
     return win.recs
 
 
+async def _dump(pid: int, counts: Path) -> dict[str, Any]:
+    """The counting server's counters so far."""
+    counts.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if counts.exists():
+            try:
+                return dict(json.loads(counts.read_text()))
+            except ValueError:
+                continue  # caught mid-write
+    raise RuntimeError("the counting server wrote no counters")
+
+
 async def _counted(env: Any, args: argparse.Namespace) -> dict[str, Any]:
     counts = env.workdir / "turn_redis.json"
     os.environ[COUNTS_ENV] = str(counts)
@@ -110,15 +120,14 @@ async def _counted(env: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     target = await _target(env, args)
     await asyncio.sleep(1.0)  # the warm-up's resume-log and audit writes land
-    os.kill(gw.process.pid, signal.SIGUSR2)
+    before = await _dump(gw.process.pid, counts)
     r.config_resetstat()
     t0 = time.monotonic()
     recs = await _turns(target, args)
     await asyncio.sleep(0.5)  # the last turns' background writes (audit) land
     took = time.monotonic() - t0
-    os.kill(gw.process.pid, signal.SIGUSR1)
-    await asyncio.sleep(0.3)
-    found = json.loads(counts.read_text())
+    after = await _dump(gw.process.pid, counts)
+    found = {k: dict(Counter(after[k]) - Counter(before[k])) for k in ("trips", "commands")}
     executed = command_calls(r)
     r.close()
     env.stop_gateway()
