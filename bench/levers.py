@@ -11,6 +11,10 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
   it saves about 1 us per stream);
 - finding a request's route: Starlette's walk over every route's regex in order against
   the dict of fixed paths in front of it (gateway/api/routing.py FixedPathRouter);
+- a fixed route's endpoint served through the app's ASGI stack (its middleware, the
+  router), with a response of one start and 20 body sends: through Starlette's
+  `route.handle` and `request_response` (before) against called directly by the router
+  (after: gateway/api/routing.py plain_endpoint);
 - the collector's full pass over what a worker made at start-up (the SDKs' type modules,
   the compiled default policies), in a fresh interpreter: walked (before) against frozen
   by gc.freeze() in the app's lifespan (gateway/app.py). A full pass runs whenever enough
@@ -171,6 +175,63 @@ def routing_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
             (f"find the route of POST {path}", cpu_us(walk, n, rounds), cpu_us(fixed, n, rounds))
         )
     return rows
+
+
+class _Frames:
+    """A response of one start and `frames` body sends, as a stream's SSE response makes."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(self.frames):
+            await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def dispatch_rows(n: int, rounds: int) -> list[tuple[str, float, float]]:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from gateway.api.routing import FixedPathRouter
+    from gateway.app import middleware
+    from gateway.observability import Metrics
+
+    async def endpoint(request: Any) -> Any:
+        return _Frames(20)
+
+    def app(direct: bool) -> Any:
+        made = Starlette(middleware=middleware(load_settings(env={}), Metrics()))
+        made.router = FixedPathRouter(routes=[Route("/stream", endpoint, methods=["POST"])])
+        if not direct:
+            made.router.plain = dict.fromkeys(made.router.plain)  # route.handle, as Starlette
+        return made
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/stream", "raw_path": b"/stream",
+        "root_path": "", "headers": [], "query_string": b"", "scheme": "http",
+        "server": ("bench", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }  # fmt: skip
+
+    def serve(made: Any) -> Callable[[int], Awaitable[object]]:
+        return lambda _: made(dict(scope, state={}), receive, send)
+
+    async def both() -> tuple[float, float]:
+        return (
+            await acpu_us(serve(app(False)), n // 4, rounds),
+            await acpu_us(serve(app(True)), n // 4, rounds),
+        )
+
+    before, after = asyncio.run(both())
+    return [("a fixed route's streamed response (20 body sends)", before, after)]
 
 
 _GC_PROBE = """
@@ -369,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         jwt_rows(args.n, args.rounds)
         + json_rows(args.n, args.rounds)
         + routing_rows(args.n, args.rounds)
+        + dispatch_rows(args.n, args.rounds)
         + gc_rows(args.rounds)
         + history_rows(args.n, args.rounds)
     )

@@ -39,6 +39,8 @@ def _site() -> str:
     """The innermost frame of our own code below redis-py: who made the round trip."""
     for frame in reversed(traceback.extract_stack(limit=40)):
         if "/gateway/" in frame.filename and "bench" not in frame.filename:
+            if frame.filename.endswith("/storage/batch.py"):
+                continue  # a Batch's round trip: who executed it says more
             short = frame.filename.split("/gateway/", 1)[1].removesuffix(".py")
             return f"{short}:{frame.name}"
     return "?"

@@ -2,12 +2,21 @@
 fixed paths goes straight to that route, where Starlette would try every route's regex in
 order first (/v1/chat/completions is the 42nd of 56: about 20 µs a request,
 bench/levers.py). Everything else (a path with parameters, another method's 405, a
-trailing-slash redirect, a 404) takes Starlette's own walk, unchanged."""
+trailing-slash redirect, a 404) takes Starlette's own walk, unchanged.
+
+A fixed route whose endpoint is a plain async function is called directly: Starlette's
+`request_response` would wrap it in a second exception-handling layer (a wrapper around
+every `send` of the response, two more coroutines per request) that repeats what the
+app's ExceptionMiddleware above the router does with the same handlers, so an error raised
+by the endpoint gets the same response either way."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
@@ -25,6 +34,20 @@ def fixed_paths(routes: Sequence[BaseRoute]) -> dict[str, Route]:
     return table
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def plain_endpoint(route: Route) -> Endpoint | None:
+    """The route's endpoint when Starlette serves it with `request_response` alone: an async
+    function, no route middleware or body limit wrapped around it."""
+    endpoint = route.endpoint
+    if not inspect.iscoroutinefunction(endpoint):
+        return None
+    if getattr(route.app, "__qualname__", "") != "request_response.<locals>.app":
+        return None
+    return endpoint  # type: ignore[no-any-return]
+
+
 def _takes(route: BaseRoute, path: str, method: str) -> bool:
     scope = {"type": "http", "path": path, "root_path": "", "method": method}
     return route.matches(scope)[0] is not Match.NONE
@@ -34,6 +57,7 @@ class FixedPathRouter(Router):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.fixed = fixed_paths(self.routes)
+        self.plain = {path: plain_endpoint(route) for path, route in self.fixed.items()}
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -44,6 +68,11 @@ class FixedPathRouter(Router):
                     scope.setdefault("router", self)
                     scope["route"] = route
                     scope.update(child_scope)
-                    await route.handle(scope, receive, send)
+                    endpoint = self.plain[scope["path"]]
+                    if endpoint is None:
+                        await route.handle(scope, receive, send)
+                        return
+                    response = await endpoint(Request(scope, receive, send))
+                    await response(scope, receive, send)
                     return
         await super().app(scope, receive, send)

@@ -69,3 +69,76 @@ async def test_the_app_router_answers_as_before(method, path, status):
     await app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == status
+
+
+def _app_of(routes, handlers):
+    """A Starlette app on FixedPathRouter, as create_app builds it (exception handlers at
+    the app's ExceptionMiddleware)."""
+    from starlette.applications import Starlette
+
+    app = Starlette(exception_handlers=handlers)
+    app.router = FixedPathRouter(routes=routes)
+    return app
+
+
+async def _call(app, path, method="POST"):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": method, "path": path, "raw_path": path.encode(),
+        "root_path": "", "headers": [], "query_string": b"", "scheme": "http",
+        "server": ("test", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+        "asgi": {"version": "3.0"}, "state": {},
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_plain_endpoint_is_called_directly_and_its_errors_get_the_same_answer():
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+
+    from gateway.api.routing import plain_endpoint
+
+    class Refused(Exception):
+        pass
+
+    async def refuse(request):
+        assert request.url.path in ("/fixed", "/walked/x", "/wrapped")
+        raise Refused("no")
+
+    async def on_refused(request, exc):
+        return JSONResponse({"error": str(exc), "path": request.url.path}, status_code=418)
+
+    seen = []
+
+    class Tag:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    fixed = Route("/fixed", refuse, methods=["POST"])
+    walked_route = Route("/walked/{x}", refuse, methods=["POST"])
+    wrapped = Route("/wrapped", refuse, methods=["POST"], middleware=[Middleware(Tag)])
+    assert plain_endpoint(fixed) is refuse
+    assert plain_endpoint(wrapped) is None  # its middleware must run: Starlette serves it
+    app = _app_of([fixed, walked_route, wrapped], {Refused: on_refused})
+    assert app.router.plain == {"/fixed": refuse, "/wrapped": None}
+
+    direct = await _call(app, "/fixed")
+    through_walk = await _call(app, "/walked/x")
+    assert direct[0]["status"] == through_walk[0]["status"] == 418
+    assert direct[1]["body"] == b'{"error":"no","path":"/fixed"}'
+    assert through_walk[1]["body"] == b'{"error":"no","path":"/walked/x"}'
+    answered = await _call(app, "/wrapped")
+    assert answered[0]["status"] == 418 and seen == ["/wrapped"]
+    assert (await _call(app, "/fixed", "GET"))[0]["status"] == 405  # the walk's 405
