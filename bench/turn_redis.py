@@ -7,8 +7,8 @@ INFO commandstats beside them (those count the commands Lua scripts run too).
 The gateway runs under this module (`--counting-server`), which wraps redis-py's
 `send_packed_command` and `pack_command` and dumps its counters on SIGUSR2 (SIGUSR1 is the
 gateway's own stack dump); the harness dumps them before and after the counted turns and
-takes the difference. A second, unwrapped gateway gives the CPU per turn (its process time over the turns,
-one client: noisy on a shared machine, compare runs of the same minute).
+takes the difference. A second, unwrapped gateway gives the CPU per turn (its process time
+over the turns, one client: noisy on a shared machine, compare runs of the same minute).
 
     python -m bench.turn_redis [--turns 200] [--per-session 5] [--concurrency 1]
         [--gateway-src DIR]   (before/after: DIR an export of main, e.g.

@@ -12,7 +12,7 @@ from bench.cli import RESULTS
 from bench.peers import table
 from bench.peers.cache import DEFAULT_ROOT
 from bench.peers.measure import FULL, QUICK
-from bench.peers.rows import ROWS
+from bench.peers.rows import ROWS, TOKENS
 from bench.peers.run import run
 
 
@@ -27,6 +27,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="measure every row this many times, interleaved; the table shows medians",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=TOKENS,
+        help=f"content tokens per stream (default {TOKENS}): a stream's CPU split into per "
+        "request and per token",
     )
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on our two rows")
     p.add_argument("--profile-seconds", type=float, default=15.0)
@@ -48,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"bench.peers: unknown row(s) {unknown}; known: {', '.join(ROWS)}", file=sys.stderr)
         return 2
+    if not 1 <= args.tokens <= 100_000:
+        print("bench.peers: --tokens takes 1 to 100000", file=sys.stderr)
+        return 2
     sizes = QUICK if args.quick else FULL
     if args.clients:
         sizes = replace(sizes, clients=args.clients)
@@ -63,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         quick=args.quick,
         rounds=max(1, args.rounds),
+        tokens=args.tokens,
     )
     print(table.text(report["rows"]))
     for res in report["rows"]:

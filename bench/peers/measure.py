@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import loadavg
-from bench.peers.rows import MODEL, TOKENS, Context, Row, Running
+from bench.peers.rows import Context, Row, Running
 from bench.scenarios import closed_loop, command_calls, diff, direct_target, sequential, summary
 
 
@@ -33,17 +33,17 @@ QUICK = Sizes(ttft_requests=100, ttft_warmup=10, warmup_s=1.0, seconds=5.0, sess
 
 
 class RowFailed(RuntimeError):
-    """The row's server answered, but not with the 50-token stream every row must carry."""
+    """The row's server answered, but not with the stream of ctx.tokens every row must carry."""
 
 
-async def probe(running: Running) -> None:
+async def probe(ctx: Context, running: Running) -> None:
     """One stream first: a peer that is misconfigured fails here with its own answer."""
     rec = (await sequential(running.target, 1, timeout=60))[0]
-    if not rec.ok or rec.frames != TOKENS:
+    if not rec.ok or rec.frames != ctx.tokens:
         body = rec.body[:300] if rec.body else b""
         raise RowFailed(
             f"probe stream: {rec.error or 'error frame'}, {rec.frames} content "
-            f"frames of {TOKENS} {body!r}"
+            f"frames of {ctx.tokens} {body!r}"
         )
 
 
@@ -52,9 +52,8 @@ async def ttft(
 ) -> dict[str, Any]:
     direct = None
     if baseline:
-        direct = summary(
-            await sequential(direct_target(ctx.env, MODEL), s.ttft_requests, warmup=s.ttft_warmup)
-        )
+        straight = direct_target(ctx.env, ctx.model)
+        direct = summary(await sequential(straight, s.ttft_requests, warmup=s.ttft_warmup))
     redis = ctx.env.redis_client() if ours else None
     if redis is not None:
         redis.config_resetstat()
@@ -116,7 +115,9 @@ async def saturation(
     }
 
 
-def doubts(row: Row, running: Running, one: dict[str, Any], sat: dict[str, Any]) -> list[str]:
+def doubts(
+    ctx: Context, row: Row, running: Running, one: dict[str, Any], sat: dict[str, Any]
+) -> list[str]:
     out = []
     if running.pool is not None and running.pool.wrapped:
         out.append(
@@ -126,10 +127,9 @@ def doubts(row: Row, running: Running, one: dict[str, Any], sat: dict[str, Any])
     for name, part in (("one client", one["row"]), ("saturation", sat)):
         if part["errors"]:
             out.append(f"{name}: {part['requests'] - part['ok']} failed streams: {part['errors']}")
-        if part["ok"] and round(part["frames_per_stream"], 2) != TOKENS:
-            out.append(
-                f"{name}: {part['frames_per_stream']:.2f} content frames per stream, not {TOKENS}"
-            )
+        if part["ok"] and round(part["frames_per_stream"], 2) != ctx.tokens:
+            frames = part["frames_per_stream"]
+            out.append(f"{name}: {frames:.2f} content frames per stream, not {ctx.tokens}")
     near = sat.get("gateway_core_neighbours") or {}
     taken = near.get("others_cores", 0.0) + near.get("stolen_cores", 0.0)
     if taken > 0.05:
@@ -150,7 +150,7 @@ async def measure(ctx: Context, row: Row, s: Sizes) -> dict[str, Any]:
     t0, load0 = time.monotonic(), loadavg()
     running = await row.start(ctx)
     try:
-        await probe(running)
+        await probe(ctx, running)
         one = await ttft(ctx, running, s, baseline=row.id != "direct", ours=row.ours)
         sat = await saturation(running, s, ctx.env.gateway_cpus, row.id != "direct")
     finally:
@@ -163,7 +163,7 @@ async def measure(ctx: Context, row: Row, s: Sizes) -> dict[str, Any]:
         "notes": running.notes,
         "ttft_one_client": one,
         "saturation": sat,
-        "warnings": doubts(row, running, one, sat),
+        "warnings": doubts(ctx, row, running, one, sat),
         "seconds": round(time.monotonic() - t0, 1),
         "loadavg_1m": {"before": load0, "after": loadavg()},
         "sizes": asdict(s),

@@ -62,7 +62,7 @@ async def profile_row(
     top_path = out.parent / f"{out.name}-top.txt"
     running = await row.start(ctx)
     try:
-        await probe(running)
+        await probe(ctx, running)
         load = asyncio.create_task(
             closed_loop(
                 running.target, s.clients, warmup=WARMUP_S, seconds=seconds + 1, cpu=running.cpu

@@ -19,9 +19,13 @@ from bench.peers.cache import Cache
 from bench.peers.servers import PeerEnv, PeerProcess, start_litellm, start_portkey
 from bench.scenarios import PROMPT, SessionPool, Target, direct_target
 
-MODEL = "openai-50"  # our gateway's model id: provider openai, upstream model bench/tokens=50
-UPSTREAM_MODEL = "bench/tokens=50"
-TOKENS = 50
+TOKENS = 50  # content tokens per stream, unless --tokens says otherwise
+
+
+def model_ids(tokens: int) -> tuple[str, str]:
+    """Our gateway's model id for streams of `tokens` (provider openai) and the upstream
+    model the fake upstream reads the stream's shape from."""
+    return f"openai-{tokens}", f"bench/tokens={tokens}"
 
 
 @dataclass
@@ -33,6 +37,15 @@ class Context:
     sessions: int = 2000  # conversations made for the conversation route
     turns: int = 5  # prompts per conversation before a client takes a fresh one
     commit: str = ""  # the measured tree's, for the rows' version column
+    tokens: int = TOKENS  # every row's stream carries this many content tokens
+
+    @property
+    def model(self) -> str:
+        return model_ids(self.tokens)[0]
+
+    @property
+    def upstream_model(self) -> str:
+        return model_ids(self.tokens)[1]
 
 
 @dataclass
@@ -88,7 +101,7 @@ async def start_direct(ctx: Context) -> Running:
     up = ctx.env.upstream
     assert up is not None
     return Running(
-        direct_target(ctx.env, MODEL),
+        direct_target(ctx.env, ctx.model),
         cpu=lambda: cpu_seconds(up.pid),
         stop=lambda: None,
         pid=up.pid,
@@ -117,7 +130,7 @@ async def start_conversation(ctx: Context) -> Running:
     env = ctx.env
     gw, command = await _our_gateway(ctx)
     # fresh conversations for every start: each measurement loads the same short histories
-    pool = SessionPool(await env.sessions(MODEL, ctx.sessions), ctx.turns)
+    pool = SessionPool(await env.sessions(ctx.model, ctx.sessions), ctx.turns)
     token, host = env.jwt(), f"{HOST}:{gw.port}"
     path = f"/api/conversation/stream_chat?org_id={ORG}"
 
@@ -157,7 +170,7 @@ async def start_openai_compat(ctx: Context) -> Running:
     org, model, user and key; no conversation stored."""
     env = ctx.env
     gw, command = await _our_gateway(ctx)
-    raw = openai_request(gw.port, "/v1/chat/completions", MODEL, token=env.api_key)
+    raw = openai_request(gw.port, "/v1/chat/completions", ctx.model, token=env.api_key)
     return Running(
         fixed("openai-compat", gw.port, raw),
         cpu=gw.cpu,
@@ -209,7 +222,7 @@ async def start_portkey_row(ctx: Context) -> Running:
     raw = openai_request(
         peer.port,
         "/v1/chat/completions",
-        UPSTREAM_MODEL,
+        ctx.upstream_model,
         token="sk-bench",
         headers={"x-portkey-provider": "openai", "x-portkey-custom-host": f"{env.upstream_url}/v1"},
     )
@@ -229,18 +242,18 @@ async def start_portkey_row(ctx: Context) -> Running:
 async def start_litellm_row(ctx: Context) -> Running:
     env = ctx.env
     master_key = "sk-" + secrets.token_hex(32)
-    peer = start_litellm(env, ctx.cache, master_key)
+    peer = start_litellm(env, ctx.cache, master_key, ctx.tokens)
     site = sorted((ctx.cache.root / "litellm" / "lib").glob("python*/site-packages"))
     found = sorted(site[0].glob("litellm-*.dist-info")) if site else []
     text = found[0].name.removesuffix(".dist-info").replace("-", " ") if found else "litellm ?"
-    raw = openai_request(peer.port, "/v1/chat/completions", "bench-openai-50", token=master_key)
+    raw = openai_request(peer.port, "/v1/chat/completions", "bench-openai", token=master_key)
     return _running(
         peer,
         fixed("litellm", peer.port, raw),
         text,
         [
             (
-                "config.yaml model_list: openai/bench/tokens=50 at api_base = the "
+                f"config.yaml model_list: openai/{ctx.upstream_model} at api_base = the "
                 "upstream; master key auth, no database"
             )
         ],

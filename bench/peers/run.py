@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import RESULTS, loadavg, run_loop
-from bench.harness import machine_info
+from bench.harness import MODELS, machine_info
 from bench.peers.cache import DEFAULT_ROOT, Cache, Unavailable
 from bench.peers.measure import FULL, Sizes, combine, measure
 from bench.peers.profile import profile_row
-from bench.peers.rows import ROWS, Context, Row, node_version
+from bench.peers.rows import ROWS, TOKENS, Context, Row, model_ids, node_version
 from bench.peers.servers import PeerEnv
 
 
@@ -107,6 +107,7 @@ def run(
     quick: bool = False,
     rounds: int = 1,
     pin: bool = True,
+    tokens: int = TOKENS,
 ) -> tuple[Path, dict[str, Any]]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows = [ROWS[i] for i in (only or list(ROWS))]
@@ -121,9 +122,12 @@ def run(
             say(profile_note)
     out.mkdir(parents=True, exist_ok=True)
     cpus: dict[str, Any] = {} if pin else {"gateway_cpus": None, "harness_cpus": None}
+    model, upstream_model = model_ids(tokens)
+    MODELS.setdefault(model, ("openai", upstream_model))  # our gateway's config is made of these
     with PeerEnv(keep=keep, **cpus) as env:
         machine = machine_info()
-        ctx = Context(env, cache, sessions=sizes.sessions, commit=str(machine.get("commit", "")))
+        commit = str(machine.get("commit", ""))
+        ctx = Context(env, cache, sessions=sizes.sessions, commit=commit, tokens=tokens)
 
         async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
             results = await measure_rows(ctx, rows, sizes, skipped, rounds)
@@ -140,6 +144,7 @@ def run(
             "started": stamp,
             "quick": quick,
             "rounds": rounds,
+            "tokens": tokens,
             "sizes": asdict(sizes),
             "machine": {**machine, "node": node_version()},
             "placement": {

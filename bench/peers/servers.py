@@ -123,22 +123,22 @@ def start_portkey(env: PeerEnv, cache: Cache) -> PeerProcess:
     return peer
 
 
-def litellm_config(env: PeerEnv, master_key: str) -> Path:
+def litellm_config(env: PeerEnv, master_key: str, tokens: int) -> Path:
     text = Template((HERE / "litellm" / "config.yaml").read_text()).substitute(
-        upstream=env.upstream_url, master_key=master_key
+        upstream=env.upstream_url, master_key=master_key, tokens=tokens
     )
     path = env.workdir / "litellm-config.yaml"
     path.write_text(text)
     return path
 
 
-def start_litellm(env: PeerEnv, cache: Cache, master_key: str) -> PeerProcess:
+def start_litellm(env: PeerEnv, cache: Cache, master_key: str, tokens: int) -> PeerProcess:
     """`litellm --config` with one uvicorn worker. LITELLM_LOG=ERROR turns off its per-request
     access log (our gateway runs at log level warning); the local model cost map saves a fetch
     from the internet at start that cannot succeed here."""
     command = cache.litellm()
     port = free_port()
-    cfg = litellm_config(env, master_key)
+    cfg = litellm_config(env, master_key, tokens)
     peer = launch(
         [
             str(command),

@@ -45,7 +45,7 @@ def plain_endpoint(route: Route) -> Endpoint | None:
         return None
     if getattr(route.app, "__qualname__", "") != "request_response.<locals>.app":
         return None
-    return endpoint  # type: ignore[no-any-return]
+    return endpoint
 
 
 def _takes(route: BaseRoute, path: str, method: str) -> bool:

@@ -13,11 +13,12 @@ import pytest
 from bench.peers import table
 from bench.peers.cache import HERE, Cache
 from bench.peers.measure import Sizes, combine
-from bench.peers.rows import ROWS, TOKENS
+from bench.peers.rows import ROWS
 from bench.peers.run import prepare, run
 from bench.peers.servers import PeerEnv, litellm_config
 
 TINY = Sizes(ttft_requests=4, ttft_warmup=1, clients=3, warmup_s=0.2, seconds=0.5, sessions=6)
+TOKENS = 7  # --tokens: not the default 50, so every row's stream length is the option's
 
 
 def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
@@ -28,6 +29,7 @@ def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
         cache_root=tmp_path / "cache",
         out=tmp_path,
         pin=False,
+        tokens=TOKENS,
     )
 
     assert path.parent == tmp_path and json.loads(path.read_text()) == json.loads(
@@ -35,6 +37,7 @@ def test_our_rows_run_end_to_end_and_land_in_one_json(tmp_path: Path) -> None:
     )
     rows = {r["id"]: r for r in report["rows"]}
     assert list(rows) == ["direct", "conversation", "openai-compat"]
+    assert report["tokens"] == TOKENS
     for rid, res in rows.items():
         assert "skipped" not in res, res.get("skipped")
         one, sat = res["ttft_one_client"], res["saturation"]
@@ -76,9 +79,10 @@ def test_a_peer_that_cannot_be_installed_is_skipped_with_the_reason(
 def test_the_peers_configs_point_at_the_upstream_and_pin_the_versions(tmp_path: Path) -> None:
     env = PeerEnv(workdir=tmp_path, upstream_port=9999)
 
-    text = litellm_config(env, "sk-master").read_text()
+    text = litellm_config(env, "sk-master", 12).read_text()
 
     assert "api_base: http://127.0.0.1:9999/v1" in text
+    assert "model: openai/bench/tokens=12" in text
     assert "master_key: sk-master" in text and "${" not in text
     lock = json.loads((HERE / "portkey" / "package-lock.json").read_text())["packages"]
     assert lock["node_modules/@portkey-ai/gateway"]["version"] == "1.9.8"
