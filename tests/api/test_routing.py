@@ -45,43 +45,8 @@ def test_a_path_an_earlier_route_takes_is_left_to_the_walk():
     assert fixed_paths([fixed, catch_all]) == {"/v1/chat/completions": fixed}
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "status"),
-    [("GET", "/v1/chat/completions", 405), ("GET", "/healthz", 200), ("GET", "/nothing", 404)],
-)
-async def test_the_app_router_answers_as_before(method, path, status):
-    app = create_app(load_settings(env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:1"}))
-    assert isinstance(app.router, FixedPathRouter)
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http", "method": method, "path": path, "raw_path": path.encode(),
-        "root_path": "", "headers": [], "query_string": b"", "scheme": "http",
-        "server": ("test", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
-        "asgi": {"version": "3.0"}, "state": {},
-    }  # fmt: skip
-    await app(scope, receive, send)
-    assert sent[0]["type"] == "http.response.start"
-    assert sent[0]["status"] == status
-
-
-def _app_of(routes, handlers):
-    """A Starlette app on FixedPathRouter, as create_app builds it (exception handlers at
-    the app's ExceptionMiddleware)."""
-    from starlette.applications import Starlette
-
-    app = Starlette(exception_handlers=handlers)
-    app.router = FixedPathRouter(routes=routes)
-    return app
-
-
 async def _call(app, path, method="POST"):
+    """The messages the app sends for one request (a body of `{}`)."""
     sent = []
 
     async def receive():
@@ -98,6 +63,28 @@ async def _call(app, path, method="POST"):
     }  # fmt: skip
     await app(scope, receive, send)
     return sent
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/chat/completions", 405), ("GET", "/healthz", 200), ("GET", "/nothing", 404)],
+)
+async def test_the_app_router_answers_as_before(method, path, status):
+    app = create_app(load_settings(env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:1"}))
+    assert isinstance(app.router, FixedPathRouter)
+    sent = await _call(app, path, method)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == status
+
+
+def _app_of(routes, handlers):
+    """A Starlette app on FixedPathRouter, as create_app builds it (exception handlers at
+    the app's ExceptionMiddleware)."""
+    from starlette.applications import Starlette
+
+    app = Starlette(exception_handlers=handlers)
+    app.router = FixedPathRouter(routes=routes)
+    return app
 
 
 async def test_a_plain_endpoint_is_called_directly_and_its_errors_get_the_same_answer():
