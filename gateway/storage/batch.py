@@ -3,11 +3,13 @@ pipeline machinery.
 
 redis-py's Pipeline costs ~25 us of CPU per execution beyond the round trip itself (its
 object, the HIMPORT and observability hooks, its reset, the pure-Python packer): a Batch
-queues through the same command methods, packs with hiredis, and reads the replies on one
-pooled connection through the client's own retry, health check and response callbacks, so
-what comes back, and what an error raises, is what the pipeline gave (bench/levers.py
-measures both). On a Redis Cluster, whose pipeline splits the commands by node, `batch()`
-is the cluster's own pipeline.
+queues through the same command methods, packs with hiredis, and sends them on the client's
+Lane (lane.py), the connection all batches share, through the client's own retry and
+response callbacks, so what comes back, and what an error raises, is what the pipeline gave
+(bench/levers.py measures them). A batch holding a command that blocks its connection or
+keeps state on it (WAIT, XREAD BLOCK, WATCH...) takes a pooled connection of its own, as
+does any batch of a Sentinel-managed client. On a Redis Cluster, whose pipeline splits the
+commands by node, `batch()` is the cluster's own pipeline.
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncDataAccessCommands, AsyncScriptCommands
 from redis.exceptions import ResponseError
 
+from gateway.storage.lane import lane
+
 Queued = tuple[tuple[Any, ...], dict[str, Any]]
+
+# Commands that must not share the Lane: they block the connection (every batch behind them
+# would wait), keep state on it across round trips, or change what it is.
+_OWN_CONNECTION = frozenset(
+    {
+        "WAIT", "WAITAOF", "BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN",
+        "BZPOPMAX", "BZMPOP", "XREAD", "XREADGROUP", "WATCH", "UNWATCH", "SELECT", "CLIENT",
+        "AUTH", "HELLO", "RESET", "QUIT", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR",
+    }
+)  # fmt: skip
 
 
 class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
@@ -31,9 +45,12 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.queued: list[Queued] = []
+        self.own_connection = False
 
     def execute_command(self, *args: Any, **options: Any) -> Batch:
         self.queued.append((args, options))
+        if str(args[0]).upper() in _OWN_CONNECTION:
+            self.own_connection = True
         return self
 
     def __len__(self) -> int:
@@ -44,6 +61,34 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
         connection stays in step), like Pipeline.execute(raise_on_error=True)."""
         if not self.queued:
             return []
+        shared = None if self.own_connection else lane(self.redis)
+        if shared is not None:
+            packed = b"".join([hiredis.pack_command(args) for args, _ in self.queued])
+            replies = self._answers(await shared.call(packed, len(self.queued)))
+        else:
+            replies = await self._pooled()
+        for i, reply in enumerate(replies):
+            if isinstance(reply, ResponseError):
+                # which command, by name only: the arguments may hold a message's text
+                name = self.queued[i][0][0]
+                reply.args = (f"command #{i + 1} ({name}) of a batch: {reply}", *reply.args[1:])
+                raise reply
+        return replies
+
+    def _answers(self, raw: list[Any]) -> list[Any]:
+        """The Lane's replies through the client's response callbacks (errors as they are)."""
+        callbacks = self.redis.response_callbacks
+        replies: list[Any] = []
+        for (args, options), reply in zip(self.queued, raw, strict=True):
+            if not isinstance(reply, ResponseError):
+                callback = callbacks.get(args[0])
+                if callback is not None:
+                    options.pop("keys", None)
+                    reply = callback(reply, **options)
+            replies.append(reply)
+        return replies
+
+    async def _pooled(self) -> list[Any]:
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -52,12 +97,6 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
             )
         finally:
             await pool.release(conn)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, ResponseError):
-                # which command, by name only: the arguments may hold a message's text
-                name = self.queued[i][0][0]
-                reply.args = (f"command #{i + 1} ({name}) of a batch: {reply}", *reply.args[1:])
-                raise reply
         return replies
 
     async def _round_trip(self, conn: Any) -> list[Any]:

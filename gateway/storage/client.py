@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, unquote
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
+from gateway.storage import lane
+
 SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
 SENTINEL_PORT = 26379
 CLUSTER_MAX_CONNECTIONS = 1000  # per node; redis-py refuses (not waits) beyond it: keep it roomy
@@ -149,7 +151,10 @@ def connect(
 
 
 async def close(client: AnyRedis) -> None:
-    """Close the client, and the sentinel connections a Sentinel-managed one holds."""
+    """Close the client, its Lane, and the sentinel connections a Sentinel-managed one
+    holds."""
+    if isinstance(client, Redis):
+        await lane.close(client)
     await client.aclose()
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):

@@ -8,8 +8,11 @@ only when its heartbeat is absent, never because our own pool was busy)."""
 
 from __future__ import annotations
 
+from redis.asyncio import RedisCluster
+
 from gateway.storage import client
 from gateway.storage.admin_objects import Policies, Repositories
+from gateway.storage.batch import batch
 from gateway.storage.conversations import Conversations
 from gateway.storage.credentials import Credentials
 from gateway.storage.durability import Durability, Replication
@@ -67,7 +70,14 @@ class Store:
         )
 
     async def ping(self) -> bool:
-        return bool(await self.redis.ping())
+        """On the connection a plain client's batches share (lane.py): what a turn's writes
+        would meet. A cluster's client pings its nodes."""
+        if isinstance(self.redis, RedisCluster):
+            return bool(await self.redis.ping())
+        pipe = batch(self.redis)
+        pipe.execute_command("PING")
+        (pong,) = await pipe.execute()
+        return bool(pong)
 
     async def aclose(self) -> None:
         await self.replication.aclose()
