@@ -24,6 +24,10 @@ call, the best of --rounds rounds; the machine is shared, so compare within a ro
   Pipeline (before) against gateway/storage/batch.py's Batch (after: the same commands and
   callbacks, hiredis packing, no pipeline object); and, not adopted, a turn's EVALs sent
   as EVALSHA (the body is not sent; the server's script cache answers either way);
+- the same round trips, and a direct turn's PING, as a Batch on a connection of redis-py's
+  pool (before: its pool's condition and timeout, its health read, a task for the write's
+  timeout, a timeout per reply) against on the client's Lane, the one connection every
+  batch shares (after: gateway/storage/lane.py);
 - a turn's history read back (Turns.load_context): each stored message parsed (before)
   against found in the worker's ParsedMessages (gateway/storage/records.py), for a
   conversation of 8 messages and one of 200.
@@ -53,7 +57,8 @@ import orjson
 from gateway.access.auth import Authenticator
 from gateway.api.sse import json_string
 from gateway.settings import load_settings
-from gateway.storage import batch, client, scripts, turns
+from gateway.storage import batch, client, lane, scripts, turns
+from gateway.storage import store as store_module
 from gateway.storage import usage as usage_module
 from gateway.storage.durability import Durability
 from gateway.storage.embedded import EmbeddedRedis
@@ -324,22 +329,45 @@ def _turn_steps(store: Store) -> dict[str, Callable[[int], Awaitable[object]]]:
 async def _redis_rows(url: str, n: int, rounds: int) -> list[tuple[str, float, float]]:
     store = Store(client.connect(url), durability=Durability(replicas=0))
     steps = _turn_steps(store)
+    steps["ping"] = lambda i: store.ping()  # a direct turn's before its upstream
+    # redis-py's Pipeline; a Batch on a connection of redis-py's pool; a Batch on the Lane
+    modes = {"pipeline": (_pipeline, _no_lane), "pooled": (batch.batch, _no_lane)}
+    modes["lane"] = (batch.batch, batch.lane)
     measured: dict[str, list[float]] = {name: [] for name in steps}
+    pings = []
     try:
-        for lean in (False, True):
-            setattr(turns, "batch", batch.batch if lean else _pipeline)  # noqa: B010
+        for made, shared in modes.values():
+            setattr(turns, "batch", made)  # noqa: B010
+            setattr(store_module, "batch", made)  # noqa: B010
+            setattr(batch, "lane", shared)  # noqa: B010
             for name, step in steps.items():
                 await acpu_us(step, 200, 1)  # connections, scripts
                 measured[name].append(await acpu_us(step, n, rounds))
             await store.redis.flushall()
+        pings.append(await acpu_us(lambda i: store.redis.ping(), n, rounds))
         evals = await _eval_rows(store, n, rounds)
     finally:
         setattr(turns, "batch", batch.batch)  # noqa: B010
+        setattr(store_module, "batch", batch.batch)  # noqa: B010
+        setattr(batch, "lane", lane.lane)  # noqa: B010
         await store.aclose()
-    rows = [(f"a turn's {name} round trip", *_pair(measured[name])) for name in steps]
-    total = [sum(measured[name][k] for name in steps) for k in (0, 1)]
+    trips = [name for name in steps if name != "ping"]
+    rows = [(f"a turn's {name} round trip", *measured[name][:2]) for name in trips]
+    total = [sum(measured[name][k] for name in trips) for k in (0, 1, 2)]
     rows.append(("  the turn's three round trips together", total[0], total[1]))
+    rows += [
+        (f"a turn's {name} round trip: pooled (before), the Lane (after)", *measured[name][1:])
+        for name in trips
+    ]
+    rows.append(("  the turn's three round trips together, on the Lane", total[1], total[2]))
+    rows.append(
+        ("a direct turn's PING: redis-py's ping(), the Lane's", pings[0], measured["ping"][2])
+    )
     return rows + evals
+
+
+def _no_lane(redis: object) -> None:
+    return None
 
 
 def _pair(found: list[float]) -> tuple[float, float]:

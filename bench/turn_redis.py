@@ -5,10 +5,11 @@ one round trip) and each command packed counted where our code made it, and Redi
 INFO commandstats beside them (those count the commands Lua scripts run too).
 
 The gateway runs under this module (`--counting-server`), which wraps redis-py's
-`send_packed_command` and `pack_command` and dumps its counters on SIGUSR2 (SIGUSR1 is the
-gateway's own stack dump); the harness dumps them before and after the counted turns and
-takes the difference. A second, unwrapped gateway gives the CPU per turn (its process time
-over the turns, one client: noisy on a shared machine, compare runs of the same minute).
+`send_packed_command` and `pack_command` (and the Lane's write of a batch) and dumps its
+counters on SIGUSR2 (SIGUSR1 is the gateway's own stack dump); the harness dumps them before
+and after the counted turns and takes the difference. A second, unwrapped gateway gives the
+CPU per turn (its process time over the turns, one client: noisy on a shared machine,
+compare runs of the same minute).
 
     python -m bench.turn_redis [--turns 200] [--per-session 5] [--concurrency 1]
         [--gateway-src DIR]   (before/after: DIR an export of main, e.g.
@@ -39,7 +40,7 @@ def _site() -> str:
     """The innermost frame of our own code below redis-py: who made the round trip."""
     for frame in reversed(traceback.extract_stack(limit=40)):
         if "/gateway/" in frame.filename and "bench" not in frame.filename:
-            if frame.filename.endswith("/storage/batch.py"):
+            if frame.filename.endswith(("/storage/batch.py", "/storage/lane.py")):
                 continue  # a Batch's round trip: who executed it says more
             short = frame.filename.split("/gateway/", 1)[1].removesuffix(".py")
             return f"{short}:{frame.name}"
@@ -70,6 +71,18 @@ def counting_server(argv: list[str]) -> int:
 
     AbstractConnection.send_packed_command = counted_send  # type: ignore[method-assign]
     AbstractConnection.pack_command = counted_pack  # type: ignore[method-assign]
+    try:  # a batch on the shared connection (gateway/storage/lane.py): one write as well
+        from gateway.storage.lane import _Wire
+    except ImportError:  # a --gateway-src tree from before the Lane
+        pass
+    else:
+        wire_call = _Wire.call
+
+        async def counted_call(self: Any, packed: bytes, count: int) -> list[Any]:
+            trips[_site()] += 1
+            return await wire_call(self, packed, count)
+
+        _Wire.call = counted_call  # type: ignore[method-assign]
     signal.signal(signal.SIGUSR2, dump)
     from gateway.cli import main
 
