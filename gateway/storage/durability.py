@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import (
@@ -20,6 +20,7 @@ from redis.exceptions import (
 )
 
 from gateway.storage import keys
+from gateway.storage.batch import batch
 from gateway.storage.scripts import Script
 
 REPLICA_CHECK_INTERVAL = 5.0
@@ -100,11 +101,23 @@ class Replication:
         now = time.monotonic()
         cached = self._replica_counts.get(name)
         if cached is None or cached[1] < now:
-            client = self._node_client(node) if node is not None else self.redis
-            info = await client.info("replication")
+            info = await self._replication_info(node)
             count = int(info.get("connected_slaves", 0)) if info.get("role") == "master" else 0
             cached = self._replica_counts[name] = (count, now + REPLICA_CHECK_INTERVAL)
         return min(1, cached[0])
+
+    async def _replication_info(self, node: Any) -> dict[str, Any]:
+        if node is not None:
+            return await self._node_client(node).info("replication")
+        if isinstance(self.redis, RedisCluster):
+            return await self.redis.info("replication")
+        # a plain client asks on its Lane (lane.py), as the turn it is for will write: no
+        # pooled connection has to be opened for it (under a burst of turns ending at once,
+        # with the process's descriptors all taken by streams, that open failed)
+        pipe = batch(self.redis)
+        pipe.execute_command("INFO", "replication")
+        (info,) = await pipe.execute()
+        return cast(dict[str, Any], info)
 
     def forget_replicas(self, node: Any = None) -> None:
         self._replica_counts.pop(node.name if node is not None else "", None)
