@@ -177,8 +177,9 @@ function health(h) {
   return el("td", { className: "health-failed" }, `${h.error_kind}: ${h.error || ""} · ${when(h.at)}`);
 }
 
-async function loadModels(query) {
+async function loadModels(query, stale) {
   const { models } = await api("GET", "/admin/models", query);
+  if (stale()) return;
   $("models").querySelector("tbody").replaceChildren(...models.map((m) => {
     const cell = health(m.health);
     const test = el("button", { type: "button", className: "small" }, "Test");
@@ -201,20 +202,23 @@ async function loadModels(query) {
   }));
 }
 
-async function loadKeys(query) {
+async function loadKeys(query, stale) {
   const { api_keys: keys } = await api("GET", "/admin/api-keys", query);
+  if (stale()) return;
   $("api-keys").querySelector("tbody").replaceChildren(...keys.map((k) => row(
     k.id, k.user, k.role, k.models ? k.models.join(", ") : "any", when(k.created_at), when(k.expires_at))));
 }
 
-async function loadViolations(query) {
+async function loadViolations(query, stale) {
   const { violations } = await api("GET", "/policy/violations", { ...query, take: 20 });
+  if (stale()) return;
   $("violations").querySelector("tbody").replaceChildren(...violations.map((v) => row(
     when(v.at), v.policy_id, v.stage, v.action, v.user_id, v.excerpt)));
 }
 
-async function loadEvents(query) {
+async function loadEvents(query, stale) {
   const { events } = await api("GET", "/admin/events", { ...query, take: 20 });
+  if (stale()) return;
   const skip = new Set(["id", "type", "at", "org_id", "actor", "actor_role"]);
   $("audit-events").querySelector("tbody").replaceChildren(...events.map((e) => row(
     when(e.at), e.type, e.actor ? `${e.actor} (${e.actor_role})` : "–",
@@ -222,17 +226,25 @@ async function loadEvents(query) {
 }
 
 // A section the token may not read (a user's token and the admin API) says so, shows no data.
-async function section(id, fill, query) {
+async function section(id, fill, query, stale) {
   try {
-    await fill(query);
+    await fill(query, stale);
   } catch (err) {
     if (err.status === 401) throw err;
+    if (stale()) return;
     $(id).querySelector(".section-error").textContent = `${err.code}: ${err.message}`;
   }
-  $(id).hidden = false;
+  if (!stale()) $(id).hidden = false;
 }
 
+// Only the latest load draws: the page's own load at start (the token saved before) may
+// still be waiting when the form loads another token, and its answers must not land on the
+// new page (a user's page listing an admin's models).
+let loads = 0;
+
 async function load() {
+  const mine = ++loads;
+  const stale = () => mine !== loads;
   clear();
   status("Loading…");
   const org = settings.org;
@@ -245,19 +257,21 @@ async function load() {
       api("GET", "/usage", { ...window, group_by: "user" }),
       api("GET", "/usage", { ...window, group_by: "repository" }),
     ]);
+    if (stale()) return;
     renderUsage(byModel, users, repositories, buckets);
     await Promise.all([
-      section("models-card", loadModels, query),
-      section("keys-card", loadKeys, query),
-      section("violations-card", loadViolations, query),
-      section("events-card", loadEvents, query),
+      section("models-card", loadModels, query, stale),
+      section("keys-card", loadKeys, query, stale),
+      section("violations-card", loadViolations, query, stale),
+      section("events-card", loadEvents, query, stale),
     ]);
   } catch (err) {
+    if (stale()) return;
     clear(); // an expired or refused token sees nothing at all
     status(`${err.code}: ${err.message}`, "error");
     return;
   }
-  status(`Loaded ${new Date().toISOString().slice(0, 19).replace("T", " ")} UTC.`);
+  if (!stale()) status(`Loaded ${new Date().toISOString().slice(0, 19).replace("T", " ")} UTC.`);
 }
 
 $("token").value = settings.token;

@@ -156,6 +156,41 @@ def test_the_admin_page_draws_the_gateways_own_numbers(page, env):
     expect(page.locator("#api-keys tbody tr")).to_have_count(0)
 
 
+def test_a_load_overtaken_by_another_sign_in_draws_nothing(page, env):
+    """Regression: `sign_in` opens the page, whose own load starts with the token saved
+    before (an org admin's), then loads another (a user's). The admin's model list, answered
+    after the user's load had finished, was drawn on the user's page (8 rows where the
+    section said forbidden_role; seen once in a full CI run)."""
+    base, org = env.gateway.url, Org.new()
+    sign_in(page, base, org.olga, org.id)
+    expect(page.locator("#status")).to_have_text(LOADED)
+    expect(page.locator("#models tbody tr")).not_to_have_count(0)
+    held = []
+
+    def hold_the_admins(route):
+        if org.olga in (route.request.headers.get("authorization") or ""):
+            held.append(route)  # answered only once the user's load is done
+        else:
+            route.continue_()
+
+    page.route("**/admin/models*", hold_the_admins)
+    sign_in(page, base, org.ann, org.id)
+    expect(page.locator("#status")).to_have_text(LOADED)
+    expect(page.locator("#models-card .section-error")).to_contain_text("forbidden_role")
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 1  # the page's own load, with the admin's saved token, asked too
+    with page.expect_response(lambda r: "/admin/models" in r.url):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # its answer read and handled
+
+    assert page.locator("#models tbody tr").count() == 0
+    expect(page.locator("#models-card .section-error")).to_contain_text("forbidden_role")
+    expect(page.locator("#status")).to_have_text(LOADED)
+
+
 @pytest.mark.parametrize(
     "who, code",
     [("expired", "token_expired"), ("oscar", "forbidden_org"), ("forged", "unauthorized")],
