@@ -61,12 +61,13 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
         connection stays in step), like Pipeline.execute(raise_on_error=True)."""
         if not self.queued:
             return []
+        packed = b"".join([hiredis.pack_command(args) for args, _ in self.queued])
         shared = None if self.own_connection else lane(self.redis)
         if shared is not None:
-            packed = b"".join([hiredis.pack_command(args) for args, _ in self.queued])
-            replies = self._answers(await shared.call(packed, len(self.queued)))
+            raw = await shared.call(packed, len(self.queued))
         else:
-            replies = await self._pooled()
+            raw = await self._pooled(packed)
+        replies = self._answers(raw)
         for i, reply in enumerate(replies):
             if isinstance(reply, ResponseError):
                 # which command, by name only: the arguments may hold a message's text
@@ -76,7 +77,7 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
         return replies
 
     def _answers(self, raw: list[Any]) -> list[Any]:
-        """The Lane's replies through the client's response callbacks (errors as they are)."""
+        """The replies through the client's response callbacks (errors as they are)."""
         callbacks = self.redis.response_callbacks
         replies: list[Any] = []
         for (args, options), reply in zip(self.queued, raw, strict=True):
@@ -88,34 +89,26 @@ class Batch(AsyncDataAccessCommands, AsyncScriptCommands):
             replies.append(reply)
         return replies
 
-    async def _pooled(self) -> list[Any]:
+    async def _pooled(self, packed: bytes) -> list[Any]:
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: self._round_trip(conn), lambda error: conn.disconnect(error=error)
+                lambda: self._round_trip(conn, packed), lambda error: conn.disconnect(error=error)
             )
         finally:
             await pool.release(conn)
         return replies
 
-    async def _round_trip(self, conn: Any) -> list[Any]:
-        await conn.send_packed_command(
-            b"".join([hiredis.pack_command(args) for args, _ in self.queued])
-        )
-        callbacks = self.redis.response_callbacks
+    async def _round_trip(self, conn: Any, packed: bytes) -> list[Any]:
+        """The raw replies on a pooled connection, an error reply as its exception."""
+        await conn.send_packed_command(packed)
         replies: list[Any] = []
-        for args, options in self.queued:
+        for _ in self.queued:
             try:
-                reply = await conn.read_response()
+                replies.append(await conn.read_response())
             except ResponseError as exc:
                 replies.append(exc)
-                continue
-            callback = callbacks.get(args[0])
-            if callback is not None:
-                options.pop("keys", None)
-                reply = callback(reply, **options)
-            replies.append(reply)
         return replies
 
 
