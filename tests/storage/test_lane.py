@@ -186,61 +186,56 @@ async def test_a_sentinel_managed_client_keeps_its_pool(redis_url):
     assert lane.lane(client.connect(redis_url)) is not None
 
 
-async def _wire_and_peer(redis_url: str) -> tuple[lane._Wire, socket.socket]:
+@pytest.fixture
+async def wired(redis_url: str) -> AsyncIterator[tuple[lane._Wire, socket.socket]]:
     """A Lane's wire on one end of a real socket pair; the test speaks for Redis on the other."""
     here, there = socket.socketpair()
     conn = client.connect(redis_url).connection_pool.make_connection()
-    wire = lane._Wire(asyncio.get_running_loop(), lane._reader(conn), 1.0, "the peer")
-    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: wire, here)
-    wire.transport = transport
+    loop = asyncio.get_running_loop()
+    wire = lane._Wire(loop, lane._reader(conn), 1.0, "the peer")
+    wire.transport, _ = await loop.connect_accepted_socket(lambda: wire, here)
     there.setblocking(False)
-    return wire, there
+    yield wire, there
+    there.close()
+    if wire.open:
+        wire.fail(ConnectionError("the test is over"))
 
 
-async def test_a_reply_nothing_asked_for_drops_the_connection(redis_url):
-    wire, peer = await _wire_and_peer(redis_url)
-    try:
-        peer.send(b"+OK\r\n")  # no batch is waiting for it
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if not wire.open:
-                break
-        assert not wire.open
-        with pytest.raises(ConnectionError, match="closed"):
-            await wire.call(b"*1\r\n$4\r\nPING\r\n", 1)
-    finally:
-        peer.close()
-
-
-async def test_a_protocol_error_fails_the_waiting_batch(redis_url):
-    wire, peer = await _wire_and_peer(redis_url)
-    try:
-        waiting = asyncio.ensure_future(wire.call(b"*1\r\n$4\r\nPING\r\n", 1))
+async def test_a_reply_nothing_asked_for_drops_the_connection(wired):
+    wire, peer = wired
+    peer.send(b"+OK\r\n")  # no batch is waiting for it
+    for _ in range(50):
         await asyncio.sleep(0.01)
-        assert peer.recv(100) == b"*1\r\n$4\r\nPING\r\n"
-        peer.send(b"?not RESP\r\n")
-
-        with pytest.raises(ConnectionError, match="Protocol error"):
-            await waiting
-        assert not wire.open
-    finally:
-        peer.close()
+        if not wire.open:
+            break
+    assert not wire.open
+    with pytest.raises(ConnectionError, match="closed"):
+        await wire.call(b"*1\r\n$4\r\nPING\r\n", 1)
 
 
-async def test_replies_split_anywhere_reach_their_batches_in_order(redis_url):
-    wire, peer = await _wire_and_peer(redis_url)
-    try:
-        first = asyncio.ensure_future(wire.call(b"<two commands>", 2))
-        second = asyncio.ensure_future(wire.call(b"<one command>", 1))
-        await asyncio.sleep(0.01)
-        replies = b":1\r\n$5\r\nhello\r\n*2\r\n:7\r\n-ERR no such thing\r\n"
-        for i in range(len(replies)):  # a byte at a time: every split a read can make
-            peer.send(replies[i : i + 1])
-            await asyncio.sleep(0)
+async def test_a_protocol_error_fails_the_waiting_batch(wired):
+    wire, peer = wired
+    waiting = asyncio.ensure_future(wire.call(b"*1\r\n$4\r\nPING\r\n", 1))
+    await asyncio.sleep(0.01)
+    assert peer.recv(100) == b"*1\r\n$4\r\nPING\r\n"
+    peer.send(b"?not RESP\r\n")
 
-        assert await first == [1, "hello"]
-        (array,) = await second
-        assert array[0] == 7 and isinstance(array[1], ResponseError)
-        assert wire.open
-    finally:
-        peer.close()
+    with pytest.raises(ConnectionError, match="Protocol error"):
+        await waiting
+    assert not wire.open
+
+
+async def test_replies_split_anywhere_reach_their_batches_in_order(wired):
+    wire, peer = wired
+    first = asyncio.ensure_future(wire.call(b"<two commands>", 2))
+    second = asyncio.ensure_future(wire.call(b"<one command>", 1))
+    await asyncio.sleep(0.01)
+    replies = b":1\r\n$5\r\nhello\r\n*2\r\n:7\r\n-ERR no such thing\r\n"
+    for i in range(len(replies)):  # a byte at a time: every split a read can make
+        peer.send(replies[i : i + 1])
+        await asyncio.sleep(0)
+
+    assert await first == [1, "hello"]
+    (array,) = await second
+    assert array[0] == 7 and isinstance(array[1], ResponseError)
+    assert wire.open
