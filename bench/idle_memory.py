@@ -4,7 +4,7 @@ the difference per stream split by area (the innermost frame outside the standar
 says who asked for the memory).
 
 The gateway runs under this module (`--traced-server`): tracemalloc on once it serves, a
-snapshot written on SIGUSR1. Traced bytes are Python's allocations only (RSS adds the
+snapshot written on each later SIGUSR2. Traced bytes are Python's allocations only (RSS adds the
 allocator's slack and the C libraries'); scenario d measures RSS.
 
     python -m bench.idle_memory [--streams 200] [--route conversation|openai] [--frames 30]
@@ -57,19 +57,22 @@ _STDLIB = tuple(p for p in {sysconfig.get_path("stdlib"), sysconfig.get_path("pl
 
 
 def traced_server(argv: list[str], frames: int) -> int:
-    """`gateway serve ...`; SIGUSR2 starts tracemalloc (after the start-up, which it would slow
-    past the harness's patience), SIGUSR1 writes a snapshot to SNAPSHOT_ENV.<k>."""
+    """`gateway serve ...`; the first SIGUSR2 starts tracemalloc (after the start-up, which it
+    would slow past the harness's patience), each later one writes a snapshot to
+    SNAPSHOT_ENV.<k>. (SIGUSR1 is the worker's own: faulthandler's stack dump.)"""
     taken = 0
 
-    def dump(*_: object) -> None:
+    def on_usr2(*_: object) -> None:
         nonlocal taken
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
+            return
         gc.collect()
         snap = tracemalloc.take_snapshot()
         snap.dump(f"{os.environ[SNAPSHOT_ENV]}.{taken}")
         taken += 1
 
-    signal.signal(signal.SIGUSR1, dump)
-    signal.signal(signal.SIGUSR2, lambda *_: tracemalloc.start(frames))
+    signal.signal(signal.SIGUSR2, on_usr2)
     from gateway.cli import main
 
     return main(argv[argv.index("gateway") + 1 :])
@@ -185,7 +188,7 @@ async def _hold_idle_openai(env: Any, n: int, batch: int = 50) -> tuple[list[Any
 
 
 async def _snapshot(env: Any, path: Path, k: int) -> tracemalloc.Snapshot:
-    os.kill(env.gateway.process.pid, signal.SIGUSR1)
+    os.kill(env.gateway.process.pid, signal.SIGUSR2)
     target = Path(f"{path}.{k}")
     for _ in range(600):
         await asyncio.sleep(0.1)
@@ -208,17 +211,20 @@ async def _measure(env: Any, args: argparse.Namespace) -> dict[str, Any]:
     os.kill(gw.process.pid, signal.SIGUSR2)
     warm_n = 50
     sids = (
-        await env.sessions("openai-idle", warm_n + args.streams)
+        await env.sessions("openai-idle", 2 * warm_n + args.streams)
         if args.route == "conversation"
         else []
     )
-    conns, _ = await _open(env, sids[:warm_n] or [""] * warm_n, args.route)  # first-use allocations
-    await close_gently(conns)
-    await settle(env, 0)
-    await asyncio.sleep(1.5)  # the cancelled answers are recorded
+    for k in range(2):  # first-use allocations (lazy imports, schemas), twice: the first
+        # round's closes take paths of their own for the first time
+        part = sids[k * warm_n : (k + 1) * warm_n] or [""] * warm_n
+        conns, _ = await _open(env, part, args.route)
+        await close_gently(conns)
+        await settle(env, 0)
+        await asyncio.sleep(1.5)  # the cancelled answers are recorded
     rss0 = rss_bytes(gw.process.pid)
     before = await _snapshot(env, snaps, 0)
-    conns, started = await _open(env, sids[warm_n:] or [""] * args.streams, args.route)
+    conns, started = await _open(env, sids[2 * warm_n :] or [""] * args.streams, args.route)
     upstream_open = await settle(env, started)
     await asyncio.sleep(1.0)
     after = await _snapshot(env, snaps, 1)
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.idle_memory")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--route", choices=("conversation", "openai"), default="conversation")
-    parser.add_argument("--frames", type=int, default=30, help="tracemalloc frames kept")
+    parser.add_argument("--frames", type=int, default=12, help="tracemalloc frames kept")
     parser.add_argument("--top", type=int, default=25, help="allocation sites listed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
