@@ -67,31 +67,41 @@ _httpx_log = logging.getLogger("httpx2")
 
 
 class _Template:
-    """A request the SDK built, less its body: the fixed parts and where the varying ones go."""
+    """A request the SDK built, less its body: the fixed parts and where the varying ones go.
 
-    __slots__ = ("url", "headers", "extensions", "length_at", "count_at", "key_at", "options")
+    Its headers are parsed once: each request's Headers share the template's entries (an
+    httpx2.Headers copied from another copies the list, not the entries) and replace only the
+    length, the retry count and the idempotency key. A request built with `content=` would
+    normalise every header twice, and a stream keeps its request as long as it is open."""
+
+    __slots__ = ("url", "headers", "extensions", "length", "count", "key", "options")
 
     def __init__(self, request: httpx2.Request, options: Any, idempotency: bytes | None) -> None:
         self.url = request.url
-        self.headers = list(request.headers.raw)
+        self.headers = httpx2.Headers(request.headers)
         self.extensions = dict(request.extensions)
         self.options = options  # the prepared options: the retry delay reads max_retries off them
-        names = [name.lower() for name, _ in self.headers]
-        self.length_at = names.index(_CONTENT_LENGTH)
-        self.count_at = names.index(_RETRY_COUNT) if _RETRY_COUNT in names else None
-        self.key_at = names.index(idempotency) if idempotency in names else None
+        names = {name.lower(): name.decode("ascii") for name, _ in request.headers.raw}
+        self.length = names[_CONTENT_LENGTH]
+        self.count = names.get(_RETRY_COUNT)
+        self.key = names.get(idempotency) if idempotency else None
 
     def request(self, content: bytes, retries_taken: int, key: bytes | None) -> httpx2.Request:
-        headers = self.headers.copy()
-        name = headers[self.length_at][0]
-        headers[self.length_at] = (name, str(len(content)).encode())
-        if self.count_at is not None:
-            headers[self.count_at] = (headers[self.count_at][0], str(retries_taken).encode())
-        if self.key_at is not None and key is not None:
-            headers[self.key_at] = (headers[self.key_at][0], key)
-        return httpx2.Request(
-            "POST", self.url, headers=headers, content=content, extensions=dict(self.extensions)
+        headers = httpx2.Headers(self.headers)
+        headers[self.length] = str(len(content))
+        if self.count is not None:
+            headers[self.count] = str(retries_taken)
+        if self.key is not None and key is not None:
+            headers[self.key] = key.decode("ascii")
+        request = httpx2.Request(
+            "POST",
+            self.url,
+            headers=headers,
+            stream=httpx2.ByteStream(content),  # `content=` would add the headers we have
+            extensions=dict(self.extensions),
         )
+        request.read()  # as `content=` does: the body is there for a retry and for errors
+        return request
 
 
 class SdkCalls:
@@ -183,7 +193,7 @@ class SdkCalls:
         http: httpx2.AsyncClient = client._client
         options = template.options
         max_retries = options.get_max_retries(client.max_retries)
-        key = client._idempotency_key().encode() if template.key_at is not None else None
+        key = client._idempotency_key().encode() if template.key is not None else None
         if self._openai:
             timeouts: tuple[type[BaseException], ...] = _openai_timeout_exceptions()
             failures: tuple[type[BaseException], ...] = _openai_request_exceptions()
