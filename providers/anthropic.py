@@ -46,7 +46,7 @@ from providers.base import (
     add_native_fields,
 )
 from providers.sdk_calls import SdkCalls
-from providers.transport import upstream_transport
+from providers.transport import body_bytes, upstream_transport
 
 DEFAULT_MAX_TOKENS = 1024  # the Messages API requires max_tokens; used when nothing sets it
 # reasoning_effort -> a thinking budget, LiteLLM's table (low 1024, medium 2048, high 4096,
@@ -216,7 +216,7 @@ class AnthropicProvider:
             response = await self._calls.post("/v1/messages", body=body, stream=True)
             try:
                 yield OPENED
-                async for event in _events(response.aiter_bytes(), json_tool):
+                async for event in _events(body_bytes(response), json_tool):
                     yield event
             finally:  # ended, raised, or the consumer closed us at a yield
                 await response.aclose()

@@ -47,7 +47,7 @@ from providers.base import (
     estimate_request_tokens,
 )
 from providers.sdk_calls import SdkCalls
-from providers.transport import upstream_transport
+from providers.transport import body_bytes, upstream_transport
 
 # request fields beyond OpenAI's that an OpenAI-compatible server may take (spec.options accepts)
 EXTENSIONS = frozenset({"top_k"})
@@ -202,7 +202,7 @@ class OpenAIProvider:
             )
             try:
                 yield OPENED
-                async for event in _completion_events(response.aiter_bytes()):
+                async for event in _completion_events(body_bytes(response)):
                     yield event
             finally:  # ended, raised, or the consumer closed us at a yield
                 await response.aclose()
@@ -220,9 +220,7 @@ class OpenAIProvider:
             )
             try:
                 yield OPENED
-                events = _events(
-                    response.aiter_bytes(), bool(request.logprobs), (request.n or 1) > 1
-                )
+                events = _events(body_bytes(response), bool(request.logprobs), (request.n or 1) > 1)
                 async for event in events:
                     yield event
             finally:  # ended, raised, or the consumer closed us at a yield

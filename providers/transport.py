@@ -37,6 +37,22 @@ def upstream_transport(
     return LeanTransport(limits=limits)
 
 
+def body_bytes(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """`response.aiter_bytes()`, as it arrives. A body LeanTransport reads with nothing to
+    decode is iterated directly: httpx2's aiter_bytes and aiter_raw are two more generators
+    for every chunk, and the frames, decoder and chunker they hold stay for as long as a
+    stream idles (~1.5 KB). The errors are the same: the connection raises httpx2's, with
+    the request. A compressed body goes through httpx2's decoders."""
+    stream = response.stream
+    encoding = response.headers.get("content-encoding")
+    if not isinstance(stream, _Body) or (encoding and encoding.lower() != "identity"):
+        return response.aiter_bytes()
+    if response.is_stream_consumed:
+        raise httpx2.StreamConsumed()
+    response.is_stream_consumed = True
+    return stream.__aiter__()
+
+
 class LeanTransport(httpx2.AsyncBaseTransport):
     """HTTP/1.1 with a keep-alive pool per origin, sized like httpx2's: max_connections
     counts every open connection, busy or idle; at most max_keepalive_connections stay idle,
@@ -82,12 +98,14 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             # the server had closed this kept-alive connection: once more, on a new one
             conn, _ = await self._acquire(origin, request, timeouts, reuse=False)
             await conn.exchange(request, method, data, timeouts)
-        return httpx2.Response(
+        response = httpx2.Response(
             status_code=conn.status,
             headers=conn.headers,
             stream=_Body(self, conn, timeouts.get("read")),
             extensions={"http_version": conn.http_version, "reason_phrase": conn.reason},
         )
+        conn.headers = []  # the response holds its own copy
+        return response
 
     async def aclose(self) -> None:
         self._closed = True
@@ -219,7 +237,35 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection carrying one request at a time. httptools calls back into it
-    as the response arrives; the task reading the response waits on `waiter`."""
+    as the response arrives; the task reading the response waits on `waiter`. Slotted, and
+    the response's raw header list is let go once httpx2 has its copy: a connection lives as
+    long as its stream, which may idle for minutes."""
+
+    __slots__ = (
+        "pool",
+        "origin",
+        "loop",
+        "transport",
+        "parser",
+        "idle",
+        "idle_since",
+        "waiter",
+        "writable",
+        "paused",
+        "request",
+        "got_bytes",
+        "status",
+        "reason",
+        "headers",
+        "framed",
+        "headers_done",
+        "complete",
+        "keep_alive",
+        "head_only",
+        "chunks",
+        "buffered",
+        "error",
+    )
 
     def __init__(
         self, pool: LeanTransport, origin: Origin, loop: asyncio.AbstractEventLoop
@@ -243,6 +289,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # the response says its length (or is chunked)
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -367,7 +414,7 @@ class _Connection(asyncio.Protocol):
                 self.error = httpx2.RemoteProtocolError(
                     "server disconnected without sending a response", request=self.request
                 )
-            elif self.headers_done and not self._framed():
+            elif self.headers_done and not self.framed:
                 self.complete = True  # a body without length ends with the connection
             else:
                 self.error = httpx2.RemoteProtocolError(
@@ -388,11 +435,6 @@ class _Connection(asyncio.Protocol):
         if writable is not None and not writable.done():
             writable.set_result(None)
 
-    def _framed(self) -> bool:
-        return any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
-
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -411,6 +453,9 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             return
         self.status = status
+        self.framed = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
         self.headers_done = True
         if self.head_only:  # no body follows, whatever its headers say
             self.on_message_complete()

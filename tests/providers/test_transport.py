@@ -36,7 +36,7 @@ from providers.base import (
     Usage,
 )
 from providers.openai import OpenAIProvider
-from providers.transport import LeanTransport, upstream_transport
+from providers.transport import LeanTransport, body_bytes, upstream_transport
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.providers.raw_server import RawServer
 
@@ -491,6 +491,54 @@ async def test_a_gzip_body_is_decoded_by_httpx2(raw_server):
 
     assert answer.headers["content-encoding"] == "gzip"
     assert answer.content == text
+
+
+async def test_the_adapter_reads_a_gzip_event_stream_through_httpx2s_decoder(
+    raw_server, make_provider
+):
+    async def gzipped(reader, writer, n) -> bool:
+        writer.write(response(gzip.compress(OPENAI_SSE), b"content-encoding: gzip"))
+        return True
+
+    server = await raw_server(gzipped)
+
+    assert await collect(make_provider("openai", server.url)) == HI_THERE
+
+
+async def test_body_bytes_reads_our_body_directly_and_only_once(raw_server):
+    async def two_chunks(reader, writer, n) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(chunk(b"first ") + chunk(b"second") + b"0\r\n\r\n")
+        return True
+
+    server = await raw_server(two_chunks)
+    transport = LeanTransport()  # its response as the adapters get it (sdk_calls._send)
+    streamed = await transport.handle_async_request(httpx2.Request("GET", server.url))
+    pieces = body_bytes(streamed)
+    assert pieces.ag_code.co_qualname == "_Body.__aiter__"  # type: ignore[attr-defined]
+    assert b"".join([piece async for piece in pieces]) == b"first second"
+    with pytest.raises(httpx2.StreamConsumed):
+        body_bytes(streamed)
+    await streamed.aclose()
+    again = await transport.handle_async_request(httpx2.Request("GET", server.url))
+    await again.aread()
+    await transport.aclose()
+    assert server.connections == 1  # the body read to its end gave its connection back
+
+
+async def test_body_bytes_leaves_other_transports_bodies_to_httpx2(raw_server):
+    async def plain(reader, writer, n) -> bool:
+        writer.write(response(b"sdk transport"))
+        return True
+
+    server = await raw_server(plain)
+    async with (
+        httpx2.AsyncClient() as client,  # httpx2's own transport
+        client.stream("GET", server.url) as streamed,
+    ):
+        pieces = body_bytes(streamed)
+        assert pieces.ag_code.co_qualname == "Response.aiter_bytes"  # type: ignore[attr-defined]
+        assert b"".join([piece async for piece in pieces]) == b"sdk transport"
 
 
 async def test_a_slow_reader_holds_the_server_back(raw_server):
