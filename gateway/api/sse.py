@@ -177,15 +177,17 @@ EAGER_FRAMES = 2  # the start frame and the first content frame: one write, at o
 
 
 class EventStream(Response):
-    """The SSE response. Frames are sent from the request's own task; one small listener
-    task per stream waits for the client's disconnect, and one timer callback sends
+    """The SSE response. Frames are sent from the request's own task; the client's
+    disconnect is told by our server's connection (gateway/server.py's "gateway.disconnect"
+    extension: no task per stream) or, under another server, waited for by one small
+    listener task per stream; one timer callback sends
     `: ping` on idle connections and drops a reader that has not accepted a frame for
     send_timeout. Whichever ends first wins:
 
     | what happens            | who notices          | effect                                   |
     | ----------------------- | -------------------- | ---------------------------------------- |
     | the body ends           | the sending loop     | final empty frame; listener cancelled    |
-    | the client disconnects  | the listener         | the body is cancelled (its finally runs) |
+    | the client disconnects  | server or listener   | the body is cancelled (its finally runs) |
     | a send stalls           | the timer            | the body is cancelled, a warning logged  |
     | a ping is due           | the timer            | `: ping`, unless a frame is being sent   |
 
@@ -226,8 +228,13 @@ class EventStream(Response):
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        state = _StreamState(loop.time())
-        listener = asyncio.create_task(_listen(receive, task, state))
+        state = _StreamState(loop.time(), task)
+        hook = scope.get("extensions", {}).get("gateway.disconnect")
+        if hook is not None:  # our server tells of a vanished client: no listener task
+            hook.on_disconnect(state.client_gone)
+            listener = None
+        else:
+            listener = asyncio.create_task(_listen(receive, task, state))
         state.timer = loop.call_later(self.ping_interval, self._on_tick, loop, task, send, state)
         body = self.body_iterator
 
@@ -251,7 +258,10 @@ class EventStream(Response):
             state.closed = True
             if state.timer is not None:
                 state.timer.cancel()
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()
+            else:
+                hook.on_disconnect(None)
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -380,15 +390,21 @@ async def _abandon(step: Any, waiting_on: Any) -> None:
 
 
 class _StreamState:
-    __slots__ = ("last_sent", "sending_since", "ended_by", "closed", "pinging", "timer")
+    __slots__ = ("last_sent", "sending_since", "ended_by", "closed", "pinging", "timer", "task")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, task: asyncio.Task[Any]) -> None:
         self.last_sent = now
         self.sending_since: float | None = None
         self.ended_by: str | None = None
         self.closed = False
         self.pinging = False
         self.timer: asyncio.TimerHandle | None = None
+        self.task = task
+
+    def client_gone(self) -> None:
+        if not self.closed and self.ended_by is None:
+            self.ended_by = "disconnect"
+            self.task.cancel()
 
 
 _pings: set[asyncio.Task[None]] = set()

@@ -183,3 +183,58 @@ async def test_a_reader_that_stops_reading_mid_write_ends_the_waiting_body_clean
     await asyncio.wait_for(response(SCOPE, receive, send), 5)
     assert cleaned.is_set()
     assert sent == [b"start\n\n", b"one\n\n"]
+
+
+class Connection:
+    """Our server's side of the "gateway.disconnect" extension: one callback at a time."""
+
+    def __init__(self) -> None:
+        self.callback: Any = None
+        self.registered = 0
+
+    def on_disconnect(self, callback: Any) -> None:
+        self.callback = callback
+        self.registered += callback is not None
+
+
+async def test_a_client_gone_as_told_by_the_server_cancels_the_body_without_a_listener():
+    cleaned = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first\n\n"
+            waiting.set()
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never\n\n"
+        finally:
+            await asyncio.sleep(0)
+            cleaned.set()
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("receive() awaited although the server tells of a disconnect")
+
+    wire, conn = Wire(), Connection()
+    scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
+    response = asyncio.create_task(stream(body())(scope, receive, wire.send))
+    await asyncio.wait_for(waiting.wait(), 5)
+    assert conn.registered == 1
+    conn.callback()  # the connection was lost
+    await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
+    assert cleaned.is_set()
+    assert wire.bodies == [b"first\n\n"]
+    assert conn.callback is None  # forgotten: a next request on the connection starts clean
+
+
+async def test_a_stream_that_ends_forgets_its_disconnect_callback():
+    async def body() -> AsyncIterator[bytes]:
+        yield b"only\n\n"
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("receive() awaited although the server tells of a disconnect")
+
+    wire, conn = Wire(), Connection()
+    scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
+    await asyncio.wait_for(stream(body())(scope, receive, wire.send), 5)
+    assert conn.registered == 1 and conn.callback is None
+    assert wire.bodies == [b"only\n\n"]

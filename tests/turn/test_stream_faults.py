@@ -57,12 +57,15 @@ async def session_for(client, token, model="gpt"):
 
 
 @pytest.mark.serial  # a deadline in seconds
+# a prompt above uvicorn's 64 KiB read mark: the socket's reading is paused and resumed while
+# the body comes in, and the client's end is still seen (no listener task reads it now)
+@pytest.mark.parametrize("prompt", ["think long", "think " * 30_000], ids=["short", "180KB"])
 async def test_disconnect_while_only_pings_flow_cancels_upstream_within_a_second(
-    client, alice, upstream, redis
+    client, alice, upstream, redis, prompt
 ):
     conv, session = await session_for(client, alice)
     upstream.script(Reply(chunks=["late"], first_delay=10))  # silence: only pings (every 1 s here)
-    ctx, r, chunks = await open_stream(client, alice, session["id"], "think long")
+    ctx, r, chunks = await open_stream(client, alice, session["id"], prompt)
     got = await read_until(chunks, b": ping")
     assert b"event: start" in got and b"event: content" not in got
     left = time.monotonic()
