@@ -212,6 +212,7 @@ class EdgeProtocol(HttpToolsProtocol):
         "_max_head",
         "_max_headers",
         "_on_lost",
+        "_lost",
     )
 
     def __init__(
@@ -235,6 +236,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._max_headers = self.limits.max_headers
         self.pipeline = _Pipeline()  # type: ignore[assignment]
         self._on_lost: Callable[[], None] | None = None
+        self._lost = False  # the client is gone
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.edge.watch(self)  # a connection that never speaks is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
             on_lost()
@@ -360,10 +363,13 @@ class EdgeProtocol(HttpToolsProtocol):
             self.cycle.scope["extensions"] = {DISCONNECT_EXTENSION: self}  # type: ignore[dict-item]
 
     def on_disconnect(self, callback: Callable[[], None] | None) -> None:
-        """Call `callback` (once) when the client goes away; None forgets it. A streaming
-        response learns of a vanished client so without a task of its own awaiting
-        receive() (gateway/api/sse.py). Reading resumes, as that receive() resumed it: a
-        paused transport (a large body read) would not see the client's end."""
+        """Call `callback` (once) when the client goes away, at once if it has already; None
+        forgets it. A streaming response learns of a vanished client so without a task of
+        its own awaiting receive() (gateway/api/sse.py). Reading resumes, as that receive()
+        resumed it: a paused transport (a large body read) would not see the client's end."""
+        if callback is not None and self._lost:  # gone before the response began
+            callback()
+            return
         self._on_lost = callback
         if callback is not None:
             self.flow.resume_reading()
