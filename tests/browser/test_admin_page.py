@@ -160,7 +160,9 @@ def test_a_load_overtaken_by_another_sign_in_draws_nothing(page, env):
     """Regression: `sign_in` opens the page, whose own load starts with the token saved
     before (an org admin's), then loads another (a user's). The admin's model list, answered
     after the user's load had finished, was drawn on the user's page (8 rows where the
-    section said forbidden_role; seen once in a full CI run)."""
+    section said forbidden_role; seen once in a full CI run). The user signs in only once the
+    page's own load has asked for the models: sooner, that load ends stale at its usage step
+    and never asks (the test then failed without testing anything)."""
     base, org = env.gateway.url, Org.new()
     sign_in(page, base, org.olga, org.id)
     expect(page.locator("#status")).to_have_text(LOADED)
@@ -174,14 +176,17 @@ def test_a_load_overtaken_by_another_sign_in_draws_nothing(page, env):
             route.continue_()
 
     page.route("**/admin/models*", hold_the_admins)
-    sign_in(page, base, org.ann, org.id)
-    expect(page.locator("#status")).to_have_text(LOADED)
-    expect(page.locator("#models-card .section-error")).to_contain_text("forbidden_role")
-    for _ in range(50):
+    page.goto(base + "/admin")  # the page's own load, with the admin's saved token
+    for _ in range(50):  # it reached the models (a later sign-in could overtake it sooner)
         if held:
             break
         page.wait_for_timeout(100)
-    assert len(held) == 1  # the page's own load, with the admin's saved token, asked too
+    assert len(held) == 1
+    page.get_by_label("Bearer token").fill(org.ann)  # sign_in's other half: the user's load
+    page.get_by_label("Org id").fill(org.id)
+    page.get_by_role("button", name="Load").click()
+    expect(page.locator("#status")).to_have_text(LOADED)
+    expect(page.locator("#models-card .section-error")).to_contain_text("forbidden_role")
     with page.expect_response(lambda r: "/admin/models" in r.url):
         held[0].continue_()
     page.wait_for_timeout(300)  # its answer read and handled
