@@ -110,22 +110,27 @@ async def test_one_write_holds_at_most_the_coalescing_limit():
     assert all(len(b) < COALESCE_BYTES + len(piece) for b in wire.bodies)
 
 
+async def stalled(waiting: asyncio.Event, cleaned: asyncio.Event) -> AsyncIterator[bytes]:
+    """A body that sends one frame, then waits on an upstream that never sends again; its
+    finally marks it cleaned."""
+    try:
+        yield b"first\n\n"
+        waiting.set()
+        await asyncio.Event().wait()
+        yield b"never\n\n"
+    finally:
+        await asyncio.sleep(0)  # the body may still await while it cleans up
+        cleaned.set()
+
+
 async def test_a_vanished_client_cancels_the_waiting_body_and_its_finally_runs():
     cleaned = asyncio.Event()
     waiting = asyncio.Event()
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"first\n\n"
-            waiting.set()
-            await asyncio.Event().wait()  # an upstream that never sends again
-            yield b"never\n\n"
-        finally:
-            await asyncio.sleep(0)  # the body may still await while it cleans up
-            cleaned.set()
-
     wire = Wire()
-    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    response = asyncio.create_task(
+        stream(stalled(waiting, cleaned))(SCOPE, wire.receive, wire.send)
+    )
     await asyncio.wait_for(waiting.wait(), 5)
     wire.gone.set()
     await asyncio.wait_for(response, 5)  # ends normally: the disconnect is ours, not an error
@@ -201,22 +206,12 @@ async def test_a_client_gone_as_told_by_the_server_cancels_the_body_without_a_li
     cleaned = asyncio.Event()
     waiting = asyncio.Event()
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield b"first\n\n"
-            waiting.set()
-            await asyncio.Event().wait()  # an upstream that never sends again
-            yield b"never\n\n"
-        finally:
-            await asyncio.sleep(0)
-            cleaned.set()
-
     async def receive() -> dict[str, Any]:
         raise AssertionError("receive() awaited although the server tells of a disconnect")
 
     wire, conn = Wire(), Connection()
     scope = {**SCOPE, "extensions": {"gateway.disconnect": conn}}
-    response = asyncio.create_task(stream(body())(scope, receive, wire.send))
+    response = asyncio.create_task(stream(stalled(waiting, cleaned))(scope, receive, wire.send))
     await asyncio.wait_for(waiting.wait(), 5)
     assert conn.registered == 1
     conn.callback()  # the connection was lost
