@@ -7,11 +7,10 @@ substring finds each), most of them for nothing: on benign prose no shape matche
 supersets (presence.py), and only the shapes found present run, their own code then
 deciding exactly as before. So the prefilter never changes what a detector finds.
 
-Three subjects, as the shapes read them: ASCII text (every shape; the case-folding ones as
-the text lowered, which for ASCII is one character for one); other text (the case-sensitive
-shapes on it, the case-folding ones on its lower-case form); and text that lowering would
-lengthen (`İ`: every case-folding shape runs) or that cannot be encoded (a lone surrogate:
-every shape runs).
+Each text takes one pass, in the text as it is, the case-folding shapes' supersets written
+to read it unlowered (presence.py): one Set for ASCII text, one for other text. Text that
+lowering would lengthen (`İ`) has every case-folding shape run, and text that cannot be
+encoded (a lone surrogate) every shape.
 """
 
 from __future__ import annotations
@@ -49,7 +48,10 @@ class _Pass:
         for i in indices:
             shape = shapes[i]
             source = superset(
-                shape.presence or shape.pattern, ascii_text=ascii_text, lowered=shape.casefold
+                shape.presence or shape.pattern,
+                ascii_text=ascii_text,
+                lowered=shape.casefold,
+                raw=True,
             )
             if source is None:
                 always.append(i)  # no superset: it runs on every text
@@ -75,24 +77,21 @@ class Prefilter(Generic[S]):
         self.shapes = tuple(shapes)
         every = range(len(self.shapes))
         self._ascii = _Pass(self.shapes, every, ascii_text=True)
-        raw = [i for i in every if not self.shapes[i].casefold]
-        folded = [i for i in every if self.shapes[i].casefold]
-        self._raw = _Pass(self.shapes, raw, ascii_text=False)
-        self._folded = _Pass(self.shapes, folded, ascii_text=False)
+        self._other = _Pass(self.shapes, every, ascii_text=False)
+        self._folded = frozenset(i for i in every if self.shapes[i].casefold)
         self._picked: dict[tuple[int, ...], tuple[S, ...]] = {}
 
     def select(self, text: str, low: str | None) -> tuple[S, ...]:
-        """The shapes that may find something in `text` (`low`: it lowered, if that keeps
-        its length), in the detector's order."""
+        """The shapes that may find something in `text` (`low`: it lowered, None when
+        lowering lengthens it), in the detector's order."""
         if text.isascii():
             return self._pick(self._ascii.hits(text.encode()))
         try:
-            hits = self._raw.hits(text.encode()) if self._raw.indices else []
-            if self._folded.indices:
-                folded = self._folded
-                hits += folded.hits(low.encode()) if low is not None else folded.indices
+            hits = self._other.hits(text.encode())
         except UnicodeEncodeError:
             return self.shapes  # a lone surrogate: RE2 reads UTF-8 only
+        if low is None and self._folded:
+            return self._pick(list(self._folded.union(hits)))  # offsets would move
         return self._pick(hits)
 
     def _pick(self, hits: list[int]) -> tuple[S, ...]:

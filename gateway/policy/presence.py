@@ -15,9 +15,13 @@ first letter. Atomic groups and possessive or lazy repeats become plain ones, a 
 `{20,400}` becomes `{24,}`; each class is written out for ASCII exactly as `re` reads it,
 and beyond ASCII it keeps its explicit ranges, or takes every non-ASCII character when it
 holds a category (`\\w`, `\\d`...) or is negated, or when case is ignored (`re` folds `K`
-into `k`, `ı` into `i`). For text known to be ASCII, classes are written for ASCII only,
-and a pattern meant for the lowered text (a case-folding detector's) is written for the
-text as it is, each character class taking the characters whose lowering it matches.
+into `k`, `ı` into `i`). For text known to be ASCII, classes are written for ASCII only.
+A pattern meant for the lowered text (a case-folding detector's) can be written for the
+text as it is: each character class then also takes the characters whose lowering it
+matches (`str.lower`, one character for one: `K` and the KELVIN SIGN for `k`, `Σ` for `ς`
+as well as `σ`), so one pass over the text answers without lowering it. Lowering that
+lengthens a text (`İ`, see `lengthens`) moves every offset after it: such a text is not
+read this way.
 
 A Set reports no match at all when its automaton runs out of memory: each Set also holds
 `\\z`, which matches every text at its end, so a pass that did not report it failed, and
@@ -27,7 +31,9 @@ the caller treats every pattern as present.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import re2  # type: ignore[import-untyped]
@@ -68,18 +74,20 @@ def superset(
     lowered: bool = False,
     nonempty: bool = False,
     ahead: bool = True,
+    raw: bool = False,
 ) -> str | None:
     """RE2 source that matches somewhere in every text where `pattern` matches somewhere.
 
     ascii_text: the texts searched are ASCII. lowered: `pattern` runs on the text lowered;
-    for ASCII text the superset is then searched in the text as it is, for other text in
-    the text lowered. nonempty: only the pattern's non-empty matches count (a hold-back's
-    tail, which matches empty at every text's end), and every match of the superset is
-    non-empty. ahead=False: the pattern runs on a truncated text (an `endpos`), where an
-    end anchor passes: `\\Z` is dropped too. None: the pattern cannot be rewritten."""
+    for ASCII text, or with `raw`, the superset is then searched in the text as it is (one
+    that lowering does not lengthen), otherwise in the text lowered. nonempty: only the
+    pattern's non-empty matches count (a hold-back's tail, which matches empty at every
+    text's end), and every match of the superset is non-empty. ahead=False: the pattern
+    runs on a truncated text (an `endpos`), where an end anchor passes: `\\Z` is dropped
+    too. None: the pattern cannot be rewritten."""
     try:
         tree = parse(pattern.pattern, pattern.flags)
-        writer = _Superset(ascii_text=ascii_text, lowered=lowered, ahead=ahead)
+        writer = _Superset(ascii_text=ascii_text, lowered=lowered, ahead=ahead, raw=raw)
         if nonempty:
             return writer.nonempty_seq(tree.seq, tree.flags, start=True)
         return writer.seq(tree.seq, tree.flags, start=True)
@@ -88,9 +96,10 @@ def superset(
 
 
 class _Superset:
-    def __init__(self, *, ascii_text: bool, lowered: bool, ahead: bool) -> None:
+    def __init__(self, *, ascii_text: bool, lowered: bool, ahead: bool, raw: bool) -> None:
         self.ascii_text = ascii_text
-        self.lowered = lowered and ascii_text  # for other text the subject is lowered already
+        # Without `raw`, other text than ASCII is searched lowered already.
+        self.lowered = lowered and (ascii_text or raw)
         self.ahead = ahead
 
     def seq(self, seq: Seq, flags: int, *, start: bool = False) -> str:
@@ -224,7 +233,9 @@ def _complement(char: Char, flags: int) -> Char:
 
 def _char(node: Char, flags: int, *, ascii_text: bool, lowered: bool) -> str:
     extra = () if ascii_text else _beyond_ascii(node, flags)
-    return _class(Writer("re").single(node), flags, lowered, extra)
+    return _class(
+        Writer("re").single(node), flags, lowered, extra, raised=lowered and not ascii_text
+    )
 
 
 def _beyond_ascii(node: Char, flags: int) -> tuple[tuple[int, int], ...]:
@@ -243,16 +254,71 @@ def _beyond_ascii(node: Char, flags: int) -> tuple[tuple[int, int], ...]:
 
 
 @lru_cache(maxsize=4096)
-def _class(source: str, flags: int, lowered: bool, extra: tuple[tuple[int, int], ...]) -> str:
+def _class(
+    source: str,
+    flags: int,
+    lowered: bool,
+    extra: tuple[tuple[int, int], ...],
+    *,
+    raised: bool = False,
+) -> str:
     """An RE2 class: the ASCII characters `re` matches with `source` (in the character as
-    lowered, when `lowered`), and the `extra` ranges."""
+    lowered, when `lowered`), and the `extra` ranges; with `raised`, also every non-ASCII
+    character that lowers to one of those (the class then reads text as it is, not lowered)."""
     compiled = re.compile(source, to_re_flags(flags))
     members = [
         code
         for code in range(128)
         if compiled.fullmatch(chr(code).lower() if lowered else chr(code)) is not None
     ]
-    return _klass(_ranges(members) + list(extra))
+    ranges = _ranges(members) + list(extra)
+    if raised and _NON_ASCII not in extra:
+        ranges += _ranges(sorted(_raised(members, extra)))
+    return _klass(ranges)
+
+
+def _raised(members: list[int], extra: tuple[tuple[int, int], ...]) -> set[int]:
+    """The non-ASCII characters that lowering turns into one of `members` or into a
+    character of the `extra` ranges."""
+    into = _lowering()[0]
+    found = {c for m in members for c in into.get(m, ()) if c >= 128}
+    for low, cases in into.items():
+        if any(a <= low <= b for a, b in extra):
+            found.update(cases)
+    return found
+
+
+@lru_cache(maxsize=1)
+def _lowering() -> tuple[dict[int, tuple[int, ...]], frozenset[str]]:
+    """What `str.lower` does to single characters: for each character, the others that
+    lower into it alone; and the characters that lower into more than one (`İ`). Every
+    character is read, 256 at a time (about 60 ms, once per process)."""
+    into: dict[int, list[int]] = {}
+    longer: set[str] = set()
+    codec = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
+    for first, end in ((0, 0xD800), (0xE000, sys.maxunicode + 1)):  # no surrogates
+        chars = array("I", range(first, end)).tobytes().decode(codec)
+        for i in range(0, len(chars), 256):
+            block = chars[i : i + 256]
+            low = block.lower()
+            if low == block:
+                continue  # nothing in it lowers (most blocks)
+            if len(low) == len(block):
+                pairs: Iterable[tuple[str, str]] = zip(block, low, strict=True)
+            else:  # a character in it lowers into more than one: each on its own
+                longer.update(c for c in block if len(c.lower()) != 1)
+                pairs = ((c, c.lower()) for c in block if c not in longer)
+            for char, lowered in pairs:
+                if char != lowered:
+                    into.setdefault(ord(lowered), []).append(ord(char))
+    # Python lowers `Σ` at a word's end to `ς` (final sigma), elsewhere to `σ`.
+    into.setdefault(ord("ς"), []).append(ord("Σ"))
+    return {low: tuple(cases) for low, cases in into.items()}, frozenset(longer)
+
+
+def lengthens(text: str) -> bool:
+    """Whether lowering `text` makes it longer (every offset after such a character moves)."""
+    return any(char in text for char in _lowering()[1])
 
 
 def _ranges(codes: list[int]) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from gateway.policy.presence import PresenceSet, superset
+from gateway.policy.presence import PresenceSet, lengthens, superset
 from gateway.policy.syntax import Unsupported, parse, seq_width
 
 
@@ -58,32 +58,31 @@ class Triggers:
 class TriggerSet:
     """Triggers compiled into RE2 Sets: `fires(text)` is False only where none matches.
 
-    ASCII text takes one pass (the lowered triggers written for the text as it is); other
-    text one pass for the raw triggers and one, in its lowered form, for the lowered ones.
-    A text that lowering lengthens, or that holds a lone surrogate, always fires."""
+    Every text takes one pass, in the text as it is: the lowered triggers are written to
+    read it unlowered (presence.py), for ASCII text and for other text apart. A text that
+    lowering lengthens (when there are lowered triggers), or that holds a lone surrogate,
+    always fires."""
 
     def __init__(self, raw: tuple[Trigger, ...], lowered: tuple[Trigger, ...]) -> None:
         self._ascii = PresenceSet(
             [_source(t, ascii_text=True) for t in raw]
             + [_source(t, ascii_text=True, lowered=True) for t in lowered]
         )
-        self._raw = PresenceSet([_source(t, ascii_text=False) for t in raw]) if raw else None
-        self._lowered = (
-            PresenceSet([_source(t, ascii_text=False) for t in lowered]) if lowered else None
+        self._other = PresenceSet(
+            [_source(t, ascii_text=False) for t in raw]
+            + [_source(t, ascii_text=False, lowered=True) for t in lowered]
         )
+        self._folds = bool(lowered)
 
     def fires(self, text: str) -> bool:
         if text.isascii():
             return self._ascii.present(text.encode()) != []
+        if self._folds and lengthens(text):
+            return True  # the lowered triggers' offsets would move
         try:
-            if self._raw is not None and self._raw.present(text.encode()) != []:
-                return True
-            if self._lowered is not None:
-                low = text.lower()
-                return len(low) != len(text) or self._lowered.present(low.encode()) != []
+            return self._other.present(text.encode()) != []
         except UnicodeEncodeError:
             return True  # a lone surrogate: RE2 reads UTF-8 only
-        return False
 
 
 @lru_cache(maxsize=1024)
@@ -94,6 +93,7 @@ def _source(trigger: Trigger, *, ascii_text: bool, lowered: bool = False) -> str
         lowered=lowered,
         nonempty=trigger.tail,
         ahead=trigger.ahead,
+        raw=True,
     )
     if source is None:
         raise Unsupported(f"no superset of {trigger.pattern.pattern!r}")

@@ -209,6 +209,51 @@ def test_case_folding_triggers_fire_on_the_text_as_lowered():
     assert folded.fires("héllo KX") and not folded.fires("héllo K X")  # beyond ASCII too
 
 
+# Lowered patterns (a case-folding detector's, written in lower case) with what lowering
+# beyond ASCII can meet: letters with an upper case (é, σ/ς, ω), the KELVIN SIGN and OHM
+# SIGN (which lower to `k` and `ω`), negated classes and look-behinds, anchors, tails.
+FOLDED = [
+    r"(?<![a-z])ké+y",
+    r"[^a-zé]σ{2}",
+    r"ω[kς]\Z",
+    r"(?i)\w[^\W\d]é",
+    r"(?<![^k ])ς",
+    r"[é-ω]k",
+    r"(?:k|é)(?!x)\Z",
+]
+
+
+@pytest.mark.parametrize("pattern", FOLDED)
+def test_lowered_triggers_read_other_text_as_it_is_wherever_they_match_it_lowered(pattern):
+    # One RE2 pass over the text as it is answers for the lowered text: the lowered
+    # triggers' classes also take what lowers into them (Σ into σ, and into ς at a word's
+    # end). Where a pattern matches the text lowered, the test fires on the text.
+    part = re.compile(pattern)
+    for tail in (False, True):
+        joined = compile_triggers((Trigger(re.compile("zzz")),), (Trigger(part, tail=tail),))
+        assert joined is not None
+        rng = random.Random(pattern)
+        alphabet = "kKKéÉσςΣωΩΩyYx z-"
+        matched = 0
+        for _ in range(4000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))
+            m = part.search(text.lower())
+            if m is not None and (not tail or m.end() > m.start()):
+                matched += 1
+                assert joined.fires(text), (pattern, text)
+        assert matched > 20  # the promise was put to the test
+
+
+def test_lowered_triggers_on_other_text_fire_no_wider_than_they_must_on_prose():
+    # Reading the text as it is must not cost the fast path: prose in other scripts, whose
+    # letters lower into nothing the triggers take, stays quiet.
+    joined = compile_triggers((), (Trigger(re.compile("kéy")), Trigger(re.compile("σσ"))))
+    assert joined is not None
+    for text in ("Größe und Café", "Привет, мир", "日本語のテキスト", "ΑΒΓ δέλτα", "KEY"):
+        assert not joined.fires(text), text
+    assert joined.fires("KÉY") and joined.fires("ΣΣ") and joined.fires("Kéy")
+
+
 def test_texts_it_cannot_read_as_the_detectors_do_always_fire():
     joined = compile_triggers((Trigger(re.compile("zq")),), (Trigger(re.compile("qz")),))
     assert joined is not None and not joined.fires("nothing here, é")
