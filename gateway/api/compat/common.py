@@ -167,8 +167,15 @@ async def guarded(events: AsyncIterator[ChatEvent]) -> AsyncIterator[ChatEvent]:
         async for ev in events:
             yield ev
     except Exception:
-        log.exception("a stream failed after its turn ended")
-        yield BROKEN
+        yield broken()
+
+
+def broken() -> ErrorEvent:
+    """Called in an `except` around a turn's events (a bug of ours escaped them): logs it,
+    and says what ends the stream (an encoder that catches it itself saves `guarded`'s
+    layer on every token)."""
+    log.exception("a stream failed after its turn ended")
+    return BROKEN
 
 
 @dataclass(slots=True)
