@@ -156,7 +156,7 @@ async def encode(
                 yield frame("error", StreamError(code=ev.code, message=ev.message))
             elif type(ev) is End:
                 closed = True
-                yield frame("end", end_data(ev))
+                yield Final(frame("end", end_data(ev)))
             elif type(ev) is ToolCallDelta and not ev.choice:
                 yield content.tool_call(ev)  # type: ignore[union-attr]
             # reasoning, refusals and log probabilities are the compatible APIs' alone
@@ -169,6 +169,13 @@ async def encode(
         if not errored:
             yield frame("error", StreamError(code="internal_error", message="the stream failed"))
         yield frame("end", end_data(End(started.message_id, "error", 0, 0, stored=False)))
+
+
+class Final(bytes):
+    """A body's last frames (its `end`, or OpenAI's finish, usage and [DONE] chunks): they go
+    out with the end of the response, in one write, instead of at once and then the end."""
+
+    __slots__ = ()
 
 
 PING = b": ping\n\n"
@@ -238,16 +245,15 @@ class EventStream(Response):
         state.timer = loop.call_later(self.ping_interval, self._on_tick, loop, task, send, state)
         body = self.body_iterator
 
-        async def flush(chunks: list[bytes]) -> None:
+        async def flush(chunks: list[bytes], more: bool = True) -> None:
             state.sending_since = loop.time()
-            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": more})
             state.sending_since = None
             state.last_sent = loop.time()
             chunks.clear()
 
         try:
-            await _pump(body, flush)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await _pump(body, flush)  # its last write ends the response
         except asyncio.CancelledError:
             if state.ended_by is None:
                 raise  # not ours: the server is cancelling the request
@@ -302,15 +308,15 @@ class EventStream(Response):
         )
 
 
-async def _pump(
-    body: AsyncIterator[bytes], flush: Callable[[list[bytes]], Awaitable[None]]
-) -> None:
-    """Send the body's frames. A frame the body produced after waiting (the first delta of
-    an upstream read) goes out at once; the frames it has ready right after that one (the
-    rest of the read) are gathered into one write, sent before the body waits again. The
-    response's first frames (its start and its first content) go out as soon as both are
-    made, even when the upstream had more ready: so the first token is never delayed behind
-    the rest of a read, and no frame is held back."""
+async def _pump(body: AsyncIterator[bytes], flush: Callable[..., Awaitable[None]]) -> None:
+    """Send the body's frames, then end the response (`flush(frames, False)`). A frame the
+    body produced after waiting (the first delta of an upstream read) goes out at once; the
+    frames it has ready right after that one (the rest of the read) are gathered into one
+    write, sent before the body waits again. The response's first frames (its start and its
+    first content) go out as soon as both are made, even when the upstream had more ready:
+    so the first token is never delayed behind the rest of a read, and no frame is held
+    back. A `Final` frame waits only for the body's end, which follows it at once: it goes
+    in the write that ends the response."""
     buffered: list[bytes] = []
     size = 0
     eager = EAGER_FRAMES
@@ -334,17 +340,17 @@ async def _pump(
                 chunk = await _Rest(step, waiting_on)
             except StopAsyncIteration:
                 break
-            await flush([chunk])
-            eager = 0
-            continue
+            if type(chunk) is not Final:
+                await flush([chunk])
+                eager = 0
+                continue
         buffered.append(chunk)
         size += len(chunk)
         chunk = b""  # an idle stream's frame does not keep its last frame alive
         if size >= COALESCE_BYTES or len(buffered) == eager:
             await flush(buffered)
             size = eager = 0
-    if buffered:
-        await flush(buffered)
+    await flush(buffered, False)
 
 
 class _Rest:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.api.sse import COALESCE_BYTES, EAGER_FRAMES, EventStream
+from gateway.api.sse import COALESCE_BYTES, EAGER_FRAMES, EventStream, Final
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
@@ -17,10 +17,13 @@ class Wire:
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.messages: list[dict[str, Any]] = []  # every body message, the empty ones too
         self.sent = asyncio.Event()
         self.gone = asyncio.Event()
 
     async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.messages.append(message)
         if message["type"] == "http.response.body" and message["body"]:
             self.bodies.append(message["body"])
             self.sent.set()
@@ -108,6 +111,44 @@ async def test_one_write_holds_at_most_the_coalescing_limit():
     assert b"".join(wire.bodies) == piece * 100
     assert len(wire.bodies) > 1
     assert all(len(b) < COALESCE_BYTES + len(piece) for b in wire.bodies)
+
+
+async def test_the_final_frames_go_in_the_write_that_ends_the_response():
+    async def body(last: bytes) -> AsyncIterator[bytes]:
+        yield b"start\n\n"
+        await asyncio.sleep(0.001)  # the upstream read
+        yield b"frame\n\n"
+        await asyncio.sleep(0.001)  # the answer is recorded
+        yield last
+
+    def sent(wire: Wire) -> list[tuple[bytes, bool]]:
+        return [(m["body"], m["more_body"]) for m in wire.messages]
+
+    wire = Wire()
+    await asyncio.wait_for(stream(body(Final(b"end\n\n")))(SCOPE, wire.receive, wire.send), 5)
+    assert sent(wire) == [(b"start\n\n", True), (b"frame\n\n", True), (b"end\n\n", False)]
+    # a frame not marked Final goes at once, as before, and the end follows on its own
+    wire = Wire()
+    await asyncio.wait_for(stream(body(b"end\n\n"))(SCOPE, wire.receive, wire.send), 5)
+    assert sent(wire)[2:] == [(b"end\n\n", True), (b"", False)]
+
+
+async def test_a_final_frame_is_not_held_when_the_body_waits_after_it():
+    went_on = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield Final(b"end\n\n")
+        await went_on.wait()  # not the body's end after all
+        yield b"more\n\n"
+
+    wire = Wire()
+    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
+    await asyncio.wait_for(wire.sent.wait(), 5)
+    assert wire.bodies == [b"end\n\n"]  # sent when the body began to wait
+    went_on.set()
+    await asyncio.wait_for(response, 5)
+    sent = [(m["body"], m["more_body"]) for m in wire.messages]
+    assert sent == [(b"end\n\n", True), (b"more\n\n", True), (b"", False)]
 
 
 async def stalled(waiting: asyncio.Event, cleaned: asyncio.Event) -> AsyncIterator[bytes]:

@@ -250,7 +250,7 @@ async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> Asyn
             if end.finish_reason not in STOP_REASONS:
                 yield error_frame(compat.stream_failure(end))
                 continue
-            yield blocks.end() + message_delta(end) + MESSAGE_STOP
+            yield sse.Final(blocks.end() + message_delta(end) + MESSAGE_STOP)
         elif not failed:
             frame = blocks.event(ev)
             if frame:

@@ -207,8 +207,7 @@ async def encode(
                     yield error_frame(ev)  # type: ignore[arg-type]
             elif kind is End:
                 if not failed:
-                    for frame in _ending(frames, ev, include_usage, choices):  # type: ignore[arg-type]
-                        yield frame
+                    yield sse.Final(b"".join(_ending(frames, ev, include_usage, choices)))  # type: ignore[arg-type]
             elif not failed:
                 frame = frames.event(ev)  # type: ignore[union-attr]
                 if frame:
