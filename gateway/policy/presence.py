@@ -20,7 +20,7 @@ A pattern meant for the lowered text (a case-folding detector's) can be written 
 text as it is: each character class then also takes the characters whose lowering it
 matches (`str.lower`, one character for one: `K` and the KELVIN SIGN for `k`, `Σ` for `ς`
 as well as `σ`), so one pass over the text answers without lowering it. Lowering that
-lengthens a text (`İ`, see `lengthens`) moves every offset after it: such a text is not
+lengthens a text (`İ`, see `lengthening`) moves every offset after it: such a text is not
 read this way.
 
 A Set reports no match at all when its automaton runs out of memory: each Set also holds
@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import re2  # type: ignore[import-untyped]
@@ -316,9 +316,24 @@ def _lowering() -> tuple[dict[int, tuple[int, ...]], frozenset[str]]:
     return {low: tuple(cases) for low, cases in into.items()}, frozenset(longer)
 
 
-def lengthens(text: str) -> bool:
-    """Whether lowering `text` makes it longer (every offset after such a character moves)."""
-    return any(char in text for char in _lowering()[1])
+@lru_cache(maxsize=1)
+def lengthening() -> Callable[[str], bool]:
+    """The test of whether lowering a text makes it longer (every offset after such a
+    character moves), for a caller to keep."""
+    return contains_any(_lowering()[1])
+
+
+def contains_any(chars: Iterable[str]) -> Callable[[str], bool]:
+    """A test of whether a text holds one of `chars`. For one character (lowering's `İ`,
+    the only one today) it is one `in`: a fraction of a generator over the set per call."""
+    wanted = sorted(set(chars))
+    if len(wanted) == 1:
+        char = wanted[0]
+        return lambda text: char in text
+    if not wanted:
+        return lambda text: False
+    klass = re.compile("[" + "".join(re.escape(c) for c in wanted) + "]")
+    return lambda text: klass.search(text) is not None
 
 
 def _ranges(codes: list[int]) -> list[tuple[int, int]]:

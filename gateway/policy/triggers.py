@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from gateway.policy.presence import PresenceSet, lengthens, superset
+from gateway.policy.presence import PresenceSet, lengthening, superset
 from gateway.policy.syntax import Unsupported, parse, seq_width
 
 
@@ -72,12 +72,12 @@ class TriggerSet:
             [_source(t, ascii_text=False) for t in raw]
             + [_source(t, ascii_text=False, lowered=True) for t in lowered]
         )
-        self._folds = bool(lowered)
+        self._lengthens = lengthening() if lowered else None
 
     def fires(self, text: str) -> bool:
         if text.isascii():
             return self._ascii.present(text.encode()) != []
-        if self._folds and lengthens(text):
+        if self._lengthens is not None and self._lengthens(text):
             return True  # the lowered triggers' offsets would move
         try:
             return self._other.present(text.encode()) != []

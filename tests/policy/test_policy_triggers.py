@@ -12,6 +12,7 @@ from gateway.policy.detectors import KeywordDetector
 from gateway.policy.injection import injection_detector
 from gateway.policy.patterns import RegexDetector
 from gateway.policy.pii import ENTITIES, pii_detector
+from gateway.policy.presence import contains_any, lengthening
 from gateway.policy.stream import _quiet_tests, quiet_test
 from gateway.policy.triggers import Trigger, compile_triggers
 
@@ -259,6 +260,19 @@ def test_texts_it_cannot_read_as_the_detectors_do_always_fire():
     assert joined is not None and not joined.fires("nothing here, é")
     assert joined.fires("\u0130 nothing")  # İ lowers to two characters: offsets move
     assert joined.fires("nothing \ud800")  # a lone surrogate: RE2 reads UTF-8 only
+
+
+def test_the_lengthening_test_is_lowering_made_longer():
+    lengthens = lengthening()
+    rng = random.Random(7)
+    alphabet = "aAéÉ\u0130iIıΣσ日 "
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        assert lengthens(text) == (len(text.lower()) != len(text)), text
+    # more than one such character (none today but İ): each is found, through a class
+    either = contains_any(["\u0130", "]", "^"])
+    assert either("a ] b") and either("^") and either("x\u0130") and not either("a-b")
+    assert not contains_any([])("anything")
 
 
 def test_a_look_behind_where_a_match_begins_reads_the_character_before_it():
