@@ -17,7 +17,7 @@ nothing back (see triggers.py), so the two paths give the same steps.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -57,7 +57,8 @@ class StreamGuard:
         self._groups = detector_groups(policies)
         self._detectors = tuple(d for d, _ in self._groups)
         self._lookbehind = max((d.lookbehind for d in self._detectors), default=0)
-        self._quiet = _quiet_tests(self._detectors) if fast_path else None
+        quiet = _quiet_tests(self._detectors) if fast_path else None
+        self._quiet = quiet.test if quiet is not None else None
         # Size limits, in characters of raw answer, reported once each.
         self._limits = [
             (p, p.length.char_budget)
@@ -220,15 +221,20 @@ class Quiet:
 
     helps: False when the test fails even on plain prose (the guard then does not ask)."""
 
-    __slots__ = ("_linear", "_triggers", "helps")
+    __slots__ = ("_linear", "_triggers", "helps", "test")
 
     def __init__(self, triggers: TriggerSet | None, linear: Sequence[Searcher] = ()) -> None:
         self._triggers = triggers
         self._linear = tuple(linear)
         self.helps = any(self(text) for text in _PROSE)
+        # what a guard calls on each delta: the triggers' own test when there is nothing
+        # else to ask (a frame less per delta)
+        self.test: Callable[[str], bool] = (
+            triggers.quiet if triggers is not None and not self._linear else self.__call__
+        )
 
     def __call__(self, text: str) -> bool:
-        if self._triggers is not None and self._triggers.fires(text):
+        if self._triggers is not None and not self._triggers.quiet(text):
             return False
         for linear in self._linear:
             # A tail may match empty at the very end, holding nothing: only that is quiet.

@@ -73,16 +73,23 @@ class TriggerSet:
             + [_source(t, ascii_text=False, lowered=True) for t in lowered]
         )
         self._lengthens = lengthening() if lowered else None
+        # quiet() runs on every delta of a guarded stream: its parts at hand
+        self._ascii_match, self._ascii_nothing = self._ascii.match, self._ascii.nothing
+        self._other_match, self._other_nothing = self._other.match, self._other.nothing
+
+    def quiet(self, text: str) -> bool:
+        """No trigger matches in `text`: the pass read it all and found only its end."""
+        if text.isascii():
+            return self._ascii_match(text.encode()) == self._ascii_nothing
+        if self._lengthens is not None and self._lengthens(text):
+            return False  # the lowered triggers' offsets would move
+        try:
+            return self._other_match(text.encode()) == self._other_nothing
+        except UnicodeEncodeError:
+            return False  # a lone surrogate: RE2 reads UTF-8 only
 
     def fires(self, text: str) -> bool:
-        if text.isascii():
-            return self._ascii.present(text.encode()) != []
-        if self._lengthens is not None and self._lengthens(text):
-            return True  # the lowered triggers' offsets would move
-        try:
-            return self._other.present(text.encode()) != []
-        except UnicodeEncodeError:
-            return True  # a lone surrogate: RE2 reads UTF-8 only
+        return not self.quiet(text)
 
 
 @lru_cache(maxsize=1024)
