@@ -455,45 +455,51 @@ async def _events(  # noqa: C901 - one loop on the hot path: a call per chunk wo
     (else the chunks' logprobs, null, are not looked at); many: n > 1 choices were."""
     finishes: dict[int, str] = {}  # choice -> the upstream's finish_reason
     usage: Usage | None = None
-    done = False
+    done = ended = False
+    reader = wire.SSEReader()  # read here, not through wire.sse_events: a generator less
     try:
-        async for event, data in wire.sse_events(body):
-            if done:
-                continue  # read on to the end of the body so the connection can be reused
-            if data == b"[DONE]":
-                done = True
-                for ending in _ending(finishes, usage):
-                    yield ending
-                continue
-            chunk = wire.json_object(data)
-            if event == "error" or chunk.get("error"):
-                raise _stream_error(chunk)
-            choices = chunk.get("choices")
-            if choices and many:
-                for extra in _choices(choices, logprobs, finishes):
-                    yield extra
-            elif choices:  # one choice: the hot path, as lean as plain text allows
-                choice = choices[0]
-                delta = choice.get("delta")
-                if delta:
-                    text = delta.get("content")
-                    if text:
-                        yield TextDelta(text)
-                    # the hot path is {"content": ...} alone: look further only if not
-                    if text is None or len(delta) > 1:
-                        for extra in _extras(delta, 0):
-                            yield extra
-                if logprobs and choice.get("logprobs"):
-                    for extra in _logprobs(choice["logprobs"], 0):
+        while not ended:
+            try:
+                events = reader.feed(await anext(body))
+            except StopAsyncIteration:
+                ended, events = True, reader.end()
+            for event, data in events:
+                if done:
+                    continue  # read on to the end of the body so the connection can be reused
+                if data == b"[DONE]":
+                    done = True
+                    for ending in _ending(finishes, usage):
+                        yield ending
+                    continue
+                chunk = wire.json_object(data)
+                if event == "error" or chunk.get("error"):
+                    raise _stream_error(chunk)
+                choices = chunk.get("choices")
+                if choices and many:
+                    for extra in _choices(choices, logprobs, finishes):
                         yield extra
-                reason = choice.get("finish_reason")
-                if reason:
-                    finishes[0] = reason
-            counts = chunk.get("usage")
-            if counts:
-                usage = _usage(counts)
+                elif choices:  # one choice: the hot path, as lean as plain text allows
+                    choice = choices[0]
+                    delta = choice.get("delta")
+                    if delta:
+                        text = delta.get("content")
+                        if text:
+                            yield TextDelta(text)
+                        # the hot path is {"content": ...} alone: look further only if not
+                        if text is None or len(delta) > 1:
+                            for extra in _extras(delta, 0):
+                                yield extra
+                    if logprobs and choice.get("logprobs"):
+                        for extra in _logprobs(choice["logprobs"], 0):
+                            yield extra
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finishes[0] = reason
+                counts = chunk.get("usage")
+                if counts:
+                    usage = _usage(counts)
             # not kept while the next chunk is awaited
-            chunk = choices = choice = delta = counts = data = None  # type: ignore[assignment]
+            events = chunk = choices = choice = delta = counts = data = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS:
         if not done:
             raise

@@ -9,7 +9,7 @@ import email.utils
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -47,28 +47,39 @@ def pool_limits(options: Mapping[str, Any]) -> httpx2.Limits:
     )
 
 
-async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, bytes]]:
-    """(event name, data) per server-sent event; "message" when the event has no name.
+class SSEReader:
+    """Server-sent events from a body's chunks: `feed(chunk)` gives the (event name, data)
+    pairs the chunk completed ("message" when the event has no name), `end()` the last one
+    when the body ended without its blank line. A loop that reads the body itself takes
+    the events this way, without a generator between it and the body (one less to resume
+    on every event).
 
     Splits on bytes rather than using httpx's iter_lines(), which splits on str.splitlines()
     and so breaks a JSON line at a raw U+2028, U+0085 or similar inside model text. Only
     LF and CRLF line ends are understood (a lone CR is not used by any upstream we speak to).
-    Data stays bytes: json.loads takes bytes, and decoding first would cost a copy.
-    """
-    buffer = b""
-    event = ""
-    data: list[bytes] = []
-    async for chunk in body:
-        buffer += chunk
+    Data stays bytes: json.loads takes bytes, and decoding first would cost a copy. An idle
+    stream keeps only the unfinished line and event here."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> Sequence[tuple[str, bytes]]:
         if b"\n" not in chunk:
-            continue
-        *lines, buffer = buffer.split(b"\n")
+            self._buffer += chunk
+            return ()
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        out: list[tuple[str, bytes]] = []
+        event, data = self._event, self._data
         for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:  # a blank line dispatches the event
                 if data:
-                    yield event or "message", b"\n".join(data)
+                    out.append((event or "message", b"\n".join(data)))
                 event, data = "", []
             elif line.startswith(b"data:"):
                 value = line[5:]
@@ -76,14 +87,29 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, byt
             elif line.startswith(b"event:"):
                 event = line[6:].strip().decode()
             # comments (":...") and the id/retry fields mean nothing to a one-shot stream
+        self._event, self._data = event, data
+        return out
+
+    def end(self) -> Sequence[tuple[str, bytes]]:
+        """The body ended: its last event, lenient about a missing newline or blank line."""
+        buffer, data, self._buffer, self._data = self._buffer, self._data, b"", []
+        if buffer.startswith(b"data:"):  # a last line without its newline
+            value = buffer[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        return [(self._event or "message", b"\n".join(data))] if data else ()
+
+
+async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, bytes]]:
+    """(event name, data) per server-sent event of the body (SSEReader's)."""
+    reader = SSEReader()
+    async for chunk in body:
+        for item in reader.feed(chunk):
+            yield item
         # an idle stream waits here for its next chunk, for minutes maybe: its frame keeps
-        # nothing of this one (the lines held ~2 KB per stream)
-        chunk = lines = line = value = b""  # type: ignore[assignment]
-    if buffer.startswith(b"data:"):  # a last line without its newline
-        value = buffer[5:]
-        data.append(value[1:] if value.startswith(b" ") else value)
-    if data:  # be lenient about a final event without its blank line
-        yield event or "message", b"\n".join(data)
+        # nothing of this one
+        chunk = item = None  # type: ignore[assignment]
+    for item in reader.end():
+        yield item
 
 
 def json_object(data: bytes) -> dict[str, Any]:

@@ -44,6 +44,21 @@ async def test_sse_events_do_not_depend_on_where_the_bytes_were_cut(size):
     assert events == EXPECTED
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+def test_the_reader_gives_each_event_once_its_chunk_completes_it(size):
+    reader = wire.SSEReader()
+    events, seen_at = [], []
+    for i in range(0, len(STREAM), size):
+        got = list(reader.feed(STREAM[i : i + size]))
+        events += got
+        seen_at += [i + size] * len(got)
+    assert events == EXPECTED[:-1]  # the last one has no blank line yet
+    assert list(reader.end()) == EXPECTED[-1:]
+    assert list(reader.end()) == []  # told once
+    # an event is given by the chunk holding the blank line that ends it, not later
+    assert all(STREAM[:at].count(b"\n\n") + STREAM[:at].count(b"\r\n\r\n") for at in seen_at)
+
+
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
