@@ -58,6 +58,7 @@ class _Wire(asyncio.Protocol):
         self.waiting: deque[_Call] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.paused: asyncio.Future[None] | None = None
+        self.answered = -1e9  # loop time of the last bytes Redis sent on this connection
 
     @property
     def open(self) -> bool:
@@ -79,6 +80,7 @@ class _Wire(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.answered = self.loop.time()
         reader, waiting = self.reader, self.waiting
         reader.feed(data)
         while True:
@@ -158,6 +160,17 @@ class Lane:
             lambda: self._call(packed, count), _no_op
         )
         return replies
+
+    def answered_within(self, seconds: float) -> bool:
+        """Whether Redis sent something on the shared connection in the last `seconds`,
+        and the connection is still open: as good a sign of life as a PING of our own."""
+        wire = self._wire
+        return (
+            wire is not None
+            and wire.open
+            and wire.loop is asyncio.get_running_loop()
+            and wire.loop.time() - wire.answered < seconds
+        )
 
     async def _call(self, packed: bytes, count: int) -> list[Any]:
         wire = self._wire

@@ -17,6 +17,7 @@ from gateway.storage.conversations import Conversations
 from gateway.storage.credentials import Credentials
 from gateway.storage.durability import Durability, Replication
 from gateway.storage.events import Events
+from gateway.storage.lane import lane
 from gateway.storage.models import Models
 from gateway.storage.provider_keys import ProviderKeys
 from gateway.storage.pubsub import PubSub
@@ -27,6 +28,10 @@ from gateway.storage.usage import Usage
 
 READER_CONNECTIONS = 256  # followed messages read at once per worker; more wait their turn
 CONTROL_CONNECTIONS = 4
+# A connection Redis answered on this recently is taken as up, without a PING of its own:
+# a Redis that went away closed it (a lost connection is known at once), one that hangs
+# has not answered for longer than this. Under load every turn finds it so.
+ANSWERED_LATELY = 0.5
 
 
 class Store:
@@ -68,6 +73,14 @@ class Store:
             readers=client.connect(url, cluster=cluster, max_connections=READER_CONNECTIONS),
             control=client.connect(url, cluster=cluster, max_connections=CONTROL_CONNECTIONS),
         )
+
+    def answered_lately(self) -> bool:
+        """Whether Redis answered on the connection a plain client's batches share within
+        ANSWERED_LATELY seconds (it is then as good as pinged; a cluster's client: never)."""
+        if isinstance(self.redis, RedisCluster):
+            return False
+        shared = lane(self.redis)
+        return shared is not None and shared.answered_within(ANSWERED_LATELY)
 
     async def ping(self) -> bool:
         """On the connection a plain client's batches share (lane.py): what a turn's writes

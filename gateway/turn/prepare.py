@@ -288,9 +288,10 @@ class Preparation:
         reserve = reservation_for(ask, ctx) if self.limits.counts_tokens(org_id, budgets) else 0
         admitted = await self.limits.admit(org_id, principal.user_id, budgets, reserve=reserve)
         try:
-            if conv is None and not admitted.headers:
+            if conv is None and not admitted.headers and not self.store.answered_lately():
                 # a direct turn that has not spoken to Redis yet: its usage must be
                 # recordable, so a Redis that is away is a 503 now, before the upstream
+                # (unless Redis answered on the shared connection a moment ago)
                 await self.store.ping()
             return await self._admitted(ask, ctx, org_id, admitted, provider)
         except BaseException:

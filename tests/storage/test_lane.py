@@ -108,6 +108,36 @@ async def test_a_lost_connection_is_opened_again_for_the_next_batch(plain, redis
     assert await lane_id(plain) != before
 
 
+async def test_a_connection_redis_answered_on_lately_is_taken_as_up_and_no_longer(redis_url, redis):
+    # What lets a direct turn skip its PING (Store.answered_lately): Redis sent something on
+    # the open connection within the window; not before a first answer, not once the
+    # connection is lost, not once Redis has been silent for longer than the window.
+    proxy = await RedisProxy(redis_url).start()
+    r = client.connect(proxy.url, socket_timeout=2)
+    shared = lane.lane(r)
+    try:
+        assert not shared.answered_within(60)  # never opened
+        warm = Batch(r)
+        warm.execute_command("PING")
+        await warm.execute()
+        assert shared.answered_within(0.5)
+        proxy.hold_replies = 1.0  # Redis hangs: the connection stays open, nothing comes
+        hung = asyncio.ensure_future(Batch(r).set("h", "1").execute())
+        await asyncio.sleep(0.3)
+        assert shared.answered_within(0.5) and not shared.answered_within(0.2)
+        await asyncio.sleep(0.3)
+        assert not shared.answered_within(0.5)  # silent for longer than the window
+        proxy.hold_replies = 0.0
+        await hung
+        assert shared.answered_within(0.5)
+        await redis.client_kill_filter(_id=await lane_id(r))
+        await asyncio.sleep(0.05)
+        assert not shared.answered_within(60)  # lost: known at once
+    finally:
+        await client.close(r)
+        await proxy.stop()
+
+
 async def test_a_silent_redis_fails_the_waiting_batches_with_a_timeout(redis_url, redis):
     proxy = await RedisProxy(redis_url).start()
     slow = client.connect(proxy.url, socket_timeout=0.3)

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from gateway.access.auth import digest, new_api_key
 from gateway.storage import keys
-from gateway.storage.store import Store
+from gateway.storage.store import ANSWERED_LATELY, Store
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.storage.test_redis_faults import own_redis  # noqa: F401  (a fixture)
@@ -133,3 +133,38 @@ async def test_redis_vanishing_mid_answer_keeps_the_stream_whole_and_counts_usag
         assert counted[f"tokens_out:key:{key_id}"] == 3
         await asyncio.sleep(1.2)  # a retry that landed twice would show now
         assert (await org_usage(own_redis.url))["tokens_out"] == 3
+
+
+async def pings(url: str) -> int:
+    """PINGs the Redis at `url` has answered (INFO commandstats)."""
+    client = aioredis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+    finally:
+        await client.aclose()
+
+
+async def test_a_direct_turn_pings_redis_first_unless_redis_answered_a_moment_ago(
+    gateway_factory, own_redis, upstream
+):
+    # The PING that makes a Redis that is away a 503 before the upstream is skipped when
+    # the shared connection heard from Redis within ANSWERED_LATELY (a lost connection is
+    # known at once: the 503 tests above); the turn's usage is still recorded.
+    async with gateway_factory(env={"GATEWAY_REDIS_URL": own_redis.url}) as client:
+        key_id, key = await mint_key(own_redis.url)
+        sdk = openai.AsyncOpenAI(
+            base_url=f"{client.http.base_url}/v1", api_key=key, max_retries=0, timeout=20
+        )
+        await sdk.chat.completions.create(model="gpt", messages=QUESTION)  # the key is cached
+        await asyncio.sleep(ANSWERED_LATELY + 0.2)  # Redis has been quiet since
+        before, used = await pings(own_redis.url), await org_usage(own_redis.url)
+        upstream.script(Reply(chunks=["quiet ", "first"], input_tokens=4, output_tokens=2))
+        await sdk.chat.completions.create(model="gpt", messages=QUESTION)
+        assert await pings(own_redis.url) == before + 1  # asked first: Redis was quiet
+        upstream.script(Reply(chunks=["right ", "after"], input_tokens=4, output_tokens=2))
+        answer = await sdk.chat.completions.create(model="gpt", messages=QUESTION)
+        assert answer.choices[0].message.content == "right after"
+        assert await pings(own_redis.url) == before + 1  # the record a moment ago answered
+        counted, field = await org_usage(own_redis.url), f"tokens_out:key:{key_id}"
+        assert counted[field] - used[field] == 4  # both turns' usage, PING or not
