@@ -214,10 +214,7 @@ class Runner:
 
     async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:  # noqa: C901 - the hot loop: its upstream wait inline saves a coroutine per token
         await self.upstream.open(turn)
-        handle = self.live.register(
-            turn.message_id, turn.conversation.id if turn.conversation else None
-        )
-        self.metrics.active_streams.inc()
+        handle = self._register(turn)
         answer = _Answer(turn)
         loop = asyncio.get_running_loop()  # a generator's loop never changes
         yield turn.start_event()
@@ -274,6 +271,13 @@ class Runner:
         if answer.error is not None:
             yield answer.error
         yield end
+
+    def _register(self, turn: Turn) -> Running:
+        """The turn as running on this worker (a stop from any worker finds it)."""
+        conversation_id = turn.conversation.id if turn.conversation else None
+        handle = self.live.register(turn.message_id, conversation_id)
+        self.metrics.active_streams.inc()
+        return handle
 
     async def _fell_back(self, turn: Turn, answer: _Answer, exc: ProviderError) -> bool:
         """An upstream failure: True when the next fallback answers instead (nothing reached
