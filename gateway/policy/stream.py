@@ -82,6 +82,12 @@ class StreamGuard:
         return len(self._pending)
 
     def feed(self, delta: str) -> GuardStep:
+        step = self.step(delta)
+        return GuardStep(step) if isinstance(step, str) else step
+
+    def step(self, delta: str) -> str | GuardStep:
+        """feed(), where a delta released whole as it came with nothing found (most of
+        them) is the delta itself: no GuardStep made per token."""
         if self._finished:
             raise RuntimeError("StreamGuard.feed() after finish()")
         if self.blocked is not None:
@@ -92,8 +98,9 @@ class StreamGuard:
         stop: Violation | None = None
         if self._limits:
             delta, over, stop = self._check_limits(delta)
+        step: str | GuardStep
         if not self._detectors:
-            step = GuardStep(delta)
+            step = delta
         elif self._quiet is not None and not self._pending:
             buf = self._context + delta
             if self._quiet(buf):
@@ -103,13 +110,15 @@ class StreamGuard:
         else:
             buf = self._context + self._pending + delta
             step = self._advance(buf, len(self._context), final=len(buf) > MAX_HOLD)
+        if not (stop or over):
+            return step
+        if isinstance(step, str):
+            step = GuardStep(step)
         if stop is not None and step.blocked is None:
             self.blocked = stop
             self._pending = ""  # what was held might be part of a match: it is dropped
             return GuardStep(step.emit, step.violations + over, stop)
-        if over:
-            return GuardStep(step.emit, step.violations + over, step.blocked)
-        return step
+        return GuardStep(step.emit, step.violations + over, step.blocked)
 
     def finish(self) -> GuardStep:
         """The answer is complete: decide on what is still held and release it."""
@@ -164,13 +173,13 @@ class StreamGuard:
             return GuardStep(emit, tuple(violations))
         return GuardStep(emit) if emit else _NOTHING
 
-    def _release(self, buf: str, delta: str) -> GuardStep:
+    def _release(self, buf: str, delta: str) -> str:
         """What _advance concludes when no detector finds or holds anything in `buf`, the
         context and then `delta` (nothing held): all of `delta` goes, as it came."""
         self._offset += len(delta)
         self._context = buf[max(0, len(buf) - self._lookbehind) :]
         self._sent = (self._sent + delta)[-EXCERPT_CONTEXT:]
-        return GuardStep(delta)
+        return delta
 
     def _check_limits(self, delta: str) -> tuple[str, tuple[Violation, ...], Violation | None]:
         before = self._received

@@ -80,7 +80,9 @@ class _Answer:
                 self.upstream_first = time.perf_counter()
             if self.guard is None:
                 return event.text
-            step = self.guard.feed(event.text)  # during stage: hold only what may match
+            step = self.guard.step(event.text)  # during stage: hold only what may match
+            if isinstance(step, str):
+                return step  # released whole, as it came: most deltas
             self.turn.violations.extend(step.violations)
             if step.blocked is not None:
                 self.reason, self.error = "policy_blocked", blocked_event(step.blocked)

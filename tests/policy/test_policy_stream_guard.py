@@ -93,6 +93,21 @@ def test_benign_text_is_released_at_once():
     assert guard.finish().emit == ""
 
 
+def test_a_step_is_the_delta_itself_when_it_goes_whole_as_it_came():
+    # What the turn's hot loop asks (guard.step): no GuardStep for a delta released whole
+    # with nothing found; a GuardStep whenever anything is held, found or blocked.
+    active = PolicySet(default_policies()).for_context()
+    guard = active.stream_guard()
+    delta = "Here is the answer you asked for"
+    assert guard.step(delta) is delta
+    held = guard.step(" key: sk-")  # a key may be arriving
+    assert not isinstance(held, str) and guard.held > 0
+    blocked = guard.step("proj-" + "A1b2C3d4E5f6G7h8I9j0" * 3 + " ok")
+    assert not isinstance(blocked, str)
+    assert blocked.blocked is not None or any(v.action == "redact" for v in blocked.violations)
+    assert "A1b2C3d4E5f6G7h8" not in (held.emit + blocked.emit)
+
+
 def test_only_a_possible_start_is_held():
     active = PolicySet([during("keywords", "redact", keywords=["bluebird"])]).for_context()
     guard = active.stream_guard()
