@@ -164,18 +164,18 @@ class Lane:
     def answered_within(self, seconds: float) -> bool:
         """Whether Redis sent something on the shared connection in the last `seconds`,
         and the connection is still open: as good a sign of life as a PING of our own."""
-        wire = self._wire
-        return (
-            wire is not None
-            and wire.open
-            and wire.loop is asyncio.get_running_loop()
-            and wire.loop.time() - wire.answered < seconds
-        )
+        wire = self._usable()
+        return wire is not None and wire.loop.time() - wire.answered < seconds
 
-    async def _call(self, packed: bytes, count: int) -> list[Any]:
+    def _usable(self) -> _Wire | None:
+        """The shared connection, when it is open and belongs to the running loop."""
         wire = self._wire
         if wire is None or not wire.open or wire.loop is not asyncio.get_running_loop():
-            wire = await self._open()
+            return None
+        return wire
+
+    async def _call(self, packed: bytes, count: int) -> list[Any]:
+        wire = self._usable() or await self._open()
         return await wire.call(packed, count)
 
     async def _open(self) -> _Wire:
@@ -183,8 +183,8 @@ class Lane:
         if self._opening is None or self._opening[0] is not loop:
             self._opening = (loop, asyncio.Lock())
         async with self._opening[1]:
-            wire = self._wire
-            if wire is not None and wire.open and wire.loop is loop:
+            wire = self._usable()
+            if wire is not None:
                 return wire  # another batch opened it meanwhile
             self._drop()
             conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
