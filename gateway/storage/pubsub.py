@@ -84,7 +84,6 @@ class PubSub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                _cancelling()  # a cancellation redis-py turned into an error ends us too
                 if on_lost is not None:
                     on_lost()
                 log.warning("%s lost Redis (%s); retrying", what, type(exc).__name__)
@@ -119,10 +118,11 @@ class PubSub:
 
 def _cancelling() -> None:
     """Raise CancelledError when this task is being cancelled. redis-py 8.1 swallows a
-    cancellation that lands inside some of its awaits (subscribe() while it connects,
-    get_message and ping on a pub/sub connection): the task still says it is being
-    cancelled, and without this a listener cancelled at shutdown listened on forever, and
-    the worker never exited (tests/turn/test_shutdown.py, about one run in ten)."""
+    cancellation that lands inside some of its awaits (subscribe() while it connects; ping()
+    on a pub/sub connection, seen at shutdown): the task still says it is being cancelled.
+    Without this a listener cancelled at shutdown listened on forever, and the worker never
+    exited (tests/turn/test_shutdown.py, about one run in ten). Asked after subscribe() and
+    at the top of each loop over redis-py's calls."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -137,8 +137,8 @@ async def _confirmed(pubsub: Any) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 2 * LIVENESS
     while loop.time() < deadline:
-        message = await pubsub.get_message(timeout=LIVENESS)
         _cancelling()
+        message = await pubsub.get_message(timeout=LIVENESS)
         if message is not None and message.get("type") == "subscribe":
             return
     raise SubscriptionSilent(f"no confirmation of SUBSCRIBE within {2 * LIVENESS:g} s")
@@ -152,8 +152,8 @@ async def _messages(pubsub: Any) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     pinged_at: float | None = None
     while True:
+        _cancelling()  # after the last round's get_message or ping
         message = await pubsub.get_message(timeout=LIVENESS)
-        _cancelling()
         if message is not None:
             pinged_at = None  # any word (a message, our PONG) proves the connection
             if message.get("type") == "message":
@@ -162,7 +162,6 @@ async def _messages(pubsub: Any) -> AsyncIterator[str]:
         now = loop.time()
         if pinged_at is None:
             await pubsub.ping()
-            _cancelling()
             pinged_at = now
         elif now - pinged_at >= LIVENESS:
             raise SubscriptionSilent(f"no answer to PING within {LIVENESS:g} s")
