@@ -37,6 +37,13 @@ def stream(body: AsyncIterator[bytes]) -> EventStream:
     return EventStream(body, ping_interval=30, send_timeout=30)
 
 
+async def first_write(wire: Wire, body: AsyncIterator[bytes]) -> asyncio.Task[None]:
+    """The response to `body`, begun in a task, once its first write has gone out."""
+    response = asyncio.create_task(stream(body)(SCOPE, wire.receive, wire.send))
+    await asyncio.wait_for(wire.sent.wait(), 5)
+    return response
+
+
 async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
     read = asyncio.Event()
     release = asyncio.Event()
@@ -50,8 +57,7 @@ async def test_the_first_frame_of_a_read_goes_at_once_the_rest_in_one_write():
         yield b"last\n\n"
 
     wire = Wire()
-    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
-    await asyncio.wait_for(wire.sent.wait(), 5)
+    response = await first_write(wire, body())
     assert wire.bodies == [b"start\n\n"]  # sent when the body began to wait
     read.set()
     for _ in range(100):
@@ -142,8 +148,7 @@ async def test_a_final_frame_is_not_held_when_the_body_waits_after_it():
         yield b"more\n\n"
 
     wire = Wire()
-    response = asyncio.create_task(stream(body())(SCOPE, wire.receive, wire.send))
-    await asyncio.wait_for(wire.sent.wait(), 5)
+    response = await first_write(wire, body())
     assert wire.bodies == [b"end\n\n"]  # sent when the body began to wait
     went_on.set()
     await asyncio.wait_for(response, 5)
