@@ -21,6 +21,7 @@ class RedisProxy:
     hold_replies: float = 0.0  # seconds each reply to a command connection is held back
     silence_subscribers: bool = False  # stop passing anything to or from subscriptions
     links: list[Link] = field(default_factory=list)
+    sent: list[bytes] = field(default_factory=list)  # what clients wrote, one read at a time
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
@@ -70,8 +71,10 @@ class RedisProxy:
         to_redis: bool,
     ) -> None:
         while data := await source.read(65536):
-            if to_redis and b"SUBSCRIBE" in data.upper():
-                link.subscriber = True
+            if to_redis:
+                self.sent.append(data)
+                if b"SUBSCRIBE" in data.upper():
+                    link.subscriber = True
             if link.subscriber and self.silence_subscribers:
                 continue  # swallowed: the connection stays open and says nothing
             if not to_redis and not link.subscriber and self.hold_replies:

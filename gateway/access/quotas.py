@@ -167,6 +167,11 @@ class RateLimits:
                 found.append(Window(k, "key", period, limit, key_name, reset_at))
         return sorted(found, key=lambda w: w.kind != "requests")  # stable: requests first
 
+    def counts(self, key: KeyBudgets | None = None) -> bool:
+        """Whether admit() may count a prompt (with that API key) anywhere, and so call Redis;
+        False: it lets every prompt through at once, with no effect."""
+        return self.quotas is not None or key is not None
+
     def counts_tokens(self, org_id: str, key: KeyBudgets | None = None) -> bool:
         """Whether a prompt in `org_id` (with that API key) has token windows, and so a
         reservation to make."""

@@ -103,6 +103,7 @@ async def create_session(request: Request) -> Response:
     session = await gw.store.conversations.create_session(
         ChatSession(id=new_id(), conversation_id=conv.id, model_id=body.model_id)
     )
+    gw.chat.preparation.remember(conv, session)  # its first turn: one round trip before the model
     return ok(answers.ChatSession.of(session), 201)
 
 

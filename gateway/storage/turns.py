@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -39,6 +40,30 @@ for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[4], '*', unpack(fields))
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 return 1
+"""
+
+# The same step for a conversation the worker has prompted before (gateway/turn/known.py):
+# it also reads what load_context would have, so the turn makes one round trip before its
+# provider, not two. What the worker knows never changes (org, creator, workspace,
+# repository, the session's model); what can (the session, the conversation, its deletion)
+# is checked first, and -1, with nothing written, sends the turn to the full read.
+# KEYS: the lock, messages, conversation, resume log, sessions; ARGV: lock value, lock TTL,
+# the user's message, its time, log TTL, session id, history limit, the start entry.
+_BEGIN_KNOWN_TURN = """
+if redis.call('HEXISTS', KEYS[5], ARGV[6]) == 0 then return {-1} end
+local deleted = redis.call('HGET', KEYS[3], 'deleted_at')
+if deleted and deleted ~= '' then return {-1} end
+local conversation = redis.call('HGETALL', KEYS[3])
+if #conversation == 0 then return {-1} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local history = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[7]), -1)
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'updated_at', ARGV[4])
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[4], '*', unpack(fields))
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return {1, conversation, history}
 """
 
 # The end of a turn in one atomic step of the conversation's slot: the assistant's message,
@@ -86,6 +111,17 @@ return 0
 LogEntry = tuple[str, str, str]  # (t, s, d) as gateway/turn/resume_log.py encodes them
 
 
+@dataclass(slots=True)
+class Began:
+    """What begin_known did: 1 began (with the conversation and its history as they were
+    read), 0 busy (another turn holds the lock), -1 gone (the session or the conversation
+    is no more, or was deleted); nothing is written unless it began."""
+
+    status: int
+    conversation: Conversation | None = None
+    history: list[Message] = field(default_factory=list)
+
+
 class Turns:
     def __init__(self, redis: Redis | RedisCluster, replication: Replication, usage: Usage) -> None:
         self.redis = redis
@@ -93,6 +129,7 @@ class Turns:
         self.replication = replication
         self.usage = usage
         self._begin = Script(redis, _BEGIN_TURN)
+        self._begin_known = Script(redis, _BEGIN_KNOWN_TURN)
         self._end = Script(redis, _END_TURN)
         self._release_lock = Script(redis, _RELEASE_LOCK)
         self.parsed = ParsedMessages()
@@ -139,6 +176,51 @@ class Turns:
         pipe.set(keys.message_lookup(answer_id), cid, ex=log_ttl_s)
         began, _ = await pipe.execute()
         return bool(began)
+
+    async def begin_known(
+        self,
+        msg: Message,
+        *,
+        history_limit: int,
+        answer_id: str,
+        lock_value: str,
+        lock_ttl_ms: int,
+        start_entry: list[str],
+        log_ttl_s: int,
+    ) -> Began:
+        """begin() for a session the worker knows, with load_context's reads in the same
+        step: the conversation as it is now and the history before the user's message."""
+        cid, sid = msg.conversation_id, msg.chat_session_id
+        assert sid is not None
+        pipe = batch(self.redis)
+        self._begin_known.queue(
+            pipe,
+            [
+                keys.turn_lock(cid),
+                keys.messages(cid),
+                keys.conversation(cid),
+                keys.resume_log(cid, answer_id),
+                keys.sessions(cid),
+            ],
+            [
+                lock_value,
+                lock_ttl_ms,
+                msg.to_json(),
+                msg.created_at,
+                log_ttl_s,
+                sid,
+                history_limit,
+                *start_entry,
+            ],
+        )
+        pipe.set(keys.message_lookup(answer_id), cid, ex=log_ttl_s)
+        reply, _ = await pipe.execute()
+        if reply[0] != 1:
+            return Began(int(reply[0]))
+        flat, raw_messages = reply[1], reply[2]
+        conversation = Conversation.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        parsed = self.parsed
+        return Began(1, conversation, [parsed(m) for m in raw_messages])
 
     async def lock_holder(self, cid: str) -> str | None:
         return cast(str | None, await self.redis.get(keys.turn_lock(cid)))

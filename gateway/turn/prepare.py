@@ -4,7 +4,6 @@ takes the conversation's lock and stores the user's message."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,7 +13,13 @@ from redis.exceptions import RedisError
 
 from gateway.access.principal import Principal
 from gateway.access.quotas import OUTPUT_RESERVE, Admitted, RateLimits, key_budgets
-from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyBlocked
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    PolicyBlocked,
+)
 from gateway.governance import Governance
 from gateway.models.connections import Connections
 from gateway.models.registry import ModelEntry
@@ -23,8 +28,10 @@ from gateway.settings import ModelConfig, Settings
 from gateway.storage.quotas import Reservation
 from gateway.storage.records import ChatSession, Conversation, Message, new_id, now_ms
 from gateway.storage.store import Store
-from gateway.turn import bounds, parts, resume_log
+from gateway.turn import bounds, parts
+from gateway.turn.begin import Beginning
 from gateway.turn.context import HISTORY_LIMIT, build_context, estimated_input_tokens
+from gateway.turn.known import KnownSessions, Stale
 from gateway.turn.live import Live
 from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
@@ -40,6 +47,8 @@ from providers.base import (
 log = logging.getLogger("gateway.chat")
 
 NO_ORG = "_platform"  # where the usage of callers without an org (the admin) is counted
+# what a known session's turn carries until the step that begins it has read the history
+_UNREAD = ChatRequest(model="", messages=[])
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,7 +79,8 @@ class Prompt:
 class _Context:
     conversation: Conversation | None
     session: ChatSession | None
-    history: list[Message]
+    # None: a known session's (gateway/turn/known.py), read by the step that begins the turn
+    history: list[Message] | None
     entry: ModelEntry
     messages: list[ChatMessage] = field(default_factory=list)  # a compatible route's own
 
@@ -101,6 +111,7 @@ def _request(
             messages=messages or [],
             max_output_tokens=limit,
         )
+    assert ctx.history is not None
     history = build_context(
         ctx.history,
         prompt,
@@ -156,16 +167,19 @@ async def _pre_check(
     principal: Principal,
     model: ModelConfig,
     prompt: str,
-    conv: Conversation | None,
-    session_id: str | None,
+    ctx: _Context,
 ) -> tuple[str, list[Violation]]:
     """Pre stage: the prompt as the provider and the store may see it (redacted), or
-    400 policy_blocked with the provider never called and the prompt kept as blocked."""
+    400 policy_blocked with the provider never called and the prompt kept as blocked (once
+    a full read has found its conversation still there: a known session's reads it first)."""
     if not active.pre:
         return prompt, []
     decision = active.check_prompt(prompt)
     if decision.blocked is None:
         return decision.text, list(decision.violations)
+    if ctx.history is None:
+        raise Stale
+    conv, session_id = ctx.conversation, ctx.session.id if ctx.session else None
     violations = list(decision.violations)
     await _keep_blocked(
         store,
@@ -217,12 +231,30 @@ async def _pre_check_parts(
     )
 
 
+def _user_message(turn: Turn, content: str, parts_kept: list[dict[str, Any]]) -> Message:
+    """The user's message of a stored conversation's turn, as the begin step stores it."""
+    assert turn.conversation is not None
+    return Message(
+        id=new_id(),
+        conversation_id=turn.conversation.id,
+        chat_session_id=turn.session_id,
+        role="user",
+        content=content,
+        status="complete",
+        created_at=now_ms(),
+        model_id=turn.model.id,
+        user_id=turn.principal.user_id,
+        parts=parts_kept,
+    )
+
+
 def reservation_for(ask: Prompt, ctx: _Context) -> int:
     """The tokens a prompt reserves in its token budgets: its input as estimated from what
     it sends (the stored history and the prompt, at most the context window; or the client's
     messages) and its output bound (the request's or the model's, else OUTPUT_RESERVE)."""
     model = ctx.model
     if ask.text is not None:
+        assert ctx.history is not None  # a known session's turn counts no tokens
         sent = [m.content for m in ctx.history] + [ask.text]
         estimate = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in sent)
         if model.context_window is not None:
@@ -257,13 +289,14 @@ class Preparation:
         live: Live,
         salvage: Salvage,
     ) -> None:
-        self.salvage = salvage
         self.settings = settings
         self.store = store
         self.connections = connections
         self.governance = governance
         self.limits = limits
         self.live = live
+        self.known = KnownSessions()
+        self.beginning = Beginning(settings, store, live, salvage, self.known)
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
         conv = await self.store.conversations.get(cid)
@@ -273,15 +306,30 @@ class Preparation:
 
     async def prepare(self, ask: Prompt) -> Turn:
         if ask.text is not None:
+            known = await self._known_context(ask)
+            if known is not None:
+                try:
+                    return await self._prepare(ask, known)
+                except Stale:
+                    assert ask.session_id is not None
+                    self.known.forget(ask.session_id)
             ctx = await self._stored_context(ask)
         else:
             ctx = await self._direct_context(ask)
+        return await self._prepare(ask, ctx)
+
+    async def _prepare(self, ask: Prompt, ctx: _Context) -> Turn:
         conv, principal = ctx.conversation, ask.principal
         org_id = conv.org_id if conv else (principal.org_id or NO_ORG)
         # the client the turn keeps to its end, whatever happens to the entry meanwhile
-        provider = await self.connections.provider(
-            ctx.entry, org_id, conv.repo_id if conv else None
-        )
+        try:
+            provider = await self.connections.provider(
+                ctx.entry, org_id, conv.repo_id if conv else None
+            )
+        except GatewayError:
+            if ctx.history is None:  # refused on what was known: the full read answers
+                raise Stale from None
+            raise
         # the rate limits: counted once the prompt is known to be valid, before the
         # pre-policy (which may store a blocked prompt) and before anything else is stored
         budgets = key_budgets(principal)
@@ -319,11 +367,13 @@ class Preparation:
         )
         session_id = ctx.session.id if ctx.session else None
         parts_kept: list[dict[str, Any]]
+        request = _UNREAD
         if ask.text is not None:
             prompt, pre = await _pre_check(
-                self.store, self.governance, active, principal, model, ask.text, conv, session_id
+                self.store, self.governance, active, principal, model, ask.text, ctx
             )
-            request = _request(ask, ctx, prompt)
+            if ctx.history is not None:
+                request = _request(ask, ctx, prompt)
             content, parts_kept = prompt, []
         else:
             checked = await _pre_check_parts(
@@ -350,31 +400,56 @@ class Preparation:
         if ask.started is not None:
             turn.started = ask.started
         if conv is not None:
-            turn.user_message = Message(
-                id=new_id(),
-                conversation_id=conv.id,
-                chat_session_id=session_id,
-                role="user",
-                content=content,
-                status="complete",
-                created_at=now_ms(),
-                model_id=model.id,
-                user_id=principal.user_id,
-                parts=parts_kept,
-            )
-            await self._begin(turn)
+            turn.user_message = _user_message(turn, content, parts_kept)
+            history = await self.beginning.begin(turn, ctx.session, known=ctx.history is None)
+            if request is _UNREAD:  # a known session's: the conversation and history it read
+                ctx.conversation, ctx.history = turn.conversation, history
+                turn.request = _request(ask, ctx, content)
         return turn
+
+    def remember(self, conversation: Conversation, session: ChatSession) -> None:
+        """A session just made: its first turn is a known one too."""
+        self.known.remember(conversation, session)
+
+    async def _known_context(self, ask: Prompt) -> _Context | None:
+        """A native turn of a session this worker knows, checked on what it knew; None (the
+        full read answers, as always) when it knows none, when the prompt would be refused,
+        or when the rate limits count it (their order against the checks stays as it is)."""
+        assert ask.session_id is not None
+        known = self.known.get(ask.session_id)
+        if known is None or self.limits.counts(key_budgets(ask.principal)):
+            return None
+        conv, session = known
+        try:
+            return await self._checked(ask, conv, session, None)
+        except GatewayError:
+            return None
 
     async def _stored_context(self, ask: Prompt) -> _Context:
         """A native route's turn: the session's conversation and its history."""
         assert ask.session_id is not None and ask.text is not None
-        principal = ask.principal
         cid = await self.store.conversations.session_conversation_id(ask.session_id)
         if cid is None:
             raise NotFound("chat session not found", code="session_not_found")
         conv, session, history = await self.store.turns.load_context(
             cid, ask.session_id, HISTORY_LIMIT
         )
+        ctx = await self._checked(ask, conv, session, history)
+        assert ctx.conversation is not None and ctx.session is not None
+        self.known.remember(ctx.conversation, ctx.session)
+        return ctx
+
+    async def _checked(
+        self,
+        ask: Prompt,
+        conv: Conversation | None,
+        session: ChatSession | None,
+        history: list[Message] | None,
+    ) -> _Context:
+        """404 for a session the caller may not see, 403 when they may not prompt it, the
+        session's model (404, 403) and the prompt's size (400)."""
+        assert ask.text is not None
+        principal = ask.principal
         if (
             conv is None
             or session is None
@@ -418,57 +493,3 @@ class Preparation:
 
     async def model(self, principal: Principal, model_id: str, org_id: str) -> ModelEntry:
         return await model_entry(self.connections, principal, model_id, org_id)
-
-    async def _begin(self, turn: Turn) -> None:
-        """The lock, the user's message (stored before the provider is called) and the
-        resume log's start entry, atomically; 409 while another turn holds the lock."""
-        assert turn.conversation is not None and turn.user_message is not None
-        cid = turn.conversation.id
-        turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
-        held = turn.reservation
-        producer = resume_log.Producer(
-            worker=self.live.worker_id,
-            org_id=turn.org_id,
-            user_id=turn.principal.user_id,
-            key_id=turn.principal.key_id,
-            reserved_keys=held.keys if held else (),
-            reserved_tokens=held.tokens if held else 0,
-        )
-        start = resume_log.start_entry(turn.start_event(), producer)
-        for attempt in (1, 2):
-            try:
-                began = await self.store.turns.begin(
-                    turn.user_message,
-                    answer_id=turn.message_id,
-                    lock_value=turn.lock_value,
-                    lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000),
-                    start_entry=start,
-                    log_ttl_s=self.settings.resume_ttl,
-                )
-            except RedisError:
-                # the script may have run before its reply was lost (a failover, a cut
-                # connection): release the lock it may hold, now or once Redis is back,
-                # or the conversation stays busy for turn_lock_ttl
-                self.live.retry_until_stored(
-                    functools.partial(self.store.turns.break_lock, cid, turn.lock_value),
-                    turn.message_id,
-                )
-                raise
-            if began:
-                return
-            holder = await self.store.turns.lock_holder(cid)
-            # a lock whose worker died (crash, kill -9) is broken at once, not after its TTL,
-            # once the answer it left half-written is stored in its place
-            if (
-                attempt == 1
-                and holder
-                and not await self.store.pubsub.worker_alive(holder.split(":")[0])
-            ):
-                await self.salvage.dead_lock(cid, holder)
-                continue
-            break
-        raise Conflict(
-            "another prompt of this conversation is still being answered",
-            code="conversation_busy",
-            headers={"Retry-After": "1"},
-        )
