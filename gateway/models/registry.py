@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -41,18 +41,20 @@ class ModelEntry:
     created_at: int | None = None
     updated_at: int | None = None
     created_by: str | None = None
+    # One version of one entry: what a provider client is built for (JSON: ids may hold any
+    # character). Made once: every prompt asks for it.
+    uid: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.source == "config":
+            uid = json.dumps(["config", self.id])
+        else:
+            uid = json.dumps(["api", self.org_id, self.id, self.updated_at])
+        object.__setattr__(self, "uid", uid)
 
     @property
     def id(self) -> str:
         return self.config.id
-
-    @property
-    def uid(self) -> str:
-        """One version of one entry: what a provider client is built for (JSON: ids may
-        hold any character)."""
-        if self.source == "config":
-            return json.dumps(["config", self.id])
-        return json.dumps(["api", self.org_id, self.id, self.updated_at])
 
     def to_record(self) -> str:
         return json.dumps(

@@ -111,6 +111,12 @@ return 0
 LogEntry = tuple[str, str, str]  # (t, s, d) as gateway/turn/resume_log.py encodes them
 
 
+def _queue_lookup(pipe: Any, message_id: str, cid: str, ttl_s: int) -> None:
+    """The answer's message -> conversation lookup, as SET itself: redis-py's `set()`
+    inspects its arguments for experimental ones on every call (~3.5 us)."""
+    pipe.execute_command("SET", keys.message_lookup(message_id), cid, "EX", ttl_s)
+
+
 @dataclass(slots=True)
 class Began:
     """What begin_known did: 1 began (with the conversation and its history as they were
@@ -173,7 +179,7 @@ class Turns:
             ],
             [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s, *start_entry],
         )
-        pipe.set(keys.message_lookup(answer_id), cid, ex=log_ttl_s)
+        _queue_lookup(pipe, answer_id, cid, log_ttl_s)
         began, _ = await pipe.execute()
         return bool(began)
 
@@ -213,7 +219,7 @@ class Turns:
                 *start_entry,
             ],
         )
-        pipe.set(keys.message_lookup(answer_id), cid, ex=log_ttl_s)
+        _queue_lookup(pipe, answer_id, cid, log_ttl_s)
         reply, _ = await pipe.execute()
         if reply[0] != 1:
             return Began(int(reply[0]))

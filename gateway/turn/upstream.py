@@ -94,9 +94,7 @@ class Upstream:
         failure: ProviderError | None = None
         for model, provider in await self._candidates(turn):
             try:
-                turn.stream = await connect(
-                    provider, replace(turn.request, model=model.upstream_model)
-                )
+                turn.stream = await connect(provider, _for(turn.request, model))
             except ProviderError as exc:
                 self.metrics.provider_errors.labels(model.id, exc.kind).inc()
                 failure = exc
@@ -131,9 +129,7 @@ class Upstream:
         turn.stream = None
         for model, provider in candidates[candidates.index(later[0]) + 1 :]:
             try:
-                turn.stream = await connect(
-                    provider, replace(turn.request, model=model.upstream_model)
-                )
+                turn.stream = await connect(provider, _for(turn.request, model))
             except ProviderError as failure:
                 self.metrics.provider_errors.labels(model.id, failure.kind).inc()
                 continue
@@ -141,6 +137,14 @@ class Upstream:
             turn.answering_provider = provider
             return True
         return False
+
+
+def _for(request: ChatRequest, model: ModelConfig) -> ChatRequest:
+    """The request as `model` is sent it: the turn's own as it is (it was made for its
+    model; a copy of 28 fields costs ~6 us), a fallback's a copy naming its model."""
+    if request.model == model.upstream_model:
+        return request
+    return replace(request, model=model.upstream_model)
 
 
 async def connect(provider: Provider, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
