@@ -43,18 +43,17 @@ return 1
 """
 
 # The same step for a conversation the worker has prompted before (gateway/turn/known.py):
-# it also reads what load_context would have, so the turn makes one round trip before its
-# provider, not two. What the worker knows never changes (org, creator, workspace,
-# repository, the session's model); what can (the session, the conversation, its deletion)
-# is checked first, and -1, with nothing written, sends the turn to the full read.
-# KEYS: the lock, messages, conversation, resume log, sessions; ARGV: lock value, lock TTL,
-# the user's message, its time, log TTL, session id, history limit, the start entry.
+# it also reads what the turn needs of what load_context would have read, so the turn makes
+# one round trip before its provider, not two. What the worker knows never changes (org,
+# creator, workspace, repository, the session's model); what can (the session, the
+# conversation, its deletion) is checked first, and -1, with nothing written, sends the turn
+# to the full read. KEYS: the lock, messages, conversation, resume log, sessions; ARGV: lock
+# value, lock TTL, the user's message, its time, log TTL, session id, history limit, the
+# start entry.
 _BEGIN_KNOWN_TURN = """
 if redis.call('HEXISTS', KEYS[5], ARGV[6]) == 0 then return {-1} end
-local deleted = redis.call('HGET', KEYS[3], 'deleted_at')
-if deleted and deleted ~= '' then return {-1} end
-local conversation = redis.call('HGETALL', KEYS[3])
-if #conversation == 0 then return {-1} end
+local conversation = redis.call('HMGET', KEYS[3], 'id', 'deleted_at')
+if not conversation[1] or (conversation[2] and conversation[2] ~= '') then return {-1} end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
 local history = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[7]), -1)
 redis.call('RPUSH', KEYS[2], ARGV[3])
@@ -63,7 +62,7 @@ local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[4], '*', unpack(fields))
 redis.call('EXPIRE', KEYS[4], ARGV[5])
-return {1, conversation, history}
+return {1, history}
 """
 
 # The end of a turn in one atomic step of the conversation's slot: the assistant's message,
@@ -119,12 +118,11 @@ def _queue_lookup(pipe: Any, message_id: str, cid: str, ttl_s: int) -> None:
 
 @dataclass(slots=True)
 class Began:
-    """What begin_known did: 1 began (with the conversation and its history as they were
-    read), 0 busy (another turn holds the lock), -1 gone (the session or the conversation
-    is no more, or was deleted); nothing is written unless it began."""
+    """What begin_known did: 1 began (with the history before the user's message), 0 busy
+    (another turn holds the lock), -1 gone (the session or the conversation is no more, or
+    was deleted); nothing is written unless it began."""
 
     status: int
-    conversation: Conversation | None = None
     history: list[Message] = field(default_factory=list)
 
 
@@ -194,8 +192,9 @@ class Turns:
         start_entry: list[str],
         log_ttl_s: int,
     ) -> Began:
-        """begin() for a session the worker knows, with load_context's reads in the same
-        step: the conversation as it is now and the history before the user's message."""
+        """begin() for a session the worker knows, with what load_context would have read
+        that can change: whether the session and the conversation are still there and not
+        deleted, and the history before the user's message."""
         cid, sid = msg.conversation_id, msg.chat_session_id
         assert sid is not None
         pipe = batch(self.redis)
@@ -223,10 +222,8 @@ class Turns:
         reply, _ = await pipe.execute()
         if reply[0] != 1:
             return Began(int(reply[0]))
-        flat, raw_messages = reply[1], reply[2]
-        conversation = Conversation.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
         parsed = self.parsed
-        return Began(1, conversation, [parsed(m) for m in raw_messages])
+        return Began(1, [parsed(m) for m in reply[1]])
 
     async def lock_holder(self, cid: str) -> str | None:
         return cast(str | None, await self.redis.get(keys.turn_lock(cid)))

@@ -10,34 +10,29 @@ from redis.exceptions import RedisError
 
 from gateway.errors import Conflict
 from gateway.settings import Settings
-from gateway.storage.records import ChatSession, Message
+from gateway.storage.records import Message
 from gateway.storage.store import Store
 from gateway.turn import resume_log
 from gateway.turn.context import HISTORY_LIMIT
-from gateway.turn.known import KnownSessions, Stale
+from gateway.turn.known import Stale
 from gateway.turn.live import Live
 from gateway.turn.salvage import Salvage
 from gateway.turn.turn import Turn
 
 
 class Beginning:
-    def __init__(
-        self, settings: Settings, store: Store, live: Live, salvage: Salvage, known: KnownSessions
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, live: Live, salvage: Salvage) -> None:
         self.settings = settings
         self.store = store
         self.live = live
         self.salvage = salvage
-        self.known = known
 
-    async def begin(
-        self, turn: Turn, session: ChatSession | None, *, known: bool
-    ) -> list[Message] | None:
+    async def begin(self, turn: Turn, *, known: bool) -> list[Message] | None:
         """The lock, the user's message (stored before the provider is called) and the
         resume log's start entry, atomically; 409 while another turn holds the lock. A
         `known` session's step also reads what a first turn reads before (gateway/turn/
-        known.py): the history is returned, and the turn's conversation is the one read;
-        Stale, with nothing written, when the session or its conversation is gone."""
+        known.py): the history is returned; Stale, with nothing written, when the session
+        or its conversation is gone or deleted."""
         assert turn.conversation is not None and turn.user_message is not None
         cid = turn.conversation.id
         turn.lock_value = f"{self.live.worker_id}:{turn.message_id}"
@@ -53,7 +48,7 @@ class Beginning:
         start = resume_log.start_entry(turn.start_event(), producer)
         for attempt in (1, 2):
             try:
-                began, history = await self._step(turn, session, start, known)
+                began, history = await self._step(turn, start, known)
             except RedisError:
                 # the script may have run before its reply was lost (a failover, a cut
                 # connection): release the lock it may hold, now or once Redis is back,
@@ -83,7 +78,7 @@ class Beginning:
         )
 
     async def _step(
-        self, turn: Turn, session: ChatSession | None, start: list[str], known: bool
+        self, turn: Turn, start: list[str], known: bool
     ) -> tuple[bool, list[Message] | None]:
         """The script itself: whether it took the lock, and a known session's history."""
         msg, lock = turn.user_message, turn.lock_value
@@ -110,9 +105,6 @@ class Beginning:
         )
         if read.status < 0:
             raise Stale
-        if read.status == 0 or read.conversation is None:
+        if read.status == 0:
             return False, None
-        turn.conversation = read.conversation
-        if session is not None:
-            self.known.remember(read.conversation, session)
         return True, read.history

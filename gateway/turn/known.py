@@ -8,9 +8,10 @@ conversation never changes once it is made (its org, creator, workspace and repo
 does a session's model; so for a session seen before, those checks run on what this worker
 read last time, and the turn's one atomic step (gateway/storage/turns.py, begin_known)
 checks what can change (the session and the conversation still there, not deleted), reads
-the history and the conversation as they are now, and takes the lock, in one round trip.
-Any other worker's deletion is seen there: nothing is written, and the turn is prepared
-again from a full read, as on its first turn.
+the history and takes the lock, in one round trip; the turn reads nothing else of its
+conversation (its title or running totals, kept as they were, are never looked at before the
+end-of-turn script returns the new totals). Any other worker's deletion is seen there:
+nothing is written, and the turn is prepared again from a full read, as on its first turn.
 
 Bounded: the newest KNOWN_SESSIONS sessions (a conversation and a session each, about
 1 KB); the oldest is dropped first."""

@@ -296,7 +296,7 @@ class Preparation:
         self.limits = limits
         self.live = live
         self.known = KnownSessions()
-        self.beginning = Beginning(settings, store, live, salvage, self.known)
+        self.beginning = Beginning(settings, store, live, salvage)
 
     async def visible_conversation(self, principal: Principal, cid: str) -> Conversation:
         conv = await self.store.conversations.get(cid)
@@ -401,9 +401,9 @@ class Preparation:
             turn.started = ask.started
         if conv is not None:
             turn.user_message = _user_message(turn, content, parts_kept)
-            history = await self.beginning.begin(turn, ctx.session, known=ctx.history is None)
-            if request is _UNREAD:  # a known session's: the conversation and history it read
-                ctx.conversation, ctx.history = turn.conversation, history
+            history = await self.beginning.begin(turn, known=ctx.history is None)
+            if request is _UNREAD:  # a known session's: the history the step read
+                ctx.history = history
                 turn.request = _request(ask, ctx, content)
         return turn
 
