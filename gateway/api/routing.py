@@ -60,19 +60,21 @@ class FixedPathRouter(Router):
         self.plain = {path: plain_endpoint(route) for path, route in self.fixed.items()}
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
         if scope["type"] == "http" and not scope.get("root_path"):
             route = self.fixed.get(scope["path"])
-            if route is not None:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:  # else another method: the walk answers it
-                    scope.setdefault("router", self)
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    endpoint = self.plain[scope["path"]]
-                    if endpoint is None:
-                        await route.handle(scope, receive, send)
-                        return
-                    response = await endpoint(Request(scope, receive, send))
-                    await response(scope, receive, send)
-                    return
-        await super().app(scope, receive, send)
+        # the path is the route's own, so only its methods are asked (what Route.matches asks
+        # once its regex matched): another method is the walk's to answer (405)
+        if route is None or (route.methods and scope["method"] not in route.methods):
+            await super().app(scope, receive, send)
+            return
+        scope.setdefault("router", self)
+        scope["route"] = route
+        scope["endpoint"] = route.endpoint
+        scope["path_params"] = dict(scope.get("path_params", {}))
+        endpoint = self.plain[scope["path"]]
+        if endpoint is None:
+            await route.handle(scope, receive, send)
+            return
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
