@@ -14,7 +14,9 @@ classes, so a batch answers what it answered before. A batch that blocks the con
 
 Failures: a lost connection fails the batches waiting on it with ConnectionError, a reply
 later than the socket timeout fails them with TimeoutError and drops the connection (its
-replies are no longer known to be in step); the next batch opens a new one.
+replies are no longer known to be in step); the next batch opens a new one. A batch that
+was never written, as no connection could be opened for it (Redis away), fails with
+NotSent: Redis cannot have run any of it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from redis.exceptions import ConnectionError, InvalidResponse, TimeoutError
 
 _NOT_ENOUGH = object()  # hiredis's "no whole reply yet" (False is a RESP3 reply)
 _PUSH: Any = getattr(hiredis, "PushNotification", ())  # out-of-band RESP3 pushes
+
+
+class NotSent(ConnectionError):
+    """A batch that no attempt wrote to Redis: none of its commands ran."""
 
 
 class _Call:
@@ -155,10 +161,22 @@ class Lane:
 
     async def call(self, packed: bytes, count: int) -> list[Any]:
         """The `count` replies to the commands in `packed`, in order (error replies as
-        exceptions among them); retried on a lost connection as the client's retry says."""
-        replies: list[Any] = await self.retry.call_with_retry(
-            lambda: self._call(packed, count), _no_op
-        )
+        exceptions among them); retried on a lost connection as the client's retry says.
+        NotSent when no attempt got as far as writing them."""
+        written = False
+
+        async def attempt() -> list[Any]:
+            nonlocal written
+            wire = self._usable() or await self._open()
+            written = True
+            return await wire.call(packed, count)
+
+        try:
+            replies: list[Any] = await self.retry.call_with_retry(attempt, _no_op)
+        except ConnectionError as exc:
+            if written:
+                raise
+            raise NotSent(*exc.args) from exc
         return replies
 
     def answered_within(self, seconds: float) -> bool:
@@ -173,10 +191,6 @@ class Lane:
         if wire is None or not wire.open or wire.loop is not asyncio.get_running_loop():
             return None
         return wire
-
-    async def _call(self, packed: bytes, count: int) -> list[Any]:
-        wire = self._usable() or await self._open()
-        return await wire.call(packed, count)
 
     async def _open(self) -> _Wire:
         loop = asyncio.get_running_loop()

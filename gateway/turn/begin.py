@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from gateway.errors import Conflict
 from gateway.settings import Settings
+from gateway.storage.lane import NotSent
 from gateway.storage.records import Message
 from gateway.storage.store import Store
 from gateway.turn import resume_log
@@ -49,6 +50,8 @@ class Beginning:
         for attempt in (1, 2):
             try:
                 began, history = await self._step(turn, start, known)
+            except NotSent:
+                raise  # Redis away: nothing ran, no lock to release
             except RedisError:
                 # the script may have run before its reply was lost (a failover, a cut
                 # connection): release the lock it may hold, now or once Redis is back,

@@ -148,6 +148,11 @@ class Live:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", type(exc).__name__)
 
+    @property
+    def unstored(self) -> int:
+        """Writes that wait for Redis to be back (retry_until_stored)."""
+        return len(self._unstored)
+
     def retry_until_stored(self, write: Callable[[], Awaitable[Any]], message_id: str) -> None:
         """Keep a final write that Redis refused, and retry it until Redis is back."""
         if len(self._unstored) >= MAX_UNSTORED:

@@ -11,7 +11,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from gateway.storage import keys
+from gateway.storage.embedded import EmbeddedRedis, free_port
 from gateway.storage.records import ChatSession, Conversation, Creator
 from gateway.turn.known import KnownSessions
 from tests.fake_upstream import Reply
@@ -219,3 +222,38 @@ def test_known_sessions_are_bounded_oldest_first_and_keep_no_deleted_conversatio
     assert known.get("s7") is None
     known.forget("s4")
     assert known.get("s4") is None and len(known) == 2
+
+
+async def test_redis_away_refuses_a_known_session_with_nothing_left_to_retry(
+    gateway_factory, tmp_path, alice, upstream
+):
+    """503 before the provider, as on a first turn; and as Redis never got the begin step,
+    no lock is left to release later: a prompt during an outage keeps no write waiting (it
+    would take the room of the answers that do wait for Redis)."""
+    own = EmbeddedRedis(tmp_path / "r", port=free_port(), appendonly=True).start()
+    try:
+        async with gateway_factory(env={"GATEWAY_REDIS_URL": own.url}) as gw:
+            conv = await gw.create_conversation(alice)
+            session = await gw.create_session(alice, conv["id"], "gpt")
+            await gw.chat(alice, session["id"], "first")
+            calls = len(upstream.requests)
+            live = gw.server.app.state.gateway.live
+            own.stop()
+            for _ in range(3):
+                r, raw = await gw.stream_chat(alice, session["id"], "while away")
+                assert r.status_code == 503 and json.loads(raw)["code"] == "redis_unavailable"
+            assert live.unstored == 0
+            assert len(upstream.requests) == calls
+            own.start()
+            events = await gw.chat(alice, session["id"], "back")
+            assert events.names[-1] == "end"
+            client = aioredis.from_url(own.url)
+            try:
+                kept = [
+                    json.loads(m) for m in await client.lrange(keys.messages(conv["id"]), 0, -1)
+                ]
+            finally:
+                await client.aclose()
+            assert [m["content"] for m in kept if m["role"] == "user"] == ["first", "back"]
+    finally:
+        own.stop()
