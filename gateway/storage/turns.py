@@ -30,15 +30,26 @@ from gateway.storage.records import (
 from gateway.storage.scripts import Script
 from gateway.storage.usage import Tally, Usage
 
-# Lock, user's message and the resume log's first entry: all or nothing, one slot.
-_BEGIN_TURN = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+
+# What both begin scripts write once they hold the lock: the user's message, the
+# conversation's updated_at, the resume log's start entry (its fields from ARGV[first] on)
+# and the log's TTL. KEYS: the lock, messages, conversation, resume log; ARGV: lock value,
+# lock TTL, the user's message, its time, log TTL.
+def _begin_writes(first: int) -> str:
+    return f"""
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[3], 'updated_at', ARGV[4])
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+local fields = {{}}
+for i = {first}, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[4], '*', unpack(fields))
 redis.call('EXPIRE', KEYS[4], ARGV[5])
+"""
+
+
+# Lock, user's message and the resume log's first entry: all or nothing, one slot.
+_BEGIN_TURN = f"""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+{_begin_writes(6)}
 return 1
 """
 
@@ -47,22 +58,16 @@ return 1
 # one round trip before its provider, not two. What the worker knows never changes (org,
 # creator, workspace, repository, the session's model); what can (the session, the
 # conversation, its deletion) is checked first, and -1, with nothing written, sends the turn
-# to the full read. KEYS: the lock, messages, conversation, resume log, sessions; ARGV: lock
-# value, lock TTL, the user's message, its time, log TTL, session id, history limit, the
-# start entry.
-_BEGIN_KNOWN_TURN = """
-if redis.call('HEXISTS', KEYS[5], ARGV[6]) == 0 then return {-1} end
+# to the full read. KEYS: those of _BEGIN_TURN, then the sessions; ARGV: those of
+# _BEGIN_TURN, then the session id and the history limit, then the start entry.
+_BEGIN_KNOWN_TURN = f"""
+if redis.call('HEXISTS', KEYS[5], ARGV[6]) == 0 then return {{-1}} end
 local conversation = redis.call('HMGET', KEYS[3], 'id', 'deleted_at')
-if not conversation[1] or (conversation[2] and conversation[2] ~= '') then return {-1} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+if not conversation[1] or (conversation[2] and conversation[2] ~= '') then return {{-1}} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{0}} end
 local history = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[7]), -1)
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'updated_at', ARGV[4])
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[4], '*', unpack(fields))
-redis.call('EXPIRE', KEYS[4], ARGV[5])
-return {1, history}
+{_begin_writes(8)}
+return {{1, history}}
 """
 
 # The end of a turn in one atomic step of the conversation's slot: the assistant's message,

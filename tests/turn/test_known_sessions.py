@@ -52,6 +52,21 @@ async def round_trips_before_the_model(gw, proxy, upstream, token, conv, session
     return len(turn)
 
 
+async def block_the_forbidden_topic(gw, admin) -> None:
+    """A pre-stage policy that blocks BLOCKED, put through the gateway that prompts."""
+    r = await gw.http.put(
+        "/admin/policies/no-forbidden",
+        json={
+            "kind": "keywords",
+            "keywords": ["forbidden topic"],
+            "stages": ["pre"],
+            "action": "block",
+        },
+        headers=bearer(admin),
+    )
+    assert r.status_code in (200, 201), r.text
+
+
 async def stored(redis, cid: str) -> list[dict]:
     return [json.loads(m) for m in await redis.lrange(keys.messages(cid), 0, -1)]
 
@@ -98,17 +113,7 @@ async def test_a_conversation_deleted_on_another_worker_is_404_with_nothing_writ
     gateway_factory, redis_url, client, admin, alice, upstream, redis
 ):
     async with proxied(gateway_factory, redis_url) as (gw, proxy):
-        r = await gw.http.put(
-            "/admin/policies/no-forbidden",
-            json={
-                "kind": "keywords",
-                "keywords": ["forbidden topic"],
-                "stages": ["pre"],
-                "action": "block",
-            },
-            headers=bearer(admin),
-        )
-        assert r.status_code in (200, 201), r.text
+        await block_the_forbidden_topic(gw, admin)
         conv = await gw.create_conversation(alice)
         session = await gw.create_session(alice, conv["id"], "gpt")
         await gw.chat(alice, session["id"], "first")  # known here now
@@ -131,17 +136,7 @@ async def test_a_blocked_prompt_of_a_known_session_is_kept_as_on_a_first_turn(
     gateway_factory, redis_url, admin, alice, upstream, redis
 ):
     async with proxied(gateway_factory, redis_url) as (gw, proxy):
-        r = await gw.http.put(
-            "/admin/policies/no-forbidden",
-            json={
-                "kind": "keywords",
-                "keywords": ["forbidden topic"],
-                "stages": ["pre"],
-                "action": "block",
-            },
-            headers=bearer(admin),
-        )
-        assert r.status_code in (200, 201), r.text
+        await block_the_forbidden_topic(gw, admin)
         conv = await gw.create_conversation(alice)
         session = await gw.create_session(alice, conv["id"], "gpt")
         await gw.chat(alice, session["id"], "first")
