@@ -10,9 +10,10 @@ docs/compat-translation.md tells.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import Any
 
+import httpx2
 import openai
 
 from providers import wire
@@ -207,34 +208,24 @@ class OpenAIProvider:
             finally:  # ended, raised, or the consumer closed us at a yield
                 await response.aclose()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        body = self._arguments(request)  # refused before any upstream call
-        try:
-            # Returns once the response headers are in (the body streams); a non-2xx status
-            # has raised APIStatusError by then, after the SDK's retries.
-            response = await self._calls.post(
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        """Opened once the upstream accepted, then its events: one generator, which opens
+        the response itself (a generator that re-yielded `_events` cost a resume per token)."""
+        return _events(self._open(request), bool(request.logprobs), (request.n or 1) > 1)
+
+    async def _open(self, request: ChatRequest) -> httpx2.Response:
+        """The response once its headers are in (the body streams); a non-2xx status has
+        raised by then, after the SDK's retries. A request we refuse is refused before any
+        upstream call."""
+        body = self._arguments(request)
+        with _upstream_errors():
+            response: httpx2.Response = await self._calls.post(
                 "/chat/completions",
                 body=body,
                 options=_BEARER,
                 stream=True,
             )
-            try:
-                yield OPENED
-                events = _events(body_bytes(response), bool(request.logprobs), (request.n or 1) > 1)
-                async for event in events:
-                    yield event
-            finally:  # ended, raised, or the consumer closed us at a yield
-                await response.aclose()
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except openai.APITimeoutError as exc:
-            raise ProviderError(f"upstream timed out: {exc.message}", kind="timeout") from exc
-        except openai.APIConnectionError as exc:
-            raise ProviderError(
-                f"upstream connection failed: {exc.message}", kind="connection"
-            ) from exc
-        except wire.TRANSPORT_ERRORS as exc:
-            raise wire.transport_error(exc) from exc
+        return response
 
 
 @contextlib.contextmanager
@@ -447,17 +438,29 @@ def _effort_for(thinking: Thinking, effort: str | None) -> str | None:
 # -- the stream ------------------------------------------------------------------------------
 
 
-async def _events(  # noqa: C901 - one loop on the hot path: a call per chunk would cost more than its branches
-    body: AsyncIterator[bytes], logprobs: bool = False, many: bool = False
+async def _events(  # noqa: C901  # long: the hot loop as one generator: a call per chunk, or a generator around it, would cost more than its branches
+    source: Awaitable[httpx2.Response] | AsyncIterator[bytes],
+    logprobs: bool = False,
+    many: bool = False,
 ) -> AsyncIterator[ProviderEvent]:
     """Deltas as they come; Usage and Finish held back to [DONE], so the order is fixed
     (the usage chunk arrives after the finish_reason chunk). logprobs: they were asked for
-    (else the chunks' logprobs, null, are not looked at); many: n > 1 choices were."""
+    (else the chunks' logprobs, null, are not looked at); many: n > 1 choices were.
+    `source`: the response to open (Opened first, the response closed at the end, its
+    transport errors as ProviderError), or a body's chunks as they come."""
+    response = None
+    if isinstance(source, AsyncIterator):
+        body = source
+    else:
+        response = await source
+        body = body_bytes(response)
     finishes: dict[int, str] = {}  # choice -> the upstream's finish_reason
     usage: Usage | None = None
     done = ended = False
     reader = wire.SSEReader()  # read here, not through wire.sse_events: a generator less
     try:
+        if response is not None:
+            yield OPENED  # closed here (the turn went no further): the response is closed too
         while not ended:
             try:
                 events = reader.feed(await anext(body))
@@ -500,10 +503,15 @@ async def _events(  # noqa: C901 - one loop on the hot path: a call per chunk wo
                     usage = _usage(counts)
             # not kept while the next chunk is awaited
             events = chunk = choices = choice = delta = counts = data = None  # type: ignore[assignment]
-    except wire.TRANSPORT_ERRORS:
-        if not done:
+    except wire.TRANSPORT_ERRORS as exc:
+        if done:
+            return  # the answer was complete; only reading past [DONE] failed
+        if response is None:
             raise
-        return  # the answer was complete; only reading past [DONE] failed
+        raise wire.transport_error(exc) from exc
+    finally:  # ended, raised, or the consumer closed us at a yield
+        if response is not None:
+            await response.aclose()
     if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
         for ending in _ending(finishes, usage):
             yield ending
