@@ -123,9 +123,9 @@ def _queue_lookup(pipe: Any, message_id: str, cid: str, ttl_s: int) -> None:
 
 @dataclass(slots=True)
 class Began:
-    """What begin_known did: 1 began (with the history before the user's message), 0 busy
-    (another turn holds the lock), -1 gone (the session or the conversation is no more, or
-    was deleted); nothing is written unless it began."""
+    """What begin did: 1 began (a known session's with the history before the user's
+    message), 0 busy (another turn holds the lock), -1 gone (a known session, or its
+    conversation, is no more, or was deleted); nothing is written unless it began."""
 
     status: int
     history: list[Message] = field(default_factory=list)
@@ -166,65 +166,34 @@ class Turns:
         lock_ttl_ms: int,
         start_entry: list[str],
         log_ttl_s: int,
-    ) -> bool:
-        """Take the conversation's one-turn lock, store the user's message and open the
-        resume log with `start_entry` (its fields, flat), atomically (one slot); False, and
-        nothing written, when busy."""
-        cid = msg.conversation_id
-        pipe = batch(self.redis)
-        self._begin.queue(
-            pipe,
-            [
-                keys.turn_lock(cid),
-                keys.messages(cid),
-                keys.conversation(cid),
-                keys.resume_log(cid, answer_id),
-            ],
-            [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s, *start_entry],
-        )
-        _queue_lookup(pipe, answer_id, cid, log_ttl_s)
-        began, _ = await pipe.execute()
-        return bool(began)
-
-    async def begin_known(
-        self,
-        msg: Message,
-        *,
-        history_limit: int,
-        answer_id: str,
-        lock_value: str,
-        lock_ttl_ms: int,
-        start_entry: list[str],
-        log_ttl_s: int,
+        history_limit: int | None = None,
     ) -> Began:
-        """begin() for a session the worker knows, with what load_context would have read
-        that can change: whether the session and the conversation are still there and not
-        deleted, and the history before the user's message."""
-        cid, sid = msg.conversation_id, msg.chat_session_id
-        assert sid is not None
+        """Take the conversation's one-turn lock, store the user's message and open the
+        resume log with `start_entry` (its fields, flat), atomically (one slot); status 0,
+        and nothing written, when busy. With `history_limit`, for a session the worker
+        knows (_BEGIN_KNOWN_TURN), also what load_context would have read that can change:
+        whether the session and the conversation are still there and not deleted (-1 when
+        not), and the last `history_limit` messages before the user's."""
+        cid = msg.conversation_id
+        keys_ = [
+            keys.turn_lock(cid),
+            keys.messages(cid),
+            keys.conversation(cid),
+            keys.resume_log(cid, answer_id),
+        ]
+        args: list[Any] = [lock_value, lock_ttl_ms, msg.to_json(), msg.created_at, log_ttl_s]
         pipe = batch(self.redis)
-        self._begin_known.queue(
-            pipe,
-            [
-                keys.turn_lock(cid),
-                keys.messages(cid),
-                keys.conversation(cid),
-                keys.resume_log(cid, answer_id),
-                keys.sessions(cid),
-            ],
-            [
-                lock_value,
-                lock_ttl_ms,
-                msg.to_json(),
-                msg.created_at,
-                log_ttl_s,
-                sid,
-                history_limit,
-                *start_entry,
-            ],
-        )
+        if history_limit is None:
+            self._begin.queue(pipe, keys_, [*args, *start_entry])
+        else:
+            assert msg.chat_session_id is not None
+            keys_.append(keys.sessions(cid))
+            args += [msg.chat_session_id, history_limit]
+            self._begin_known.queue(pipe, keys_, [*args, *start_entry])
         _queue_lookup(pipe, answer_id, cid, log_ttl_s)
         reply, _ = await pipe.execute()
+        if history_limit is None:
+            return Began(int(reply))
         if reply[0] != 1:
             return Began(int(reply[0]))
         parsed = self.parsed

@@ -86,28 +86,17 @@ class Beginning:
         """The script itself: whether it took the lock, and a known session's history."""
         msg, lock = turn.user_message, turn.lock_value
         assert msg is not None and lock is not None
-        lock_ttl_ms, log_ttl_s = int(self.settings.turn_lock_ttl * 1000), self.settings.resume_ttl
-        if not known:
-            began = await self.store.turns.begin(
-                msg,
-                answer_id=turn.message_id,
-                lock_value=lock,
-                lock_ttl_ms=lock_ttl_ms,
-                start_entry=start,
-                log_ttl_s=log_ttl_s,
-            )
-            return began, None
-        read = await self.store.turns.begin_known(
+        read = await self.store.turns.begin(
             msg,
-            history_limit=HISTORY_LIMIT,
             answer_id=turn.message_id,
             lock_value=lock,
-            lock_ttl_ms=lock_ttl_ms,
+            lock_ttl_ms=int(self.settings.turn_lock_ttl * 1000),
             start_entry=start,
-            log_ttl_s=log_ttl_s,
+            log_ttl_s=self.settings.resume_ttl,
+            history_limit=HISTORY_LIMIT if known else None,
         )
         if read.status < 0:
             raise Stale
         if read.status == 0:
             return False, None
-        return True, read.history
+        return True, read.history if known else None

@@ -6,11 +6,11 @@ repository) and its session (for the model) before it can check the prompt, and 
 history only to build the provider's request. What access and the policies read of a
 conversation never changes once it is made (its org, creator, workspace and repository), nor
 does a session's model; so for a session seen before, those checks run on what this worker
-read last time, and the turn's one atomic step (gateway/storage/turns.py, begin_known)
-checks what can change (the session and the conversation still there, not deleted), reads
-the history and takes the lock, in one round trip; the turn reads nothing else of its
-conversation (its title or running totals, kept as they were, are never looked at before the
-end-of-turn script returns the new totals). Any other worker's deletion is seen there:
+read last time, and the turn's one atomic step (gateway/storage/turns.py, Turns.begin with
+a history limit) checks what can change (the session and the conversation still there, not
+deleted), reads the history and takes the lock, in one round trip; the turn reads nothing
+else of its conversation (its title or running totals, kept as they were, are never looked
+at before the end-of-turn script returns the new totals). Any other worker's deletion is seen there:
 nothing is written, and the turn is prepared again from a full read, as on its first turn.
 
 Bounded: the newest KNOWN_SESSIONS sessions (a conversation and a session each, about
