@@ -191,7 +191,7 @@ class RateLimits:
         the org's and the API key's), or raise RateLimited (429) naming the limit that is
         full. The X-RateLimit-* headers are those of the tightest window (request windows
         first)."""
-        if self.quotas is None and key is None:
+        if not self.counts(key):
             return NOT_COUNTED
         now = time.time()
         windows = self.windows(org_id, user_id, now, key=key)
@@ -223,7 +223,7 @@ class RateLimits:
         self, org_id: str, user_id: str, key: KeyBudgets | None = None
     ) -> list[tuple[str, int]]:
         """(key, EXPIREAT instant) of each token window a finished turn adds its tokens to."""
-        if self.quotas is None and key is None:
+        if not self.counts(key):
             return []
         return [
             (w.key, w.reset_at + EXPIRY_GRACE)
