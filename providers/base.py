@@ -231,6 +231,17 @@ class TextDelta:
 
 
 @dataclass(slots=True)
+class TextRun:
+    """Choice 0's text deltas that arrived together, in order: each is what a TextDelta
+    would carry, and reaches the client as its own frame. An adapter yields one for the
+    deltas of one read of the upstream's body after its first (which goes alone, at once):
+    the gateway then takes them through the policies and the encoders in one pass instead
+    of one pass per delta. The gateway's turn passes on the same event, as a chat event."""
+
+    texts: list[str]
+
+
+@dataclass(slots=True)
 class ToolCallDelta:
     """A piece of a streamed tool call. The first piece of call `index` (0, 1, ... in the
     order the model makes them) carries its id and name; argument pieces follow, JSON text
@@ -325,6 +336,7 @@ class Finish:
 ProviderEvent = (
     Opened
     | TextDelta
+    | TextRun
     | ToolCallDelta
     | ReasoningDelta
     | ReasoningSignature

@@ -38,6 +38,7 @@ from providers.base import (
     TextCompletionRequest,
     TextDelta,
     TextPart,
+    TextRun,
     Thinking,
     TokenCount,
     TokenLogprob,
@@ -466,43 +467,64 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
                 events = reader.feed(await anext(body))
             except StopAsyncIteration:
                 ended, events = True, reader.end()
+            run: list[str] | None = None  # the read's text after its first delta
             for event, data in events:
                 if done:
                     continue  # read on to the end of the body so the connection can be reused
                 if data == b"[DONE]":
                     done = True
+                    if run:
+                        yield _text_run(run)
+                        run = []
                     for ending in _ending(finishes, usage):
                         yield ending
                     continue
                 chunk = wire.json_object(data)
                 if event == "error" or chunk.get("error"):
+                    if run:
+                        yield _text_run(run)  # what came before the error is kept
                     raise _stream_error(chunk)
                 choices = chunk.get("choices")
                 if choices and many:
+                    if run:
+                        yield _text_run(run)
+                        run = []
                     for extra in _choices(choices, logprobs, finishes):
                         yield extra
                 elif choices:  # one choice: the hot path, as lean as plain text allows
                     choice = choices[0]
                     delta = choice.get("delta")
-                    if delta:
-                        text = delta.get("content")
+                    text = delta.get("content") if delta else None
+                    probs = choice.get("logprobs") if logprobs else None
+                    # the hot path is {"content": ...} alone: look further only if not
+                    if text and len(delta) == 1 and not probs:
+                        if run is None:
+                            yield TextDelta(text)  # the read's first text: at once, alone
+                            run = []
+                        else:
+                            run.append(text)  # the rest of the read's text: one TextRun
+                    elif delta or probs:
+                        if run:
+                            yield _text_run(run)
+                            run = []
                         if text:
                             yield TextDelta(text)
-                        # the hot path is {"content": ...} alone: look further only if not
-                        if text is None or len(delta) > 1:
+                        if delta and (text is None or len(delta) > 1):
                             for extra in _extras(delta, 0):
                                 yield extra
-                    if logprobs and choice.get("logprobs"):
-                        for extra in _logprobs(choice["logprobs"], 0):
-                            yield extra
+                        if probs:
+                            for extra in _logprobs(probs, 0):
+                                yield extra
                     reason = choice.get("finish_reason")
                     if reason:
                         finishes[0] = reason
                 counts = chunk.get("usage")
                 if counts:
                     usage = _usage(counts)
+            if run:
+                yield _text_run(run)
             # not kept while the next chunk is awaited
-            events = chunk = choices = choice = delta = counts = data = None  # type: ignore[assignment]
+            events = chunk = choices = choice = delta = counts = data = run = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS as exc:
         if done:
             return  # the answer was complete; only reading past [DONE] failed
@@ -515,6 +537,10 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
     if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
         for ending in _ending(finishes, usage):
             yield ending
+
+
+def _text_run(texts: list[str]) -> TextDelta | TextRun:
+    return TextDelta(texts[0]) if len(texts) == 1 else TextRun(texts)
 
 
 async def _completion_events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:

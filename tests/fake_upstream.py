@@ -188,6 +188,7 @@ class Reply:
     output_tokens: int | None = None  # None -> one per streamed piece (reasoning included)
     finish: str = "stop"  # "stop" | "length" | "content_filter" | a provider's own reason
     delay: float = 0.0  # seconds between pieces
+    together: bool = False  # OpenAI chat: the whole body in one write (read at once)
     first_delay: float = 0.0  # seconds before the first piece
     status: int = 200  # != 200 -> error response in the provider's format
     retry_after: float | None = None
@@ -701,7 +702,7 @@ class FakeUpstream:
             return JSONResponse(_openai_completion(turn, body, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         frames = self._openai_frames(turn, body, usage if include_usage else None)
-        return self._stream(frames)
+        return self._stream(_together(frames) if reply.together else frames)
 
     async def _vllm(self, request: Request) -> Response:
         return await self._openai(request, VLLM_EXTRA_FIELDS)
@@ -1750,3 +1751,7 @@ def _check_anthropic_options(body: dict[str, Any], max_tokens: int) -> None:
     for key in metadata:
         if key != "user_id":
             raise _Refused(f"metadata.{key}: Extra inputs are not permitted")
+
+
+async def _together(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield b"".join([frame async for frame in frames])

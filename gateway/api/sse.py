@@ -29,7 +29,7 @@ from gateway.api.schemas.stream import (
 )
 from gateway.settings import Settings
 from gateway.storage.records import usd
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, TextRun
 from gateway.turn.events import ToolCallDelta
 
 log = logging.getLogger("gateway.sse")
@@ -148,6 +148,8 @@ async def encode(
         async for ev in events:
             if type(ev) is Delta:
                 yield content(ev.text)  # type: ignore[misc]
+            elif type(ev) is TextRun:
+                yield b"".join(map(content, ev.texts))  # type: ignore[arg-type]
             elif type(ev) is Start:
                 started, content = ev, ContentFrames(ev.message_id, start_seq)
                 yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))

@@ -120,6 +120,25 @@ class StreamGuard:
             return GuardStep(step.emit, step.violations + over, stop)
         return GuardStep(step.emit, step.violations + over, step.blocked)
 
+    def release_all(self, deltas: list[str]) -> bool:
+        """Several deltas that came together (a TextRun), in one pass: True when all of
+        them are released as they came, the guard moved past them. That is the fast path's
+        promise for their concatenation (nothing held, and no trigger in it with the
+        context): released at once, split where they came, they are the same text.
+        False, with nothing changed, when each must take its own step()."""
+        if self._limits or self.blocked is not None or self._finished:
+            return False
+        if not self._detectors:
+            return True  # as step() does: each delta is released as it came
+        if self._quiet is None or self._pending:
+            return False
+        joined = "".join(deltas)
+        buf = self._context + joined
+        if not self._quiet(buf):
+            return False
+        self._release(buf, joined)
+        return True
+
     def finish(self) -> GuardStep:
         """The answer is complete: decide on what is still held and release it."""
         if self._finished or self.blocked is not None:

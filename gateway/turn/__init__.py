@@ -2,7 +2,16 @@
 user's message), open the upstream, run the stream through the during/post policies, record
 the answer; the live registry of running turns and the resume log any worker can replay."""
 
-from gateway.turn.events import ChatEvent, Collected, Delta, End, ErrorEvent, Start, collect
+from gateway.turn.events import (
+    ChatEvent,
+    Collected,
+    Delta,
+    End,
+    ErrorEvent,
+    Start,
+    TextRun,
+    collect,
+)
 from gateway.turn.prepare import Prompt
 from gateway.turn.service import ChatService
 from gateway.turn.turn import Turn
@@ -16,6 +25,7 @@ __all__ = [
     "ErrorEvent",
     "Prompt",
     "Start",
+    "TextRun",
     "Turn",
     "collect",
 ]

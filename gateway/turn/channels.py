@@ -95,6 +95,11 @@ class Channels:
         out: list[ChatEvent] = []
         if kind is base.TextDelta:
             self._feed(out, (TEXT, event.choice, 0), event.text)  # type: ignore[union-attr]
+        elif kind is base.TextRun:
+            for text in event.texts:  # type: ignore[union-attr]
+                self._feed(out, (TEXT, 0, 0), text)
+                if self.blocked is not None:
+                    break  # nothing after a block is read
         elif kind is base.ToolCallDelta:
             call: base.ToolCallDelta = event  # type: ignore[assignment]
             channel = self._enter(out, (TOOL, call.choice, call.index))

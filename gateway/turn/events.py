@@ -1,8 +1,10 @@
 """The normalized events a turn yields, which each API style frames its own way
 (gateway/api/sse.py for the native routes, gateway/api/compat/ for the compatible ones).
 
-Plain text is a Delta; everything else the model says (tool calls, reasoning, refusals,
-log probabilities) has its own event, already through the during-stage policies.
+Plain text is a Delta, or a TextRun for several deltas of choice 0's text that came
+together (each is one content frame, made in one pass); everything else the model says
+(tool calls, reasoning, refusals, log probabilities) has its own event, already through
+the during-stage policies.
 `choice` is the index of the answer among n > 1 alternatives (0 otherwise)."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.storage.records import Totals
+from providers.base import TextRun as TextRun  # a chat event too: the turn passes it on
 from providers.base import TokenLogprob
 
 
@@ -115,6 +118,7 @@ class End:
 ChatEvent = (
     Start
     | Delta
+    | TextRun
     | ToolCallDelta
     | ReasoningDelta
     | ReasoningEnd
@@ -192,6 +196,8 @@ async def collect(events: AsyncIterator[ChatEvent]) -> Collected:
     async for ev in events:
         if type(ev) is Delta and not ev.choice:
             parts.append(ev.text)
+        elif type(ev) is TextRun:
+            parts.extend(ev.texts)
         elif type(ev) is Start:
             start = ev
         elif type(ev) is ErrorEvent:

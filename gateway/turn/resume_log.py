@@ -216,6 +216,15 @@ class LogWriter:
         """O(1) and no I/O: the flusher writes the batch."""
         buffer.pending.append(item)
         buffer.pending_bytes += len(item) if type(item) is str else len(str(item))
+        self._added(buffer)
+
+    def extend(self, buffer: LogBuffer, texts: list[str]) -> None:
+        """append() for several deltas of text at once."""
+        buffer.pending.extend(texts)
+        buffer.pending_bytes += sum(map(len, texts))
+        self._added(buffer)
+
+    def _added(self, buffer: LogBuffer) -> None:
         if buffer.message_id not in self._dirty:
             self._dirty[buffer.message_id] = buffer
             self._wake.set()

@@ -27,6 +27,7 @@ from providers.base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
+    TextRun,
     Usage,
 )
 
@@ -80,13 +81,7 @@ class _Answer:
                 self.upstream_first = time.perf_counter()
             if self.guard is None:
                 return event.text
-            step = self.guard.step(event.text)  # during stage: hold only what may match
-            if isinstance(step, str):
-                return step  # released whole, as it came: most deltas
-            self.turn.violations.extend(step.violations)
-            if step.blocked is not None:
-                self.reason, self.error = "policy_blocked", blocked_event(step.blocked)
-            return step.emit
+            return self._guarded(self.guard, event.text)
         if type(event) is Usage:
             self.usage = event
         elif type(event) is Finish:
@@ -99,6 +94,32 @@ class _Answer:
             self.out = self._channels().take(event)
             self._check_blocked()
         return ""
+
+    def take_run(self, texts: list[str]) -> list[str]:
+        """take() for a TextRun on the hot path: the texts to send, each its own frame. The
+        guard releases the run in one pass when it can, else each text takes its step."""
+        if self.upstream_first is None:
+            self.upstream_first = time.perf_counter()
+        guard = self.guard
+        if guard is None or guard.release_all(texts):
+            return texts
+        out = []
+        for text in texts:
+            emit = self._guarded(guard, text)
+            if emit:
+                out.append(emit)
+            if self.reason is not None:
+                break  # blocked: nothing after the match is read
+        return out
+
+    def _guarded(self, guard: StreamGuard, text: str) -> str:
+        step = guard.step(text)  # during stage: hold only what may match
+        if isinstance(step, str):
+            return step  # released whole, as it came: most deltas
+        self.turn.violations.extend(step.violations)
+        if step.blocked is not None:
+            self.reason, self.error = "policy_blocked", blocked_event(step.blocked)
+        return step.emit
 
     def restart(self) -> None:
         """Another upstream answers from the start: what the failed one said, none of which
@@ -214,7 +235,7 @@ class Runner:
         self.live = live
         self.metrics = metrics
 
-    async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:  # noqa: C901 - the hot loop: its upstream wait inline saves a coroutine per token
+    async def run(self, turn: Turn) -> AsyncIterator[ChatEvent]:  # noqa: C901  # long: the hot loop, whole: its upstream wait inline saves a coroutine per token
         await self.upstream.open(turn)
         handle = self._register(turn)
         answer = _Answer(turn)
@@ -245,6 +266,12 @@ class Runner:
                     if await self._fell_back(turn, answer, exc):
                         continue
                     break
+                if type(event) is TextRun and answer.plain:
+                    texts = answer.take_run(event.texts)
+                    if texts:
+                        yield self._keep_run(answer, handle, texts)
+                        answer.sent()
+                    continue
                 text = answer.take(event)
                 if text:
                     yield self._keep(answer, handle, text)
@@ -326,6 +353,13 @@ class Runner:
         if handle.log is not None:
             self.live.writer.append(handle.log, text)
         return Delta(text)
+
+    def _keep_run(self, answer: _Answer, handle: Running, texts: list[str]) -> Delta | TextRun:
+        """_keep() for the texts of a TextRun, in one go."""
+        answer.parts.extend(texts)
+        if handle.log is not None:
+            self.live.writer.extend(handle.log, texts)
+        return Delta(texts[0]) if len(texts) == 1 else TextRun(texts)
 
     def _keep_event(self, answer: _Answer, handle: Running, ev: ChatEvent) -> ChatEvent:
         """Any other event on its way to the client: choice 0's text and tool calls are

@@ -279,3 +279,68 @@ def test_plain_prose_does_not_run_the_detectors(monkeypatch):
     monkeypatch.setattr(guard, "_advance", lambda *_, **__: pytest.fail("detectors ran"))
     for delta in ["Hello", " there", ", this", " is", " plain", " prose", " about", " tokens."]:
         assert guard.feed(delta).emit == delta
+
+
+def runs(deltas: list[str], rng: random.Random) -> list[list[str]]:
+    """The deltas grouped as reads of an upstream body bring them: 1 to 12 at a time."""
+    out, i = [], 0
+    while i < len(deltas):
+        k = rng.randint(1, 12)
+        out.append(deltas[i : i + k])
+        i += k
+    return out
+
+
+@pytest.mark.parametrize("name", FAST_SETS)
+def test_a_run_released_at_once_is_what_its_steps_release(name):
+    """release_all(), as the turn takes a TextRun: all of the run as it came when the guard
+    can, else each delta's own step. Either way the text released, joined, is the answer
+    redacted (or cut before the block), the same as a guard fed delta by delta; and the
+    findings are the same."""
+    active = PolicySet(FAST_SETS[name]).for_context()
+    rng = random.Random(f"runs {name}")
+    whole_runs = 0
+    for _ in range(150):
+        text = "".join(rng.choice(PIECES + PROSE * 2) for _ in range(rng.randint(1, 14)))
+        deltas = chunks(text, rng, rng.choice(((1,), (1, 2), tuple(range(1, 10)), (12, 40))))
+        by_delta = stream(active, deltas)
+        guard = active.stream_guard()
+        emitted: list[str] = []
+        blocked = None
+        for run in runs(deltas, rng):
+            if len(run) > 1 and guard.release_all(run):
+                whole_runs += 1
+                emitted += run
+                continue
+            for delta in run:
+                step = guard.feed(delta)
+                emitted.append(step.emit)
+                blocked = step.blocked
+                if blocked:
+                    break
+            if blocked:
+                break
+        else:
+            step = guard.finish()
+            emitted.append(step.emit)
+            blocked = step.blocked
+        assert "".join(emitted) == by_delta[0], (text, deltas)
+        assert blocked == by_delta[2]
+        assert guard.violations == by_delta[1]
+    has_email = any(
+        p.kind == "pii" and "email" in (p.entities or ("email",)) for p in FAST_SETS[name]
+    )
+    assert (whole_runs > 0) is not has_email  # taken where the fast path is
+
+
+def test_a_run_is_not_released_past_held_text_or_a_block():
+    active = PolicySet(default_policies()).for_context()
+    guard = active.stream_guard()
+    assert guard.release_all(["Hello", " there", ", this is prose."])
+    assert guard.feed("the key is sk-proj-Ab3d").emit == "the key is "  # the key's start is held
+    assert guard.held
+    assert not guard.release_all([" and", " more"])  # held text: each delta takes its step
+    assert guard.held  # nothing changed
+    blocking = PolicySet([during("secrets", "block")]).for_context().stream_guard()
+    assert blocking.feed(KEY).blocked is not None or blocking.finish().blocked is not None
+    assert not blocking.release_all(["after", " the block"])

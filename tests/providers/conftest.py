@@ -16,6 +16,7 @@ from providers.base import (
     Provider,
     ProviderEvent,
     TextDelta,
+    TextRun,
     ToolCallDelta,
 )
 from providers.openai import OpenAIProvider
@@ -78,7 +79,19 @@ def ask(text: str = "hello there", *, model: str = "m", **kwargs) -> ChatRequest
 
 
 async def collect(provider: Provider, request: ChatRequest) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(request)]
+    """The provider's events, each TextRun as the TextDeltas it stands for (how an adapter
+    groups them is pinned in test_openai.py)."""
+    return flat([event async for event in provider.stream(request)])
+
+
+def flat(events: list[ProviderEvent]) -> list[ProviderEvent]:
+    out: list[ProviderEvent] = []
+    for event in events:
+        if type(event) is TextRun:
+            out += [TextDelta(text) for text in event.texts]
+        else:
+            out.append(event)
+    return out
 
 
 def text_of(events: list[ProviderEvent], choice: int = 0) -> str:

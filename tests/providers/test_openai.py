@@ -5,6 +5,7 @@ and that it lets go of the upstream however the stream ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -20,10 +21,13 @@ from providers.base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
+    TextRun,
+    ToolCallDelta,
     Usage,
 )
 from providers.openai import OpenAIProvider, _events
 from tests.fake_upstream import FakeUpstream, Reply
+from tests.providers.conftest import flat
 
 MakeProvider = Callable[..., OpenAIProvider]
 
@@ -63,7 +67,7 @@ def ask(text: str = "hello there", **kwargs) -> ChatRequest:
 
 
 async def collect(provider: OpenAIProvider, request: ChatRequest) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(request)]
+    return flat([event async for event in provider.stream(request)])
 
 
 def text_of(events: list[ProviderEvent]) -> str:
@@ -395,3 +399,53 @@ async def test_a_clean_end_without_done_is_accepted_when_finish_reason_came():
     events = [event async for event in _events(_body(FINISHED))]
 
     assert events == [TextDelta("hi"), Usage(2, 1), Finish("stop")]
+
+
+def _text_chunk(text: str) -> bytes:
+    return b'data: {"choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n' % (
+        json.dumps(text).encode()
+    )
+
+
+STOP = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+
+
+async def test_the_text_of_one_read_after_its_first_delta_comes_as_one_text_run():
+    """The first delta of each read goes alone (it is sent at once); the rest of that read's
+    text is one TextRun, in order, each delta as it came; a read's end closes its run."""
+    first = b"".join(_text_chunk(t) for t in ["A", "b", "c", "d"])
+    second = b"".join(_text_chunk(t) for t in ["E", "f"])
+    third = _text_chunk("G")
+    events = [e async for e in _events(_body(first, second, third + STOP + b"data: [DONE]\n\n"))]
+    assert events == [
+        TextDelta("A"),
+        TextRun(["b", "c", "d"]),
+        TextDelta("E"),
+        TextDelta("f"),  # a run of one is a TextDelta
+        TextDelta("G"),
+        Finish("stop"),
+    ]
+
+
+async def test_a_text_run_ends_before_any_other_event_and_before_an_error():
+    tool = (
+        b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1",'
+        b'"type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":null}]}\n\n'
+    )
+    read = b"".join(_text_chunk(t) for t in ["a", "b", "c"]) + tool + _text_chunk("d")
+    events = [e async for e in _events(_body(read + STOP + b"data: [DONE]\n\n"))]
+    assert events[:3] == [
+        TextDelta("a"),
+        TextRun(["b", "c"]),
+        ToolCallDelta(0, "call_1", "f", "{}"),
+    ]
+    assert events[3:] == [TextDelta("d"), Finish("stop")]
+
+    failing = b"".join(_text_chunk(t) for t in ["x", "y", "z"]) + (
+        b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+    )
+    got = []
+    with pytest.raises(ProviderError, match="overloaded"):
+        async for event in _events(_body(failing)):
+            got.append(event)
+    assert got == [TextDelta("x"), TextRun(["y", "z"])]  # what came before the error is kept

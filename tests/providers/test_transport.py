@@ -38,6 +38,7 @@ from providers.base import (
 from providers.openai import OpenAIProvider
 from providers.transport import LeanTransport, body_bytes, upstream_transport
 from tests.fake_upstream import FakeUpstream, Reply
+from tests.providers.conftest import flat
 from tests.providers.raw_server import RawServer
 
 # A complete OpenAI answer, "Hi there", as the upstream frames it.
@@ -123,7 +124,7 @@ def ask(text: str = "hello there") -> ChatRequest:
 
 
 async def collect(provider, request: ChatRequest | None = None) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(request or ask())]
+    return flat([event async for event in provider.stream(request or ask())])
 
 
 def text_of(events: list[ProviderEvent]) -> str:

@@ -31,7 +31,7 @@ from gateway.api.inputs import gateway_of, ok, read_body, request_timing
 from gateway.api.schemas import anthropic as answers
 from gateway.errors import GatewayError
 from gateway.settings import ModelConfig
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, TextRun
 from gateway.turn.events import (
     Choice,
     ReasoningDelta,
@@ -237,6 +237,8 @@ async def encode(events: AsyncIterator[ChatEvent], *, input_tokens: int) -> Asyn
         kind = type(ev)
         if kind is Delta:
             yield blocks.text(ev.text)  # type: ignore[union-attr]
+        elif kind is TextRun:
+            yield b"".join(map(blocks.text, ev.texts))  # type: ignore[union-attr]
         elif kind is Start:
             yield message_start(ev, input_tokens) + PING  # type: ignore[arg-type]
         elif kind is ErrorEvent:

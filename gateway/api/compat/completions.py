@@ -23,7 +23,7 @@ from gateway.api.compat import openai as openai_compat
 from gateway.api.inputs import Body, gateway_of, ok, read_body, refused, request_timing
 from gateway.api.schemas import openai_completions as answers
 from gateway.errors import BadRequest
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, Turn
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, TextRun, Turn
 from gateway.turn.prepare import NO_ORG, Prompt
 from providers.base import (
     ChatMessage,
@@ -193,6 +193,8 @@ async def encode(events: AsyncIterator[ChatEvent], *, include_usage: bool) -> As
     async for ev in compat.guarded(events):
         if type(ev) is Delta:
             yield frames.text(ev.text)  # type: ignore[union-attr]
+        elif type(ev) is TextRun:
+            yield b"".join(map(frames.text, ev.texts))  # type: ignore[union-attr]
         elif type(ev) is Start:
             frames = Frames(completion_id(ev.message_id), int(time.time()), ev.model)
         elif type(ev) is ErrorEvent and not failed:

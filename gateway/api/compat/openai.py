@@ -29,7 +29,7 @@ from gateway.api.inputs import dotted, gateway_of, ok, read_body, request_timing
 from gateway.api.schemas import openai as answers
 from gateway.errors import GatewayError, Loc
 from gateway.settings import ModelConfig
-from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start
+from gateway.turn import ChatEvent, Delta, End, ErrorEvent, Start, TextRun
 from gateway.turn.events import (
     Choice,
     Logprobs,
@@ -183,7 +183,7 @@ def error_frame(ev: ErrorEvent) -> bytes:
     return b"data: %s\n\n" % sse.escape_line_break_bytes(body.__pydantic_serializer__.to_json(body))
 
 
-async def encode(
+async def encode(  # noqa: C901 - the hot loop: one branch per event kind, inline
     events: AsyncIterator[ChatEvent], *, include_usage: bool, choices: int = 1
 ) -> AsyncIterator[bytes]:
     """Role chunk(s), the answer's chunks, each choice's finish chunk, the usage chunk (when
@@ -197,6 +197,8 @@ async def encode(
             kind = type(ev)
             if kind is Delta and not ev.choice:  # type: ignore[union-attr]
                 yield frames.content(ev.text)  # type: ignore[union-attr]
+            elif kind is TextRun:
+                yield b"".join(map(frames.content, ev.texts))  # type: ignore[union-attr]
             elif kind is Start:
                 cid = completion_id(ev.message_id)  # type: ignore[union-attr]
                 frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)  # type: ignore[union-attr]

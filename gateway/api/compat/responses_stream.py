@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.api import sse
 from gateway.api.schemas import openai_responses as answers
-from gateway.turn import Delta
+from gateway.turn import Delta, TextRun
 from gateway.turn.events import ChatEvent, ReasoningDelta, ReasoningEnd, RefusalDelta, ToolCallDelta
 
 
@@ -135,6 +135,8 @@ class Output:  # long: one response's items and every event of them, numbered in
             sequence = self.sequence
             self.sequence = sequence + 1
             return self._template % (sequence, _str(ev.text))
+        if type(ev) is TextRun:
+            return b"".join([self.feed(Delta(text)) for text in ev.texts])
         return b"".join(self._frames(ev))
 
     def close(self) -> bytes:
