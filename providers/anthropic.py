@@ -44,6 +44,7 @@ from providers.base import (
     UnsupportedParameter,
     Usage,
     add_native_fields,
+    text_events,
 )
 from providers.sdk_calls import SdkCalls
 from providers.transport import body_bytes, upstream_transport
@@ -541,47 +542,67 @@ async def _events(  # noqa: C901 - one loop on the hot path: a call per event wo
     stop_reason = "end_turn"
     stop_sequence: str | None = None
     blocks: _Blocks | None = None  # made at the first block that is not text
-    stopped = False
+    stopped = ended = False
+    reader = wire.SSEReader()  # read here, not through wire.sse_events: a generator less
     try:
-        async for event, data in wire.sse_events(body):
-            if stopped or event == "ping":
-                continue  # after message_stop: read on to the end so the connection is reused
-            payload = wire.json_object(data)
-            kind = payload.get("type") or event
-            if kind == "content_block_delta":
-                delta = payload.get("delta") or {}
-                if delta.get("type") == "text_delta":
-                    if delta.get("text"):
-                        yield TextDelta(delta["text"])
-                elif blocks is not None:
-                    for extra in blocks.delta(payload.get("index", 0), delta):
-                        yield extra
-            elif kind == "content_block_start":
-                block = payload.get("content_block") or {}
-                if block.get("type") != "text":
-                    blocks = blocks or _Blocks(json_tool)
-                    for extra in blocks.start(payload.get("index", 0), block):
-                        yield extra
-            elif kind == "content_block_stop":
-                if blocks is not None:
-                    for extra in blocks.stop(payload.get("index", 0)):
-                        yield extra
-            elif kind == "message_start":
-                _update(counts, (payload.get("message") or {}).get("usage"))
-                yield _usage(counts)
-            elif kind == "message_delta":
-                ending = payload.get("delta") or {}
-                stop_reason = ending.get("stop_reason") or stop_reason
-                stop_sequence = ending.get("stop_sequence") or stop_sequence
-                _update(counts, payload.get("usage"))
-            elif kind == "message_stop":
-                stopped = True
-                yield _usage(counts)
-                yield _finish(stop_reason, stop_sequence, json_tool)
-            elif kind == "error":
-                raise _stream_error(payload)
-            # not kept while the next event is awaited
-            payload = delta = block = data = None  # type: ignore[assignment]
+        while not ended:
+            try:
+                events = reader.feed(await anext(body))
+            except StopAsyncIteration:
+                ended, events = True, reader.end()
+            run: list[str] | None = None  # the read's text after its first delta
+            for event, data in events:
+                if stopped or event == "ping":
+                    continue  # after message_stop: read on to the end so the connection is reused
+                payload = wire.json_object(data)
+                kind = payload.get("type") or event
+                if kind == "content_block_delta":
+                    delta = payload.get("delta") or {}
+                    if delta.get("type") == "text_delta":
+                        text = delta.get("text")
+                        if not text:
+                            continue
+                        if run is None:
+                            yield TextDelta(text)  # the read's first text: at once, alone
+                            run = []
+                        else:
+                            run.append(text)  # the rest of the read's text: one TextRun
+                        continue
+                if run:  # any other event follows the text before it
+                    yield text_events(run)
+                    run = []
+                if kind == "content_block_delta":
+                    if blocks is not None:
+                        for extra in blocks.delta(payload.get("index", 0), delta):
+                            yield extra
+                elif kind == "content_block_start":
+                    block = payload.get("content_block") or {}
+                    if block.get("type") != "text":
+                        blocks = blocks or _Blocks(json_tool)
+                        for extra in blocks.start(payload.get("index", 0), block):
+                            yield extra
+                elif kind == "content_block_stop":
+                    if blocks is not None:
+                        for extra in blocks.stop(payload.get("index", 0)):
+                            yield extra
+                elif kind == "message_start":
+                    _update(counts, (payload.get("message") or {}).get("usage"))
+                    yield _usage(counts)
+                elif kind == "message_delta":
+                    ending = payload.get("delta") or {}
+                    stop_reason = ending.get("stop_reason") or stop_reason
+                    stop_sequence = ending.get("stop_sequence") or stop_sequence
+                    _update(counts, payload.get("usage"))
+                elif kind == "message_stop":
+                    stopped = True
+                    yield _usage(counts)
+                    yield _finish(stop_reason, stop_sequence, json_tool)
+                elif kind == "error":
+                    raise _stream_error(payload)
+            if run:
+                yield text_events(run)
+            # not kept while the next chunk is awaited
+            events = payload = delta = block = data = run = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS:
         if not stopped:
             raise

@@ -241,6 +241,11 @@ class TextRun:
     texts: list[str]
 
 
+def text_events(texts: list[str]) -> TextDelta | TextRun:
+    """A read's texts after its first delta as one event: a run of one is a TextDelta."""
+    return TextDelta(texts[0]) if len(texts) == 1 else TextRun(texts)
+
+
 @dataclass(slots=True)
 class ToolCallDelta:
     """A piece of a streamed tool call. The first piece of call `index` (0, 1, ... in the

@@ -38,7 +38,6 @@ from providers.base import (
     TextCompletionRequest,
     TextDelta,
     TextPart,
-    TextRun,
     Thinking,
     TokenCount,
     TokenLogprob,
@@ -47,6 +46,7 @@ from providers.base import (
     Usage,
     add_native_fields,
     estimate_request_tokens,
+    text_events,
 )
 from providers.sdk_calls import SdkCalls
 from providers.transport import body_bytes, upstream_transport
@@ -474,7 +474,7 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
                 if data == b"[DONE]":
                     done = True
                     if run:
-                        yield _text_run(run)
+                        yield text_events(run)
                         run = []
                     for ending in _ending(finishes, usage):
                         yield ending
@@ -482,12 +482,12 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
                 chunk = wire.json_object(data)
                 if event == "error" or chunk.get("error"):
                     if run:
-                        yield _text_run(run)  # what came before the error is kept
+                        yield text_events(run)  # what came before the error is kept
                     raise _stream_error(chunk)
                 choices = chunk.get("choices")
                 if choices and many:
                     if run:
-                        yield _text_run(run)
+                        yield text_events(run)
                         run = []
                     for extra in _choices(choices, logprobs, finishes):
                         yield extra
@@ -505,7 +505,7 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
                             run.append(text)  # the rest of the read's text: one TextRun
                     elif delta or probs:
                         if run:
-                            yield _text_run(run)
+                            yield text_events(run)
                             run = []
                         if text:
                             yield TextDelta(text)
@@ -522,7 +522,7 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
                 if counts:
                     usage = _usage(counts)
             if run:
-                yield _text_run(run)
+                yield text_events(run)
             # not kept while the next chunk is awaited
             events = chunk = choices = choice = delta = counts = data = run = None  # type: ignore[assignment]
     except wire.TRANSPORT_ERRORS as exc:
@@ -537,10 +537,6 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
     if not done:  # a clean end without [DONE] (some compatible servers): finish_reason decides
         for ending in _ending(finishes, usage):
             yield ending
-
-
-def _text_run(texts: list[str]) -> TextDelta | TextRun:
-    return TextDelta(texts[0]) if len(texts) == 1 else TextRun(texts)
 
 
 async def _completion_events(body: AsyncIterator[bytes]) -> AsyncIterator[ProviderEvent]:

@@ -21,9 +21,12 @@ from providers.base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
+    TextRun,
+    ToolCallDelta,
     Usage,
 )
 from tests.fake_upstream import FakeUpstream, Reply
+from tests.providers.conftest import flat
 
 MakeProvider = Callable[..., AnthropicProvider]
 
@@ -59,7 +62,7 @@ def ask(text: str = "hello there", **kwargs) -> ChatRequest:
 
 
 async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[ProviderEvent]:
-    return [event async for event in provider.stream(request)]
+    return flat([event async for event in provider.stream(request)])
 
 
 def text_of(events: list[ProviderEvent]) -> str:
@@ -404,3 +407,45 @@ async def test_a_failure_after_message_stop_does_not_spoil_a_complete_answer():
     events = [event async for event in _events(body())]
 
     assert events == [Usage(3, 0), Usage(3, 0), Finish("stop", native="end_turn")]
+
+
+def _text(text: str) -> bytes:
+    delta = {"type": "text_delta", "text": text}
+    return _frame(
+        "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+    )
+
+
+async def test_the_text_of_one_read_after_its_first_delta_comes_as_one_text_run():
+    """As in the OpenAI adapter: a read's first text goes alone, the rest of its text is
+    one TextRun, and any other event (a tool call's start, the end) closes the run first."""
+    start = _frame(
+        "message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 3}}}
+    )
+    tool = _frame(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+        },
+    )
+    end = _frame(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 5},
+        },
+    ) + _frame("message_stop", {"type": "message_stop"})
+    first = start + _text("A") + _text("b") + _text("c") + tool
+    second = _text("D") + _text("e") + end
+    events = [event async for event in _events(_body(first, second))]
+    assert events[:4] == [
+        Usage(3, 0),
+        TextDelta("A"),
+        TextRun(["b", "c"]),
+        ToolCallDelta(0, "toolu_1", "f", ""),
+    ]
+    assert events[4:6] == [TextDelta("D"), TextDelta("e")]
+    assert type(events[-1]) is Finish
