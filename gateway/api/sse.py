@@ -67,6 +67,12 @@ def json_string(text: str) -> bytes:
     return escape_line_breaks(encode_basestring(text)).encode()
 
 
+def json_strings(texts: list[str]) -> list[bytes]:
+    """json_string() of each text, with no Python call per text: an ASCII text (most)
+    cannot hold the line breaks escape_line_breaks looks for."""
+    return [encode_basestring(t).encode() if t.isascii() else json_string(t) for t in texts]
+
+
 def frame(event: str, data: BaseModel) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (
         event.encode(),
@@ -134,6 +140,17 @@ class ContentFrames:
         self.seq += 1
         return b'%s%d\ndata: {"delta":%s}\n\n' % (self.prefix, self.seq, json_string(text))
 
+    def run(self, texts: list[str]) -> bytes:
+        """The frames of a TextRun's texts, numbered on, as one chunk."""
+        prefix, seq = self.prefix, self.seq
+        self.seq = seq + len(texts)
+        return b"".join(
+            [
+                b'%s%d\ndata: {"delta":%s}\n\n' % (prefix, n, s)
+                for n, s in enumerate(json_strings(texts), seq + 1)
+            ]
+        )
+
 
 async def encode(
     events: AsyncIterator[ChatEvent],
@@ -149,7 +166,7 @@ async def encode(
             if type(ev) is Delta:
                 yield content(ev.text)  # type: ignore[misc]
             elif type(ev) is TextRun:
-                yield b"".join(map(content, ev.texts))  # type: ignore[arg-type]
+                yield content.run(ev.texts)  # type: ignore[union-attr]
             elif type(ev) is Start:
                 started, content = ev, ContentFrames(ev.message_id, start_seq)
                 yield frame("start", start_data(ev, start_extra(ev) if start_extra else None))

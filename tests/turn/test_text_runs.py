@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from gateway.api.compat.openai import ChunkFrames
+from gateway.api.sse import ContentFrames
 from gateway.storage import keys
 from tests.api.compat.support import make_key, openai_client  # noqa: F401  # a fixture
 from tests.fake_upstream import Reply
@@ -92,3 +94,15 @@ async def test_the_openai_sdk_gets_every_delta_of_a_read(
         )
         deltas = [c.choices[0].delta.content async for c in stream if c.choices]
     assert [d for d in deltas if d] == WORDS
+
+
+def test_a_runs_frames_are_the_frames_of_its_texts_one_by_one():
+    """The encoders' one pass over a TextRun writes what a frame per text would: the same
+    JSON escapes (line separators too) and the same numbering."""
+    texts = ["plain ", 'quote" and \\ ', "\u2028 line sep", "été\n", "\x85", "😀"]
+    whole, single = ContentFrames("m1", 3), ContentFrames("m1", 3)
+    assert whole.run(texts) == b"".join(single(t) for t in texts)
+    assert whole.seq == single.seq == 3 + len(texts)
+    chunks = ChunkFrames("chatcmpl-1", 1, "gpt", include_usage=True)
+    assert chunks.run(texts) == b"".join(chunks.content(t) for t in texts)
+    assert b"\xe2\x80\xa8" not in whole.run(texts) + chunks.run(texts)

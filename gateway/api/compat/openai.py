@@ -86,6 +86,11 @@ class ChunkFrames:
     def content(self, text: str) -> bytes:
         return self.content_head + sse.json_string(text) + self.content_tail
 
+    def run(self, texts: list[str]) -> bytes:
+        """The content frames of a TextRun's texts, as one chunk."""
+        head, tail = self.content_head, self.content_tail
+        return b"".join([head + s + tail for s in sse.json_strings(texts)])
+
     def role(self, choice: int = 0) -> bytes:
         return self.choice(b'{"role":"assistant","content":"","refusal":null}', b"null", choice)
 
@@ -198,7 +203,7 @@ async def encode(  # noqa: C901 - the hot loop: one branch per event kind, inlin
             if kind is Delta and not ev.choice:  # type: ignore[union-attr]
                 yield frames.content(ev.text)  # type: ignore[union-attr]
             elif kind is TextRun:
-                yield b"".join(map(frames.content, ev.texts))  # type: ignore[union-attr]
+                yield frames.run(ev.texts)  # type: ignore[union-attr]
             elif kind is Start:
                 cid = completion_id(ev.message_id)  # type: ignore[union-attr]
                 frames = ChunkFrames(cid, int(time.time()), ev.model, include_usage)  # type: ignore[union-attr]
