@@ -546,10 +546,7 @@ async def _events(  # noqa: C901 - one loop on the hot path: a call per event wo
     reader = wire.SSEReader()  # read here, not through wire.sse_events: a generator less
     try:
         while not ended:
-            try:
-                events = reader.feed(await anext(body))
-            except StopAsyncIteration:
-                ended, events = True, reader.end()
+            events, ended = await wire.next_read(reader, body)
             run: list[str] | None = None  # the read's text after its first delta
             for event, data in events:
                 if stopped or event == "ping":

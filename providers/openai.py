@@ -463,10 +463,7 @@ async def _events(  # noqa: C901  # long: the hot loop as one generator: a call 
         if response is not None:
             yield OPENED  # closed here (the turn went no further): the response is closed too
         while not ended:
-            try:
-                events = reader.feed(await anext(body))
-            except StopAsyncIteration:
-                ended, events = True, reader.end()
+            events, ended = await wire.next_read(reader, body)
             run: list[str] | None = None  # the read's text after its first delta
             for event, data in events:
                 if done:

@@ -99,6 +99,18 @@ class SSEReader:
         return [(self._event or "message", b"\n".join(data))] if data else ()
 
 
+async def next_read(
+    reader: SSEReader, body: AsyncIterator[bytes]
+) -> tuple[Sequence[tuple[str, bytes]], bool]:
+    """The events of the body's next read, and whether the body has ended (its last events
+    then, lenient as SSEReader.end is): the head of an adapter's hot loop, which knows where
+    each read ends."""
+    try:
+        return reader.feed(await anext(body)), False
+    except StopAsyncIteration:
+        return reader.end(), True
+
+
 async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, bytes]]:
     """(event name, data) per server-sent event of the body (SSEReader's)."""
     reader = SSEReader()
