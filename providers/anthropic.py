@@ -529,7 +529,7 @@ def _json_tool(fmt: ResponseFormat) -> dict[str, Any]:
 _INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-async def _events(  # noqa: C901 - one loop on the hot path: a call per event would cost more than its branches
+async def _events(  # noqa: C901  # long: one loop on the hot path: a call per event would cost more than its branches
     body: AsyncIterator[bytes], json_tool: str | None = None
 ) -> AsyncIterator[ProviderEvent]:
     """Deltas as they come; one Usage at the start (input known) and the final Usage and
