@@ -5,7 +5,6 @@ and that it lets go of the upstream however the stream ends.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -28,6 +27,7 @@ from providers.base import (
 from providers.openai import OpenAIProvider, _events
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.providers.conftest import flat
+from tests.providers.test_openai_translation import _chunk
 
 MakeProvider = Callable[..., OpenAIProvider]
 
@@ -402,12 +402,10 @@ async def test_a_clean_end_without_done_is_accepted_when_finish_reason_came():
 
 
 def _text_chunk(text: str) -> bytes:
-    return b'data: {"choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n' % (
-        json.dumps(text).encode()
-    )
+    return _chunk({"content": text})
 
 
-STOP = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+STOP = _chunk({}, "stop")
 
 
 async def test_the_text_of_one_read_after_its_first_delta_comes_as_one_text_run():

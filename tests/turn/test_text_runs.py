@@ -4,27 +4,16 @@ still gets each delta as its own frame, numbered, stored and replayable as one b
 
 from __future__ import annotations
 
-import json
-
 from gateway.api.compat.openai import ChunkFrames
 from gateway.api.sse import ContentFrames
-from gateway.storage import keys
 from tests.api.compat.support import make_key, openai_client  # noqa: F401  # a fixture
 from tests.fake_upstream import Reply
 from tests.gateway_fixtures import ORG
 from tests.support import bearer, parse_sse
+from tests.turn.test_stream_faults import session_for, stored
 
 WORDS = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)} " for i in range(40)]  # no digits
 KEY = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_0-9"
-
-
-async def session_for(client, token):
-    conv = await client.create_conversation(token)
-    return conv, await client.create_session(token, conv["id"], "gpt")
-
-
-async def stored(redis, cid: str) -> list[dict]:
-    return [json.loads(m) for m in await redis.lrange(keys.messages(cid), 0, -1)]
 
 
 async def test_each_delta_of_a_read_is_its_own_frame_stored_and_replayed(
